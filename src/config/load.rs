@@ -1,0 +1,167 @@
+//! Reading a configuration: TOML text, environment overrides, typed deserialisation.
+
+use super::{validate, Config};
+use std::fmt;
+use std::path::Path;
+
+/// A configuration problem, always tied to the key it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Dotted path of the key (`zones[2].area_m2`), or `(file)` for syntax errors.
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const ENV_PREFIX: &str = "CROWDPARK_";
+
+/// Loads a file and applies the process environment's overrides.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("(file)", format!("cannot read {}: {e}", path.display())))?;
+    load_str(&text, std::env::vars())
+}
+
+/// Parses `text`, lays the `CROWDPARK_SECTION__KEY` variables of `env` over it and
+/// validates the result. `env` is a parameter so tests need not touch the process.
+pub fn load_str(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::new("(file)", e.to_string().trim().to_string()))?;
+    let mut overrides: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .collect();
+    overrides.sort();
+    for (name, value) in overrides {
+        apply_override(&mut doc, &name, &value)?;
+    }
+    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { "(top level)".to_string() } else { path };
+        ConfigError::new(key, e.into_inner().to_string())
+    })?;
+    validate::validate(&config)?;
+    Ok(config)
+}
+
+/// `CROWDPARK_CROWD__MIN_DWELL=90s` sets `crowd.min_dwell`. Keys under
+/// `kafka.client` are librdkafka properties, which use dots where the environment
+/// can only carry underscores, so there `SECURITY_PROTOCOL` becomes
+/// `security.protocol`.
+fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::new(name, "environment override has an empty key part"));
+    }
+    let (last, parents) = path.split_last().expect("split on a non-empty string");
+    let mut table = doc;
+    for part in parents {
+        let entry = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::new(name, format!("`{part}` is not a section, so it cannot be overridden key by key"))
+        })?;
+    }
+    let key = if parents == ["kafka", "client"] {
+        last.replace('_', ".")
+    } else {
+        last.clone()
+    };
+    let typed = match table.get(&key) {
+        // Keep the type the file already gives the key: "0800" stays a string.
+        Some(toml::Value::String(_)) => toml::Value::String(value.to_string()),
+        _ => parse_scalar(value),
+    };
+    table.insert(key, typed);
+    Ok(())
+}
+
+/// Reads an environment value as a TOML scalar when it is one (numbers, booleans,
+/// arrays), else as a plain string, so `CROWDPARK_CROWD__HYSTERESIS=0.9` is a float.
+fn parse_scalar(value: &str) -> toml::Value {
+    format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_CONFIG;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = load_str(DEFAULT_CONFIG, env(&[])).unwrap();
+        assert_eq!(c.lots.len(), 10);
+        assert_eq!(c.total_spaces(), 2413);
+        assert!(c.zones.len() >= 8);
+        assert!(c.merchants.len() >= 30);
+    }
+
+    #[test]
+    fn environment_overrides_keys_with_their_types() {
+        let c = load_str(
+            DEFAULT_CONFIG,
+            env(&[
+                ("CROWDPARK_CROWD__MIN_DWELL", "90s"),
+                ("CROWDPARK_CROWD__HYSTERESIS", "0.9"),
+                ("CROWDPARK_HTTP__LISTEN", "127.0.0.1:19898"),
+                ("CROWDPARK_KAFKA__CLIENT__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("CROWDPARK_UNRELATED", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.crowd.min_dwell.as_ms(), 90_000);
+        assert_eq!(c.crowd.hysteresis, 0.9);
+        assert_eq!(c.http.listen, "127.0.0.1:19898");
+        assert_eq!(c.kafka.client.get("security.protocol").unwrap(), "SASL_SSL");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_str(DEFAULT_CONFIG, env(&[("CROWDPARK_CROWD__MIN_DWELL", "soon")])).unwrap_err();
+        assert_eq!(e.key, "crowd.min_dwell");
+        assert!(e.problem.contains("soon"), "{e}");
+
+        let e = load_str(DEFAULT_CONFIG, env(&[("CROWDPARK_ENGINE__NO_SUCH_KEY", "1")])).unwrap_err();
+        assert!(e.key.starts_with("engine"), "{e}");
+        assert!(e.problem.contains("no_such_key"), "{e}");
+
+        let bad = DEFAULT_CONFIG.replacen("area_m2 = ", "area_m2 = -", 1);
+        let e = load_str(&bad, env(&[])).unwrap_err();
+        assert_eq!(e.key, "zones[0].area_m2");
+
+        let e = load_str("[district\nid=1", env(&[])).unwrap_err();
+        assert_eq!(e.key, "(file)");
+    }
+}

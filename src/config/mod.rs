@@ -1,0 +1,337 @@
+//! Configuration: the district (zones, car parks, merchants) and the engine's knobs.
+//!
+//! A TOML file is read, then every `CROWDPARK_SECTION__KEY` environment variable is
+//! laid over it (so a container can change one threshold without a new file), then
+//! the result is deserialised with the path of any bad key kept for the error, and
+//! finally checked for the rules serde cannot express (positive areas, yellow below
+//! red, unique ids, a dedup horizon longer than lateness...). Every error names the
+//! key it is about, because the person reading it is editing that file.
+
+mod duration;
+mod load;
+mod validate;
+
+pub use duration::{parse_duration, Millis};
+pub use load::{load_file, load_str, ConfigError};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The embedded default: the model district, used by `crowdpark demo` and as the
+/// fallback when `run` gets no `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/crowdpark.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub district: District,
+    #[serde(default)]
+    pub engine: EngineSettings,
+    #[serde(default)]
+    pub crowd: CrowdSettings,
+    #[serde(default)]
+    pub parking: ParkingSettings,
+    #[serde(default)]
+    pub payments: PaymentSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub topics: TopicSettings,
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub zones: Vec<Zone>,
+    #[serde(default)]
+    pub lots: Vec<Lot>,
+    #[serde(default)]
+    pub merchants: Vec<Merchant>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct District {
+    /// Key of the district roll-up records (`ParkingGroup`).
+    pub id: String,
+    pub name: String,
+    /// The district's UTC offset, used for opening hours (`"+08:00"`).
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+    /// Public holidays (`YYYY-MM-DD`), for the simulator and forecasts.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+fn default_utc_offset() -> String {
+    "+08:00".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Watermark = highest event time seen on a partition minus this.
+    pub max_out_of_orderness: Millis,
+    /// A partition silent this long advances its watermark by wall clock.
+    pub idle_timeout: Millis,
+    /// A window stays open this long after its end for late events.
+    pub allowed_lateness: Millis,
+    /// How long an `event_id`/`txn_id` is remembered. Must exceed out-of-orderness
+    /// plus lateness, so that anything older than the horizon is late anyway.
+    pub dedup_horizon: Millis,
+    /// Upper bound on remembered ids per partition (memory guard).
+    pub dedup_max_ids: usize,
+    /// Messages larger than this are dead-lettered without being parsed.
+    pub max_message_bytes: usize,
+    /// Events further than this ahead of both the wall clock and the partition's
+    /// newest event are out of range: one bad clock must not end everyone's windows.
+    pub max_future_skew: Millis,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_out_of_orderness: Millis::from_secs(5),
+            idle_timeout: Millis::from_secs(30),
+            allowed_lateness: Millis::from_secs(10),
+            dedup_horizon: Millis::from_secs(600),
+            dedup_max_ids: 1_000_000,
+            max_message_bytes: 1 << 20,
+            max_future_skew: Millis::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// People per m² from which the level is yellow.
+    pub yellow: f64,
+    /// People per m² from which the level is red.
+    pub red: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrowdSettings {
+    pub source_ttl: Millis,
+    pub ewma_half_life: Millis,
+    /// A level is left only below this fraction of its threshold.
+    pub hysteresis: f64,
+    pub min_dwell: Millis,
+    pub forecast_horizon: Millis,
+    /// Span of smoothed density the trend line is fitted over.
+    pub trend_window: Millis,
+    /// `crowd.density` window size, and its advance (equal to size: tumbling).
+    pub window: Millis,
+    pub window_advance: Option<Millis>,
+    pub thresholds: Thresholds,
+}
+
+impl Default for CrowdSettings {
+    fn default() -> Self {
+        CrowdSettings {
+            source_ttl: Millis::from_secs(120),
+            ewma_half_life: Millis::from_secs(60),
+            hysteresis: 0.85,
+            min_dwell: Millis::from_secs(120),
+            forecast_horizon: Millis::from_secs(600),
+            trend_window: Millis::from_secs(180),
+            window: Millis::from_secs(60),
+            window_advance: None,
+            thresholds: Thresholds {
+                yellow: 2.0,
+                red: 3.5,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParkingSettings {
+    pub slot_ttl: Millis,
+    /// Occupancy from which a car park is `almostFull`.
+    pub almost_full: f64,
+    pub min_emit_interval: Millis,
+    pub heartbeat: Millis,
+}
+
+impl Default for ParkingSettings {
+    fn default() -> Self {
+        ParkingSettings {
+            slot_ttl: Millis::from_secs(1800),
+            almost_full: 0.85,
+            min_emit_interval: Millis::from_secs(1),
+            heartbeat: Millis::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSettings {
+    pub window: Millis,
+    pub window_advance: Option<Millis>,
+    pub currency: String,
+    /// The categories metrics and records may carry; anything else is rejected so a
+    /// typo in a message cannot mint a new metric series.
+    pub categories: Vec<String>,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            window: Millis::from_secs(300),
+            window_advance: None,
+            currency: "CNY".into(),
+            categories: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    pub crowd_counts: String,
+    pub parking_events: String,
+    pub payments: String,
+    pub crowd_alerts: String,
+    pub crowd_density: String,
+    pub parking_availability: String,
+    pub payments_stats: String,
+    pub deadletter: String,
+    /// Partitions of each input topic (and of the demo's in-process source).
+    pub input_partitions: i32,
+    pub output_partitions: i32,
+    pub replication_factor: i32,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        TopicSettings {
+            crowd_counts: "crowd.counts".into(),
+            parking_events: "parking.events".into(),
+            payments: "payments".into(),
+            crowd_alerts: "crowd.alerts".into(),
+            crowd_density: "crowd.density".into(),
+            parking_availability: "parking.availability".into(),
+            payments_stats: "payments.stats".into(),
+            deadletter: "crowdpark.deadletter".into(),
+            input_partitions: 3,
+            output_partitions: 3,
+            replication_factor: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "crowdpark".into(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneKind {
+    /// A moving crowd: the SPEC's default thresholds apply.
+    Walkway,
+    /// People standing in a queue tolerate less before it turns dangerous.
+    Queue,
+    /// A plaza where people stand and mill about.
+    Plaza,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub id: String,
+    pub name: String,
+    /// Net walkable area in m².
+    pub area_m2: f64,
+    #[serde(default = "default_zone_kind")]
+    pub kind: ZoneKind,
+    /// Overrides `crowd.thresholds` for this zone.
+    pub thresholds: Option<Thresholds>,
+    /// Starting occupancy for zones counted only by gates.
+    #[serde(default)]
+    pub baseline: u32,
+}
+
+fn default_zone_kind() -> ZoneKind {
+    ZoneKind::Walkway
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Detection {
+    /// One sensor per space reports `occupied`/`vacant`.
+    SingleSpace,
+    /// Entry and exit barriers count cars in and out.
+    Gate,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lot {
+    pub id: String,
+    pub name: String,
+    pub spaces: u32,
+    pub detection: Detection,
+    /// `"HH:MM-HH:MM"` in district time, or `"24h"`.
+    #[serde(default = "default_hours")]
+    pub opening_hours: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+fn default_hours() -> String {
+    "24h".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Merchant {
+    pub id: String,
+    pub zone: String,
+    pub category: String,
+    /// Selling area in m², at most two decimals (kept in hundredths, see `Catalog`).
+    pub selling_area_m2: f64,
+}
+
+impl Config {
+    /// The thresholds in force for a zone: its own, or the district default.
+    pub fn thresholds_for(&self, zone: &Zone) -> Thresholds {
+        zone.thresholds.unwrap_or(self.crowd.thresholds)
+    }
+
+    /// Total spaces over all car parks.
+    pub fn total_spaces(&self) -> u64 {
+        self.lots.iter().map(|l| l.spaces as u64).sum()
+    }
+}

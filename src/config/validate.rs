@@ -1,0 +1,177 @@
+//! Rules a well-typed configuration must still obey.
+
+use super::{Config, ConfigError, Thresholds};
+use crate::parking::OpeningHours;
+use crate::time::UtcOffset;
+use std::collections::HashSet;
+
+pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    let err = |key: String, problem: String| Err(ConfigError::new(key, problem));
+
+    if c.district.id.trim().is_empty() {
+        return err("district.id".into(), "must not be empty".into());
+    }
+    if let Err(e) = UtcOffset::parse(&c.district.utc_offset) {
+        return err("district.utc_offset".into(), e);
+    }
+    for (i, day) in c.district.holidays.iter().enumerate() {
+        if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err() {
+            return err(format!("district.holidays[{i}]"), format!("`{day}` is not a YYYY-MM-DD date"));
+        }
+    }
+
+    let e = &c.engine;
+    if e.dedup_horizon <= crate::config::Millis(e.max_out_of_orderness.0 + e.allowed_lateness.0) {
+        return err(
+            "engine.dedup_horizon".into(),
+            format!(
+                "must be longer than max_out_of_orderness + allowed_lateness ({} + {}), or a late \
+                 duplicate could slip past the dedup set",
+                e.max_out_of_orderness, e.allowed_lateness
+            ),
+        );
+    }
+    if e.max_message_bytes == 0 {
+        return err("engine.max_message_bytes".into(), "must be at least 1".into());
+    }
+    if e.idle_timeout.0 == 0 {
+        return err("engine.idle_timeout".into(), "must be longer than 0s".into());
+    }
+    if e.dedup_max_ids == 0 {
+        return err("engine.dedup_max_ids".into(), "must be at least 1".into());
+    }
+
+    let cr = &c.crowd;
+    if !(cr.hysteresis > 0.0 && cr.hysteresis <= 1.0) {
+        return err("crowd.hysteresis".into(), format!("{} is not in (0, 1]", cr.hysteresis));
+    }
+    check_thresholds("crowd.thresholds", &cr.thresholds)?;
+    check_window("crowd", cr.window.0, cr.window_advance.map(|m| m.0))?;
+    for (key, v) in [
+        ("crowd.ewma_half_life", cr.ewma_half_life),
+        ("crowd.source_ttl", cr.source_ttl),
+        ("crowd.trend_window", cr.trend_window),
+        ("crowd.forecast_horizon", cr.forecast_horizon),
+    ] {
+        if v.0 <= 0 {
+            return err(key.into(), "must be longer than 0s".into());
+        }
+    }
+
+    let p = &c.parking;
+    if !(p.almost_full > 0.0 && p.almost_full <= 1.0) {
+        return err("parking.almost_full".into(), format!("{} is not in (0, 1]", p.almost_full));
+    }
+    if p.heartbeat.0 <= 0 || p.min_emit_interval > p.heartbeat {
+        return err(
+            "parking.heartbeat".into(),
+            "must be positive and at least parking.min_emit_interval".into(),
+        );
+    }
+    if p.slot_ttl.0 <= 0 {
+        return err("parking.slot_ttl".into(), "must be longer than 0s".into());
+    }
+
+    let pay = &c.payments;
+    if pay.currency.len() != 3 || !pay.currency.chars().all(|ch| ch.is_ascii_uppercase()) {
+        return err("payments.currency".into(), format!("`{}` is not an ISO 4217 code", pay.currency));
+    }
+    check_window("payments", pay.window.0, pay.window_advance.map(|m| m.0))?;
+    unique("payments.categories", pay.categories.iter().map(String::as_str))?;
+
+    if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        return err("http.listen".into(), format!("`{}` is not an address like 127.0.0.1:9898", c.http.listen));
+    }
+    if c.topics.input_partitions < 1 || c.topics.output_partitions < 1 || c.topics.replication_factor < 1 {
+        return err("topics".into(), "partition counts and replication_factor must be at least 1".into());
+    }
+
+    if c.zones.is_empty() {
+        return err("zones".into(), "at least one zone is needed".into());
+    }
+    unique("zones", c.zones.iter().map(|z| z.id.as_str()))?;
+    for (i, z) in c.zones.iter().enumerate() {
+        if !(z.area_m2.is_finite() && z.area_m2 > 0.0) {
+            return err(format!("zones[{i}].area_m2"), format!("{} is not a positive area", z.area_m2));
+        }
+        if let Some(t) = &z.thresholds {
+            check_thresholds(&format!("zones[{i}].thresholds"), t)?;
+        }
+    }
+
+    unique("lots", c.lots.iter().map(|l| l.id.as_str()))?;
+    for (i, l) in c.lots.iter().enumerate() {
+        if l.spaces == 0 {
+            return err(format!("lots[{i}].spaces"), "a car park needs at least one space".into());
+        }
+        if let Err(e) = OpeningHours::parse(&l.opening_hours) {
+            return err(format!("lots[{i}].opening_hours"), e);
+        }
+        if l.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+            return err(format!("lots[{i}].lat"), "must be within -90..90".into());
+        }
+        if l.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+            return err(format!("lots[{i}].lon"), "must be within -180..180".into());
+        }
+    }
+
+    unique("merchants", c.merchants.iter().map(|m| m.id.as_str()))?;
+    let zones: HashSet<&str> = c.zones.iter().map(|z| z.id.as_str()).collect();
+    let cats: HashSet<&str> = pay.categories.iter().map(String::as_str).collect();
+    for (i, m) in c.merchants.iter().enumerate() {
+        if !zones.contains(m.zone.as_str()) {
+            return err(format!("merchants[{i}].zone"), format!("`{}` is not a configured zone", m.zone));
+        }
+        if !cats.contains(m.category.as_str()) {
+            return err(
+                format!("merchants[{i}].category"),
+                format!("`{}` is not in payments.categories", m.category),
+            );
+        }
+        if crate::model::area_to_centi(m.selling_area_m2).is_none() {
+            return err(
+                format!("merchants[{i}].selling_area_m2"),
+                format!("{} is not a non-negative area with at most two decimals", m.selling_area_m2),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_thresholds(key: &str, t: &Thresholds) -> Result<(), ConfigError> {
+    if !(t.yellow.is_finite() && t.red.is_finite() && t.yellow > 0.0 && t.yellow < t.red) {
+        return Err(ConfigError::new(
+            key,
+            format!("need 0 < yellow < red, got yellow {} and red {}", t.yellow, t.red),
+        ));
+    }
+    Ok(())
+}
+
+fn check_window(section: &str, size: i64, advance: Option<i64>) -> Result<(), ConfigError> {
+    if size <= 0 {
+        return Err(ConfigError::new(format!("{section}.window"), "must be longer than 0s"));
+    }
+    if let Some(a) = advance {
+        if a <= 0 || a > size || size % a != 0 {
+            return Err(ConfigError::new(
+                format!("{section}.window_advance"),
+                "must be positive, at most the window and divide it evenly",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unique<'a>(key: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, id) in ids.enumerate() {
+        if id.trim().is_empty() {
+            return Err(ConfigError::new(format!("{key}[{i}]"), "id must not be empty"));
+        }
+        if !seen.insert(id) {
+            return Err(ConfigError::new(format!("{key}[{i}]"), format!("`{id}` appears twice")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The crowd operator: people per zone, density, three-colour levels, early warning
+//! and per-window density records. Pure and deterministic: no I/O, no clock.
+
+mod ewma;
+mod level;
+mod operator;
+mod trend;
+mod zone;
+
+pub use ewma::Ewma;
+pub use level::{Level, LevelRules};
+pub use operator::{CrowdOperator, CrowdParams, ZoneStatus};
+pub use trend::Trend;
+pub use zone::PeopleEstimate;

@@ -1,0 +1,296 @@
+//! Turns ordered crowd readings into alerts and density windows.
+
+use super::{Ewma, Level, LevelRules, PeopleEstimate, Trend};
+use crate::config::{Config, Thresholds};
+use crate::model::{Catalog, CrowdEvent, CrowdReading, ZoneIx};
+use crate::output::{round3, AlertKind, CrowdAlert, DensityRecord, Output};
+use crate::time::{format_ts, WindowSpec, WindowStore};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+
+/// The crowd settings in milliseconds, ready for arithmetic.
+#[derive(Debug, Clone)]
+pub struct CrowdParams {
+    pub source_ttl: i64,
+    pub half_life: i64,
+    pub hysteresis: f64,
+    pub min_dwell: i64,
+    pub forecast_horizon: i64,
+    pub trend_window: i64,
+    pub window: WindowSpec,
+    pub lateness: i64,
+}
+
+impl CrowdParams {
+    pub fn from_config(c: &Config) -> Self {
+        let cr = &c.crowd;
+        let size = cr.window.as_ms();
+        CrowdParams {
+            source_ttl: cr.source_ttl.as_ms(),
+            half_life: cr.ewma_half_life.as_ms(),
+            hysteresis: cr.hysteresis,
+            min_dwell: cr.min_dwell.as_ms(),
+            forecast_horizon: cr.forecast_horizon.as_ms(),
+            trend_window: cr.trend_window.as_ms(),
+            window: WindowSpec::hopping(size, cr.window_advance.map_or(size, |a| a.as_ms())),
+            lateness: c.engine.allowed_lateness.as_ms(),
+        }
+    }
+}
+
+/// A reading waiting for the watermark. Ordered by event time first and then by
+/// content, so readings with equal times are applied in the same order however
+/// they arrived.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Pending {
+    ts: i64,
+    zone: ZoneIx,
+    source: Box<str>,
+    reading: CrowdReading,
+}
+
+#[derive(Debug, Clone)]
+struct ZoneState {
+    estimate: PeopleEstimate,
+    people: u32,
+    density_raw: f64,
+    ewma: Ewma,
+    trend: Trend,
+    level: Level,
+    level_since: i64,
+    /// A forecast alert was published and has not been cleared since.
+    forecast_active: bool,
+    red_in_s: Option<u32>,
+    updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct DensityAgg {
+    samples: u32,
+    people_sum: u64,
+    people_max: u32,
+    density_sum: f64,
+    density_max: f64,
+    level_max: Level,
+}
+
+/// A zone's live state, as the HTTP API and the metrics show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneStatus {
+    pub id: String,
+    pub name: String,
+    pub area_m2: f64,
+    pub people: u32,
+    /// Smoothed people per m²: the figure the level follows.
+    pub density: f64,
+    /// Unsmoothed people per m² of the latest estimate.
+    pub density_raw: f64,
+    pub level: Level,
+    pub level_since: String,
+    pub thresholds: Thresholds,
+    /// Seconds until red if the current trend holds and it is within the horizon.
+    pub forecast_red_in_s: Option<u32>,
+    pub observation_date_time: String,
+    #[serde(skip)]
+    pub updated_ms: i64,
+}
+
+/// The crowd operator of one input partition.
+///
+/// Readings are buffered until the partition's watermark passes them and then
+/// applied in event-time order: smoothing and hysteresis depend on order, and this
+/// makes levels and windows identical for any arrival order within the allowed
+/// out-of-orderness, at the cost of delaying alerts by that much (5 s by default,
+/// small beside how fast a crowd builds).
+#[derive(Debug, Clone)]
+pub struct CrowdOperator {
+    catalog: Arc<Catalog>,
+    params: CrowdParams,
+    zones: BTreeMap<ZoneIx, ZoneState>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    windows: WindowStore<ZoneIx, DensityAgg>,
+}
+
+impl CrowdOperator {
+    pub fn new(catalog: Arc<Catalog>, params: CrowdParams) -> Self {
+        let windows = WindowStore::new(params.window, params.lateness);
+        CrowdOperator {
+            catalog,
+            params,
+            zones: BTreeMap::new(),
+            pending: BinaryHeap::new(),
+            windows,
+        }
+    }
+
+    /// True when every window an event at `ts` would fall in is already final.
+    pub fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        self.windows.is_late(ts, watermark)
+    }
+
+    /// Queues a reading; it takes effect in [`advance`](Self::advance).
+    pub fn accept(&mut self, ts: i64, event: &CrowdEvent<'_>) {
+        self.pending.push(Reverse(Pending {
+            ts,
+            zone: event.zone,
+            source: event.source.as_ref().into(),
+            reading: event.reading.clone(),
+        }));
+    }
+
+    /// Applies every queued reading at or before `watermark`, then closes the
+    /// windows the watermark made final.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        while self.pending.peek().is_some_and(|p| p.0.ts <= watermark) {
+            let Reverse(p) = self.pending.pop().expect("peeked");
+            self.apply(p, out);
+        }
+        let catalog = &self.catalog;
+        self.windows.close_until(watermark, |start, end, zone, agg| {
+            let info = &catalog.zones[zone as usize];
+            let n = agg.samples.max(1) as f64;
+            out.push(Output::Density(DensityRecord {
+                zone: info.id.clone(),
+                window_start: format_ts(start),
+                window_end: format_ts(end),
+                samples: agg.samples,
+                people_avg: (agg.people_sum as f64 / n * 10.0).round() / 10.0,
+                people_max: agg.people_max,
+                density_avg: round3(agg.density_sum / n),
+                density_max: round3(agg.density_max),
+                level: agg.level_max,
+            }));
+        });
+    }
+
+    /// Readings waiting for the watermark.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn apply(&mut self, p: Pending, out: &mut Vec<Output>) {
+        let info = &self.catalog.zones[p.zone as usize];
+        let params = &self.params;
+        let z = self.zones.entry(p.zone).or_insert_with(|| ZoneState {
+            estimate: PeopleEstimate::with_baseline(info.baseline),
+            people: 0,
+            density_raw: 0.0,
+            ewma: Ewma::new(params.half_life),
+            trend: Trend::new(params.trend_window),
+            level: Level::Green,
+            level_since: p.ts,
+            forecast_active: false,
+            red_in_s: None,
+            updated_ms: p.ts,
+        });
+        z.people = match p.reading {
+            CrowdReading::Headcount { people } => z.estimate.headcount(&p.source, p.ts, people, params.source_ttl),
+            CrowdReading::Line { entered, exited } => z.estimate.line(entered, exited),
+        };
+        z.updated_ms = z.updated_ms.max(p.ts);
+        z.density_raw = z.people as f64 / info.area_m2;
+        let density = z.ewma.update(p.ts, z.density_raw);
+        z.trend.push(p.ts, density);
+
+        let rules = LevelRules {
+            thresholds: info.thresholds,
+            hysteresis: params.hysteresis,
+            min_dwell_ms: params.min_dwell,
+        };
+        let alert = |kind: AlertKind, level: Level, previous: Level, red_in_s: Option<u32>, people: u32| {
+            let tag = match kind {
+                AlertKind::Level => level.as_str(),
+                AlertKind::Forecast => "forecast",
+            };
+            Output::Alert(CrowdAlert {
+                alert_id: format!("{}:{}:{}", info.id, p.ts, tag),
+                zone: info.id.clone(),
+                kind,
+                level,
+                previous,
+                density: round3(density),
+                people,
+                area_m2: info.area_m2,
+                ts: format_ts(p.ts),
+                thresholds: info.thresholds,
+                red_in_s,
+                ts_ms: p.ts,
+            })
+        };
+        if let Some(next) = rules.next(z.level, z.level_since, density, p.ts) {
+            out.push(alert(AlertKind::Level, next, z.level, None, z.people));
+            z.level = next;
+            z.level_since = p.ts;
+            // A new level allows a new forecast (SPEC §2).
+            z.forecast_active = false;
+        }
+
+        z.red_in_s = red_eta_s(&z.trend, density, info.thresholds.red, z.level);
+        let horizon_s = params.forecast_horizon as f64 / 1000.0;
+        match z.red_in_s {
+            Some(eta) if (eta as f64) <= horizon_s => {
+                if !z.forecast_active {
+                    z.forecast_active = true;
+                    out.push(alert(AlertKind::Forecast, z.level, z.level, Some(eta), z.people));
+                }
+            }
+            // Clear only well beyond the horizon, so a forecast hovering at the
+            // horizon does not repeat.
+            Some(eta) if (eta as f64) <= 1.5 * horizon_s => {}
+            _ => z.forecast_active = false,
+        }
+        if z.red_in_s.is_some_and(|eta| eta as f64 > horizon_s) {
+            z.red_in_s = None;
+        }
+
+        let (people, density_raw, level) = (z.people, z.density_raw, z.level);
+        self.windows.update(p.ts, &p.zone, |a| {
+            a.samples += 1;
+            a.people_sum += people as u64;
+            a.people_max = a.people_max.max(people);
+            a.density_sum += density_raw;
+            a.density_max = a.density_max.max(density_raw);
+            a.level_max = a.level_max.max(level);
+        });
+    }
+
+    /// Live state of every zone this operator has seen.
+    pub fn zone_statuses(&self) -> Vec<ZoneStatus> {
+        self.zones
+            .iter()
+            .map(|(ix, z)| {
+                let info = &self.catalog.zones[*ix as usize];
+                ZoneStatus {
+                    id: info.id.clone(),
+                    name: info.name.clone(),
+                    area_m2: info.area_m2,
+                    people: z.people,
+                    density: round3(z.ewma.value().unwrap_or(0.0)),
+                    density_raw: round3(z.density_raw),
+                    level: z.level,
+                    level_since: format_ts(z.level_since),
+                    thresholds: info.thresholds,
+                    forecast_red_in_s: z.red_in_s,
+                    observation_date_time: format_ts(z.updated_ms),
+                    updated_ms: z.updated_ms,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Seconds until the fitted trend of the smoothed density reaches `red`, when the
+/// zone is below red and the density is rising.
+fn red_eta_s(trend: &Trend, density: f64, red: f64, level: Level) -> Option<u32> {
+    if level == Level::Red || density >= red {
+        return None;
+    }
+    let slope = trend.slope_per_s()?;
+    if slope <= 1e-9 {
+        return None;
+    }
+    let eta = (red - density) / slope;
+    (eta.is_finite() && eta < u32::MAX as f64).then(|| eta.ceil() as u32)
+}

@@ -1,0 +1,115 @@
+//! The work for one input partition: its watermark, dedup memory and operator.
+
+use crate::config::EngineSettings;
+use crate::crowd::CrowdOperator;
+use crate::engine::Disposition;
+use crate::model::{Decoded, Event, Reject, RejectReason};
+use crate::output::Output;
+use crate::parking::ParkingOperator;
+use crate::payments::PaymentsOperator;
+use crate::time::{format_ts, Dedup, Watermark};
+
+pub(crate) enum Operator {
+    Crowd(CrowdOperator),
+    Parking(ParkingOperator),
+    Payments(PaymentsOperator),
+}
+
+impl Operator {
+    fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        match self {
+            Operator::Crowd(op) => op.is_late(ts, watermark),
+            Operator::Parking(op) => op.is_late(ts, watermark),
+            Operator::Payments(op) => op.is_late(ts, watermark),
+        }
+    }
+
+    fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        match self {
+            Operator::Crowd(op) => op.advance(watermark, out),
+            Operator::Parking(op) => op.advance(watermark, out),
+            Operator::Payments(op) => op.advance(watermark, out),
+        }
+    }
+}
+
+pub(crate) struct PartitionTask {
+    pub watermark: Watermark,
+    pub dedup: Dedup,
+    pub op: Operator,
+}
+
+impl PartitionTask {
+    pub fn new(settings: &EngineSettings, op: Operator) -> Self {
+        PartitionTask {
+            watermark: Watermark::new(settings.max_out_of_orderness.as_ms(), settings.idle_timeout.as_ms()),
+            dedup: Dedup::new(settings.dedup_horizon.as_ms(), settings.dedup_max_ids),
+            op,
+        }
+    }
+
+    /// Applies a decoded event. Order of checks: a known id is a duplicate (even
+    /// if it is also old), then lateness, then the operator's own checks; only an
+    /// event the operator took is remembered for dedup and moves the watermark.
+    pub fn process(
+        &mut self,
+        d: &Decoded<'_>,
+        wall_ms: i64,
+        max_future_skew: i64,
+        out: &mut Vec<Output>,
+    ) -> Result<Disposition, Reject> {
+        let newest = self.watermark.max_event_time().unwrap_or(i64::MIN).max(wall_ms);
+        if d.ts > newest.saturating_add(max_future_skew) {
+            return Err(Reject::range(format!(
+                "field `ts` is {}, more than {} s ahead of both the clock and this partition's newest event",
+                format_ts(d.ts),
+                max_future_skew / 1000
+            )));
+        }
+        if let Some(id) = &d.dedup_id {
+            if self.dedup.contains(id) {
+                return Ok(Disposition::Duplicate);
+            }
+        }
+        let wm = self.watermark.current();
+        if self.op.is_late(d.ts, wm) {
+            return Err(Reject::new(
+                RejectReason::Late,
+                format!(
+                    "event time {} is behind the watermark {} by more than the allowed lateness; its window is final",
+                    format_ts(d.ts),
+                    format_ts(wm)
+                ),
+            ));
+        }
+        match (&mut self.op, &d.event) {
+            (Operator::Crowd(op), Event::Crowd(e)) => op.accept(d.ts, e),
+            (Operator::Parking(op), Event::Parking(e)) => op.accept(d.ts, e, wm, out)?,
+            (Operator::Payments(op), Event::Payment(p)) => op.accept(d.ts, p),
+            _ => unreachable!("decode() produces the event type of the topic"),
+        }
+        if let Some(id) = &d.dedup_id {
+            self.dedup.insert(id, d.ts);
+        }
+        self.watermark.observe(d.ts, wall_ms);
+        let wm = self.watermark.current();
+        self.dedup.expire(wm);
+        self.op.advance(wm, out);
+        Ok(Disposition::Accepted)
+    }
+
+    pub fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        if self.watermark.on_wall_clock(wall_ms) {
+            let wm = self.watermark.current();
+            self.dedup.expire(wm);
+            self.op.advance(wm, out);
+        }
+    }
+
+    pub fn force_watermark(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        self.watermark.advance_to(watermark);
+        let wm = self.watermark.current();
+        self.dedup.expire(wm);
+        self.op.advance(wm, out);
+    }
+}

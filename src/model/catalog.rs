@@ -1,0 +1,163 @@
+//! The configuration's entities as dense indices, for lookups on the hot path.
+
+use crate::config::{Config, Detection, Thresholds};
+use crate::parking::OpeningHours;
+use crate::time::UtcOffset;
+use std::collections::HashMap;
+
+pub type ZoneIx = u16;
+pub type LotIx = u16;
+pub type CategoryIx = u16;
+
+#[derive(Debug, Clone)]
+pub struct ZoneInfo {
+    pub id: String,
+    pub name: String,
+    pub area_m2: f64,
+    pub thresholds: Thresholds,
+    pub baseline: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LotInfo {
+    pub id: String,
+    pub name: String,
+    pub spaces: u32,
+    pub detection: Detection,
+    pub hours: OpeningHours,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MerchantInfo {
+    pub zone: ZoneIx,
+    pub category: CategoryIx,
+}
+
+/// Ids → indices and the per-entity facts the operators need. Built once from a
+/// validated [`Config`]; shared read-only by every partition.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub district_id: String,
+    pub utc_offset: UtcOffset,
+    pub zones: Vec<ZoneInfo>,
+    pub lots: Vec<LotInfo>,
+    pub categories: Vec<String>,
+    pub currency: String,
+    zone_ix: HashMap<String, ZoneIx>,
+    lot_ix: HashMap<String, LotIx>,
+    category_ix: HashMap<String, CategoryIx>,
+    merchants: HashMap<String, MerchantInfo>,
+    /// Selling area in hundredths of m², per zone, and per zone and category.
+    zone_area_centi: Vec<u64>,
+    zone_category_area_centi: HashMap<(ZoneIx, CategoryIx), u64>,
+}
+
+/// m² with at most two decimals → hundredths of m², exactly; `None` otherwise.
+/// Areas divide money (sales per m²), so they are kept as integers too.
+pub fn area_to_centi(m2: f64) -> Option<u64> {
+    if !m2.is_finite() || m2 < 0.0 || m2 > 1e12 {
+        return None;
+    }
+    let centi = (m2 * 100.0).round();
+    ((m2 * 100.0 - centi).abs() < 1e-6).then_some(centi as u64)
+}
+
+impl Catalog {
+    /// Builds the catalog. The config must have passed validation.
+    pub fn new(c: &Config) -> Self {
+        let zones: Vec<ZoneInfo> = c
+            .zones
+            .iter()
+            .map(|z| ZoneInfo {
+                id: z.id.clone(),
+                name: z.name.clone(),
+                area_m2: z.area_m2,
+                thresholds: c.thresholds_for(z),
+                baseline: z.baseline,
+            })
+            .collect();
+        let lots: Vec<LotInfo> = c
+            .lots
+            .iter()
+            .map(|l| LotInfo {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                spaces: l.spaces,
+                detection: l.detection,
+                hours: OpeningHours::parse(&l.opening_hours).expect("validated opening hours"),
+                lat: l.lat,
+                lon: l.lon,
+            })
+            .collect();
+        let zone_ix: HashMap<String, ZoneIx> =
+            zones.iter().enumerate().map(|(i, z)| (z.id.clone(), i as ZoneIx)).collect();
+        let lot_ix = lots.iter().enumerate().map(|(i, l)| (l.id.clone(), i as LotIx)).collect();
+        let category_ix: HashMap<String, CategoryIx> = c
+            .payments
+            .categories
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as CategoryIx))
+            .collect();
+        let mut merchants = HashMap::new();
+        let mut zone_area_centi = vec![0u64; zones.len()];
+        let mut zone_category_area_centi = HashMap::new();
+        for m in &c.merchants {
+            let zone = zone_ix[&m.zone];
+            let category = category_ix[&m.category];
+            let area = area_to_centi(m.selling_area_m2).expect("validated area");
+            zone_area_centi[zone as usize] += area;
+            *zone_category_area_centi.entry((zone, category)).or_insert(0) += area;
+            merchants.insert(m.id.clone(), MerchantInfo { zone, category });
+        }
+        Catalog {
+            district_id: c.district.id.clone(),
+            utc_offset: UtcOffset::parse(&c.district.utc_offset).expect("validated offset"),
+            zones,
+            lots,
+            categories: c.payments.categories.clone(),
+            currency: c.payments.currency.clone(),
+            zone_ix,
+            lot_ix,
+            category_ix,
+            merchants,
+            zone_area_centi,
+            zone_category_area_centi,
+        }
+    }
+
+    pub fn zone(&self, id: &str) -> Option<ZoneIx> {
+        self.zone_ix.get(id).copied()
+    }
+    pub fn lot(&self, id: &str) -> Option<LotIx> {
+        self.lot_ix.get(id).copied()
+    }
+    pub fn category(&self, id: &str) -> Option<CategoryIx> {
+        self.category_ix.get(id).copied()
+    }
+    pub fn merchant(&self, id: &str) -> Option<MerchantInfo> {
+        self.merchants.get(id).copied()
+    }
+    pub fn zone_selling_area_centi(&self, zone: ZoneIx) -> u64 {
+        self.zone_area_centi[zone as usize]
+    }
+    pub fn category_selling_area_centi(&self, zone: ZoneIx, category: CategoryIx) -> u64 {
+        self.zone_category_area_centi.get(&(zone, category)).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn areas_are_exact_hundredths() {
+        assert_eq!(area_to_centi(85.5), Some(8_550));
+        assert_eq!(area_to_centi(0.01), Some(1));
+        assert_eq!(area_to_centi(12.345), None);
+        assert_eq!(area_to_centi(-1.0), None);
+        assert_eq!(area_to_centi(f64::NAN), None);
+    }
+}

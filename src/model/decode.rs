@@ -1,0 +1,354 @@
+//! Payload bytes → [`Decoded`] event, or a classified [`Reject`].
+
+use super::catalog::Catalog;
+use super::event::*;
+use super::fields::{self, id, optional_id, required, string};
+use super::reject::{Reject, RejectReason};
+use crate::config::Detection;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The three input streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputTopic {
+    CrowdCounts,
+    ParkingEvents,
+    Payments,
+}
+
+impl InputTopic {
+    pub const ALL: [InputTopic; 3] = [InputTopic::CrowdCounts, InputTopic::ParkingEvents, InputTopic::Payments];
+
+    /// The default topic name (SPEC §1); configuration may rename topics.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            InputTopic::CrowdCounts => "crowd.counts",
+            InputTopic::ParkingEvents => "parking.events",
+            InputTopic::Payments => "payments",
+        }
+    }
+}
+
+/// Upper bounds that make a reading impossible rather than merely large.
+const MAX_PEOPLE: u32 = 1_000_000;
+const MAX_CROSSINGS: u32 = 100_000;
+const MAX_GATE_COUNT: u32 = 1_000;
+
+/// Every field any input may carry, each only located, not yet read. One struct
+/// for all three topics keeps decoding to a single pass over the bytes.
+#[derive(Deserialize)]
+struct RawFields<'a> {
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    zone: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow)]
+    people: Option<&'a RawValue>,
+    #[serde(borrow)]
+    entered: Option<&'a RawValue>,
+    #[serde(borrow)]
+    exited: Option<&'a RawValue>,
+    #[serde(borrow)]
+    lot: Option<&'a RawValue>,
+    #[serde(borrow)]
+    slot: Option<&'a RawValue>,
+    #[serde(borrow)]
+    state: Option<&'a RawValue>,
+    #[serde(borrow)]
+    gate: Option<&'a RawValue>,
+    #[serde(borrow)]
+    count: Option<&'a RawValue>,
+    #[serde(borrow)]
+    txn_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    merchant: Option<&'a RawValue>,
+    #[serde(borrow)]
+    amount: Option<&'a RawValue>,
+    #[serde(borrow)]
+    currency: Option<&'a RawValue>,
+    #[serde(borrow)]
+    category: Option<&'a RawValue>,
+}
+
+/// Decodes one message of `topic`. Never panics, whatever the bytes.
+pub fn decode<'a>(
+    topic: InputTopic,
+    payload: &'a [u8],
+    catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Decoded<'a>, Reject> {
+    if payload.len() > max_bytes {
+        return Err(Reject::new(
+            RejectReason::TooLarge,
+            format!("message is {} bytes, more than the {max_bytes}-byte limit", payload.len()),
+        ));
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        Reject::new(RejectReason::MalformedJson, format!("payload is not UTF-8: {e}"))
+    })?;
+    if !text.trim_start().starts_with('{') {
+        return Err(Reject::new(RejectReason::MalformedJson, "payload is not a JSON object"));
+    }
+    let raw: RawFields<'a> = serde_json::from_str(text).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => Reject::invalid(e.to_string()),
+            _ => Reject::new(RejectReason::MalformedJson, format!("payload is not valid JSON: {e}")),
+        }
+    })?;
+    let ts = fields::timestamp(raw.ts)?;
+    match topic {
+        InputTopic::CrowdCounts => decode_crowd(raw, ts, catalog),
+        InputTopic::ParkingEvents => decode_parking(raw, ts, catalog),
+        InputTopic::Payments => decode_payment(raw, ts, catalog),
+    }
+}
+
+fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+    let zone_id = id("zone", raw.zone)?;
+    let zone = catalog
+        .zone(&zone_id)
+        .ok_or_else(|| Reject::unknown(format!("zone `{zone_id}` is not configured")))?;
+    let source = id("source", raw.source)?;
+    let reading = match (raw.people, raw.entered.is_some() || raw.exited.is_some()) {
+        (Some(_), true) => {
+            return Err(Reject::invalid(
+                "message has both `people` and `entered`/`exited`; a source reports one or the other",
+            ))
+        }
+        (Some(people), false) => CrowdReading::Headcount {
+            people: fields::count("people", people, MAX_PEOPLE)?,
+        },
+        (None, true) => CrowdReading::Line {
+            entered: raw.entered.map_or(Ok(0), |v| fields::count("entered", v, MAX_CROSSINGS))?,
+            exited: raw.exited.map_or(Ok(0), |v| fields::count("exited", v, MAX_CROSSINGS))?,
+        },
+        (None, false) => {
+            return Err(Reject::invalid(
+                "message has neither `people` (a headcount) nor `entered`/`exited` (a counting line)",
+            ))
+        }
+    };
+    Ok(Decoded {
+        ts,
+        dedup_id: optional_id("event_id", raw.event_id)?,
+        event: Event::Crowd(CrowdEvent { zone, source, reading }),
+    })
+}
+
+fn decode_parking<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+    let lot_id = id("lot", raw.lot)?;
+    let lot = catalog
+        .lot(&lot_id)
+        .ok_or_else(|| Reject::unknown(format!("car park `{lot_id}` is not configured")))?;
+    let detection = catalog.lots[lot as usize].detection;
+    let reading = match (raw.slot.is_some() || raw.state.is_some(), raw.gate) {
+        (true, Some(_)) => {
+            return Err(Reject::invalid("message has both `slot`/`state` and `gate`; send one event per message"))
+        }
+        (true, None) => {
+            let slot = id("slot", raw.slot)?;
+            let state = string("state", required("state", raw.state)?)?;
+            let occupied = match &*state {
+                "occupied" => true,
+                "vacant" => false,
+                other => {
+                    return Err(Reject::invalid(format!(
+                        "field `state` is \"{other}\"; expected \"occupied\" or \"vacant\""
+                    )))
+                }
+            };
+            if detection != Detection::SingleSpace {
+                return Err(Reject::invalid(format!(
+                    "car park `{lot_id}` is counted by its gates, so field `slot` is not accepted for it"
+                )));
+            }
+            ParkingReading::Space { slot, occupied }
+        }
+        (false, Some(gate)) => {
+            let gate = string("gate", gate)?;
+            let entry = match &*gate {
+                "entry" => true,
+                "exit" => false,
+                other => {
+                    return Err(Reject::invalid(format!(
+                        "field `gate` is \"{other}\"; expected \"entry\" or \"exit\""
+                    )))
+                }
+            };
+            let count = match raw.count {
+                None => 1,
+                Some(c) => fields::count("count", c, MAX_GATE_COUNT)?,
+            };
+            if count == 0 {
+                return Err(Reject::range("field `count` is 0; a gate report counts at least one car"));
+            }
+            if detection != Detection::Gate {
+                return Err(Reject::invalid(format!(
+                    "car park `{lot_id}` is counted by space sensors, so field `gate` is not accepted for it"
+                )));
+            }
+            ParkingReading::Gate { entry, count }
+        }
+        (false, None) => {
+            return Err(Reject::invalid(
+                "message has neither `slot` and `state` (a space sensor) nor `gate` (a barrier)",
+            ))
+        }
+    };
+    Ok(Decoded {
+        ts,
+        dedup_id: optional_id("event_id", raw.event_id)?,
+        event: Event::Parking(ParkingEvent { lot, reading }),
+    })
+}
+
+fn decode_payment<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+    let txn_id = id("txn_id", raw.txn_id)?;
+    let merchant_id = id("merchant", raw.merchant)?;
+    let amount_fen = fields::amount(raw.amount)?;
+    if let Some(c) = raw.currency {
+        let c = string("currency", c)?;
+        if *c != *catalog.currency {
+            return Err(Reject::invalid(format!(
+                "field `currency` is \"{c}\"; this district settles in {}",
+                catalog.currency
+            )));
+        }
+    }
+    let merchant = catalog.merchant(&merchant_id);
+    // A message's own zone and category win: they describe this sale, the
+    // configuration describes the merchant's usual place.
+    let zone = match optional_id("zone", raw.zone)? {
+        Some(z) => catalog
+            .zone(&z)
+            .ok_or_else(|| Reject::unknown(format!("zone `{z}` is not configured")))?,
+        None => merchant.map(|m| m.zone).ok_or_else(|| {
+            Reject::unknown(format!("merchant `{merchant_id}` is not configured and the message has no `zone`"))
+        })?,
+    };
+    let category = match optional_id("category", raw.category)? {
+        Some(k) => catalog
+            .category(&k)
+            .ok_or_else(|| Reject::unknown(format!("category `{k}` is not in payments.categories")))?,
+        None => merchant.map(|m| m.category).ok_or_else(|| {
+            Reject::unknown(format!("merchant `{merchant_id}` is not configured and the message has no `category`"))
+        })?,
+    };
+    Ok(Decoded {
+        ts,
+        dedup_id: Some(txn_id),
+        event: Event::Payment(Payment {
+            zone,
+            category,
+            amount_fen,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, DEFAULT_CONFIG};
+
+    fn catalog() -> Catalog {
+        Catalog::new(&load_str(DEFAULT_CONFIG, Vec::new()).unwrap())
+    }
+
+    fn reject(topic: InputTopic, text: &str) -> Reject {
+        decode(topic, text.as_bytes(), &catalog(), 1 << 20).unwrap_err()
+    }
+
+    #[test]
+    fn decodes_all_shapes() {
+        let c = catalog();
+        let d = decode(
+            InputTopic::CrowdCounts,
+            br#"{"zone":"lakeside-promenade","ts":"2026-10-01T14:03:00.250+08:00","source":"cam-17","people":412}"#,
+            &c,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(d.ts, 1_790_834_580_250);
+        assert!(matches!(d.event, Event::Crowd(CrowdEvent { reading: CrowdReading::Headcount { people: 412 }, .. })));
+
+        let d = decode(
+            InputTopic::CrowdCounts,
+            br#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"gate-3","entered":12,"exited":9,"event_id":"e1"}"#,
+            &c,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(d.dedup_id.as_deref(), Some("e1"));
+        assert!(matches!(d.event, Event::Crowd(CrowdEvent { reading: CrowdReading::Line { entered: 12, exited: 9 }, .. })));
+
+        let d = decode(
+            InputTopic::ParkingEvents,
+            br#"{"lot":"p02-in77-d","ts":1790834580250,"gate":"exit","count":3}"#,
+            &c,
+            1 << 20,
+        )
+        .unwrap();
+        assert!(matches!(d.event, Event::Parking(ParkingEvent { reading: ParkingReading::Gate { entry: false, count: 3 }, .. })));
+
+        let d = decode(
+            InputTopic::Payments,
+            br#"{"txn_id":"wx-1","ts":1790834580250,"merchant":"m-1001","amount":"128.50","currency":"CNY","channel":"wechat"}"#,
+            &c,
+            1 << 20,
+        )
+        .unwrap();
+        assert!(matches!(d.event, Event::Payment(Payment { amount_fen: 12_850, .. })));
+        let d = decode(
+            InputTopic::Payments,
+            br#"{"txn_id":"wx-2","ts":1790834580250,"merchant":"m-1001","amount":-0.5}"#,
+            &c,
+            1 << 20,
+        )
+        .unwrap();
+        assert!(matches!(d.event, Event::Payment(Payment { amount_fen: -50, .. })));
+    }
+
+    #[test]
+    fn classifies_failures_and_names_fields() {
+        use InputTopic::*;
+        use RejectReason::*;
+        let cases: &[(InputTopic, &str, RejectReason, &str)] = &[
+            (CrowdCounts, "{\"zone\":", MalformedJson, "JSON"),
+            (CrowdCounts, "[1,2]", MalformedJson, "object"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","source":"c","people":1}"#, InvalidField, "`ts`"),
+            (CrowdCounts, r#"{"zone":"atlantis","ts":1790834580250,"source":"c","people":1}"#, UnknownEntity, "atlantis"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":-4}"#, OutOfRange, "`people`"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":"4"}"#, InvalidField, "`people`"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580,"source":"c","people":4}"#, OutOfRange, "`ts`"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":"yesterday","source":"c","people":4}"#, InvalidField, "`ts`"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":"2026-10-01T14:03:00","source":"c","people":4}"#, InvalidField, "`ts`"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":4,"entered":1}"#, InvalidField, "both"),
+            (CrowdCounts, r#"{"zone":"lakeside-promenade","zone":"x","ts":1790834580250,"source":"c","people":4}"#, InvalidField, "duplicate"),
+            (ParkingEvents, r#"{"lot":"p01-in77-a","ts":1790834580250,"slot":"A1","state":"parked"}"#, InvalidField, "`state`"),
+            (ParkingEvents, r#"{"lot":"p02-in77-d","ts":1790834580250,"slot":"A1","state":"vacant"}"#, InvalidField, "gates"),
+            (ParkingEvents, r#"{"lot":"p02-in77-d","ts":1790834580250,"gate":"entry","count":0}"#, OutOfRange, "`count`"),
+            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"1.234"}"#, InvalidField, "`amount`"),
+            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":1e3}"#, InvalidField, "`amount`"),
+            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"99999999999"}"#, OutOfRange, "`amount`"),
+            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"1","currency":"USD"}"#, InvalidField, "`currency`"),
+            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-9","amount":"1"}"#, UnknownEntity, "m-9"),
+        ];
+        for (topic, text, reason, needle) in cases {
+            let r = reject(*topic, text);
+            assert_eq!(r.reason, *reason, "{text} → {r}");
+            assert!(r.error.contains(needle), "{text} → {r} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn oversized_is_refused_unparsed() {
+        let big = vec![b'{'; 2048];
+        let r = decode(InputTopic::Payments, &big, &catalog(), 1024).unwrap_err();
+        assert_eq!(r.reason, RejectReason::TooLarge);
+    }
+}

@@ -1,0 +1,55 @@
+//! Decoded, validated input events. Ids the configuration knows are indices; ids it
+//! cannot know in advance (camera, space, transaction) borrow from the payload.
+
+use super::catalog::{CategoryIx, LotIx, ZoneIx};
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CrowdReading {
+    /// People seen right now by a camera or Wi-Fi estimate.
+    Headcount { people: u32 },
+    /// Crossings of a counting line since the source's previous report.
+    Line { entered: u32, exited: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrowdEvent<'a> {
+    pub zone: ZoneIx,
+    pub source: Cow<'a, str>,
+    pub reading: CrowdReading,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParkingReading<'a> {
+    Space { slot: Cow<'a, str>, occupied: bool },
+    Gate { entry: bool, count: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkingEvent<'a> {
+    pub lot: LotIx,
+    pub reading: ParkingReading<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub zone: ZoneIx,
+    pub category: CategoryIx,
+    /// Negative for a refund.
+    pub amount_fen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    Crowd(CrowdEvent<'a>),
+    Parking(ParkingEvent<'a>),
+    Payment(Payment),
+}
+
+/// One accepted message: event time, optional idempotency id, and the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub ts: i64,
+    pub dedup_id: Option<Cow<'a, str>>,
+    pub event: Event<'a>,
+}

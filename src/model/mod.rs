@@ -1,0 +1,18 @@
+//! The input model: typed events, and the decoding that turns raw Kafka payloads
+//! into them or into a classified rejection.
+//!
+//! Decoding borrows from the payload wherever it can (ids are `Cow<str>` that only
+//! allocate when the JSON string has escapes), because it runs for every message.
+
+mod catalog;
+mod decode;
+mod event;
+mod fields;
+mod money;
+mod reject;
+
+pub use catalog::{area_to_centi, Catalog, CategoryIx, LotIx, ZoneIx};
+pub use decode::{decode, InputTopic};
+pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
+pub use money::{format_fen, parse_fen, MAX_ABS_FEN};
+pub use reject::{Reject, RejectReason};

@@ -1,0 +1,249 @@
+//! Output records (SPEC §3) and the envelope the operators hand to the sinks.
+//!
+//! Every record carries a deterministic id or key derived from event time and
+//! entity, never from wall clock or a counter, so a consumer that sees the same record
+//! twice after a restart can tell it is a repeat.
+
+use crate::config::Thresholds;
+use crate::crowd::Level;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The output topics, by role; the configuration gives their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutputTopic {
+    CrowdAlerts,
+    CrowdDensity,
+    ParkingAvailability,
+    PaymentsStats,
+    DeadLetter,
+}
+
+impl OutputTopic {
+    pub const ALL: [OutputTopic; 5] = [
+        OutputTopic::CrowdAlerts,
+        OutputTopic::CrowdDensity,
+        OutputTopic::ParkingAvailability,
+        OutputTopic::PaymentsStats,
+        OutputTopic::DeadLetter,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    Level,
+    Forecast,
+}
+
+/// `crowd.alerts`: a level change, or an early warning that red is near.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrowdAlert {
+    pub alert_id: String,
+    pub zone: String,
+    pub kind: AlertKind,
+    /// The zone's level when the alert was raised (for a forecast: still below red).
+    pub level: Level,
+    pub previous: Level,
+    pub density: f64,
+    pub people: u32,
+    pub area_m2: f64,
+    pub ts: String,
+    pub thresholds: Thresholds,
+    /// Forecasts only: seconds until the trend reaches red.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub red_in_s: Option<u32>,
+    #[serde(skip)]
+    pub ts_ms: i64,
+}
+
+/// `crowd.density`: one zone, one closed window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DensityRecord {
+    pub zone: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub samples: u32,
+    pub people_avg: f64,
+    pub people_max: u32,
+    pub density_avg: f64,
+    pub density_max: f64,
+    /// The highest level the zone was at during the window.
+    pub level: Level,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParkingStatus {
+    SpacesAvailable,
+    AlmostFull,
+    Full,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OccupancyTrend {
+    Increasing,
+    Decreasing,
+    Stable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeoPoint {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// GeoJSON order: longitude, latitude.
+    pub coordinates: [f64; 2],
+}
+
+/// `parking.availability`: FIWARE `OffStreetParking`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub total_spot_number: u32,
+    pub available_spot_number: u32,
+    pub occupied_spot_number: u32,
+    /// Spaces whose sensor has been silent longer than `slot_ttl` or never reported:
+    /// not counted as free (a dead sensor must not send drivers to a full car park).
+    pub unknown_spot_number: u32,
+    pub occupancy: f64,
+    pub status: ParkingStatus,
+    pub occupancy_trend: OccupancyTrend,
+    pub occupancy_detection_type: &'static str,
+    pub observation_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    #[serde(skip)]
+    pub observed_ms: i64,
+}
+
+/// `parking.availability` under the district's key: FIWARE `ParkingGroup`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkingGroup {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub total_spot_number: u32,
+    pub available_spot_number: u32,
+    pub occupied_spot_number: u32,
+    pub occupancy: f64,
+    pub ref_parking_site: Vec<String>,
+    pub observation_date_time: String,
+    #[serde(skip)]
+    pub observed_ms: i64,
+}
+
+/// Payment figures of one window, for a zone or one category in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentFigures {
+    /// Sales plus refunds.
+    pub transactions: u32,
+    pub sales: u32,
+    pub refunds: u32,
+    /// Net amount (sales minus refunds), decimal yuan.
+    pub amount: String,
+    pub refund_amount: String,
+    pub currency: String,
+    /// Gross sales over the number of sales; `null` without sales.
+    pub avg_ticket: Option<String>,
+    /// Net amount per m² of selling area; `null` where no area is configured.
+    pub sales_per_m2: Option<String>,
+}
+
+/// `payments.stats`: one zone, one closed window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentStats {
+    pub zone: String,
+    pub window_start: String,
+    pub window_end: String,
+    #[serde(flatten)]
+    pub figures: PaymentFigures,
+    pub by_category: BTreeMap<String, PaymentFigures>,
+}
+
+/// `crowdpark.deadletter`: a rejected input and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub reason: crate::model::RejectReason,
+    pub error: String,
+    pub payload: String,
+}
+
+/// Dead letters keep at most this much of the original payload.
+pub const DEADLETTER_PAYLOAD_LIMIT: usize = 64 * 1024;
+
+impl DeadLetter {
+    /// Keeps the payload as text (invalid UTF-8 replaced), cut at 64 KiB on a
+    /// character boundary.
+    pub fn payload_text(bytes: &[u8]) -> String {
+        let cut = &bytes[..bytes.len().min(DEADLETTER_PAYLOAD_LIMIT)];
+        let mut text = String::from_utf8_lossy(cut).into_owned();
+        while text.len() > DEADLETTER_PAYLOAD_LIMIT {
+            text.pop();
+        }
+        text
+    }
+}
+
+/// Something for a sink to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Alert(CrowdAlert),
+    Density(DensityRecord),
+    Availability(Availability),
+    Group(ParkingGroup),
+    Payments(PaymentStats),
+    DeadLetter(DeadLetter),
+}
+
+impl Output {
+    pub fn topic(&self) -> OutputTopic {
+        match self {
+            Output::Alert(_) => OutputTopic::CrowdAlerts,
+            Output::Density(_) => OutputTopic::CrowdDensity,
+            Output::Availability(_) | Output::Group(_) => OutputTopic::ParkingAvailability,
+            Output::Payments(_) => OutputTopic::PaymentsStats,
+            Output::DeadLetter(_) => OutputTopic::DeadLetter,
+        }
+    }
+
+    /// The message key: the entity the record is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Output::Alert(a) => &a.zone,
+            Output::Density(d) => &d.zone,
+            Output::Availability(a) => &a.id,
+            Output::Group(g) => &g.id,
+            Output::Payments(p) => &p.zone,
+            Output::DeadLetter(d) => d.key.as_deref().unwrap_or(&d.topic),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let r = match self {
+            Output::Alert(a) => serde_json::to_vec(a),
+            Output::Density(d) => serde_json::to_vec(d),
+            Output::Availability(a) => serde_json::to_vec(a),
+            Output::Group(g) => serde_json::to_vec(g),
+            Output::Payments(p) => serde_json::to_vec(p),
+            Output::DeadLetter(d) => serde_json::to_vec(d),
+        };
+        r.expect("output records contain only serialisable fields")
+    }
+}
+
+/// Rounds for publication: densities and ratios do not need 17 digits.
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,13 @@
+//! The parking operator: spaces per car park from space sensors or barrier gates,
+//! FIWARE availability records with status and trend, rate-limited with a heartbeat,
+//! and the district roll-up. Pure and deterministic: no I/O, no clock.
+
+mod group;
+mod hours;
+mod lot;
+mod operator;
+
+pub use group::DistrictRollup;
+pub use hours::OpeningHours;
+pub use lot::LotState;
+pub use operator::{ParkingOperator, ParkingParams};

@@ -1,0 +1,222 @@
+//! Turns parking events into availability records.
+
+use super::lot::{LotState, SWEEP_EVERY_MS};
+use crate::config::{Config, Detection};
+use crate::model::{Catalog, LotIx, ParkingEvent, ParkingReading, Reject};
+use crate::output::{round3, Availability, GeoPoint, OccupancyTrend, Output, ParkingStatus};
+use crate::time::format_ts;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct ParkingParams {
+    pub slot_ttl: i64,
+    pub almost_full: f64,
+    pub min_emit_interval: i64,
+    pub heartbeat: i64,
+    pub lateness: i64,
+}
+
+impl ParkingParams {
+    pub fn from_config(c: &Config) -> Self {
+        ParkingParams {
+            slot_ttl: c.parking.slot_ttl.as_ms(),
+            almost_full: c.parking.almost_full,
+            min_emit_interval: c.parking.min_emit_interval.as_ms(),
+            heartbeat: c.parking.heartbeat.as_ms(),
+            lateness: c.engine.allowed_lateness.as_ms(),
+        }
+    }
+}
+
+/// Trend looks this far back, and counts a change of at least 1 % of the spaces.
+const TREND_SPAN_MS: i64 = 5 * 60_000;
+
+#[derive(Debug, Clone)]
+struct LotEntry {
+    state: LotState,
+    /// What was last published, to publish only changes.
+    published: Option<(u32, ParkingStatus)>,
+    last_emit_at: i64,
+    dirty: bool,
+}
+
+/// The parking operator of one input partition. Space readings are applied as they
+/// arrive: each space keeps its newest reading by event time and gates only add and
+/// subtract, so arrival order within the out-of-orderness hardly matters and the
+/// parking app sees changes without waiting for the watermark.
+#[derive(Debug, Clone)]
+pub struct ParkingOperator {
+    catalog: Arc<Catalog>,
+    params: ParkingParams,
+    lots: BTreeMap<LotIx, LotEntry>,
+    /// Earliest event time at which some car park may need publishing or sweeping.
+    next_due: i64,
+}
+
+impl ParkingOperator {
+    pub fn new(catalog: Arc<Catalog>, params: ParkingParams) -> Self {
+        ParkingOperator {
+            catalog,
+            params,
+            lots: BTreeMap::new(),
+            next_due: i64::MAX,
+        }
+    }
+
+    /// Parking events are not windowed; one is late once it is older than the
+    /// watermark by more than the allowed lateness.
+    pub fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        ts.saturating_add(self.params.lateness) < watermark
+    }
+
+    /// Applies an event at `ts`; `watermark` is the partition's watermark after it.
+    pub fn accept(&mut self, ts: i64, event: &ParkingEvent<'_>, watermark: i64, out: &mut Vec<Output>) -> Result<(), Reject> {
+        let info = &self.catalog.lots[event.lot as usize];
+        let entry = self.lots.entry(event.lot).or_insert_with(|| LotEntry {
+            state: LotState::new(info.spaces, info.detection),
+            published: None,
+            last_emit_at: i64::MIN,
+            dirty: true,
+        });
+        let before = entry.state.available();
+        match &event.reading {
+            ParkingReading::Space { slot, occupied } => {
+                entry.state.space(&info.id, slot, *occupied, ts, watermark, self.params.slot_ttl)?
+            }
+            ParkingReading::Gate { entry: is_entry, count } => entry.state.gate(*is_entry, *count, ts),
+        }
+        entry.dirty |= entry.state.available() != before;
+        let now = ts.max(watermark);
+        let due = Self::maybe_emit(&self.catalog, &self.params, event.lot, entry, now, out);
+        self.next_due = self.next_due.min(due);
+        Ok(())
+    }
+
+    /// Publishes rate-limited changes, heartbeats and sweeps silent sensors once
+    /// the watermark reaches them.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        if watermark < self.next_due {
+            return;
+        }
+        let mut next_due = i64::MAX;
+        for (ix, entry) in self.lots.iter_mut() {
+            if entry.state.sweep(watermark, self.params.slot_ttl) {
+                entry.dirty = true;
+            }
+            let due = Self::maybe_emit(&self.catalog, &self.params, *ix, entry, watermark, out);
+            next_due = next_due.min(due);
+        }
+        self.next_due = next_due;
+    }
+
+    /// Emits when due; returns the next time this car park needs a look.
+    fn maybe_emit(
+        catalog: &Catalog,
+        params: &ParkingParams,
+        ix: LotIx,
+        entry: &mut LotEntry,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) -> i64 {
+        let status = status_of(catalog, params, ix, &entry.state, now);
+        let changed = entry.published != Some((entry.state.available(), status));
+        let rate_ok = now >= entry.last_emit_at.saturating_add(params.min_emit_interval);
+        let heartbeat = now >= entry.last_emit_at.saturating_add(params.heartbeat);
+        if (changed && rate_ok) || heartbeat {
+            let record = availability(catalog, ix, &mut entry.state, status, now);
+            entry.published = Some((record.available_spot_number, status));
+            entry.last_emit_at = now;
+            entry.dirty = false;
+            out.push(Output::Availability(record));
+        } else if changed {
+            entry.dirty = true;
+        }
+        let mut due = entry.last_emit_at.saturating_add(params.heartbeat);
+        if entry.dirty {
+            due = due.min(entry.last_emit_at.saturating_add(params.min_emit_interval));
+        }
+        if entry.state.detection == Detection::SingleSpace {
+            due = due.min(entry.state.last_sweep_ts.saturating_add(SWEEP_EVERY_MS));
+        }
+        due
+    }
+
+    /// The current record of every car park seen, published or not.
+    pub fn snapshots(&mut self, watermark: i64) -> Vec<Availability> {
+        let (catalog, params) = (&self.catalog, &self.params);
+        self.lots
+            .iter_mut()
+            .map(|(ix, e)| {
+                let now = e.state.last_event_ts.max(watermark);
+                let status = status_of(catalog, params, *ix, &e.state, now);
+                availability(catalog, *ix, &mut e.state, status, now)
+            })
+            .collect()
+    }
+
+    /// Read access for checkpoints and memory measurements.
+    pub fn lot_state(&self, ix: LotIx) -> Option<&LotState> {
+        self.lots.get(&ix).map(|e| &e.state)
+    }
+}
+
+fn status_of(catalog: &Catalog, params: &ParkingParams, ix: LotIx, lot: &LotState, now: i64) -> ParkingStatus {
+    let info = &catalog.lots[ix as usize];
+    if !info.hours.is_open(catalog.utc_offset.minute_of_day(now)) {
+        ParkingStatus::Closed
+    } else if lot.available() == 0 {
+        ParkingStatus::Full
+    } else if lot.occupancy() >= params.almost_full {
+        ParkingStatus::AlmostFull
+    } else {
+        ParkingStatus::SpacesAvailable
+    }
+}
+
+/// Builds the record, and records the occupancy sample the trend needs.
+fn availability(catalog: &Catalog, ix: LotIx, lot: &mut LotState, status: ParkingStatus, now: i64) -> Availability {
+    let info = &catalog.lots[ix as usize];
+    let used = lot.spaces - lot.available();
+    if lot.history.back().is_none_or(|(t, _)| now - t >= 60_000) {
+        lot.history.push_back((now, used));
+    }
+    while lot.history.len() > 2 && lot.history[1].0 <= now - TREND_SPAN_MS {
+        lot.history.pop_front();
+    }
+    let reference = lot.history.front().map_or(used, |(_, u)| *u);
+    let step = (lot.spaces / 100).max(1) as i64;
+    let delta = used as i64 - reference as i64;
+    let trend = if delta >= step {
+        OccupancyTrend::Increasing
+    } else if delta <= -step {
+        OccupancyTrend::Decreasing
+    } else {
+        OccupancyTrend::Stable
+    };
+    Availability {
+        id: info.id.clone(),
+        kind: "OffStreetParking",
+        name: info.name.clone(),
+        total_spot_number: lot.spaces,
+        available_spot_number: lot.available(),
+        occupied_spot_number: lot.occupied,
+        unknown_spot_number: lot.unknown(),
+        occupancy: round3(lot.occupancy()),
+        status,
+        occupancy_trend: trend,
+        occupancy_detection_type: match info.detection {
+            Detection::SingleSpace => "singleSpaceDetection",
+            Detection::Gate => "balancing",
+        },
+        observation_date_time: format_ts(lot.last_event_ts.max(i64::MIN + 1)),
+        location: match (info.lat, info.lon) {
+            (Some(lat), Some(lon)) => Some(GeoPoint {
+                kind: "Point",
+                coordinates: [lon, lat],
+            }),
+            _ => None,
+        },
+        observed_ms: lot.last_event_ts,
+    }
+}

@@ -1,0 +1,16 @@
+//! Event time: watermarks per input partition, window arithmetic, duplicate
+//! suppression, and the district's clock for opening hours.
+//!
+//! Everything here follows Kafka Streams' vocabulary: a window is *final* once the
+//! watermark passes its end plus the allowed lateness ("grace period"), and an event
+//! that would land only in final windows is *late*.
+
+mod dedup;
+mod offset;
+mod watermark;
+mod window;
+
+pub use dedup::Dedup;
+pub use offset::{format_ts, UtcOffset};
+pub use watermark::Watermark;
+pub use window::{WindowSpec, WindowStore};
