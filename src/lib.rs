@@ -15,4 +15,5 @@ pub mod model;
 pub mod output;
 pub mod parking;
 pub mod payments;
+pub mod sim;
 pub mod time;

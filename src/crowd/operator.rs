@@ -63,6 +63,7 @@ struct ZoneState {
     /// A forecast alert was published and has not been cleared since.
     forecast_active: bool,
     red_in_s: Option<u32>,
+    first_ms: i64,
     updated_ms: i64,
 }
 
@@ -183,6 +184,7 @@ impl CrowdOperator {
             level_since: p.ts,
             forecast_active: false,
             red_in_s: None,
+            first_ms: p.ts,
             updated_ms: p.ts,
         });
         z.people = match p.reading {
@@ -227,7 +229,10 @@ impl CrowdOperator {
             z.forecast_active = false;
         }
 
-        z.red_in_s = red_eta_s(&z.trend, density, info.thresholds.red, z.level);
+        // Right after a zone is first seen its cameras trickle in one by one and the
+        // average is still catching up: a rising line there is start-up, not crowd.
+        let warm = p.ts - z.first_ms >= params.trend_window.max(2 * params.half_life);
+        z.red_in_s = if warm { red_eta_s(&z.trend, density, info.thresholds.red, z.level) } else { None };
         let horizon_s = params.forecast_horizon as f64 / 1000.0;
         match z.red_in_s {
             Some(eta) if (eta as f64) <= horizon_s => {

@@ -1,0 +1,114 @@
+//! The simulated holiday afternoon through the in-process engine: the demo's story
+//! (a zone reaches red, car parks fill, payments flow) holds, and the accounting
+//! identity holds with bad and duplicate messages mixed in.
+
+use crowdpark::config::{load_str, DEFAULT_CONFIG};
+use crowdpark::crowd::Level;
+use crowdpark::engine::{Disposition, Engine, InputMessage};
+use crowdpark::model::InputTopic;
+use crowdpark::output::{AlertKind, Output, ParkingStatus};
+use crowdpark::sim::{partition_for, Expect, SimOptions, Simulator};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn run(minutes: i64, opts: SimOptions) -> (Vec<Output>, HashMap<(InputTopic, &'static str), u64>) {
+    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
+    let mut engine = Engine::new(config.clone());
+    let mut sim = Simulator::new(&config, opts.clone());
+    let mut out = Vec::new();
+    let mut counts = HashMap::new();
+    let partitions = config.topics.input_partitions;
+    let mut offsets = HashMap::new();
+    for second in 1..=minutes * 60 {
+        let now = opts.start_ms + second * 1000;
+        for m in sim.advance_to(now) {
+            let p = partition_for(m.key.as_bytes(), partitions);
+            let off = offsets.entry((m.topic, p)).or_insert(0i64);
+            *off += 1;
+            let msg = InputMessage {
+                topic: m.topic,
+                partition: p,
+                offset: *off,
+                key: Some(m.key.as_bytes()),
+                payload: &m.payload,
+                wall_ms: now,
+            };
+            let d = engine.process(&msg, &mut out);
+            let got = match d {
+                Disposition::Accepted => "accepted",
+                Disposition::Duplicate => "duplicate",
+                Disposition::Rejected(_) => "rejected",
+            };
+            let want = match m.expect {
+                Expect::Accept => "accepted",
+                Expect::Duplicate => "duplicate",
+                Expect::Reject(r) => {
+                    assert_eq!(d, Disposition::Rejected(r), "{}", String::from_utf8_lossy(&m.payload));
+                    "rejected"
+                }
+            };
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(&m.payload));
+            *counts.entry((m.topic, got)).or_insert(0) += 1;
+        }
+        engine.tick(now, &mut out);
+    }
+    (out, counts)
+}
+
+#[test]
+fn afternoon_reaches_red_fills_car_parks_and_sells() {
+    let (out, _) = run(60, SimOptions::default());
+    let reds: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert(a) if a.kind == AlertKind::Level && a.level == Level::Red => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert!(!reds.is_empty(), "no zone reached red");
+    assert!(reds.iter().any(|a| a.zone == "lakeside-promenade"));
+    let forecasts = out
+        .iter()
+        .filter(|o| matches!(o, Output::Alert(a) if a.kind == AlertKind::Forecast))
+        .count();
+    assert!(forecasts >= 1, "red came without an early warning");
+    assert!(out.iter().any(|o| matches!(o, Output::Availability(a)
+        if matches!(a.status, ParkingStatus::Full | ParkingStatus::AlmostFull))));
+    let sales: u32 = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Payments(p) => Some(p.figures.transactions),
+            _ => None,
+        })
+        .sum();
+    assert!(sales > 100, "only {sales} payments in windows");
+    assert!(out.iter().any(|o| matches!(o, Output::Density(_))));
+    assert!(out.iter().any(|o| matches!(o, Output::Group(_))));
+    // Every availability record is within capacity.
+    for o in &out {
+        if let Output::Availability(a) = o {
+            assert!(a.available_spot_number <= a.total_spot_number);
+            assert_eq!(
+                a.available_spot_number + a.occupied_spot_number + a.unknown_spot_number,
+                a.total_spot_number
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_and_duplicate_messages_are_classified_as_the_simulator_meant() {
+    let opts = SimOptions {
+        bad_ratio: 0.05,
+        duplicate_ratio: 0.01,
+        ..SimOptions::default()
+    };
+    let (out, counts) = run(10, opts);
+    let dead = out.iter().filter(|o| matches!(o, Output::DeadLetter(_))).count() as u64;
+    let rejected: u64 = counts.iter().filter(|(k, _)| k.1 == "rejected").map(|(_, v)| v).sum();
+    assert_eq!(dead, rejected, "every rejection has exactly one dead letter");
+    for topic in InputTopic::ALL {
+        assert!(counts.get(&(topic, "rejected")).copied().unwrap_or(0) > 0, "{topic:?}");
+        assert!(counts.get(&(topic, "duplicate")).copied().unwrap_or(0) > 0, "{topic:?}");
+    }
+}
