@@ -8,9 +8,13 @@
 //! operators are pure, so everything between source and sinks can be tested and
 //! benchmarked without Kafka.
 
+pub mod cli;
 pub mod config;
 pub mod crowd;
 pub mod engine;
+pub mod http;
+pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod parking;

@@ -79,6 +79,8 @@ pub enum ParkingStatus {
     AlmostFull,
     Full,
     Closed,
+    /// Most sensors are silent (start-up, outage): free spaces cannot be told.
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

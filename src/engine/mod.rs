@@ -11,7 +11,7 @@ mod partition;
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{decode, Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
-use crate::output::{Availability, DeadLetter, Output};
+use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentsOperator, PaymentsParams, Tally};
 use partition::{Operator, PartitionTask};
@@ -78,6 +78,18 @@ impl Engine {
             InputTopic::CrowdCounts => &t.crowd_counts,
             InputTopic::ParkingEvents => &t.parking_events,
             InputTopic::Payments => &t.payments,
+        }
+    }
+
+    /// The configured name of an output topic.
+    pub fn output_topic_name(&self, topic: OutputTopic) -> &str {
+        let t = &self.config.topics;
+        match topic {
+            OutputTopic::CrowdAlerts => &t.crowd_alerts,
+            OutputTopic::CrowdDensity => &t.crowd_density,
+            OutputTopic::ParkingAvailability => &t.parking_availability,
+            OutputTopic::PaymentsStats => &t.payments_stats,
+            OutputTopic::DeadLetter => &t.deadletter,
         }
     }
 

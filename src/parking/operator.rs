@@ -165,6 +165,8 @@ fn status_of(catalog: &Catalog, params: &ParkingParams, ix: LotIx, lot: &LotStat
     let info = &catalog.lots[ix as usize];
     if !info.hours.is_open(catalog.utc_offset.minute_of_day(now)) {
         ParkingStatus::Closed
+    } else if lot.unknown() * 2 > lot.spaces {
+        ParkingStatus::Unknown
     } else if lot.available() == 0 {
         ParkingStatus::Full
     } else if lot.occupancy() >= params.almost_full {

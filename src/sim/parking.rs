@@ -60,7 +60,12 @@ impl ParkingSim {
             .map(|(i, l)| {
                 // The busiest car parks (by the lake and the malls) fill up.
                 let peak = if i % 3 == 2 || l.id.contains("hubin88") { 1.08 } else { 0.8 + 0.03 * (i % 4) as f64 };
-                let start = 0.55 + 0.05 * (i % 3) as f64;
+                // Gate counters only know the cars they counted in, so gate car parks
+                // start the simulation empty; sensors see whatever is parked.
+                let start = match l.detection {
+                    Detection::SingleSpace => 0.55 + 0.05 * (i % 3) as f64,
+                    Detection::Gate => 0.0,
+                };
                 let mut slots = vec![false; l.spaces as usize];
                 let mut occupied = 0;
                 for s in slots.iter_mut() {

@@ -1,0 +1,103 @@
+//! The HTTP API (SPEC §6): metrics, health, zones, car parks and a live stream.
+
+mod view;
+
+pub use view::{LiveView, StreamEvent};
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use serde_json::json;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+pub fn router(view: Arc<LiveView>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/zones", get(|State(v): State<Arc<LiveView>>| async move { Json(v.zones_json()) }))
+        .route("/api/v1/zones/{id}", get(zone))
+        .route("/api/v1/lots", get(|State(v): State<Arc<LiveView>>| async move { Json(v.lots_json()) }))
+        .route("/api/v1/lots/{id}", get(lot))
+        .route("/api/v1/district", get(|State(v): State<Arc<LiveView>>| async move { Json(v.district_json()) }))
+        .route("/api/v1/stream", get(stream))
+        .fallback(|| async { not_found("no such path; see /api/v1/zones, /api/v1/lots, /metrics") })
+        .with_state(view)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    view: Arc<LiveView>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(view)).with_graceful_shutdown(shutdown).await
+}
+
+fn not_found(message: impl Into<String>) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn metrics(State(v): State<Arc<LiveView>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        v.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(v): State<Arc<LiveView>>) -> Response {
+    match v.health() {
+        (true, _) => Json(json!({"status": "ok"})).into_response(),
+        (false, reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(v): State<Arc<LiveView>>) -> Response {
+    if v.is_ready() {
+        Json(json!({"ready": true})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response()
+    }
+}
+
+async fn zone(State(v): State<Arc<LiveView>>, Path(id): Path<String>) -> Response {
+    match v.zone_json(&id) {
+        Some(z) => Json(z).into_response(),
+        None => not_found(format!("unknown zone `{id}`")),
+    }
+}
+
+async fn lot(State(v): State<Arc<LiveView>>, Path(id): Path<String>) -> Response {
+    match v.lot_json(&id) {
+        Some(l) => Json(l).into_response(),
+        None => not_found(format!("unknown car park `{id}`")),
+    }
+}
+
+/// Alerts and availability changes as server-sent events. A client too slow to
+/// keep up is told how many events it missed rather than silently skipped.
+async fn stream(State(v): State<Arc<LiveView>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events = BroadcastStream::new(v.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(e) => Event::default().event(e.event).data(e.data),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+        })
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

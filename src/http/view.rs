@@ -1,0 +1,162 @@
+//! The live state the HTTP API reads: written by the pipeline, read by handlers.
+//!
+//! The pipeline thread owns the engine; it copies zone and car park snapshots here
+//! a few times a second and broadcasts alerts and availability changes as they
+//! happen. Handlers only ever read, so they never contend with processing.
+
+use crate::crowd::ZoneStatus;
+use crate::metrics::Metrics;
+use crate::model::Catalog;
+use crate::output::{Availability, Output, ParkingGroup};
+use dashmap::DashMap;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+
+/// One server-sent event for `/api/v1/stream`.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub event: &'static str,
+    pub data: String,
+}
+
+pub struct LiveView {
+    pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Metrics>,
+    zones: DashMap<String, ZoneStatus>,
+    lots: DashMap<String, Availability>,
+    district: RwLock<Option<ParkingGroup>>,
+    stream: broadcast::Sender<StreamEvent>,
+    ready: AtomicBool,
+    healthy: AtomicBool,
+    unhealthy_reason: RwLock<String>,
+}
+
+impl LiveView {
+    pub fn new(catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Self {
+        LiveView {
+            catalog,
+            metrics,
+            zones: DashMap::new(),
+            lots: DashMap::new(),
+            district: RwLock::new(None),
+            stream: broadcast::channel(4096).0,
+            ready: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
+            unhealthy_reason: RwLock::new(String::new()),
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_health(&self, healthy: bool, reason: &str) {
+        self.healthy.store(healthy, Ordering::Release);
+        *self.unhealthy_reason.write().unwrap_or_else(|e| e.into_inner()) = reason.to_string();
+    }
+
+    pub fn health(&self) -> (bool, String) {
+        (
+            self.healthy.load(Ordering::Acquire),
+            self.unhealthy_reason.read().unwrap_or_else(|e| e.into_inner()).clone(),
+        )
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamEvent> {
+        self.stream.subscribe()
+    }
+
+    /// Broadcasts what subscribers of the stream want: alerts and availability.
+    pub fn publish(&self, outputs: &[Output]) {
+        for o in outputs {
+            let event = match o {
+                Output::Alert(_) => "alert",
+                Output::Availability(_) | Output::Group(_) => "availability",
+                _ => continue,
+            };
+            if let Output::Availability(a) = o {
+                self.lots.insert(a.id.clone(), a.clone());
+            }
+            if let Output::Group(g) = o {
+                *self.district.write().unwrap_or_else(|e| e.into_inner()) = Some(g.clone());
+            }
+            // No subscriber is not an error.
+            let _ = self.stream.send(StreamEvent {
+                event,
+                data: String::from_utf8(o.to_json()).expect("JSON is UTF-8"),
+            });
+        }
+    }
+
+    pub fn update_zone(&self, z: ZoneStatus) {
+        self.metrics.set_zone(&z);
+        self.zones.insert(z.id.clone(), z);
+    }
+
+    pub fn update_lot(&self, a: Availability) {
+        self.metrics.set_lot(&a);
+        self.lots.insert(a.id.clone(), a);
+    }
+
+    pub fn update_district(&self, g: Option<ParkingGroup>) {
+        *self.district.write().unwrap_or_else(|e| e.into_inner()) = g;
+    }
+
+    /// A zone as JSON, `None` for an id the configuration does not know. A zone
+    /// without data yet shows `null` figures, never a reassuring green.
+    pub fn zone_json(&self, id: &str) -> Option<Value> {
+        let ix = self.catalog.zone(id)?;
+        Some(match self.zones.get(id) {
+            Some(z) => serde_json::to_value(&*z).expect("serialisable"),
+            None => {
+                let info = &self.catalog.zones[ix as usize];
+                json!({
+                    "id": info.id, "name": info.name, "area_m2": info.area_m2,
+                    "people": null, "density": null, "density_raw": null, "level": null,
+                    "level_since": null, "thresholds": info.thresholds,
+                    "forecast_red_in_s": null, "observation_date_time": null,
+                })
+            }
+        })
+    }
+
+    pub fn zones_json(&self) -> Value {
+        Value::Array(self.catalog.zones.iter().filter_map(|z| self.zone_json(&z.id)).collect())
+    }
+
+    /// A car park as its `parking.availability` record; before any data, the
+    /// record says nothing is known.
+    pub fn lot_json(&self, id: &str) -> Option<Value> {
+        let ix = self.catalog.lot(id)?;
+        Some(match self.lots.get(id) {
+            Some(a) => serde_json::to_value(&*a).expect("serialisable"),
+            None => {
+                let info = &self.catalog.lots[ix as usize];
+                json!({
+                    "id": info.id, "type": "OffStreetParking", "name": info.name,
+                    "totalSpotNumber": info.spaces, "availableSpotNumber": null,
+                    "occupiedSpotNumber": null, "unknownSpotNumber": info.spaces,
+                    "occupancy": null, "status": null, "occupancyTrend": null,
+                    "observationDateTime": null,
+                })
+            }
+        })
+    }
+
+    pub fn lots_json(&self) -> Value {
+        Value::Array(self.catalog.lots.iter().filter_map(|l| self.lot_json(&l.id)).collect())
+    }
+
+    pub fn district_json(&self) -> Value {
+        match &*self.district.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(g) => serde_json::to_value(g).expect("serialisable"),
+            None => json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null}),
+        }
+    }
+}

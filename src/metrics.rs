@@ -1,0 +1,296 @@
+//! Prometheus metrics (SPEC §7).
+//!
+//! Labels are only ever zone, car park, category, topic, partition, reason and
+//! level, all bounded by the configuration: a space or transaction id never
+//! becomes a label, so the series count is fixed by the district, not the traffic.
+
+use crate::crowd::ZoneStatus;
+use crate::engine::Disposition;
+use crate::model::{Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
+use crate::output::{AlertKind, Availability, Output};
+use crate::payments::Tally;
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::BTreeMap;
+
+pub struct Metrics {
+    registry: Registry,
+    zone_people: IntGaugeVec,
+    zone_density: GaugeVec,
+    zone_alert_level: IntGaugeVec,
+    lot_spaces: IntGaugeVec,
+    lot_spaces_available: IntGaugeVec,
+    lot_occupancy_ratio: GaugeVec,
+    payments_total: IntCounterVec,
+    payments_amount_fen_total: IntCounterVec,
+    refunds_total: IntCounterVec,
+    refunds_amount_fen_total: IntCounterVec,
+    alerts_total: IntCounterVec,
+    forecasts_total: IntCounterVec,
+    consumed: IntCounterVec,
+    accepted: IntCounterVec,
+    rejected: IntCounterVec,
+    duplicates: IntCounterVec,
+    outputs: IntCounterVec,
+    event_to_output: Histogram,
+    consumer_lag: IntGaugeVec,
+    watermark: GaugeVec,
+    last_totals: std::sync::Mutex<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("crowdpark")
+}
+
+macro_rules! register {
+    ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {{
+        let m = $kind::new(opts($name, $help), $labels).expect("valid metric definition");
+        $registry.register(Box::new(m.clone())).expect("metric registered once");
+        m
+    }};
+}
+
+impl Metrics {
+    /// Creates every metric and the series for every configured entity, so
+    /// dashboards and alert rules see zeros rather than gaps before traffic.
+    pub fn new(catalog: &Catalog, topic_names: &[(InputTopic, String)]) -> Self {
+        let r = Registry::new();
+        let m = Metrics {
+            zone_people: register!(r, IntGaugeVec, "zone_people", "Estimated people in the zone.", &["zone"]),
+            zone_density: register!(
+                r,
+                GaugeVec,
+                "zone_density",
+                "Smoothed people per square metre of net walkable area.",
+                &["zone"]
+            ),
+            zone_alert_level: register!(
+                r,
+                IntGaugeVec,
+                "zone_alert_level",
+                "Crowd level of the zone: 0 green, 1 yellow, 2 red.",
+                &["zone"]
+            ),
+            lot_spaces: register!(r, IntGaugeVec, "lot_spaces", "Total spaces of the car park.", &["lot"]),
+            lot_spaces_available: register!(
+                r,
+                IntGaugeVec,
+                "lot_spaces_available",
+                "Spaces known to be free (silent sensors count as not free).",
+                &["lot"]
+            ),
+            lot_occupancy_ratio: register!(
+                r,
+                GaugeVec,
+                "lot_occupancy_ratio",
+                "Share of spaces not known to be free, 0 to 1.",
+                &["lot"]
+            ),
+            payments_total: register!(
+                r,
+                IntCounterVec,
+                "payments_total",
+                "Accepted sales (refunds excluded).",
+                &["zone", "category"]
+            ),
+            payments_amount_fen_total: register!(
+                r,
+                IntCounterVec,
+                "payments_amount_fen_total",
+                "Gross amount of accepted sales, in fen.",
+                &["zone", "category"]
+            ),
+            refunds_total: register!(r, IntCounterVec, "refunds_total", "Accepted refunds.", &["zone", "category"]),
+            refunds_amount_fen_total: register!(
+                r,
+                IntCounterVec,
+                "refunds_amount_fen_total",
+                "Amount of accepted refunds, in fen (a positive number).",
+                &["zone", "category"]
+            ),
+            alerts_total: register!(
+                r,
+                IntCounterVec,
+                "alerts_total",
+                "Level-change alerts published, by the level entered.",
+                &["zone", "level"]
+            ),
+            forecasts_total: register!(
+                r,
+                IntCounterVec,
+                "forecast_alerts_total",
+                "Early warnings published that red is expected within the horizon.",
+                &["zone"]
+            ),
+            consumed: register!(
+                r,
+                IntCounterVec,
+                "events_consumed_total",
+                "Input messages consumed; equals accepted + rejected + duplicate.",
+                &["topic"]
+            ),
+            accepted: register!(
+                r,
+                IntCounterVec,
+                "events_accepted_total",
+                "Input messages that took effect.",
+                &["topic"]
+            ),
+            rejected: register!(
+                r,
+                IntCounterVec,
+                "events_rejected_total",
+                "Input messages sent to the dead-letter topic, by reason.",
+                &["topic", "reason"]
+            ),
+            duplicates: register!(
+                r,
+                IntCounterVec,
+                "events_duplicate_total",
+                "Input messages whose id was already seen within the dedup horizon.",
+                &["topic"]
+            ),
+            outputs: register!(r, IntCounterVec, "outputs_total", "Records published, by output topic.", &["topic"]),
+            event_to_output: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "event_to_output_seconds",
+                        "Wall time from receiving a message to publishing the outputs it caused.",
+                    )
+                    .namespace("crowdpark")
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ]),
+                )
+                .expect("valid histogram");
+                r.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
+            consumer_lag: register!(
+                r,
+                IntGaugeVec,
+                "consumer_lag",
+                "Messages between the consumed position and the end of the partition.",
+                &["topic", "partition"]
+            ),
+            watermark: register!(
+                r,
+                GaugeVec,
+                "watermark_seconds",
+                "Event-time watermark of the input partition, in Unix seconds.",
+                &["topic", "partition"]
+            ),
+            last_totals: Default::default(),
+            registry: r,
+        };
+        let build = register!(
+            m.registry,
+            IntGaugeVec,
+            "build_info",
+            "Always 1; labels say which build is running.",
+            &["version"]
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        for z in &catalog.zones {
+            m.zone_people.with_label_values(&[&z.id]).set(0);
+            m.zone_density.with_label_values(&[&z.id]).set(0.0);
+            m.zone_alert_level.with_label_values(&[&z.id]).set(0);
+            m.forecasts_total.with_label_values(&[&z.id]);
+            for level in ["green", "yellow", "red"] {
+                m.alerts_total.with_label_values(&[&z.id, level]);
+            }
+        }
+        for l in &catalog.lots {
+            m.lot_spaces.with_label_values(&[&l.id]).set(l.spaces as i64);
+        }
+        for (_, name) in topic_names {
+            m.consumed.with_label_values(&[name]);
+            m.accepted.with_label_values(&[name]);
+            m.duplicates.with_label_values(&[name]);
+            for reason in RejectReason::ALL {
+                m.rejected.with_label_values(&[name, reason.as_str()]);
+            }
+        }
+        m
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into memory cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+
+    /// Counts a message by what became of it.
+    pub fn count_input(&self, topic: &str, d: Disposition) {
+        self.consumed.with_label_values(&[topic]).inc();
+        match d {
+            Disposition::Accepted => self.accepted.with_label_values(&[topic]).inc(),
+            Disposition::Duplicate => self.duplicates.with_label_values(&[topic]).inc(),
+            Disposition::Rejected(r) => self.rejected.with_label_values(&[topic, r.as_str()]).inc(),
+        }
+    }
+
+    /// Counts published records and alerts.
+    pub fn count_outputs(&self, outputs: &[Output], topic_name: impl Fn(&Output) -> String) {
+        for o in outputs {
+            self.outputs.with_label_values(&[&topic_name(o)]).inc();
+            if let Output::Alert(a) = o {
+                match a.kind {
+                    AlertKind::Level => self.alerts_total.with_label_values(&[&a.zone, a.level.as_str()]).inc(),
+                    AlertKind::Forecast => self.forecasts_total.with_label_values(&[&a.zone]).inc(),
+                }
+            }
+        }
+    }
+
+    pub fn observe_latency(&self, seconds: f64) {
+        self.event_to_output.observe(seconds);
+    }
+
+    pub fn set_zone(&self, z: &ZoneStatus) {
+        self.zone_people.with_label_values(&[&z.id]).set(z.people as i64);
+        self.zone_density.with_label_values(&[&z.id]).set(z.density);
+        self.zone_alert_level.with_label_values(&[&z.id]).set(z.level.as_number());
+    }
+
+    pub fn set_lot(&self, a: &Availability) {
+        self.lot_spaces.with_label_values(&[&a.id]).set(a.total_spot_number as i64);
+        self.lot_spaces_available.with_label_values(&[&a.id]).set(a.available_spot_number as i64);
+        self.lot_occupancy_ratio.with_label_values(&[&a.id]).set(a.occupancy);
+    }
+
+    /// Brings the payment counters up to the engine's running totals.
+    pub fn set_payment_totals(&self, catalog: &Catalog, totals: &BTreeMap<(ZoneIx, CategoryIx), Tally>) {
+        let mut last_totals = self.last_totals.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, t) in totals {
+            let last = last_totals.get(key).copied().unwrap_or_default();
+            let labels = [&*catalog.zones[key.0 as usize].id, &*catalog.categories[key.1 as usize]];
+            let delta = |now: i64, before: i64| (now - before).max(0) as u64;
+            self.payments_total.with_label_values(&labels).inc_by(delta(t.sales as i64, last.sales as i64));
+            self.payments_amount_fen_total.with_label_values(&labels).inc_by(delta(t.sales_fen, last.sales_fen));
+            self.refunds_total.with_label_values(&labels).inc_by(delta(t.refunds as i64, last.refunds as i64));
+            self.refunds_amount_fen_total.with_label_values(&labels).inc_by(delta(t.refund_fen, last.refund_fen));
+            last_totals.insert(*key, *t);
+        }
+    }
+
+    pub fn set_watermark(&self, topic: &str, partition: i32, watermark_ms: i64) {
+        self.watermark
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(watermark_ms as f64 / 1000.0);
+    }
+
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
+    }
+}
