@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "crowdpark", version, about = "Streaming engine for crowd safety, parking availability and district commerce")]
+#[command(
+    name = "crowdpark",
+    version,
+    about = "Streaming engine for crowd safety, parking availability and district commerce"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,16 +49,15 @@ pub enum Command {
         quiet: bool,
     },
     /// Validate a configuration file and print what it defines.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
 }
 
 /// Loads `path`, or the embedded default, with environment overrides.
 pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
     match path {
         Some(p) => config::load_file(p).map_err(|e| format!("{}: {e}", p.display())),
-        None => config::load_str(DEFAULT_CONFIG, std::env::vars()).map_err(|e| format!("embedded config: {e}")),
+        None => config::load_str(DEFAULT_CONFIG, std::env::vars())
+            .map_err(|e| format!("embedded config: {e}")),
     }
 }
 
@@ -62,7 +65,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "crowdpark=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "crowdpark=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -130,7 +134,10 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!(
         "crowdpark demo: {} — {} zones, {} car parks ({} spaces), {} merchants; simulated time runs {}× real time",
         config.district.name,
@@ -183,10 +190,16 @@ fn check_config(file: &Path) -> ExitCode {
         }
     };
     println!("{}: valid", file.display());
-    println!("district  {} ({}), UTC{}", c.district.name, c.district.id, c.district.utc_offset);
+    println!(
+        "district  {} ({}), UTC{}",
+        c.district.name, c.district.id, c.district.utc_offset
+    );
     println!(
         "engine    out-of-orderness {}, idle timeout {}, lateness {}, dedup horizon {}",
-        c.engine.max_out_of_orderness, c.engine.idle_timeout, c.engine.allowed_lateness, c.engine.dedup_horizon
+        c.engine.max_out_of_orderness,
+        c.engine.idle_timeout,
+        c.engine.allowed_lateness,
+        c.engine.dedup_horizon
     );
     println!(
         "zones     {} zones, {:.0} m² walkable; default thresholds yellow {} / red {} p/m²",
@@ -197,11 +210,21 @@ fn check_config(file: &Path) -> ExitCode {
     );
     for z in &c.zones {
         let t = c.thresholds_for(z);
-        println!("  {:<28} {:>7.1} m²  yellow {:<4} red {:<4} {:?}", z.id, z.area_m2, t.yellow, t.red, z.kind);
+        println!(
+            "  {:<28} {:>7.1} m²  yellow {:<4} red {:<4} {:?}",
+            z.id, z.area_m2, t.yellow, t.red, z.kind
+        );
     }
-    println!("car parks {} car parks, {} spaces", c.lots.len(), c.total_spaces());
+    println!(
+        "car parks {} car parks, {} spaces",
+        c.lots.len(),
+        c.total_spaces()
+    );
     for l in &c.lots {
-        println!("  {:<28} {:>5} spaces  {:?}, open {}", l.id, l.spaces, l.detection, l.opening_hours);
+        println!(
+            "  {:<28} {:>5} spaces  {:?}, open {}",
+            l.id, l.spaces, l.detection, l.opening_hours
+        );
     }
     println!(
         "merchants {} merchants in {} categories ({})",

@@ -10,7 +10,8 @@ use crate::model::{Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
 use crate::output::{AlertKind, Availability, Output};
 use crate::payments::Tally;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::BTreeMap;
 
@@ -46,7 +47,9 @@ fn opts(name: &str, help: &str) -> Opts {
 macro_rules! register {
     ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {{
         let m = $kind::new(opts($name, $help), $labels).expect("valid metric definition");
-        $registry.register(Box::new(m.clone())).expect("metric registered once");
+        $registry
+            .register(Box::new(m.clone()))
+            .expect("metric registered once");
         m
     }};
 }
@@ -57,7 +60,13 @@ impl Metrics {
     pub fn new(catalog: &Catalog, topic_names: &[(InputTopic, String)]) -> Self {
         let r = Registry::new();
         let m = Metrics {
-            zone_people: register!(r, IntGaugeVec, "zone_people", "Estimated people in the zone.", &["zone"]),
+            zone_people: register!(
+                r,
+                IntGaugeVec,
+                "zone_people",
+                "Estimated people in the zone.",
+                &["zone"]
+            ),
             zone_density: register!(
                 r,
                 GaugeVec,
@@ -72,7 +81,13 @@ impl Metrics {
                 "Crowd level of the zone: 0 green, 1 yellow, 2 red.",
                 &["zone"]
             ),
-            lot_spaces: register!(r, IntGaugeVec, "lot_spaces", "Total spaces of the car park.", &["lot"]),
+            lot_spaces: register!(
+                r,
+                IntGaugeVec,
+                "lot_spaces",
+                "Total spaces of the car park.",
+                &["lot"]
+            ),
             lot_spaces_available: register!(
                 r,
                 IntGaugeVec,
@@ -101,7 +116,13 @@ impl Metrics {
                 "Gross amount of accepted sales, in fen.",
                 &["zone", "category"]
             ),
-            refunds_total: register!(r, IntCounterVec, "refunds_total", "Accepted refunds.", &["zone", "category"]),
+            refunds_total: register!(
+                r,
+                IntCounterVec,
+                "refunds_total",
+                "Accepted refunds.",
+                &["zone", "category"]
+            ),
             refunds_amount_fen_total: register!(
                 r,
                 IntCounterVec,
@@ -151,7 +172,13 @@ impl Metrics {
                 "Input messages whose id was already seen within the dedup horizon.",
                 &["topic"]
             ),
-            outputs: register!(r, IntCounterVec, "outputs_total", "Records published, by output topic.", &["topic"]),
+            outputs: register!(
+                r,
+                IntCounterVec,
+                "outputs_total",
+                "Records published, by output topic.",
+                &["topic"]
+            ),
             event_to_output: {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
@@ -160,12 +187,13 @@ impl Metrics {
                     )
                     .namespace("crowdpark")
                     .buckets(vec![
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                        10.0,
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     ]),
                 )
                 .expect("valid histogram");
-                r.register(Box::new(h.clone())).expect("metric registered once");
+                r.register(Box::new(h.clone()))
+                    .expect("metric registered once");
                 h
             },
             consumer_lag: register!(
@@ -204,7 +232,9 @@ impl Metrics {
             }
         }
         for l in &catalog.lots {
-            m.lot_spaces.with_label_values(&[&l.id]).set(l.spaces as i64);
+            m.lot_spaces
+                .with_label_values(&[&l.id])
+                .set(l.spaces as i64);
         }
         for (_, name) in topic_names {
             m.consumed.with_label_values(&[name]);
@@ -246,7 +276,10 @@ impl Metrics {
             self.outputs.with_label_values(&[&topic_name(o)]).inc();
             if let Output::Alert(a) = o {
                 match a.kind {
-                    AlertKind::Level => self.alerts_total.with_label_values(&[&a.zone, a.level.as_str()]).inc(),
+                    AlertKind::Level => self
+                        .alerts_total
+                        .with_label_values(&[&a.zone, a.level.as_str()])
+                        .inc(),
                     AlertKind::Forecast => self.forecasts_total.with_label_values(&[&a.zone]).inc(),
                 }
             }
@@ -258,28 +291,53 @@ impl Metrics {
     }
 
     pub fn set_zone(&self, z: &ZoneStatus) {
-        self.zone_people.with_label_values(&[&z.id]).set(z.people as i64);
+        self.zone_people
+            .with_label_values(&[&z.id])
+            .set(z.people as i64);
         self.zone_density.with_label_values(&[&z.id]).set(z.density);
-        self.zone_alert_level.with_label_values(&[&z.id]).set(z.level.as_number());
+        self.zone_alert_level
+            .with_label_values(&[&z.id])
+            .set(z.level.as_number());
     }
 
     pub fn set_lot(&self, a: &Availability) {
-        self.lot_spaces.with_label_values(&[&a.id]).set(a.total_spot_number as i64);
-        self.lot_spaces_available.with_label_values(&[&a.id]).set(a.available_spot_number as i64);
-        self.lot_occupancy_ratio.with_label_values(&[&a.id]).set(a.occupancy);
+        self.lot_spaces
+            .with_label_values(&[&a.id])
+            .set(a.total_spot_number as i64);
+        self.lot_spaces_available
+            .with_label_values(&[&a.id])
+            .set(a.available_spot_number as i64);
+        self.lot_occupancy_ratio
+            .with_label_values(&[&a.id])
+            .set(a.occupancy);
     }
 
     /// Brings the payment counters up to the engine's running totals.
-    pub fn set_payment_totals(&self, catalog: &Catalog, totals: &BTreeMap<(ZoneIx, CategoryIx), Tally>) {
+    pub fn set_payment_totals(
+        &self,
+        catalog: &Catalog,
+        totals: &BTreeMap<(ZoneIx, CategoryIx), Tally>,
+    ) {
         let mut last_totals = self.last_totals.lock().unwrap_or_else(|e| e.into_inner());
         for (key, t) in totals {
             let last = last_totals.get(key).copied().unwrap_or_default();
-            let labels = [&*catalog.zones[key.0 as usize].id, &*catalog.categories[key.1 as usize]];
+            let labels = [
+                &*catalog.zones[key.0 as usize].id,
+                &*catalog.categories[key.1 as usize],
+            ];
             let delta = |now: i64, before: i64| (now - before).max(0) as u64;
-            self.payments_total.with_label_values(&labels).inc_by(delta(t.sales as i64, last.sales as i64));
-            self.payments_amount_fen_total.with_label_values(&labels).inc_by(delta(t.sales_fen, last.sales_fen));
-            self.refunds_total.with_label_values(&labels).inc_by(delta(t.refunds as i64, last.refunds as i64));
-            self.refunds_amount_fen_total.with_label_values(&labels).inc_by(delta(t.refund_fen, last.refund_fen));
+            self.payments_total
+                .with_label_values(&labels)
+                .inc_by(delta(t.sales as i64, last.sales as i64));
+            self.payments_amount_fen_total
+                .with_label_values(&labels)
+                .inc_by(delta(t.sales_fen, last.sales_fen));
+            self.refunds_total
+                .with_label_values(&labels)
+                .inc_by(delta(t.refunds as i64, last.refunds as i64));
+            self.refunds_amount_fen_total
+                .with_label_values(&labels)
+                .inc_by(delta(t.refund_fen, last.refund_fen));
             last_totals.insert(*key, *t);
         }
     }
@@ -291,6 +349,8 @@ impl Metrics {
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
     }
 }

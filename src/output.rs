@@ -122,6 +122,9 @@ pub struct Availability {
     pub location: Option<GeoPoint>,
     #[serde(skip)]
     pub observed_ms: i64,
+    /// Event time at which the record was published (the partition's clock).
+    #[serde(skip)]
+    pub emitted_ms: i64,
 }
 
 /// `parking.availability` under the district's key: FIWARE `ParkingGroup`.

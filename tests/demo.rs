@@ -9,9 +9,21 @@ use std::time::Duration;
 
 #[test]
 fn demo_tells_the_story_and_serves_the_api() {
-    let (mut child, rx) = spawn_crowdpark(&["demo", "--duration", "45", "--speed", "90", "--listen", "127.0.0.1:0"], &[]);
+    let (mut child, rx) = spawn_crowdpark(
+        &[
+            "demo",
+            "--duration",
+            "45",
+            "--speed",
+            "90",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
     let mut lines = Vec::new();
-    let http = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines).expect("banner with address");
+    let http = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines)
+        .expect("banner with address");
     let addr = http
         .split("http://")
         .nth(1)
@@ -20,7 +32,8 @@ fn demo_tells_the_story_and_serves_the_api() {
         .to_string();
 
     // Let the afternoon build up, then look at the API while it runs.
-    wait_for_line(&rx, "RED ", Duration::from_secs(40), &mut lines).expect("a red alert within 40 s of wall time");
+    wait_for_line(&rx, "RED ", Duration::from_secs(40), &mut lines)
+        .expect("a red alert within 40 s of wall time");
 
     // Gauges of other entities refresh a few times a second; give them a moment.
     std::thread::sleep(Duration::from_millis(600));
@@ -50,10 +63,21 @@ fn demo_tells_the_story_and_serves_the_api() {
     let lots: serde_json::Value = serde_json::from_str(&lots).unwrap();
     let lots = lots.as_array().unwrap();
     assert_eq!(lots.len(), 10);
-    let total: u64 = lots.iter().map(|l| l["totalSpotNumber"].as_u64().unwrap()).sum();
+    let total: u64 = lots
+        .iter()
+        .map(|l| l["totalSpotNumber"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 2413);
     for l in lots {
-        for field in ["id", "type", "availableSpotNumber", "occupancy", "status", "occupancyTrend", "observationDateTime"] {
+        for field in [
+            "id",
+            "type",
+            "availableSpotNumber",
+            "occupancy",
+            "status",
+            "occupancyTrend",
+            "observationDateTime",
+        ] {
             assert!(l.get(field).is_some(), "lot record lacks {field}: {l}");
         }
     }
@@ -70,21 +94,36 @@ fn demo_tells_the_story_and_serves_the_api() {
     assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
     assert_eq!(http_get(&addr, "/readyz").unwrap().0, 200);
 
+    // The live stream carries availability changes and alerts as SSE events.
+    let stream = common::read_stream(&addr, "/api/v1/stream", Duration::from_secs(5)).unwrap();
+    assert!(
+        stream.contains("event: availability\ndata: {"),
+        "no availability events on the stream:\n{stream}"
+    );
+
     // Let it finish by itself.
     let status = child.0.as_mut().unwrap().wait().unwrap();
     assert!(status.success());
     lines.extend(rx.try_iter());
     let text = lines.join("\n");
     assert!(
-        text.lines().any(|l| l.contains("PARKING") && (l.contains(" full ") || l.contains(" almostFull "))),
+        text.lines()
+            .any(|l| l.contains("PARKING") && (l.contains(" full ") || l.contains(" almostFull "))),
         "no car park filled:\n{text}"
     );
     let sales: Vec<u64> = text
         .lines()
         .filter(|l| l.contains("SALES"))
-        .filter_map(|l| l.split("  ").find(|p| p.contains(" transactions")).and_then(|p| p.split_whitespace().next()?.parse().ok()))
+        .filter_map(|l| {
+            l.split("  ")
+                .find(|p| p.contains(" transactions"))
+                .and_then(|p| p.split_whitespace().next()?.parse().ok())
+        })
         .collect();
-    assert!(!sales.is_empty() && sales.iter().all(|n| *n > 0), "no payment windows:\n{text}");
+    assert!(
+        !sales.is_empty() && sales.iter().all(|n| *n > 0),
+        "no payment windows:\n{text}"
+    );
     assert!(text.contains("summary:"), "no summary line");
 }
 
@@ -94,16 +133,51 @@ fn check_config_names_the_bad_key_and_exits_2() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.toml");
     std::fs::write(&good, crowdpark::config::DEFAULT_CONFIG).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdpark")).args(["check-config", good.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(["check-config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("10 car parks, 2413 spaces"), "{stdout}");
 
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, crowdpark::config::DEFAULT_CONFIG.replace("thresholds = { yellow = 2.0, red = 3.5 }", "thresholds = { yellow = 4.0, red = 3.5 }")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdpark")).args(["check-config", bad.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &bad,
+        crowdpark::config::DEFAULT_CONFIG.replace(
+            "thresholds = { yellow = 2.0, red = 3.5 }",
+            "thresholds = { yellow = 4.0, red = 3.5 }",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("crowd.thresholds") && stderr.contains("yellow"), "{stderr}");
+    assert!(
+        stderr.contains("crowd.thresholds") && stderr.contains("yellow"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_cleanly() {
+    let (mut child, rx) = spawn_crowdpark(&["demo", "--listen", "127.0.0.1:0", "--quiet"], &[]);
+    let mut lines = Vec::new();
+    wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines).expect("banner");
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.0.as_ref().unwrap().id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.0.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "demo exited with {status} on Ctrl-C");
+    let summary = wait_for_line(&rx, "summary:", Duration::from_secs(5), &mut lines)
+        .expect("summary after Ctrl-C");
+    assert!(summary.contains("consumed"), "{summary}");
 }

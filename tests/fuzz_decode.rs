@@ -15,47 +15,74 @@ fn catalog() -> &'static Catalog {
 }
 
 const VALID: &[(InputTopic, &str)] = &[
-    (InputTopic::CrowdCounts, r#"{"zone":"lakeside-promenade","ts":"2026-10-01T14:03:00.250+08:00","source":"cam-17","people":412}"#),
-    (InputTopic::CrowdCounts, r#"{"zone":"longxiang-bridge-exit","ts":1790834580250,"source":"gate-3","entered":12,"exited":9,"event_id":"g3-1"}"#),
-    (InputTopic::ParkingEvents, r#"{"lot":"p03-hubin88","ts":"2026-10-01T14:03:00+08:00","slot":"B2-117","state":"occupied"}"#),
-    (InputTopic::ParkingEvents, r#"{"lot":"p02-in77-d","ts":1790834580250,"gate":"entry","count":2}"#),
-    (InputTopic::Payments, r#"{"txn_id":"wx-20261001-000123","ts":"2026-10-01T14:03:00+08:00","merchant":"m-1029","amount":"128.50","currency":"CNY","channel":"wechat"}"#),
-    (InputTopic::Payments, r#"{"txn_id":"ali-9","ts":1790834580250,"merchant":"m-9999","zone":"in77-atrium","category":"food","amount":-12.5}"#),
+    (
+        InputTopic::CrowdCounts,
+        r#"{"zone":"lakeside-promenade","ts":"2026-10-01T14:03:00.250+08:00","source":"cam-17","people":412}"#,
+    ),
+    (
+        InputTopic::CrowdCounts,
+        r#"{"zone":"longxiang-bridge-exit","ts":1790834580250,"source":"gate-3","entered":12,"exited":9,"event_id":"g3-1"}"#,
+    ),
+    (
+        InputTopic::ParkingEvents,
+        r#"{"lot":"p03-hubin88","ts":"2026-10-01T14:03:00+08:00","slot":"B2-117","state":"occupied"}"#,
+    ),
+    (
+        InputTopic::ParkingEvents,
+        r#"{"lot":"p02-in77-d","ts":1790834580250,"gate":"entry","count":2}"#,
+    ),
+    (
+        InputTopic::Payments,
+        r#"{"txn_id":"wx-20261001-000123","ts":"2026-10-01T14:03:00+08:00","merchant":"m-1029","amount":"128.50","currency":"CNY","channel":"wechat"}"#,
+    ),
+    (
+        InputTopic::Payments,
+        r#"{"txn_id":"ali-9","ts":1790834580250,"merchant":"m-9999","zone":"in77-atrium","category":"food","amount":-12.5}"#,
+    ),
 ];
 
 fn topic() -> impl Strategy<Value = InputTopic> {
-    prop_oneof![Just(InputTopic::CrowdCounts), Just(InputTopic::ParkingEvents), Just(InputTopic::Payments)]
+    prop_oneof![
+        Just(InputTopic::CrowdCounts),
+        Just(InputTopic::ParkingEvents),
+        Just(InputTopic::Payments)
+    ]
 }
 
 /// A valid message with random byte-level damage: flips, insertions, deletions,
 /// truncation.
 fn mutated() -> impl Strategy<Value = (InputTopic, Vec<u8>)> {
-    (0..VALID.len(), prop::collection::vec((0u8..4, any::<prop::sample::Index>(), any::<u8>()), 1..8)).prop_map(|(i, edits)| {
-        let (topic, text) = VALID[i];
-        let mut bytes = text.as_bytes().to_vec();
-        for (kind, at, byte) in edits {
-            if bytes.is_empty() {
-                break;
-            }
-            let pos = at.index(bytes.len());
-            match kind {
-                0 => bytes[pos] = byte,
-                1 => bytes.insert(pos, byte),
-                2 => {
-                    bytes.remove(pos);
+    (
+        0..VALID.len(),
+        prop::collection::vec((0u8..4, any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    )
+        .prop_map(|(i, edits)| {
+            let (topic, text) = VALID[i];
+            let mut bytes = text.as_bytes().to_vec();
+            for (kind, at, byte) in edits {
+                if bytes.is_empty() {
+                    break;
                 }
-                _ => bytes.truncate(pos),
+                let pos = at.index(bytes.len());
+                match kind {
+                    0 => bytes[pos] = byte,
+                    1 => bytes.insert(pos, byte),
+                    2 => {
+                        bytes.remove(pos);
+                    }
+                    _ => bytes.truncate(pos),
+                }
             }
-        }
-        (topic, bytes)
-    })
+            (topic, bytes)
+        })
 }
 
 /// JSON objects over the real field names with values of any type.
 fn json_like() -> impl Strategy<Value = (InputTopic, Vec<u8>)> {
     let names = prop::sample::select(vec![
-        "zone", "ts", "source", "people", "entered", "exited", "event_id", "lot", "slot", "state", "gate", "count",
-        "txn_id", "merchant", "amount", "currency", "category", "channel", "extra",
+        "zone", "ts", "source", "people", "entered", "exited", "event_id", "lot", "slot", "state",
+        "gate", "count", "txn_id", "merchant", "amount", "currency", "category", "channel",
+        "extra",
     ]);
     let values = prop_oneof![
         Just("null".to_string()),
@@ -73,7 +100,10 @@ fn json_like() -> impl Strategy<Value = (InputTopic, Vec<u8>)> {
         Just("1e400".to_string()),
     ];
     (topic(), prop::collection::vec((names, values), 0..12)).prop_map(|(t, fields)| {
-        let body: Vec<String> = fields.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        let body: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
         (t, format!("{{{}}}", body.join(",")).into_bytes())
     })
 }
@@ -140,11 +170,23 @@ fn oversized_messages_are_dead_lettered_with_a_cut_payload() {
     let big = vec![b'x'; 2 << 20];
     let mut out = Vec::new();
     let d = engine.process(
-        &InputMessage { topic: InputTopic::Payments, partition: 1, offset: 7, key: None, payload: &big, wall_ms: 0 },
+        &InputMessage {
+            topic: InputTopic::Payments,
+            partition: 1,
+            offset: 7,
+            key: None,
+            payload: &big,
+            wall_ms: 0,
+        },
         &mut out,
     );
-    assert_eq!(d, Disposition::Rejected(crowdpark::model::RejectReason::TooLarge));
-    let Output::DeadLetter(dl) = &out[0] else { panic!("expected a dead letter") };
+    assert_eq!(
+        d,
+        Disposition::Rejected(crowdpark::model::RejectReason::TooLarge)
+    );
+    let Output::DeadLetter(dl) = &out[0] else {
+        panic!("expected a dead letter")
+    };
     assert_eq!(dl.payload.len(), 64 * 1024);
     assert_eq!((dl.partition, dl.offset), (1, 7));
     assert!(dl.error.contains("bytes"));

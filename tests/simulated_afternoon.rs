@@ -43,7 +43,12 @@ fn run(minutes: i64, opts: SimOptions) -> (Vec<Output>, HashMap<(InputTopic, &'s
                 Expect::Accept => "accepted",
                 Expect::Duplicate => "duplicate",
                 Expect::Reject(r) => {
-                    assert_eq!(d, Disposition::Rejected(r), "{}", String::from_utf8_lossy(&m.payload));
+                    assert_eq!(
+                        d,
+                        Disposition::Rejected(r),
+                        "{}",
+                        String::from_utf8_lossy(&m.payload)
+                    );
                     "rejected"
                 }
             };
@@ -104,11 +109,27 @@ fn bad_and_duplicate_messages_are_classified_as_the_simulator_meant() {
         ..SimOptions::default()
     };
     let (out, counts) = run(10, opts);
-    let dead = out.iter().filter(|o| matches!(o, Output::DeadLetter(_))).count() as u64;
-    let rejected: u64 = counts.iter().filter(|(k, _)| k.1 == "rejected").map(|(_, v)| v).sum();
-    assert_eq!(dead, rejected, "every rejection has exactly one dead letter");
+    let dead = out
+        .iter()
+        .filter(|o| matches!(o, Output::DeadLetter(_)))
+        .count() as u64;
+    let rejected: u64 = counts
+        .iter()
+        .filter(|(k, _)| k.1 == "rejected")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        dead, rejected,
+        "every rejection has exactly one dead letter"
+    );
     for topic in InputTopic::ALL {
-        assert!(counts.get(&(topic, "rejected")).copied().unwrap_or(0) > 0, "{topic:?}");
-        assert!(counts.get(&(topic, "duplicate")).copied().unwrap_or(0) > 0, "{topic:?}");
+        assert!(
+            counts.get(&(topic, "rejected")).copied().unwrap_or(0) > 0,
+            "{topic:?}"
+        );
+        assert!(
+            counts.get(&(topic, "duplicate")).copied().unwrap_or(0) > 0,
+            "{topic:?}"
+        );
     }
 }

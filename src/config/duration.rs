@@ -42,7 +42,11 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
         "m" | "min" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("`{text}` has unknown unit `{other}` (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "`{text}` has unknown unit `{other}` (use ms, s, m, h or d)"
+            ))
+        }
     };
     n.checked_mul(factor)
         .map(Millis)

@@ -44,9 +44,9 @@ pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::new("(file)", e.to_string().trim().to_string()))?;
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::new("(file)", e.to_string().trim().to_string())
+    })?;
     let mut overrides: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
@@ -55,11 +55,16 @@ pub fn load_str(
     for (name, value) in overrides {
         apply_override(&mut doc, &name, &value)?;
     }
-    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
-        let path = e.path().to_string();
-        let key = if path == "." { "(top level)".to_string() } else { path };
-        ConfigError::new(key, e.into_inner().to_string())
-    })?;
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            };
+            ConfigError::new(key, e.into_inner().to_string())
+        })?;
     validate::validate(&config)?;
     Ok(config)
 }
@@ -74,7 +79,10 @@ fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), 
         .map(|p| p.to_ascii_lowercase())
         .collect();
     if path.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError::new(name, "environment override has an empty key part"));
+        return Err(ConfigError::new(
+            name,
+            "environment override has an empty key part",
+        ));
     }
     let (last, parents) = path.split_last().expect("split on a non-empty string");
     let mut table = doc;
@@ -83,7 +91,10 @@ fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), 
             .entry(part.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::new(name, format!("`{part}` is not a section, so it cannot be overridden key by key"))
+            ConfigError::new(
+                name,
+                format!("`{part}` is not a section, so it cannot be overridden key by key"),
+            )
         })?;
     }
     let key = if parents == ["kafka", "client"] {
@@ -116,7 +127,10 @@ mod tests {
     use crate::config::DEFAULT_CONFIG;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -149,11 +163,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = load_str(DEFAULT_CONFIG, env(&[("CROWDPARK_CROWD__MIN_DWELL", "soon")])).unwrap_err();
+        let e = load_str(
+            DEFAULT_CONFIG,
+            env(&[("CROWDPARK_CROWD__MIN_DWELL", "soon")]),
+        )
+        .unwrap_err();
         assert_eq!(e.key, "crowd.min_dwell");
         assert!(e.problem.contains("soon"), "{e}");
 
-        let e = load_str(DEFAULT_CONFIG, env(&[("CROWDPARK_ENGINE__NO_SUCH_KEY", "1")])).unwrap_err();
+        let e = load_str(
+            DEFAULT_CONFIG,
+            env(&[("CROWDPARK_ENGINE__NO_SUCH_KEY", "1")]),
+        )
+        .unwrap_err();
         assert!(e.key.starts_with("engine"), "{e}");
         assert!(e.problem.contains("no_such_key"), "{e}");
 

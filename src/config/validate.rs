@@ -16,7 +16,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     for (i, day) in c.district.holidays.iter().enumerate() {
         if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err() {
-            return err(format!("district.holidays[{i}]"), format!("`{day}` is not a YYYY-MM-DD date"));
+            return err(
+                format!("district.holidays[{i}]"),
+                format!("`{day}` is not a YYYY-MM-DD date"),
+            );
         }
     }
 
@@ -32,10 +35,16 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         );
     }
     if e.max_message_bytes == 0 {
-        return err("engine.max_message_bytes".into(), "must be at least 1".into());
+        return err(
+            "engine.max_message_bytes".into(),
+            "must be at least 1".into(),
+        );
     }
     if e.idle_timeout.0 == 0 {
-        return err("engine.idle_timeout".into(), "must be longer than 0s".into());
+        return err(
+            "engine.idle_timeout".into(),
+            "must be longer than 0s".into(),
+        );
     }
     if e.dedup_max_ids == 0 {
         return err("engine.dedup_max_ids".into(), "must be at least 1".into());
@@ -43,7 +52,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
 
     let cr = &c.crowd;
     if !(cr.hysteresis > 0.0 && cr.hysteresis <= 1.0) {
-        return err("crowd.hysteresis".into(), format!("{} is not in (0, 1]", cr.hysteresis));
+        return err(
+            "crowd.hysteresis".into(),
+            format!("{} is not in (0, 1]", cr.hysteresis),
+        );
     }
     check_thresholds("crowd.thresholds", &cr.thresholds)?;
     check_window("crowd", cr.window.0, cr.window_advance.map(|m| m.0))?;
@@ -60,7 +72,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
 
     let p = &c.parking;
     if !(p.almost_full > 0.0 && p.almost_full <= 1.0) {
-        return err("parking.almost_full".into(), format!("{} is not in (0, 1]", p.almost_full));
+        return err(
+            "parking.almost_full".into(),
+            format!("{} is not in (0, 1]", p.almost_full),
+        );
     }
     if p.heartbeat.0 <= 0 || p.min_emit_interval > p.heartbeat {
         return err(
@@ -74,16 +89,31 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
 
     let pay = &c.payments;
     if pay.currency.len() != 3 || !pay.currency.chars().all(|ch| ch.is_ascii_uppercase()) {
-        return err("payments.currency".into(), format!("`{}` is not an ISO 4217 code", pay.currency));
+        return err(
+            "payments.currency".into(),
+            format!("`{}` is not an ISO 4217 code", pay.currency),
+        );
     }
     check_window("payments", pay.window.0, pay.window_advance.map(|m| m.0))?;
-    unique("payments.categories", pay.categories.iter().map(String::as_str))?;
+    unique(
+        "payments.categories",
+        pay.categories.iter().map(String::as_str),
+    )?;
 
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
-        return err("http.listen".into(), format!("`{}` is not an address like 127.0.0.1:9898", c.http.listen));
+        return err(
+            "http.listen".into(),
+            format!("`{}` is not an address like 127.0.0.1:9898", c.http.listen),
+        );
     }
-    if c.topics.input_partitions < 1 || c.topics.output_partitions < 1 || c.topics.replication_factor < 1 {
-        return err("topics".into(), "partition counts and replication_factor must be at least 1".into());
+    if c.topics.input_partitions < 1
+        || c.topics.output_partitions < 1
+        || c.topics.replication_factor < 1
+    {
+        return err(
+            "topics".into(),
+            "partition counts and replication_factor must be at least 1".into(),
+        );
     }
 
     if c.zones.is_empty() {
@@ -92,7 +122,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     unique("zones", c.zones.iter().map(|z| z.id.as_str()))?;
     for (i, z) in c.zones.iter().enumerate() {
         if !(z.area_m2.is_finite() && z.area_m2 > 0.0) {
-            return err(format!("zones[{i}].area_m2"), format!("{} is not a positive area", z.area_m2));
+            return err(
+                format!("zones[{i}].area_m2"),
+                format!("{} is not a positive area", z.area_m2),
+            );
         }
         if let Some(t) = &z.thresholds {
             check_thresholds(&format!("zones[{i}].thresholds"), t)?;
@@ -102,7 +135,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     unique("lots", c.lots.iter().map(|l| l.id.as_str()))?;
     for (i, l) in c.lots.iter().enumerate() {
         if l.spaces == 0 {
-            return err(format!("lots[{i}].spaces"), "a car park needs at least one space".into());
+            return err(
+                format!("lots[{i}].spaces"),
+                "a car park needs at least one space".into(),
+            );
         }
         if let Err(e) = OpeningHours::parse(&l.opening_hours) {
             return err(format!("lots[{i}].opening_hours"), e);
@@ -120,7 +156,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     let cats: HashSet<&str> = pay.categories.iter().map(String::as_str).collect();
     for (i, m) in c.merchants.iter().enumerate() {
         if !zones.contains(m.zone.as_str()) {
-            return err(format!("merchants[{i}].zone"), format!("`{}` is not a configured zone", m.zone));
+            return err(
+                format!("merchants[{i}].zone"),
+                format!("`{}` is not a configured zone", m.zone),
+            );
         }
         if !cats.contains(m.category.as_str()) {
             return err(
@@ -131,7 +170,10 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         if crate::model::area_to_centi(m.selling_area_m2).is_none() {
             return err(
                 format!("merchants[{i}].selling_area_m2"),
-                format!("{} is not a non-negative area with at most two decimals", m.selling_area_m2),
+                format!(
+                    "{} is not a non-negative area with at most two decimals",
+                    m.selling_area_m2
+                ),
             );
         }
     }
@@ -142,7 +184,10 @@ fn check_thresholds(key: &str, t: &Thresholds) -> Result<(), ConfigError> {
     if !(t.yellow.is_finite() && t.red.is_finite() && t.yellow > 0.0 && t.yellow < t.red) {
         return Err(ConfigError::new(
             key,
-            format!("need 0 < yellow < red, got yellow {} and red {}", t.yellow, t.red),
+            format!(
+                "need 0 < yellow < red, got yellow {} and red {}",
+                t.yellow, t.red
+            ),
         ));
     }
     Ok(())
@@ -150,7 +195,10 @@ fn check_thresholds(key: &str, t: &Thresholds) -> Result<(), ConfigError> {
 
 fn check_window(section: &str, size: i64, advance: Option<i64>) -> Result<(), ConfigError> {
     if size <= 0 {
-        return Err(ConfigError::new(format!("{section}.window"), "must be longer than 0s"));
+        return Err(ConfigError::new(
+            format!("{section}.window"),
+            "must be longer than 0s",
+        ));
     }
     if let Some(a) = advance {
         if a <= 0 || a > size || size % a != 0 {
@@ -167,10 +215,16 @@ fn unique<'a>(key: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), Confi
     let mut seen = HashSet::new();
     for (i, id) in ids.enumerate() {
         if id.trim().is_empty() {
-            return Err(ConfigError::new(format!("{key}[{i}]"), "id must not be empty"));
+            return Err(ConfigError::new(
+                format!("{key}[{i}]"),
+                "id must not be empty",
+            ));
         }
         if !seen.insert(id) {
-            return Err(ConfigError::new(format!("{key}[{i}]"), format!("`{id}` appears twice")));
+            return Err(ConfigError::new(
+                format!("{key}[{i}]"),
+                format!("`{id}` appears twice"),
+            ));
         }
     }
     Ok(())

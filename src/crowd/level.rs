@@ -4,7 +4,9 @@ use crate::config::Thresholds;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     #[default]
@@ -89,7 +91,10 @@ mod tests {
 
     fn rules() -> LevelRules {
         LevelRules {
-            thresholds: Thresholds { yellow: 2.0, red: 3.5 },
+            thresholds: Thresholds {
+                yellow: 2.0,
+                red: 3.5,
+            },
             hysteresis: 0.85,
             min_dwell_ms: 120_000,
         }

@@ -149,21 +149,22 @@ impl CrowdOperator {
             self.apply(p, out);
         }
         let catalog = &self.catalog;
-        self.windows.close_until(watermark, |start, end, zone, agg| {
-            let info = &catalog.zones[zone as usize];
-            let n = agg.samples.max(1) as f64;
-            out.push(Output::Density(DensityRecord {
-                zone: info.id.clone(),
-                window_start: format_ts(start),
-                window_end: format_ts(end),
-                samples: agg.samples,
-                people_avg: (agg.people_sum as f64 / n * 10.0).round() / 10.0,
-                people_max: agg.people_max,
-                density_avg: round3(agg.density_sum / n),
-                density_max: round3(agg.density_max),
-                level: agg.level_max,
-            }));
-        });
+        self.windows
+            .close_until(watermark, |start, end, zone, agg| {
+                let info = &catalog.zones[zone as usize];
+                let n = agg.samples.max(1) as f64;
+                out.push(Output::Density(DensityRecord {
+                    zone: info.id.clone(),
+                    window_start: format_ts(start),
+                    window_end: format_ts(end),
+                    samples: agg.samples,
+                    people_avg: (agg.people_sum as f64 / n * 10.0).round() / 10.0,
+                    people_max: agg.people_max,
+                    density_avg: round3(agg.density_sum / n),
+                    density_max: round3(agg.density_max),
+                    level: agg.level_max,
+                }));
+            });
     }
 
     /// Readings waiting for the watermark.
@@ -188,7 +189,10 @@ impl CrowdOperator {
             updated_ms: p.ts,
         });
         z.people = match p.reading {
-            CrowdReading::Headcount { people } => z.estimate.headcount(&p.source, p.ts, people, params.source_ttl),
+            CrowdReading::Headcount { people } => {
+                z.estimate
+                    .headcount(&p.source, p.ts, people, params.source_ttl)
+            }
             CrowdReading::Line { entered, exited } => z.estimate.line(entered, exited),
         };
         z.updated_ms = z.updated_ms.max(p.ts);
@@ -201,26 +205,27 @@ impl CrowdOperator {
             hysteresis: params.hysteresis,
             min_dwell_ms: params.min_dwell,
         };
-        let alert = |kind: AlertKind, level: Level, previous: Level, red_in_s: Option<u32>, people: u32| {
-            let tag = match kind {
-                AlertKind::Level => level.as_str(),
-                AlertKind::Forecast => "forecast",
+        let alert =
+            |kind: AlertKind, level: Level, previous: Level, red_in_s: Option<u32>, people: u32| {
+                let tag = match kind {
+                    AlertKind::Level => level.as_str(),
+                    AlertKind::Forecast => "forecast",
+                };
+                Output::Alert(CrowdAlert {
+                    alert_id: format!("{}:{}:{}", info.id, p.ts, tag),
+                    zone: info.id.clone(),
+                    kind,
+                    level,
+                    previous,
+                    density: round3(density),
+                    people,
+                    area_m2: info.area_m2,
+                    ts: format_ts(p.ts),
+                    thresholds: info.thresholds,
+                    red_in_s,
+                    ts_ms: p.ts,
+                })
             };
-            Output::Alert(CrowdAlert {
-                alert_id: format!("{}:{}:{}", info.id, p.ts, tag),
-                zone: info.id.clone(),
-                kind,
-                level,
-                previous,
-                density: round3(density),
-                people,
-                area_m2: info.area_m2,
-                ts: format_ts(p.ts),
-                thresholds: info.thresholds,
-                red_in_s,
-                ts_ms: p.ts,
-            })
-        };
         if let Some(next) = rules.next(z.level, z.level_since, density, p.ts) {
             out.push(alert(AlertKind::Level, next, z.level, None, z.people));
             z.level = next;
@@ -232,13 +237,23 @@ impl CrowdOperator {
         // Right after a zone is first seen its cameras trickle in one by one and the
         // average is still catching up: a rising line there is start-up, not crowd.
         let warm = p.ts - z.first_ms >= params.trend_window.max(2 * params.half_life);
-        z.red_in_s = if warm { red_eta_s(&z.trend, density, info.thresholds.red, z.level) } else { None };
+        z.red_in_s = if warm {
+            red_eta_s(&z.trend, density, info.thresholds.red, z.level)
+        } else {
+            None
+        };
         let horizon_s = params.forecast_horizon as f64 / 1000.0;
         match z.red_in_s {
             Some(eta) if (eta as f64) <= horizon_s => {
                 if !z.forecast_active {
                     z.forecast_active = true;
-                    out.push(alert(AlertKind::Forecast, z.level, z.level, Some(eta), z.people));
+                    out.push(alert(
+                        AlertKind::Forecast,
+                        z.level,
+                        z.level,
+                        Some(eta),
+                        z.people,
+                    ));
                 }
             }
             // Clear only well beyond the horizon, so a forecast hovering at the

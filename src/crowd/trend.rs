@@ -31,7 +31,10 @@ impl Trend {
         }
         self.samples.push_back((ts, value));
         while self.samples.len() > MAX_SAMPLES
-            || self.samples.front().is_some_and(|s| s.0 < ts - self.window_ms)
+            || self
+                .samples
+                .front()
+                .is_some_and(|s| s.0 < ts - self.window_ms)
         {
             self.samples.pop_front();
         }

@@ -1,6 +1,6 @@
 //! One zone's people estimate from headcount and counting-line sources.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// Combines the zone's sources into one estimate (SPEC §2): the sum of the latest
 /// headcount of each headcount source heard within `source_ttl`; where counting
@@ -41,9 +41,9 @@ impl PeopleEstimate {
 
     /// Records a counting-line report; returns the zone's people estimate after it.
     pub fn line(&mut self, entered: u32, exited: u32) -> u32 {
-        let base = self.line_occupancy.unwrap_or_else(|| {
-            self.headcounts.values().map(|(_, p)| *p as u64).sum()
-        });
+        let base = self
+            .line_occupancy
+            .unwrap_or_else(|| self.headcounts.values().map(|(_, p)| *p as u64).sum());
         let next = (base + entered as u64).saturating_sub(exited as u64);
         self.line_occupancy = Some(next);
         clamp_u32(next)

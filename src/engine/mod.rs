@@ -97,15 +97,18 @@ impl Engine {
         let (config, catalog) = (&self.config, &self.catalog);
         self.tasks.entry((topic, partition)).or_insert_with(|| {
             let op = match topic {
-                InputTopic::CrowdCounts => {
-                    Operator::Crowd(CrowdOperator::new(catalog.clone(), CrowdParams::from_config(config)))
-                }
-                InputTopic::ParkingEvents => {
-                    Operator::Parking(ParkingOperator::new(catalog.clone(), ParkingParams::from_config(config)))
-                }
-                InputTopic::Payments => {
-                    Operator::Payments(PaymentsOperator::new(catalog.clone(), PaymentsParams::from_config(config)))
-                }
+                InputTopic::CrowdCounts => Operator::Crowd(CrowdOperator::new(
+                    catalog.clone(),
+                    CrowdParams::from_config(config),
+                )),
+                InputTopic::ParkingEvents => Operator::Parking(ParkingOperator::new(
+                    catalog.clone(),
+                    ParkingParams::from_config(config),
+                )),
+                InputTopic::Payments => Operator::Payments(PaymentsOperator::new(
+                    catalog.clone(),
+                    PaymentsParams::from_config(config),
+                )),
             };
             PartitionTask::new(&config.engine, op)
         })
@@ -119,7 +122,10 @@ impl Engine {
         let catalog = self.catalog.clone();
         let disposition = match decode(msg.topic, msg.payload, &catalog, max_bytes) {
             Err(reject) => Err(reject),
-            Ok(decoded) => self.task(msg.topic, msg.partition).process(&decoded, msg.wall_ms, skew, out),
+            Ok(decoded) => {
+                self.task(msg.topic, msg.partition)
+                    .process(&decoded, msg.wall_ms, skew, out)
+            }
         };
         let disposition = match disposition {
             Ok(d) => d,
@@ -179,7 +185,10 @@ impl Engine {
         for task in self.tasks.values() {
             if let Operator::Crowd(op) = &task.op {
                 for z in op.zone_statuses() {
-                    if by_zone.get(&z.id).is_none_or(|old| old.updated_ms < z.updated_ms) {
+                    if by_zone
+                        .get(&z.id)
+                        .is_none_or(|old| old.updated_ms < z.updated_ms)
+                    {
                         by_zone.insert(z.id.clone(), z);
                     }
                 }
@@ -195,7 +204,10 @@ impl Engine {
             let wm = task.watermark.current();
             if let Operator::Parking(op) = &mut task.op {
                 for a in op.snapshots(wm) {
-                    if by_lot.get(&a.id).is_none_or(|old| old.observed_ms < a.observed_ms) {
+                    if by_lot
+                        .get(&a.id)
+                        .is_none_or(|old| old.observed_ms < a.observed_ms)
+                    {
                         by_lot.insert(a.id.clone(), a);
                     }
                 }

@@ -42,7 +42,10 @@ pub(crate) struct PartitionTask {
 impl PartitionTask {
     pub fn new(settings: &EngineSettings, op: Operator) -> Self {
         PartitionTask {
-            watermark: Watermark::new(settings.max_out_of_orderness.as_ms(), settings.idle_timeout.as_ms()),
+            watermark: Watermark::new(
+                settings.max_out_of_orderness.as_ms(),
+                settings.idle_timeout.as_ms(),
+            ),
             dedup: Dedup::new(settings.dedup_horizon.as_ms(), settings.dedup_max_ids),
             op,
         }
@@ -58,7 +61,11 @@ impl PartitionTask {
         max_future_skew: i64,
         out: &mut Vec<Output>,
     ) -> Result<Disposition, Reject> {
-        let newest = self.watermark.max_event_time().unwrap_or(i64::MIN).max(wall_ms);
+        let newest = self
+            .watermark
+            .max_event_time()
+            .unwrap_or(i64::MIN)
+            .max(wall_ms);
         if d.ts > newest.saturating_add(max_future_skew) {
             return Err(Reject::range(format!(
                 "field `ts` is {}, more than {} s ahead of both the clock and this partition's newest event",

@@ -26,11 +26,20 @@ pub fn router(view: Arc<LiveView>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/zones", get(|State(v): State<Arc<LiveView>>| async move { Json(v.zones_json()) }))
+        .route(
+            "/api/v1/zones",
+            get(|State(v): State<Arc<LiveView>>| async move { Json(v.zones_json()) }),
+        )
         .route("/api/v1/zones/{id}", get(zone))
-        .route("/api/v1/lots", get(|State(v): State<Arc<LiveView>>| async move { Json(v.lots_json()) }))
+        .route(
+            "/api/v1/lots",
+            get(|State(v): State<Arc<LiveView>>| async move { Json(v.lots_json()) }),
+        )
         .route("/api/v1/lots/{id}", get(lot))
-        .route("/api/v1/district", get(|State(v): State<Arc<LiveView>>| async move { Json(v.district_json()) }))
+        .route(
+            "/api/v1/district",
+            get(|State(v): State<Arc<LiveView>>| async move { Json(v.district_json()) }),
+        )
         .route("/api/v1/stream", get(stream))
         .fallback(|| async { not_found("no such path; see /api/v1/zones, /api/v1/lots, /metrics") })
         .with_state(view)
@@ -42,16 +51,25 @@ pub async fn serve(
     view: Arc<LiveView>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(view)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(view))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn not_found(message: impl Into<String>) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": message.into()}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": message.into()})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(v): State<Arc<LiveView>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         v.metrics.render(),
     )
         .into_response()
@@ -72,7 +90,11 @@ async fn readyz(State(v): State<Arc<LiveView>>) -> Response {
     if v.is_ready() {
         Json(json!({"ready": true})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false})),
+        )
+            .into_response()
     }
 }
 
@@ -92,11 +114,15 @@ async fn lot(State(v): State<Arc<LiveView>>, Path(id): Path<String>) -> Response
 
 /// Alerts and availability changes as server-sent events. A client too slow to
 /// keep up is told how many events it missed rather than silently skipped.
-async fn stream(State(v): State<Arc<LiveView>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn stream(
+    State(v): State<Arc<LiveView>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let events = BroadcastStream::new(v.subscribe()).map(|item| {
         Ok(match item {
             Ok(e) => Event::default().event(e.event).data(e.data),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
         })
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -58,13 +58,19 @@ impl LiveView {
 
     pub fn set_health(&self, healthy: bool, reason: &str) {
         self.healthy.store(healthy, Ordering::Release);
-        *self.unhealthy_reason.write().unwrap_or_else(|e| e.into_inner()) = reason.to_string();
+        *self
+            .unhealthy_reason
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = reason.to_string();
     }
 
     pub fn health(&self) -> (bool, String) {
         (
             self.healthy.load(Ordering::Acquire),
-            self.unhealthy_reason.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            self.unhealthy_reason
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         )
     }
 
@@ -127,7 +133,13 @@ impl LiveView {
     }
 
     pub fn zones_json(&self) -> Value {
-        Value::Array(self.catalog.zones.iter().filter_map(|z| self.zone_json(&z.id)).collect())
+        Value::Array(
+            self.catalog
+                .zones
+                .iter()
+                .filter_map(|z| self.zone_json(&z.id))
+                .collect(),
+        )
     }
 
     /// A car park as its `parking.availability` record; before any data, the
@@ -150,13 +162,21 @@ impl LiveView {
     }
 
     pub fn lots_json(&self) -> Value {
-        Value::Array(self.catalog.lots.iter().filter_map(|l| self.lot_json(&l.id)).collect())
+        Value::Array(
+            self.catalog
+                .lots
+                .iter()
+                .filter_map(|l| self.lot_json(&l.id))
+                .collect(),
+        )
     }
 
     pub fn district_json(&self) -> Value {
         match &*self.district.read().unwrap_or_else(|e| e.into_inner()) {
             Some(g) => serde_json::to_value(g).expect("serialisable"),
-            None => json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null}),
+            None => {
+                json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null})
+            }
         }
     }
 }

@@ -38,7 +38,12 @@ impl<W: Write> ConsolePrinter<W> {
 
     fn clock(&self, ts_ms: i64) -> String {
         let local = (ts_ms.div_euclid(1000) + self.offset.seconds as i64).rem_euclid(86_400);
-        format!("{:02}:{:02}:{:02}", local / 3600, local / 60 % 60, local % 60)
+        format!(
+            "{:02}:{:02}:{:02}",
+            local / 3600,
+            local / 60 % 60,
+            local % 60
+        )
     }
 
     fn clock_of(&self, rfc3339: &str) -> String {
@@ -79,10 +84,13 @@ impl<W: Write> ConsolePrinter<W> {
                 Output::Availability(a) => {
                     let due = match self.lot_printed.get(&a.id) {
                         None => true,
-                        Some((status, at)) => *status != a.status && a.observed_ms >= at + LOT_PRINT_INTERVAL_MS,
+                        Some((status, at)) => {
+                            *status != a.status && a.observed_ms >= at + LOT_PRINT_INTERVAL_MS
+                        }
                     };
                     if due {
-                        self.lot_printed.insert(a.id.clone(), (a.status, a.observed_ms));
+                        self.lot_printed
+                            .insert(a.id.clone(), (a.status, a.observed_ms));
                         let status = serde_json::to_value(a.status).expect("serialisable");
                         writeln!(
                             self.out,
@@ -92,7 +100,10 @@ impl<W: Write> ConsolePrinter<W> {
                             status.as_str().unwrap_or("?"),
                             a.available_spot_number,
                             a.total_spot_number,
-                            serde_json::to_value(a.occupancy_trend).expect("serialisable").as_str().unwrap_or("?")
+                            serde_json::to_value(a.occupancy_trend)
+                                .expect("serialisable")
+                                .as_str()
+                                .unwrap_or("?")
                         )?;
                     }
                 }
@@ -116,7 +127,8 @@ impl<W: Write> ConsolePrinter<W> {
     /// `settle_ms` before `now_ms`: by then every partition has reported it.
     pub fn flush_sales(&mut self, now_ms: i64, settle_ms: i64) -> std::io::Result<()> {
         while let Some(entry) = self.sales.first_entry() {
-            let end = chrono::DateTime::parse_from_rfc3339(&entry.get().end).map_or(i64::MIN, |d| d.timestamp_millis());
+            let end = chrono::DateTime::parse_from_rfc3339(&entry.get().end)
+                .map_or(i64::MIN, |d| d.timestamp_millis());
             if end + settle_ms > now_ms {
                 break;
             }
@@ -158,7 +170,9 @@ impl<W: Write> ConsolePrinter<W> {
 /// Fen as yuan with thousands separators: `1234567` → `12,345.67`.
 fn yuan(fen: i64) -> String {
     let plain = crate::model::format_fen(fen);
-    let (sign, rest) = plain.strip_prefix('-').map_or(("", plain.as_str()), |r| ("-", r));
+    let (sign, rest) = plain
+        .strip_prefix('-')
+        .map_or(("", plain.as_str()), |r| ("-", r));
     let (int, frac) = rest.split_once('.').expect("format_fen writes a point");
     let mut grouped = String::new();
     for (i, ch) in int.chars().enumerate() {

@@ -42,8 +42,10 @@ const VIEW_REFRESH: Duration = Duration::from_millis(250);
 
 /// Builds the engine's metrics and live view for a configuration.
 pub fn live_view(engine: &Engine) -> Arc<LiveView> {
-    let names: Vec<(InputTopic, String)> =
-        InputTopic::ALL.iter().map(|t| (*t, engine.topic_name(*t).to_string())).collect();
+    let names: Vec<(InputTopic, String)> = InputTopic::ALL
+        .iter()
+        .map(|t| (*t, engine.topic_name(*t).to_string()))
+        .collect();
     let metrics = Arc::new(Metrics::new(engine.catalog(), &names));
     Arc::new(LiveView::new(engine.catalog().clone(), metrics))
 }
@@ -57,9 +59,11 @@ pub fn refresh_view(engine: &mut Engine, view: &LiveView) {
         view.update_lot(a);
     }
     view.update_district(engine.district());
-    view.metrics.set_payment_totals(engine.catalog(), &engine.payment_totals());
+    view.metrics
+        .set_payment_totals(engine.catalog(), &engine.payment_totals());
     for (topic, partition, wm) in engine.watermarks() {
-        view.metrics.set_watermark(engine.topic_name(topic), partition, wm);
+        view.metrics
+            .set_watermark(engine.topic_name(topic), partition, wm);
     }
 }
 
@@ -117,14 +121,17 @@ pub async fn run(
             view.metrics.count_input(engine.topic_name(m.topic), d);
             emit(&engine, &view, &mut printer, &mut summary, &out, opts.quiet)?;
             if !out.is_empty() {
-                view.metrics.observe_latency(received.elapsed().as_secs_f64());
+                view.metrics
+                    .observe_latency(received.elapsed().as_secs_f64());
             }
         }
         out.clear();
         engine.tick(sim_now, &mut out);
         emit(&engine, &view, &mut printer, &mut summary, &out, opts.quiet)?;
         if !opts.quiet {
-            let settle = config.engine.max_out_of_orderness.as_ms() + config.engine.allowed_lateness.as_ms() + 5_000;
+            let settle = config.engine.max_out_of_orderness.as_ms()
+                + config.engine.allowed_lateness.as_ms()
+                + 5_000;
             printer.flush_sales(sim_now, settle)?;
         }
         if last_refresh.elapsed() >= VIEW_REFRESH {
@@ -151,7 +158,8 @@ fn emit(
     if out.is_empty() {
         return Ok(());
     }
-    view.metrics.count_outputs(out, |o| engine.output_topic_name(o.topic()).to_string());
+    view.metrics
+        .count_outputs(out, |o| engine.output_topic_name(o.topic()).to_string());
     view.publish(out);
     // Keep the API and gauges consistent with an alert the moment it is out.
     if out.iter().any(|o| matches!(o, Output::Alert(_))) {
@@ -160,7 +168,10 @@ fn emit(
         }
     }
     for o in out {
-        *summary.outputs_by_topic.entry(engine.output_topic_name(o.topic()).to_string()).or_insert(0) += 1;
+        *summary
+            .outputs_by_topic
+            .entry(engine.output_topic_name(o.topic()).to_string())
+            .or_insert(0) += 1;
     }
     if !quiet {
         printer.print(out)?;

@@ -3,7 +3,7 @@
 use crate::config::{Config, Detection, Thresholds};
 use crate::parking::OpeningHours;
 use crate::time::UtcOffset;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 pub type ZoneIx = u16;
 pub type LotIx = u16;
@@ -57,7 +57,7 @@ pub struct Catalog {
 /// m² with at most two decimals → hundredths of m², exactly; `None` otherwise.
 /// Areas divide money (sales per m²), so they are kept as integers too.
 pub fn area_to_centi(m2: f64) -> Option<u64> {
-    if !m2.is_finite() || m2 < 0.0 || m2 > 1e12 {
+    if !m2.is_finite() || !(0.0..=1e12).contains(&m2) {
         return None;
     }
     let centi = (m2 * 100.0).round();
@@ -91,9 +91,16 @@ impl Catalog {
                 lon: l.lon,
             })
             .collect();
-        let zone_ix: HashMap<String, ZoneIx> =
-            zones.iter().enumerate().map(|(i, z)| (z.id.clone(), i as ZoneIx)).collect();
-        let lot_ix = lots.iter().enumerate().map(|(i, l)| (l.id.clone(), i as LotIx)).collect();
+        let zone_ix: HashMap<String, ZoneIx> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (z.id.clone(), i as ZoneIx))
+            .collect();
+        let lot_ix = lots
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.id.clone(), i as LotIx))
+            .collect();
         let category_ix: HashMap<String, CategoryIx> = c
             .payments
             .categories
@@ -109,7 +116,9 @@ impl Catalog {
             let category = category_ix[&m.category];
             let area = area_to_centi(m.selling_area_m2).expect("validated area");
             zone_area_centi[zone as usize] += area;
-            *zone_category_area_centi.entry((zone, category)).or_insert(0) += area;
+            *zone_category_area_centi
+                .entry((zone, category))
+                .or_insert(0) += area;
             merchants.insert(m.id.clone(), MerchantInfo { zone, category });
         }
         Catalog {
@@ -144,7 +153,10 @@ impl Catalog {
         self.zone_area_centi[zone as usize]
     }
     pub fn category_selling_area_centi(&self, zone: ZoneIx, category: CategoryIx) -> u64 {
-        self.zone_category_area_centi.get(&(zone, category)).copied().unwrap_or(0)
+        self.zone_category_area_centi
+            .get(&(zone, category))
+            .copied()
+            .unwrap_or(0)
     }
 }
 

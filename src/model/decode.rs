@@ -17,7 +17,11 @@ pub enum InputTopic {
 }
 
 impl InputTopic {
-    pub const ALL: [InputTopic; 3] = [InputTopic::CrowdCounts, InputTopic::ParkingEvents, InputTopic::Payments];
+    pub const ALL: [InputTopic; 3] = [
+        InputTopic::CrowdCounts,
+        InputTopic::ParkingEvents,
+        InputTopic::Payments,
+    ];
 
     /// The default topic name (SPEC §1); configuration may rename topics.
     pub fn default_name(self) -> &'static str {
@@ -84,20 +88,32 @@ pub fn decode<'a>(
     if payload.len() > max_bytes {
         return Err(Reject::new(
             RejectReason::TooLarge,
-            format!("message is {} bytes, more than the {max_bytes}-byte limit", payload.len()),
+            format!(
+                "message is {} bytes, more than the {max_bytes}-byte limit",
+                payload.len()
+            ),
         ));
     }
     let text = std::str::from_utf8(payload).map_err(|e| {
-        Reject::new(RejectReason::MalformedJson, format!("payload is not UTF-8: {e}"))
+        Reject::new(
+            RejectReason::MalformedJson,
+            format!("payload is not UTF-8: {e}"),
+        )
     })?;
     if !text.trim_start().starts_with('{') {
-        return Err(Reject::new(RejectReason::MalformedJson, "payload is not a JSON object"));
+        return Err(Reject::new(
+            RejectReason::MalformedJson,
+            "payload is not a JSON object",
+        ));
     }
     let raw: RawFields<'a> = serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => Reject::invalid(e.to_string()),
-            _ => Reject::new(RejectReason::MalformedJson, format!("payload is not valid JSON: {e}")),
+            _ => Reject::new(
+                RejectReason::MalformedJson,
+                format!("payload is not valid JSON: {e}"),
+            ),
         }
     })?;
     let ts = fields::timestamp(raw.ts)?;
@@ -115,32 +131,40 @@ fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<De
         .ok_or_else(|| Reject::unknown(format!("zone `{zone_id}` is not configured")))?;
     let source = id("source", raw.source)?;
     let reading = match (raw.people, raw.entered.is_some() || raw.exited.is_some()) {
-        (Some(_), true) => {
-            return Err(Reject::invalid(
-                "message has both `people` and `entered`/`exited`; a source reports one or the other",
-            ))
-        }
+        (Some(_), true) => return Err(Reject::invalid(
+            "message has both `people` and `entered`/`exited`; a source reports one or the other",
+        )),
         (Some(people), false) => CrowdReading::Headcount {
             people: fields::count("people", people, MAX_PEOPLE)?,
         },
         (None, true) => CrowdReading::Line {
-            entered: raw.entered.map_or(Ok(0), |v| fields::count("entered", v, MAX_CROSSINGS))?,
-            exited: raw.exited.map_or(Ok(0), |v| fields::count("exited", v, MAX_CROSSINGS))?,
+            entered: raw
+                .entered
+                .map_or(Ok(0), |v| fields::count("entered", v, MAX_CROSSINGS))?,
+            exited: raw
+                .exited
+                .map_or(Ok(0), |v| fields::count("exited", v, MAX_CROSSINGS))?,
         },
-        (None, false) => {
-            return Err(Reject::invalid(
-                "message has neither `people` (a headcount) nor `entered`/`exited` (a counting line)",
-            ))
-        }
+        (None, false) => return Err(Reject::invalid(
+            "message has neither `people` (a headcount) nor `entered`/`exited` (a counting line)",
+        )),
     };
     Ok(Decoded {
         ts,
         dedup_id: optional_id("event_id", raw.event_id)?,
-        event: Event::Crowd(CrowdEvent { zone, source, reading }),
+        event: Event::Crowd(CrowdEvent {
+            zone,
+            source,
+            reading,
+        }),
     })
 }
 
-fn decode_parking<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+fn decode_parking<'a>(
+    raw: RawFields<'a>,
+    ts: i64,
+    catalog: &Catalog,
+) -> Result<Decoded<'a>, Reject> {
     let lot_id = id("lot", raw.lot)?;
     let lot = catalog
         .lot(&lot_id)
@@ -148,7 +172,9 @@ fn decode_parking<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<
     let detection = catalog.lots[lot as usize].detection;
     let reading = match (raw.slot.is_some() || raw.state.is_some(), raw.gate) {
         (true, Some(_)) => {
-            return Err(Reject::invalid("message has both `slot`/`state` and `gate`; send one event per message"))
+            return Err(Reject::invalid(
+                "message has both `slot`/`state` and `gate`; send one event per message",
+            ))
         }
         (true, None) => {
             let slot = id("slot", raw.slot)?;
@@ -185,7 +211,9 @@ fn decode_parking<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<
                 Some(c) => fields::count("count", c, MAX_GATE_COUNT)?,
             };
             if count == 0 {
-                return Err(Reject::range("field `count` is 0; a gate report counts at least one car"));
+                return Err(Reject::range(
+                    "field `count` is 0; a gate report counts at least one car",
+                ));
             }
             if detection != Detection::Gate {
                 return Err(Reject::invalid(format!(
@@ -207,7 +235,11 @@ fn decode_parking<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<
     })
 }
 
-fn decode_payment<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+fn decode_payment<'a>(
+    raw: RawFields<'a>,
+    ts: i64,
+    catalog: &Catalog,
+) -> Result<Decoded<'a>, Reject> {
     let txn_id = id("txn_id", raw.txn_id)?;
     let merchant_id = id("merchant", raw.merchant)?;
     let amount_fen = fields::amount(raw.amount)?;
@@ -228,15 +260,19 @@ fn decode_payment<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<
             .zone(&z)
             .ok_or_else(|| Reject::unknown(format!("zone `{z}` is not configured")))?,
         None => merchant.map(|m| m.zone).ok_or_else(|| {
-            Reject::unknown(format!("merchant `{merchant_id}` is not configured and the message has no `zone`"))
+            Reject::unknown(format!(
+                "merchant `{merchant_id}` is not configured and the message has no `zone`"
+            ))
         })?,
     };
     let category = match optional_id("category", raw.category)? {
-        Some(k) => catalog
-            .category(&k)
-            .ok_or_else(|| Reject::unknown(format!("category `{k}` is not in payments.categories")))?,
+        Some(k) => catalog.category(&k).ok_or_else(|| {
+            Reject::unknown(format!("category `{k}` is not in payments.categories"))
+        })?,
         None => merchant.map(|m| m.category).ok_or_else(|| {
-            Reject::unknown(format!("merchant `{merchant_id}` is not configured and the message has no `category`"))
+            Reject::unknown(format!(
+                "merchant `{merchant_id}` is not configured and the message has no `category`"
+            ))
         })?,
     };
     Ok(Decoded {
@@ -274,7 +310,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.ts, 1_790_834_580_250);
-        assert!(matches!(d.event, Event::Crowd(CrowdEvent { reading: CrowdReading::Headcount { people: 412 }, .. })));
+        assert!(matches!(
+            d.event,
+            Event::Crowd(CrowdEvent {
+                reading: CrowdReading::Headcount { people: 412 },
+                ..
+            })
+        ));
 
         let d = decode(
             InputTopic::CrowdCounts,
@@ -284,7 +326,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.dedup_id.as_deref(), Some("e1"));
-        assert!(matches!(d.event, Event::Crowd(CrowdEvent { reading: CrowdReading::Line { entered: 12, exited: 9 }, .. })));
+        assert!(matches!(
+            d.event,
+            Event::Crowd(CrowdEvent {
+                reading: CrowdReading::Line {
+                    entered: 12,
+                    exited: 9
+                },
+                ..
+            })
+        ));
 
         let d = decode(
             InputTopic::ParkingEvents,
@@ -293,7 +344,16 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        assert!(matches!(d.event, Event::Parking(ParkingEvent { reading: ParkingReading::Gate { entry: false, count: 3 }, .. })));
+        assert!(matches!(
+            d.event,
+            Event::Parking(ParkingEvent {
+                reading: ParkingReading::Gate {
+                    entry: false,
+                    count: 3
+                },
+                ..
+            })
+        ));
 
         let d = decode(
             InputTopic::Payments,
@@ -302,7 +362,13 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        assert!(matches!(d.event, Event::Payment(Payment { amount_fen: 12_850, .. })));
+        assert!(matches!(
+            d.event,
+            Event::Payment(Payment {
+                amount_fen: 12_850,
+                ..
+            })
+        ));
         let d = decode(
             InputTopic::Payments,
             br#"{"txn_id":"wx-2","ts":1790834580250,"merchant":"m-1001","amount":-0.5}"#,
@@ -310,7 +376,13 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        assert!(matches!(d.event, Event::Payment(Payment { amount_fen: -50, .. })));
+        assert!(matches!(
+            d.event,
+            Event::Payment(Payment {
+                amount_fen: -50,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -320,28 +392,116 @@ mod tests {
         let cases: &[(InputTopic, &str, RejectReason, &str)] = &[
             (CrowdCounts, "{\"zone\":", MalformedJson, "JSON"),
             (CrowdCounts, "[1,2]", MalformedJson, "object"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","source":"c","people":1}"#, InvalidField, "`ts`"),
-            (CrowdCounts, r#"{"zone":"atlantis","ts":1790834580250,"source":"c","people":1}"#, UnknownEntity, "atlantis"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":-4}"#, OutOfRange, "`people`"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":"4"}"#, InvalidField, "`people`"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580,"source":"c","people":4}"#, OutOfRange, "`ts`"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":"yesterday","source":"c","people":4}"#, InvalidField, "`ts`"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":"2026-10-01T14:03:00","source":"c","people":4}"#, InvalidField, "`ts`"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":4,"entered":1}"#, InvalidField, "both"),
-            (CrowdCounts, r#"{"zone":"lakeside-promenade","zone":"x","ts":1790834580250,"source":"c","people":4}"#, InvalidField, "duplicate"),
-            (ParkingEvents, r#"{"lot":"p01-in77-a","ts":1790834580250,"slot":"A1","state":"parked"}"#, InvalidField, "`state`"),
-            (ParkingEvents, r#"{"lot":"p02-in77-d","ts":1790834580250,"slot":"A1","state":"vacant"}"#, InvalidField, "gates"),
-            (ParkingEvents, r#"{"lot":"p02-in77-d","ts":1790834580250,"gate":"entry","count":0}"#, OutOfRange, "`count`"),
-            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"1.234"}"#, InvalidField, "`amount`"),
-            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":1e3}"#, InvalidField, "`amount`"),
-            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"99999999999"}"#, OutOfRange, "`amount`"),
-            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"1","currency":"USD"}"#, InvalidField, "`currency`"),
-            (Payments, r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-9","amount":"1"}"#, UnknownEntity, "m-9"),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","source":"c","people":1}"#,
+                InvalidField,
+                "`ts`",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"atlantis","ts":1790834580250,"source":"c","people":1}"#,
+                UnknownEntity,
+                "atlantis",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":-4}"#,
+                OutOfRange,
+                "`people`",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":"4"}"#,
+                InvalidField,
+                "`people`",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","ts":1790834580,"source":"c","people":4}"#,
+                OutOfRange,
+                "`ts`",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","ts":"yesterday","source":"c","people":4}"#,
+                InvalidField,
+                "`ts`",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","ts":"2026-10-01T14:03:00","source":"c","people":4}"#,
+                InvalidField,
+                "`ts`",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","ts":1790834580250,"source":"c","people":4,"entered":1}"#,
+                InvalidField,
+                "both",
+            ),
+            (
+                CrowdCounts,
+                r#"{"zone":"lakeside-promenade","zone":"x","ts":1790834580250,"source":"c","people":4}"#,
+                InvalidField,
+                "duplicate",
+            ),
+            (
+                ParkingEvents,
+                r#"{"lot":"p01-in77-a","ts":1790834580250,"slot":"A1","state":"parked"}"#,
+                InvalidField,
+                "`state`",
+            ),
+            (
+                ParkingEvents,
+                r#"{"lot":"p02-in77-d","ts":1790834580250,"slot":"A1","state":"vacant"}"#,
+                InvalidField,
+                "gates",
+            ),
+            (
+                ParkingEvents,
+                r#"{"lot":"p02-in77-d","ts":1790834580250,"gate":"entry","count":0}"#,
+                OutOfRange,
+                "`count`",
+            ),
+            (
+                Payments,
+                r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"1.234"}"#,
+                InvalidField,
+                "`amount`",
+            ),
+            (
+                Payments,
+                r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":1e3}"#,
+                InvalidField,
+                "`amount`",
+            ),
+            (
+                Payments,
+                r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"99999999999"}"#,
+                OutOfRange,
+                "`amount`",
+            ),
+            (
+                Payments,
+                r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-1001","amount":"1","currency":"USD"}"#,
+                InvalidField,
+                "`currency`",
+            ),
+            (
+                Payments,
+                r#"{"txn_id":"t","ts":1790834580250,"merchant":"m-9","amount":"1"}"#,
+                UnknownEntity,
+                "m-9",
+            ),
         ];
         for (topic, text, reason, needle) in cases {
             let r = reject(*topic, text);
             assert_eq!(r.reason, *reason, "{text} → {r}");
-            assert!(r.error.contains(needle), "{text} → {r} should mention {needle}");
+            assert!(
+                r.error.contains(needle),
+                "{text} → {r} should mention {needle}"
+            );
         }
     }
 

@@ -36,7 +36,10 @@ pub fn required<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<&'a RawValu
 pub fn string<'a>(name: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, Reject> {
     let text = raw.get();
     if !text.starts_with('"') {
-        return Err(Reject::invalid(format!("field `{name}` must be a string, not {}", kind_of(raw))));
+        return Err(Reject::invalid(format!(
+            "field `{name}` must be a string, not {}",
+            kind_of(raw)
+        )));
     }
     let inner = &text[1..text.len() - 1];
     if inner.contains('\\') {
@@ -63,7 +66,10 @@ pub fn id<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Rej
     Ok(s)
 }
 
-pub fn optional_id<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, Reject> {
+pub fn optional_id<'a>(
+    name: &str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, Reject> {
     match raw {
         None => Ok(None),
         Some(_) => id(name, raw).map(Some),
@@ -78,18 +84,25 @@ pub fn count(name: &str, raw: &RawValue, max: u32) -> Result<u32, Reject> {
         return Err(if kind_of(raw) == "a number" {
             Reject::invalid(format!("field `{name}` must be a whole number, got {text}"))
         } else {
-            Reject::invalid(format!("field `{name}` must be a number, not {}", kind_of(raw)))
+            Reject::invalid(format!(
+                "field `{name}` must be a number, not {}",
+                kind_of(raw)
+            ))
         });
     }
     if text.starts_with('-') {
         if digits.bytes().all(|b| b == b'0') {
             return Ok(0);
         }
-        return Err(Reject::range(format!("field `{name}` must not be negative, got {text}")));
+        return Err(Reject::range(format!(
+            "field `{name}` must not be negative, got {text}"
+        )));
     }
     match digits.parse::<u64>() {
         Ok(v) if v <= max as u64 => Ok(v as u32),
-        _ => Err(Reject::range(format!("field `{name}` is {text}, more than the plausible maximum {max}"))),
+        _ => Err(Reject::range(format!(
+            "field `{name}` is {text}, more than the plausible maximum {max}"
+        ))),
     }
 }
 
@@ -113,8 +126,9 @@ pub fn timestamp(raw: Option<&RawValue>) -> Result<i64, Reject> {
                 "field `ts` is {text}; epoch time must be whole milliseconds"
             )));
         }
-        text.parse::<i64>()
-            .map_err(|_| Reject::range(format!("field `ts` is {text}, outside any plausible time")))?
+        text.parse::<i64>().map_err(|_| {
+            Reject::range(format!("field `ts` is {text}, outside any plausible time"))
+        })?
     } else {
         return Err(Reject::invalid(format!(
             "field `ts` must be an RFC 3339 string or epoch milliseconds, not {}",
@@ -135,7 +149,11 @@ pub fn amount(raw: Option<&RawValue>) -> Result<i64, Reject> {
     let text = match kind_of(raw) {
         "a string" => string("amount", raw)?,
         "a number" => Cow::Borrowed(raw.get()),
-        other => return Err(Reject::invalid(format!("field `amount` must be a decimal, not {other}"))),
+        other => {
+            return Err(Reject::invalid(format!(
+                "field `amount` must be a decimal, not {other}"
+            )))
+        }
     };
     parse_fen(&text).map_err(|e| match e {
         MoneyError::Format => Reject::invalid(format!(

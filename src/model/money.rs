@@ -43,7 +43,11 @@ pub fn parse_fen(text: &str) -> Result<i64, MoneyError> {
     if trimmed.len() > 12 {
         return Err(MoneyError::Range);
     }
-    let yuan: i64 = if trimmed.is_empty() { 0 } else { trimmed.parse().map_err(|_| MoneyError::Format)? };
+    let yuan: i64 = if trimmed.is_empty() {
+        0
+    } else {
+        trimmed.parse().map_err(|_| MoneyError::Format)?
+    };
     let fen = yuan * 100 + frac;
     if fen > MAX_ABS_FEN {
         return Err(MoneyError::Range);
@@ -75,7 +79,9 @@ mod tests {
 
     #[test]
     fn refuses_floats_and_junk() {
-        for bad in ["", "-", ".5", "5.", "1.234", "1e3", "+1", "1,5", " 1", "1.-5", "--1", "0x10"] {
+        for bad in [
+            "", "-", ".5", "5.", "1.234", "1e3", "+1", "1,5", " 1", "1.-5", "--1", "0x10",
+        ] {
             assert_eq!(parse_fen(bad), Err(MoneyError::Format), "{bad:?}");
         }
         assert_eq!(parse_fen("10000000.01"), Err(MoneyError::Range));

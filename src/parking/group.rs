@@ -16,7 +16,8 @@ pub struct DistrictRollup {
     name: String,
     min_interval: i64,
     heartbeat: i64,
-    lots: BTreeMap<String, Availability>,
+    /// Per car park: (total, available, occupied, observed).
+    lots: BTreeMap<String, (u32, u32, u32, i64)>,
     last: Option<(u32, i64)>,
 }
 
@@ -34,17 +35,29 @@ impl DistrictRollup {
 
     /// Takes the newest record of a car park; returns a district record when due.
     pub fn update(&mut self, record: &Availability) -> Option<ParkingGroup> {
-        self.lots.insert(record.id.clone(), record.clone());
+        let figures = (
+            record.total_spot_number,
+            record.available_spot_number,
+            record.occupied_spot_number,
+            record.observed_ms,
+        );
+        match self.lots.get_mut(&record.id) {
+            Some(f) => *f = figures,
+            None => {
+                self.lots.insert(record.id.clone(), figures);
+            }
+        }
+        let now = record.emitted_ms;
         let group = self.current()?;
         let due = match self.last {
             None => true,
             Some((available, at)) => {
-                (available != group.available_spot_number && group.observed_ms >= at + self.min_interval)
-                    || group.observed_ms >= at + self.heartbeat
+                (available != group.available_spot_number && now >= at + self.min_interval)
+                    || now >= at + self.heartbeat
             }
         };
         due.then(|| {
-            self.last = Some((group.available_spot_number, group.observed_ms));
+            self.last = Some((group.available_spot_number, now));
             group
         })
     }
@@ -54,10 +67,10 @@ impl DistrictRollup {
         if self.lots.is_empty() {
             return None;
         }
-        let total: u32 = self.lots.values().map(|l| l.total_spot_number).sum();
-        let available: u32 = self.lots.values().map(|l| l.available_spot_number).sum();
-        let occupied: u32 = self.lots.values().map(|l| l.occupied_spot_number).sum();
-        let observed = self.lots.values().map(|l| l.observed_ms).max().unwrap_or(0);
+        let total: u32 = self.lots.values().map(|l| l.0).sum();
+        let available: u32 = self.lots.values().map(|l| l.1).sum();
+        let occupied: u32 = self.lots.values().map(|l| l.2).sum();
+        let observed = self.lots.values().map(|l| l.3).max().unwrap_or(0);
         Some(ParkingGroup {
             id: self.id.clone(),
             kind: "ParkingGroup",

@@ -26,18 +26,27 @@ impl OpeningHours {
         };
         let (open_min, close_min) = (minutes(open)?, minutes(close)?);
         if open_min == close_min {
-            return Err(format!("`{text}` opens and closes at the same time; use \"24h\""));
+            return Err(format!(
+                "`{text}` opens and closes at the same time; use \"24h\""
+            ));
         }
-        Ok(OpeningHours::Daily { open_min, close_min })
+        Ok(OpeningHours::Daily {
+            open_min,
+            close_min,
+        })
     }
 
     pub fn is_open(&self, minute_of_day: u32) -> bool {
         match *self {
             OpeningHours::Always => true,
-            OpeningHours::Daily { open_min, close_min } if open_min < close_min => {
-                (open_min..close_min).contains(&minute_of_day)
-            }
-            OpeningHours::Daily { open_min, close_min } => minute_of_day >= open_min || minute_of_day < close_min,
+            OpeningHours::Daily {
+                open_min,
+                close_min,
+            } if open_min < close_min => (open_min..close_min).contains(&minute_of_day),
+            OpeningHours::Daily {
+                open_min,
+                close_min,
+            } => minute_of_day >= open_min || minute_of_day < close_min,
         }
     }
 }

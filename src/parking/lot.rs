@@ -2,7 +2,8 @@
 
 use crate::config::Detection;
 use crate::model::Reject;
-use std::collections::{HashMap, VecDeque};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::VecDeque;
 
 /// One space's last sensor reading. 16 bytes: the map entry, not this, dominates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +50,21 @@ impl LotState {
 
     /// Applies a space reading at `ts`, with `now` the partition's watermark.
     /// An older reading than the one held for the space changes nothing.
-    pub fn space(&mut self, lot_id: &str, slot: &str, occupied: bool, ts: i64, now: i64, ttl: i64) -> Result<(), Reject> {
+    pub fn space(
+        &mut self,
+        lot_id: &str,
+        slot: &str,
+        occupied: bool,
+        ts: i64,
+        now: i64,
+        ttl: i64,
+    ) -> Result<(), Reject> {
         let fresh = ts + ttl > now;
-        let reading = SlotReading { ts, occupied, fresh };
+        let reading = SlotReading {
+            ts,
+            occupied,
+            fresh,
+        };
         match self.slots.get_mut(slot) {
             Some(old) => {
                 if old.ts > ts {
@@ -109,7 +122,9 @@ impl LotState {
     /// Marks readings older than `ttl` at watermark `now` as unknown, at most once
     /// per [`SWEEP_EVERY_MS`]. Returns true when a count changed.
     pub fn sweep(&mut self, now: i64, ttl: i64) -> bool {
-        if self.detection != Detection::SingleSpace || now < self.last_sweep_ts.saturating_add(SWEEP_EVERY_MS) {
+        if self.detection != Detection::SingleSpace
+            || now < self.last_sweep_ts.saturating_add(SWEEP_EVERY_MS)
+        {
             return false;
         }
         self.last_sweep_ts = now;
@@ -162,7 +177,10 @@ mod tests {
         l.space("p", "a", false, 5, 10, 1_000).unwrap(); // older: ignored
         assert_eq!((l.available(), l.occupied), (0, 2));
         l.space("p", "c", false, 20, 20, 1_000).unwrap();
-        assert!(l.space("p", "d", false, 30, 30, 1_000).is_err(), "a 4th space in a 3-space car park");
+        assert!(
+            l.space("p", "d", false, 30, 30, 1_000).is_err(),
+            "a 4th space in a 3-space car park"
+        );
         assert!(l.sweep(1_010, 1_000));
         assert_eq!((l.available(), l.occupied, l.unknown()), (1, 0, 2));
     }

@@ -71,7 +71,13 @@ impl ParkingOperator {
     }
 
     /// Applies an event at `ts`; `watermark` is the partition's watermark after it.
-    pub fn accept(&mut self, ts: i64, event: &ParkingEvent<'_>, watermark: i64, out: &mut Vec<Output>) -> Result<(), Reject> {
+    pub fn accept(
+        &mut self,
+        ts: i64,
+        event: &ParkingEvent<'_>,
+        watermark: i64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Reject> {
         let info = &self.catalog.lots[event.lot as usize];
         let entry = self.lots.entry(event.lot).or_insert_with(|| LotEntry {
             state: LotState::new(info.spaces, info.detection),
@@ -81,10 +87,18 @@ impl ParkingOperator {
         });
         let before = entry.state.available();
         match &event.reading {
-            ParkingReading::Space { slot, occupied } => {
-                entry.state.space(&info.id, slot, *occupied, ts, watermark, self.params.slot_ttl)?
-            }
-            ParkingReading::Gate { entry: is_entry, count } => entry.state.gate(*is_entry, *count, ts),
+            ParkingReading::Space { slot, occupied } => entry.state.space(
+                &info.id,
+                slot,
+                *occupied,
+                ts,
+                watermark,
+                self.params.slot_ttl,
+            )?,
+            ParkingReading::Gate {
+                entry: is_entry,
+                count,
+            } => entry.state.gate(*is_entry, *count, ts),
         }
         entry.dirty |= entry.state.available() != before;
         let now = ts.max(watermark);
@@ -161,7 +175,13 @@ impl ParkingOperator {
     }
 }
 
-fn status_of(catalog: &Catalog, params: &ParkingParams, ix: LotIx, lot: &LotState, now: i64) -> ParkingStatus {
+fn status_of(
+    catalog: &Catalog,
+    params: &ParkingParams,
+    ix: LotIx,
+    lot: &LotState,
+    now: i64,
+) -> ParkingStatus {
     let info = &catalog.lots[ix as usize];
     if !info.hours.is_open(catalog.utc_offset.minute_of_day(now)) {
         ParkingStatus::Closed
@@ -177,7 +197,13 @@ fn status_of(catalog: &Catalog, params: &ParkingParams, ix: LotIx, lot: &LotStat
 }
 
 /// Builds the record, and records the occupancy sample the trend needs.
-fn availability(catalog: &Catalog, ix: LotIx, lot: &mut LotState, status: ParkingStatus, now: i64) -> Availability {
+fn availability(
+    catalog: &Catalog,
+    ix: LotIx,
+    lot: &mut LotState,
+    status: ParkingStatus,
+    now: i64,
+) -> Availability {
     let info = &catalog.lots[ix as usize];
     let used = lot.spaces - lot.available();
     if lot.history.back().is_none_or(|(t, _)| now - t >= 60_000) {
@@ -220,5 +246,6 @@ fn availability(catalog: &Catalog, ix: LotIx, lot: &mut LotState, status: Parkin
             _ => None,
         },
         observed_ms: lot.last_event_ts,
+        emitted_ms: now,
     }
 }

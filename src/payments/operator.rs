@@ -18,7 +18,10 @@ impl PaymentsParams {
     pub fn from_config(c: &Config) -> Self {
         let size = c.payments.window.as_ms();
         PaymentsParams {
-            window: WindowSpec::hopping(size, c.payments.window_advance.map_or(size, |a| a.as_ms())),
+            window: WindowSpec::hopping(
+                size,
+                c.payments.window_advance.map_or(size, |a| a.as_ms()),
+            ),
             lateness: c.engine.allowed_lateness.as_ms(),
         }
     }
@@ -55,9 +58,15 @@ impl PaymentsOperator {
     pub fn accept(&mut self, ts: i64, p: &Payment) {
         self.windows.update(ts, &p.zone, |w| {
             w.total.add(p.amount_fen);
-            w.by_category.entry(p.category).or_default().add(p.amount_fen);
+            w.by_category
+                .entry(p.category)
+                .or_default()
+                .add(p.amount_fen);
         });
-        self.totals.entry((p.zone, p.category)).or_default().add(p.amount_fen);
+        self.totals
+            .entry((p.zone, p.category))
+            .or_default()
+            .add(p.amount_fen);
     }
 
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
@@ -68,7 +77,9 @@ impl PaymentsOperator {
                 zone: catalog.zones[zone as usize].id.clone(),
                 window_start: format_ts(start),
                 window_end: format_ts(end),
-                figures: w.total.figures(currency, catalog.zone_selling_area_centi(zone)),
+                figures: w
+                    .total
+                    .figures(currency, catalog.zone_selling_area_centi(zone)),
                 by_category: w
                     .by_category
                     .iter()

@@ -38,7 +38,8 @@ impl Tally {
             amount: format_fen(self.net_fen()),
             refund_amount: format_fen(self.refund_fen),
             currency: currency.to_string(),
-            avg_ticket: (self.sales > 0).then(|| format_fen(div_round(self.sales_fen as i128, self.sales as i128))),
+            avg_ticket: (self.sales > 0)
+                .then(|| format_fen(div_round(self.sales_fen as i128, self.sales as i128))),
             sales_per_m2: (area_centi > 0)
                 .then(|| format_fen(div_round(self.net_fen() as i128 * 100, area_centi as i128))),
         }

@@ -6,7 +6,13 @@ use crate::model::{InputTopic, RejectReason};
 /// Turns a good message into a bad one and says which dead-letter reason it must
 /// get. `late_ok` is false early in a run, when a partition may not have a
 /// watermark yet and an old message would still be on time.
-pub fn spoil(topic: InputTopic, good: &[u8], ts: i64, late_ok: bool, rng: &mut Rng) -> (Vec<u8>, RejectReason) {
+pub fn spoil(
+    topic: InputTopic,
+    good: &[u8],
+    ts: i64,
+    late_ok: bool,
+    rng: &mut Rng,
+) -> (Vec<u8>, RejectReason) {
     let text = String::from_utf8_lossy(good).into_owned();
     let kinds = if late_ok { 5 } else { 4 };
     match rng.range(0, kinds) {
@@ -17,7 +23,9 @@ pub fn spoil(topic: InputTopic, good: &[u8], ts: i64, late_ok: bool, rng: &mut R
         }
         1 => {
             let bad = match topic {
-                InputTopic::CrowdCounts => replace_number(&text, "\"ts\":", "\"ts\":\"half past two\""),
+                InputTopic::CrowdCounts => {
+                    replace_number(&text, "\"ts\":", "\"ts\":\"half past two\"")
+                }
                 InputTopic::ParkingEvents => replace_number(&text, "\"ts\":", "\"ts\":true"),
                 InputTopic::Payments => text.replacen("\"amount\":\"", "\"amount\":\"12.345", 1),
             };
@@ -33,11 +41,17 @@ pub fn spoil(topic: InputTopic, good: &[u8], ts: i64, late_ok: bool, rng: &mut R
         }
         3 => {
             // A sensor whose clock was never set: 1970.
-            (replace_number(&text, "\"ts\":", "\"ts\":86400000").into_bytes(), RejectReason::OutOfRange)
+            (
+                replace_number(&text, "\"ts\":", "\"ts\":86400000").into_bytes(),
+                RejectReason::OutOfRange,
+            )
         }
         _ => {
             let old = ts - 15 * 60_000;
-            (replace_number(&text, "\"ts\":", &format!("\"ts\":{old}")).into_bytes(), RejectReason::Late)
+            (
+                replace_number(&text, "\"ts\":", &format!("\"ts\":{old}")).into_bytes(),
+                RejectReason::Late,
+            )
         }
     }
 }

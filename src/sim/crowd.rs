@@ -93,7 +93,13 @@ impl CrowdSim {
             .iter()
             .enumerate()
             .map(|(i, z)| {
-                let n_cams = if z.area_m2 > 1000.0 { 3 } else if z.area_m2 > 250.0 { 2 } else { 1 };
+                let n_cams = if z.area_m2 > 1000.0 {
+                    3
+                } else if z.area_m2 > 250.0 {
+                    2
+                } else {
+                    1
+                };
                 let cameras = (0..n_cams)
                     .map(|c| Camera {
                         id: format!("cam-{:02}{}", i + 1, (b'a' + c as u8) as char),
@@ -118,7 +124,14 @@ impl CrowdSim {
         CrowdSim { zones }
     }
 
-    pub fn step(&mut self, minute: f64, t0: i64, t1: i64, rng: &mut Rng, out: &mut Vec<(InputTopic, String, i64, Vec<u8>)>) {
+    pub fn step(
+        &mut self,
+        minute: f64,
+        t0: i64,
+        t1: i64,
+        rng: &mut Rng,
+        out: &mut Vec<(InputTopic, String, i64, Vec<u8>)>,
+    ) {
         for z in &mut self.zones {
             let target = z.profile.density(minute) * z.area_m2;
             let previous = z.people;
@@ -135,7 +148,12 @@ impl CrowdSim {
                         people: seen.round().max(0.0) as u32,
                         event_id: format!("{}-{}", cam.id, t),
                     };
-                    out.push((InputTopic::CrowdCounts, z.id.clone(), t, serde_json::to_vec(&msg).expect("plain struct")));
+                    out.push((
+                        InputTopic::CrowdCounts,
+                        z.id.clone(),
+                        t,
+                        serde_json::to_vec(&msg).expect("plain struct"),
+                    ));
                     t += cam.period_ms;
                 }
             }
@@ -146,7 +164,8 @@ impl CrowdSim {
                     let through = (z.area_m2 * 0.02).max(1.0);
                     let net = z.net_since_report;
                     let entered = (through + net.max(0.0) + rng.poisson(2.0) as f64).round() as u32;
-                    let exited = (through + (-net).max(0.0) + rng.poisson(2.0) as f64).round() as u32;
+                    let exited =
+                        (through + (-net).max(0.0) + rng.poisson(2.0) as f64).round() as u32;
                     let msg = Line {
                         zone: &z.id,
                         ts: t0,
@@ -155,7 +174,12 @@ impl CrowdSim {
                         exited,
                         event_id: format!("{gate}-{t0}"),
                     };
-                    out.push((InputTopic::CrowdCounts, z.id.clone(), t0, serde_json::to_vec(&msg).expect("plain struct")));
+                    out.push((
+                        InputTopic::CrowdCounts,
+                        z.id.clone(),
+                        t0,
+                        serde_json::to_vec(&msg).expect("plain struct"),
+                    ));
                     z.net_since_report = 0.0;
                 }
             }
@@ -167,6 +191,9 @@ impl CrowdSim {
     }
 
     pub fn people_by_zone_named(&self) -> Vec<(String, u32)> {
-        self.zones.iter().map(|z| (z.id.clone(), z.people.round() as u32)).collect()
+        self.zones
+            .iter()
+            .map(|z| (z.id.clone(), z.people.round() as u32))
+            .collect()
     }
 }

@@ -80,8 +80,20 @@ impl PartialOrd for SimMessage {
 
 impl Ord for SimMessage {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.deliver_ms, self.ts_ms, self.topic, &self.key, &self.payload)
-            .cmp(&(other.deliver_ms, other.ts_ms, other.topic, &other.key, &other.payload))
+        (
+            self.deliver_ms,
+            self.ts_ms,
+            self.topic,
+            &self.key,
+            &self.payload,
+        )
+            .cmp(&(
+                other.deliver_ms,
+                other.ts_ms,
+                other.topic,
+                &other.key,
+                &other.payload,
+            ))
     }
 }
 
@@ -130,7 +142,11 @@ impl Simulator {
             self.step();
         }
         let mut out = Vec::new();
-        while self.queue.peek().is_some_and(|m| m.0.deliver_ms <= until_ms) {
+        while self
+            .queue
+            .peek()
+            .is_some_and(|m| m.0.deliver_ms <= until_ms)
+        {
             out.push(self.queue.pop().expect("peeked").0);
         }
         out
@@ -141,9 +157,23 @@ impl Simulator {
         let (t0, t1) = (self.now_ms, self.now_ms + STEP_MS);
         let mut batch: Vec<(InputTopic, String, i64, Vec<u8>)> = Vec::new();
         self.crowd.step(minute, t0, t1, &mut self.rng, &mut batch);
-        self.parking.step(minute, t0, t1, self.opts.intensity, &mut self.rng, &mut batch);
+        self.parking.step(
+            minute,
+            t0,
+            t1,
+            self.opts.intensity,
+            &mut self.rng,
+            &mut batch,
+        );
         let people = self.crowd.people_by_zone();
-        self.payments.step(&people, t0, t1, self.opts.intensity, &mut self.rng, &mut batch);
+        self.payments.step(
+            &people,
+            t0,
+            t1,
+            self.opts.intensity,
+            &mut self.rng,
+            &mut batch,
+        );
         for (topic, key, ts, payload) in batch {
             let deliver = ts + self.rng.range(0, self.opts.max_delay_ms.max(1) as u64) as i64;
             if self.opts.bad_ratio > 0.0 && self.rng.chance(self.opts.bad_ratio) {
@@ -155,14 +185,29 @@ impl Simulator {
             let dup = self.opts.duplicate_ratio > 0.0 && self.rng.chance(self.opts.duplicate_ratio);
             if dup {
                 let again = deliver + self.rng.range(1, 1_500) as i64;
-                self.push(topic, key.clone(), payload.clone(), ts, again, Expect::Duplicate);
+                self.push(
+                    topic,
+                    key.clone(),
+                    payload.clone(),
+                    ts,
+                    again,
+                    Expect::Duplicate,
+                );
             }
             self.push(topic, key, payload, ts, deliver, Expect::Accept);
         }
         self.now_ms = t1;
     }
 
-    fn push(&mut self, topic: InputTopic, key: String, payload: Vec<u8>, ts: i64, deliver: i64, expect: Expect) {
+    fn push(
+        &mut self,
+        topic: InputTopic,
+        key: String,
+        payload: Vec<u8>,
+        ts: i64,
+        deliver: i64,
+        expect: Expect,
+    ) {
         self.queue.push(Reverse(SimMessage {
             topic,
             key,
@@ -227,7 +272,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
         assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 }

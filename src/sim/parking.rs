@@ -59,7 +59,11 @@ impl ParkingSim {
             .enumerate()
             .map(|(i, l)| {
                 // The busiest car parks (by the lake and the malls) fill up.
-                let peak = if i % 3 == 2 || l.id.contains("hubin88") { 1.08 } else { 0.8 + 0.03 * (i % 4) as f64 };
+                let peak = if i % 3 == 2 || l.id.contains("hubin88") {
+                    1.08
+                } else {
+                    0.8 + 0.03 * (i % 4) as f64
+                };
                 // Gate counters only know the cars they counted in, so gate car parks
                 // start the simulation empty; sensors see whatever is parked.
                 let start = match l.detection {
@@ -122,7 +126,9 @@ impl ParkingSim {
                 }
             }
             match lot.detection {
-                Detection::SingleSpace => Self::sensors(lot, &events, elapsed_s, t0, t1, intensity, rng, out),
+                Detection::SingleSpace => {
+                    Self::sensors(lot, &events, elapsed_s, t0, t1, intensity, rng, out)
+                }
                 Detection::Gate => Self::gates(lot, &events, t0, t1, rng, out),
             }
         }
@@ -147,13 +153,21 @@ impl ParkingSim {
                 state: if lot.slots[i] { "occupied" } else { "vacant" },
                 event_id: format!("{}-{}-{}", lot.id, i, ts),
             };
-            out.push((InputTopic::ParkingEvents, lot.id.clone(), ts, serde_json::to_vec(&msg).expect("plain struct")));
+            out.push((
+                InputTopic::ParkingEvents,
+                lot.id.clone(),
+                ts,
+                serde_json::to_vec(&msg).expect("plain struct"),
+            ));
         };
         for &arrive in events {
             // Pick a space in the wanted state by probing from a random start.
             let n = lot.slots.len();
             let start = rng.range(0, n as u64) as usize;
-            if let Some(i) = (0..n).map(|k| (start + k) % n).find(|&i| lot.slots[i] != arrive) {
+            if let Some(i) = (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| lot.slots[i] != arrive)
+            {
                 lot.slots[i] = arrive;
                 let ts = rng.range(t0 as u64, t1 as u64) as i64;
                 emit(lot, i, ts, out);
@@ -174,7 +188,14 @@ impl ParkingSim {
         }
     }
 
-    fn gates(lot: &LotSim, events: &[bool], t0: i64, t1: i64, rng: &mut Rng, out: &mut Vec<(InputTopic, String, i64, Vec<u8>)>) {
+    fn gates(
+        lot: &LotSim,
+        events: &[bool],
+        t0: i64,
+        t1: i64,
+        rng: &mut Rng,
+        out: &mut Vec<(InputTopic, String, i64, Vec<u8>)>,
+    ) {
         let entries = events.iter().filter(|e| **e).count() as u32;
         let exits = events.len() as u32 - entries;
         for (gate, n) in [("entry", entries), ("exit", exits)] {
@@ -192,7 +213,12 @@ impl ParkingSim {
                     count: (count > 1).then_some(count),
                     event_id: format!("{}-{gate}-{ts}-{k}", lot.id),
                 };
-                out.push((InputTopic::ParkingEvents, lot.id.clone(), ts, serde_json::to_vec(&msg).expect("plain struct")));
+                out.push((
+                    InputTopic::ParkingEvents,
+                    lot.id.clone(),
+                    ts,
+                    serde_json::to_vec(&msg).expect("plain struct"),
+                ));
             }
         }
     }

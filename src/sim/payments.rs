@@ -92,7 +92,12 @@ impl PaymentsSim {
                     currency: &self.currency,
                     channel,
                 };
-                out.push((InputTopic::Payments, merchant.clone(), ts, serde_json::to_vec(&msg).expect("plain struct")));
+                out.push((
+                    InputTopic::Payments,
+                    merchant.clone(),
+                    ts,
+                    serde_json::to_vec(&msg).expect("plain struct"),
+                ));
             }
         }
     }

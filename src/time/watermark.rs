@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn idle_partition_follows_the_wall_clock() {
         let mut w = Watermark::new(5_000, 30_000);
-        assert!(!w.on_wall_clock(1_000_000), "no events: nothing to advance from");
+        assert!(
+            !w.on_wall_clock(1_000_000),
+            "no events: nothing to advance from"
+        );
         w.observe(100_000, 1_000);
         assert!(!w.on_wall_clock(30_999));
         assert_eq!(w.current(), 95_000);

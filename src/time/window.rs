@@ -12,11 +12,17 @@ pub struct WindowSpec {
 
 impl WindowSpec {
     pub fn tumbling(size: i64) -> Self {
-        WindowSpec { size, advance: size }
+        WindowSpec {
+            size,
+            advance: size,
+        }
     }
 
     pub fn hopping(size: i64, advance: i64) -> Self {
-        assert!(advance > 0 && advance <= size, "window advance must be in (0, size]");
+        assert!(
+            advance > 0 && advance <= size,
+            "window advance must be in (0, size]"
+        );
         WindowSpec { size, advance }
     }
 
@@ -126,8 +132,14 @@ mod tests {
     #[test]
     fn hopping_windows_overlap() {
         let w = WindowSpec::hopping(60_000, 20_000);
-        assert_eq!(w.starts_of(65_000).collect::<Vec<_>>(), vec![20_000, 40_000, 60_000]);
-        assert_eq!(w.starts_of(60_000).collect::<Vec<_>>(), vec![20_000, 40_000, 60_000]);
+        assert_eq!(
+            w.starts_of(65_000).collect::<Vec<_>>(),
+            vec![20_000, 40_000, 60_000]
+        );
+        assert_eq!(
+            w.starts_of(60_000).collect::<Vec<_>>(),
+            vec![20_000, 40_000, 60_000]
+        );
     }
 
     #[test]
