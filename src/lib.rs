@@ -20,4 +20,5 @@ pub mod output;
 pub mod parking;
 pub mod payments;
 pub mod sim;
+pub mod state;
 pub mod time;

@@ -37,6 +37,9 @@ pub struct Metrics {
     event_to_output: Histogram,
     consumer_lag: IntGaugeVec,
     watermark: GaugeVec,
+    delivery_errors: IntCounterVec,
+    commits: IntCounterVec,
+    restore_seconds: GaugeVec,
     last_totals: std::sync::Mutex<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
 }
 
@@ -210,6 +213,27 @@ impl Metrics {
                 "Event-time watermark of the input partition, in Unix seconds.",
                 &["topic", "partition"]
             ),
+            delivery_errors: register!(
+                r,
+                IntCounterVec,
+                "delivery_errors_total",
+                "Output records whose delivery failed and were queued to be sent again.",
+                &["topic"]
+            ),
+            commits: register!(
+                r,
+                IntCounterVec,
+                "commits_total",
+                "Checkpoint-and-commit rounds, by outcome.",
+                &["outcome"]
+            ),
+            restore_seconds: register!(
+                r,
+                GaugeVec,
+                "restore_seconds",
+                "Time the last state restore of the input partition took.",
+                &["topic", "partition"]
+            ),
             last_totals: Default::default(),
             registry: r,
         };
@@ -346,6 +370,22 @@ impl Metrics {
         self.watermark
             .with_label_values(&[topic, &partition.to_string()])
             .set(watermark_ms as f64 / 1000.0);
+    }
+
+    pub fn delivery_error(&self, topic: &str) {
+        self.delivery_errors.with_label_values(&[topic]).inc();
+    }
+
+    pub fn commit(&self, ok: bool) {
+        self.commits
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    pub fn set_restore_time(&self, topic: &str, partition: i32, seconds: f64) {
+        self.restore_seconds
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(seconds);
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {

@@ -72,7 +72,7 @@ pub struct DensityRecord {
     pub level: Level,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ParkingStatus {
     SpacesAvailable,

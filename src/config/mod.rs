@@ -213,6 +213,8 @@ pub struct TopicSettings {
     pub parking_availability: String,
     pub payments_stats: String,
     pub deadletter: String,
+    /// Compacted changelog of checkpointed operator state.
+    pub state: String,
     /// Partitions of each input topic (and of the demo's in-process source).
     pub input_partitions: i32,
     pub output_partitions: i32,
@@ -230,6 +232,7 @@ impl Default for TopicSettings {
             parking_availability: "parking.availability".into(),
             payments_stats: "payments.stats".into(),
             deadletter: "crowdpark.deadletter".into(),
+            state: "crowdpark.state".into(),
             input_partitions: 3,
             output_partitions: 3,
             replication_factor: 1,
@@ -244,6 +247,8 @@ pub struct KafkaSettings {
     pub group_id: String,
     /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
     pub client: BTreeMap<String, String>,
+    /// How often processed input is checkpointed and its offsets committed.
+    pub commit_interval: Millis,
 }
 
 impl Default for KafkaSettings {
@@ -252,6 +257,7 @@ impl Default for KafkaSettings {
             brokers: "127.0.0.1:9092".into(),
             group_id: "crowdpark".into(),
             client: BTreeMap::new(),
+            commit_interval: Millis::from_secs(1),
         }
     }
 }

@@ -3,7 +3,7 @@
 /// Smooths irregular samples with a half-life in event time: a sample `dt` after the
 /// previous one gets weight `1 - 2^(-dt / half_life)`. Unlike a per-sample alpha, a
 /// burst of reports from many cameras does not weigh more than one report.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ewma {
     half_life_ms: f64,
     state: Option<(i64, f64)>,

@@ -4,10 +4,11 @@ use super::{Ewma, Level, LevelRules, PeopleEstimate, Trend};
 use crate::config::{Config, Thresholds};
 use crate::model::{Catalog, CrowdEvent, CrowdReading, ZoneIx};
 use crate::output::{round3, AlertKind, CrowdAlert, DensityRecord, Output};
+use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::{format_ts, WindowSpec, WindowStore};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 /// The crowd settings in milliseconds, ready for arithmetic.
@@ -43,7 +44,7 @@ impl CrowdParams {
 /// A reading waiting for the watermark. Ordered by event time first and then by
 /// content, so readings with equal times are applied in the same order however
 /// they arrived.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Pending {
     ts: i64,
     zone: ZoneIx,
@@ -51,7 +52,7 @@ struct Pending {
     reading: CrowdReading,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ZoneState {
     estimate: PeopleEstimate,
     people: u32,
@@ -67,7 +68,7 @@ struct ZoneState {
     updated_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct DensityAgg {
     samples: u32,
     people_sum: u64,
@@ -112,6 +113,16 @@ pub struct CrowdOperator {
     zones: BTreeMap<ZoneIx, ZoneState>,
     pending: BinaryHeap<Reverse<Pending>>,
     windows: WindowStore<ZoneIx, DensityAgg>,
+    changes: Changes,
+}
+
+/// What changed since the last checkpoint.
+#[derive(Debug, Clone, Default)]
+struct Changes {
+    zones: BTreeSet<ZoneIx>,
+    windows: BTreeSet<i64>,
+    closed: BTreeSet<i64>,
+    pending: bool,
 }
 
 impl CrowdOperator {
@@ -123,6 +134,7 @@ impl CrowdOperator {
             zones: BTreeMap::new(),
             pending: BinaryHeap::new(),
             windows,
+            changes: Changes::default(),
         }
     }
 
@@ -133,6 +145,7 @@ impl CrowdOperator {
 
     /// Queues a reading; it takes effect in [`advance`](Self::advance).
     pub fn accept(&mut self, ts: i64, event: &CrowdEvent<'_>) {
+        self.changes.pending = true;
         self.pending.push(Reverse(Pending {
             ts,
             zone: event.zone,
@@ -146,11 +159,14 @@ impl CrowdOperator {
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
         while self.pending.peek().is_some_and(|p| p.0.ts <= watermark) {
             let Reverse(p) = self.pending.pop().expect("peeked");
+            self.changes.pending = true;
             self.apply(p, out);
         }
-        let catalog = &self.catalog;
+        let (catalog, changes) = (&self.catalog, &mut self.changes);
         self.windows
             .close_until(watermark, |start, end, zone, agg| {
+                changes.windows.remove(&start);
+                changes.closed.insert(start);
                 let info = &catalog.zones[zone as usize];
                 let n = agg.samples.max(1) as f64;
                 out.push(Output::Density(DensityRecord {
@@ -266,6 +282,10 @@ impl CrowdOperator {
         }
 
         let (people, density_raw, level) = (z.people, z.density_raw, z.level);
+        self.changes.zones.insert(p.zone);
+        self.changes
+            .windows
+            .extend(self.params.window.starts_of(p.ts));
         self.windows.update(p.ts, &p.zone, |a| {
             a.samples += 1;
             a.people_sum += people as u64;
@@ -274,6 +294,64 @@ impl CrowdOperator {
             a.density_max = a.density_max.max(density_raw);
             a.level_max = a.level_max.max(level);
         });
+    }
+
+    /// Changelog records for everything changed since the last call.
+    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
+        let changes = std::mem::take(&mut self.changes);
+        for zone in changes.zones {
+            if let Some(z) = self.zones.get(&zone) {
+                out.push(StateRecord::put(
+                    format!("{prefix}zone/{}", self.catalog.zones[zone as usize].id),
+                    z,
+                ));
+            }
+        }
+        let open: BTreeMap<i64, &BTreeMap<ZoneIx, DensityAgg>> = self.windows.iter().collect();
+        for start in changes.windows {
+            if let Some(w) = open.get(&start) {
+                let named: Vec<(&str, &DensityAgg)> = w
+                    .iter()
+                    .map(|(z, a)| (self.catalog.zones[*z as usize].id.as_str(), a))
+                    .collect();
+                out.push(StateRecord::put(format!("{prefix}win/{start}"), &named));
+            }
+        }
+        for start in changes.closed {
+            out.push(StateRecord::delete(format!("{prefix}win/{start}")));
+        }
+        if changes.pending {
+            let pending: Vec<&Pending> = self.pending.iter().map(|r| &r.0).collect();
+            out.push(StateRecord::put(format!("{prefix}pending"), &pending));
+        }
+    }
+
+    /// Applies one changelog record (key without the partition prefix).
+    pub fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
+        if let Some(zone_id) = key.strip_prefix("zone/") {
+            let Some(zone) = self.catalog.zone(zone_id) else {
+                tracing::warn!(
+                    zone = zone_id,
+                    "checkpointed zone is no longer configured; its state is dropped"
+                );
+                return Ok(());
+            };
+            self.zones.insert(zone, read(key, value)?);
+        } else if let Some(start) = key.strip_prefix("win/") {
+            let start: i64 = start.parse().map_err(|_| unknown_key(key))?;
+            let named: Vec<(String, DensityAgg)> = read(key, value)?;
+            let aggs = named
+                .into_iter()
+                .filter_map(|(z, a)| Some((self.catalog.zone(&z)?, a)))
+                .collect();
+            self.windows.insert_window(start, aggs);
+        } else if key == "pending" {
+            let pending: Vec<Pending> = read(key, value)?;
+            self.pending = pending.into_iter().map(Reverse).collect();
+        } else {
+            return Err(unknown_key(key));
+        }
+        Ok(())
     }
 
     /// Live state of every zone this operator has seen.

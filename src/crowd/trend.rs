@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 /// Keeps the smoothed density of the last `window` of event time and fits a line
 /// through it. A fitted slope over minutes of smoothed data is far less jumpy than
 /// the difference of two readings, so one noisy camera cannot raise a forecast.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Trend {
     window_ms: i64,
     samples: VecDeque<(i64, f64)>,

@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt};
 /// lines exist, an occupancy `baseline + entered − exited` (never below zero) that is
 /// re-based to that sum whenever a fresh headcount arrives, so the lines carry the
 /// estimate between camera reports.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeopleEstimate {
     headcounts: HashMap<Box<str>, (i64, u32)>,
     line_occupancy: Option<u64>,

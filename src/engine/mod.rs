@@ -14,6 +14,7 @@ use crate::model::{decode, Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx
 use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentsOperator, PaymentsParams, Tally};
+use crate::state::{partition_prefix, RestoreError, StateRecord};
 use partition::{Operator, PartitionTask};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     tasks: BTreeMap<(InputTopic, i32), PartitionTask>,
     rollup: DistrictRollup,
+    checkpointing: bool,
 }
 
 impl Engine {
@@ -60,6 +62,7 @@ impl Engine {
             catalog,
             tasks: BTreeMap::new(),
             rollup,
+            checkpointing: false,
         }
     }
 
@@ -94,7 +97,7 @@ impl Engine {
     }
 
     fn task(&mut self, topic: InputTopic, partition: i32) -> &mut PartitionTask {
-        let (config, catalog) = (&self.config, &self.catalog);
+        let (config, catalog, checkpointing) = (&self.config, &self.catalog, self.checkpointing);
         self.tasks.entry((topic, partition)).or_insert_with(|| {
             let op = match topic {
                 InputTopic::CrowdCounts => Operator::Crowd(CrowdOperator::new(
@@ -110,8 +113,75 @@ impl Engine {
                     PaymentsParams::from_config(config),
                 )),
             };
-            PartitionTask::new(&config.engine, op)
+            let mut task = PartitionTask::new(&config.engine, op);
+            if checkpointing {
+                task.dedup.track_changes();
+            }
+            task
         })
+    }
+
+    /// Turns on change tracking for [`checkpoint`](Self::checkpoint). Off by
+    /// default: the demo and benchmarks need no changelog.
+    pub fn enable_checkpoints(&mut self) {
+        self.checkpointing = true;
+        for t in self.tasks.values_mut() {
+            t.dedup.track_changes();
+        }
+    }
+
+    /// Changelog records of one partition's changes since its last checkpoint.
+    pub fn checkpoint_partition(&mut self, topic: InputTopic, partition: i32) -> Vec<StateRecord> {
+        let prefix = partition_prefix(self.topic_name(topic), partition);
+        let mut out = Vec::new();
+        if let Some(task) = self.tasks.get_mut(&(topic, partition)) {
+            task.checkpoint(&prefix, &mut out);
+        }
+        out
+    }
+
+    /// The partitions this engine holds state for.
+    pub fn partitions(&self) -> Vec<(InputTopic, i32)> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Replaces a partition's state with the one in `records`: the latest value
+    /// of each changelog key of that partition, with its full key.
+    pub fn restore_partition(
+        &mut self,
+        topic: InputTopic,
+        partition: i32,
+        records: &BTreeMap<String, Vec<u8>>,
+        wall_ms: i64,
+    ) -> Result<(), RestoreError> {
+        let prefix = partition_prefix(self.topic_name(topic), partition);
+        self.tasks.remove(&(topic, partition));
+        let task = self.task(topic, partition);
+        let own = records
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (&k[prefix.len()..], v.as_slice()));
+        task.restore(own, wall_ms)?;
+        // The district roll-up spans partitions; let it know the restored car
+        // parks so its next record sums all of them, not just those heard since.
+        if let Operator::Parking(op) = &task.op {
+            for a in op.snapshots(task.watermark.current()) {
+                self.rollup.seed(&a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a partition (it was revoked and its state checkpointed).
+    pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
+        self.tasks.remove(&(topic, partition));
+    }
+
+    /// Input topic for a configured topic name.
+    pub fn input_topic(&self, name: &str) -> Option<InputTopic> {
+        InputTopic::ALL
+            .into_iter()
+            .find(|t| self.topic_name(*t) == name)
     }
 
     /// Processes one message, appending what it caused to `out`.
@@ -198,11 +268,11 @@ impl Engine {
     }
 
     /// Current record of every car park seen.
-    pub fn lot_snapshots(&mut self) -> Vec<Availability> {
+    pub fn lot_snapshots(&self) -> Vec<Availability> {
         let mut by_lot: BTreeMap<String, Availability> = BTreeMap::new();
-        for task in self.tasks.values_mut() {
+        for task in self.tasks.values() {
             let wm = task.watermark.current();
-            if let Operator::Parking(op) = &mut task.op {
+            if let Operator::Parking(op) = &task.op {
                 for a in op.snapshots(wm) {
                     if by_lot
                         .get(&a.id)

@@ -7,6 +7,7 @@ use crate::model::{Decoded, Event, Reject, RejectReason};
 use crate::output::Output;
 use crate::parking::ParkingOperator;
 use crate::payments::PaymentsOperator;
+use crate::state::{read, RestoreError, StateRecord};
 use crate::time::{format_ts, Dedup, Watermark};
 
 pub(crate) enum Operator {
@@ -118,5 +119,63 @@ impl PartitionTask {
         let wm = self.watermark.current();
         self.dedup.expire(wm);
         self.op.advance(wm, out);
+    }
+}
+
+/// The watermark's part of a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    max_ts: Option<i64>,
+    watermark: i64,
+}
+
+impl PartitionTask {
+    /// Appends changelog records for everything changed since the last call.
+    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
+        let (max_ts, watermark) = self.watermark.snapshot();
+        out.push(StateRecord::put(
+            format!("{prefix}meta"),
+            &Meta { max_ts, watermark },
+        ));
+        let (added, forgotten) = self.dedup.take_changes();
+        for (id, ts) in added {
+            out.push(StateRecord::put(format!("{prefix}id/{id}"), &ts));
+        }
+        for id in forgotten {
+            out.push(StateRecord::delete(format!("{prefix}id/{id}")));
+        }
+        match &mut self.op {
+            Operator::Crowd(op) => op.checkpoint(prefix, out),
+            Operator::Parking(op) => op.checkpoint(prefix, out),
+            Operator::Payments(op) => op.checkpoint(prefix, out),
+        }
+    }
+
+    /// Rebuilds the task from the latest changelog record of each key (keys
+    /// without the partition prefix, in key order). `wall_ms` restarts the idle
+    /// clock.
+    pub fn restore<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        wall_ms: i64,
+    ) -> Result<(), RestoreError> {
+        for (key, value) in records {
+            if key == "meta" {
+                let m: Meta = read(key, value)?;
+                self.watermark.restore(m.max_ts, m.watermark, wall_ms);
+            } else if let Some(id) = key.strip_prefix("id/") {
+                self.dedup.restore(id, read(key, value)?);
+            } else {
+                match &mut self.op {
+                    Operator::Crowd(op) => op.restore(key, value)?,
+                    Operator::Parking(op) => op.restore(key, value)?,
+                    Operator::Payments(op) => op.restore(key, value)?,
+                }
+            }
+        }
+        if let Operator::Parking(op) = &mut self.op {
+            op.finish_restore();
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use super::catalog::{CategoryIx, LotIx, ZoneIx};
 use std::borrow::Cow;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum CrowdReading {
     /// People seen right now by a camera or Wi-Fi estimate.
     Headcount { people: u32 },

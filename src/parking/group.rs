@@ -62,6 +62,18 @@ impl DistrictRollup {
         })
     }
 
+    /// Takes a car park's current figures without publishing anything (after a
+    /// restore).
+    pub fn seed(&mut self, record: &Availability) {
+        let figures = (
+            record.total_spot_number,
+            record.available_spot_number,
+            record.occupied_spot_number,
+            record.observed_ms,
+        );
+        self.lots.insert(record.id.clone(), figures);
+    }
+
     /// The district record from the latest record of each car park.
     pub fn current(&self) -> Option<ParkingGroup> {
         if self.lots.is_empty() {

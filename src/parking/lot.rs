@@ -6,21 +6,26 @@ use foldhash::{HashMap, HashMapExt};
 use std::collections::VecDeque;
 
 /// One space's last sensor reading. 16 bytes: the map entry, not this, dominates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlotReading {
     pub ts: i64,
     pub occupied: bool,
     /// False once the sensor has been silent longer than `slot_ttl`.
     pub fresh: bool,
+    /// Changed since the last checkpoint.
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 /// Counts of one car park. For space sensors: `occupied` and `vacant` count fresh
 /// readings and everything else is unknown. For gates: `occupied` is the balance of
 /// entries and exits, clamped to `0..=spaces`, and nothing is unknown.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LotState {
     pub spaces: u32,
     pub detection: Detection,
+    /// Checkpointed one record per space, not with the car park.
+    #[serde(skip)]
     pub slots: HashMap<Box<str>, SlotReading>,
     pub occupied: u32,
     pub vacant: u32,
@@ -64,6 +69,7 @@ impl LotState {
             ts,
             occupied,
             fresh,
+            changed: true,
         };
         match self.slots.get_mut(slot) {
             Some(old) => {
@@ -132,6 +138,7 @@ impl LotState {
         for r in self.slots.values_mut() {
             if r.fresh && r.ts + ttl <= now {
                 r.fresh = false;
+                r.changed = true;
                 if r.occupied {
                     lost_occupied += 1;
                 } else {
@@ -142,6 +149,28 @@ impl LotState {
         self.occupied -= lost_occupied;
         self.vacant -= lost_vacant;
         lost_occupied + lost_vacant > 0
+    }
+
+    /// Puts back a space read from a checkpoint; counts are rebuilt by
+    /// [`recount`](Self::recount) once all spaces are in.
+    pub fn restore_space(&mut self, slot: &str, reading: SlotReading) {
+        self.slots.insert(slot.into(), reading);
+    }
+
+    /// Recomputes the sensor counts from the spaces.
+    pub fn recount(&mut self) {
+        if self.detection == Detection::SingleSpace {
+            self.occupied = self
+                .slots
+                .values()
+                .filter(|r| r.fresh && r.occupied)
+                .count() as u32;
+            self.vacant = self
+                .slots
+                .values()
+                .filter(|r| r.fresh && !r.occupied)
+                .count() as u32;
+        }
     }
 
     /// Free spaces: fresh vacant readings, or what the gates leave.

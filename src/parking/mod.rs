@@ -4,7 +4,7 @@
 
 mod group;
 mod hours;
-mod lot;
+pub(crate) mod lot;
 mod operator;
 
 pub use group::DistrictRollup;

@@ -4,8 +4,9 @@ use super::lot::{LotState, SWEEP_EVERY_MS};
 use crate::config::{Config, Detection};
 use crate::model::{Catalog, LotIx, ParkingEvent, ParkingReading, Reject};
 use crate::output::{round3, Availability, GeoPoint, OccupancyTrend, Output, ParkingStatus};
+use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::format_ts;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ impl ParkingParams {
 /// Trend looks this far back, and counts a change of at least 1 % of the spaces.
 const TREND_SPAN_MS: i64 = 5 * 60_000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct LotEntry {
     state: LotState,
     /// What was last published, to publish only changes.
@@ -52,6 +53,8 @@ pub struct ParkingOperator {
     lots: BTreeMap<LotIx, LotEntry>,
     /// Earliest event time at which some car park may need publishing or sweeping.
     next_due: i64,
+    /// Car parks changed since the last checkpoint.
+    changed: BTreeSet<LotIx>,
 }
 
 impl ParkingOperator {
@@ -61,6 +64,7 @@ impl ParkingOperator {
             params,
             lots: BTreeMap::new(),
             next_due: i64::MAX,
+            changed: BTreeSet::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl ParkingOperator {
             last_emit_at: i64::MIN,
             dirty: true,
         });
+        self.changed.insert(event.lot);
         let before = entry.state.available();
         match &event.reading {
             ParkingReading::Space { slot, occupied } => entry.state.space(
@@ -115,6 +120,7 @@ impl ParkingOperator {
         }
         let mut next_due = i64::MAX;
         for (ix, entry) in self.lots.iter_mut() {
+            self.changed.insert(*ix);
             if entry.state.sweep(watermark, self.params.slot_ttl) {
                 entry.dirty = true;
             }
@@ -138,7 +144,8 @@ impl ParkingOperator {
         let rate_ok = now >= entry.last_emit_at.saturating_add(params.min_emit_interval);
         let heartbeat = now >= entry.last_emit_at.saturating_add(params.heartbeat);
         if (changed && rate_ok) || heartbeat {
-            let record = availability(catalog, ix, &mut entry.state, status, now);
+            sample_history(&mut entry.state, now);
+            let record = availability(catalog, ix, &entry.state, status, now);
             entry.published = Some((record.available_spot_number, status));
             entry.last_emit_at = now;
             entry.dirty = false;
@@ -157,16 +164,73 @@ impl ParkingOperator {
     }
 
     /// The current record of every car park seen, published or not.
-    pub fn snapshots(&mut self, watermark: i64) -> Vec<Availability> {
+    pub fn snapshots(&self, watermark: i64) -> Vec<Availability> {
         let (catalog, params) = (&self.catalog, &self.params);
         self.lots
-            .iter_mut()
+            .iter()
             .map(|(ix, e)| {
                 let now = e.state.last_event_ts.max(watermark);
                 let status = status_of(catalog, params, *ix, &e.state, now);
-                availability(catalog, *ix, &mut e.state, status, now)
+                availability(catalog, *ix, &e.state, status, now)
             })
             .collect()
+    }
+
+    /// Changelog records for every car park and space changed since the last
+    /// call: one record per car park (counts, publication state, trend history)
+    /// and one per space reading.
+    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
+        for ix in std::mem::take(&mut self.changed) {
+            let Some(entry) = self.lots.get_mut(&ix) else {
+                continue;
+            };
+            let id = &self.catalog.lots[ix as usize].id;
+            out.push(StateRecord::put(format!("{prefix}lot/{id}"), &*entry));
+            for (slot, r) in entry.state.slots.iter_mut() {
+                if r.changed {
+                    r.changed = false;
+                    out.push(StateRecord::put(format!("{prefix}slot/{id}/{slot}"), &*r));
+                }
+            }
+        }
+    }
+
+    /// Applies one changelog record (key without the partition prefix). Car parks
+    /// sort before their spaces (`lot/` < `slot/`), which restore relies on.
+    pub fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
+        if let Some(lot_id) = key.strip_prefix("lot/") {
+            let Some(ix) = self.catalog.lot(lot_id) else {
+                tracing::warn!(
+                    lot = lot_id,
+                    "checkpointed car park is no longer configured; its state is dropped"
+                );
+                return Ok(());
+            };
+            self.lots.insert(ix, read(key, value)?);
+            self.next_due = i64::MIN;
+        } else if let Some(rest) = key.strip_prefix("slot/") {
+            let (lot_id, slot) = rest.split_once('/').ok_or_else(|| unknown_key(key))?;
+            let Some(entry) = self
+                .catalog
+                .lot(lot_id)
+                .and_then(|ix| self.lots.get_mut(&ix))
+            else {
+                return Ok(());
+            };
+            let mut reading: crate::parking::lot::SlotReading = read(key, value)?;
+            reading.changed = false;
+            entry.state.restore_space(slot, reading);
+        } else {
+            return Err(unknown_key(key));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds derived counts once every record is in.
+    pub fn finish_restore(&mut self) {
+        for entry in self.lots.values_mut() {
+            entry.state.recount();
+        }
     }
 
     /// Read access for checkpoints and memory measurements.
@@ -197,14 +261,10 @@ fn status_of(
 }
 
 /// Builds the record, and records the occupancy sample the trend needs.
-fn availability(
-    catalog: &Catalog,
-    ix: LotIx,
-    lot: &mut LotState,
-    status: ParkingStatus,
-    now: i64,
-) -> Availability {
-    let info = &catalog.lots[ix as usize];
+/// Records the occupancy sample the trend compares against: about one a minute,
+/// taken only when a record is published so the trend depends on event time
+/// alone, never on who looked at the car park when.
+fn sample_history(lot: &mut LotState, now: i64) {
     let used = lot.spaces - lot.available();
     if lot.history.back().is_none_or(|(t, _)| now - t >= 60_000) {
         lot.history.push_back((now, used));
@@ -212,6 +272,17 @@ fn availability(
     while lot.history.len() > 2 && lot.history[1].0 <= now - TREND_SPAN_MS {
         lot.history.pop_front();
     }
+}
+
+fn availability(
+    catalog: &Catalog,
+    ix: LotIx,
+    lot: &LotState,
+    status: ParkingStatus,
+    now: i64,
+) -> Availability {
+    let info = &catalog.lots[ix as usize];
+    let used = lot.spaces - lot.available();
     let reference = lot.history.front().map_or(used, |(_, u)| *u);
     let step = (lot.spaces / 100).max(1) as i64;
     let delta = used as i64 - reference as i64;

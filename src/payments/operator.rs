@@ -4,8 +4,9 @@ use super::Tally;
 use crate::config::Config;
 use crate::model::{Catalog, CategoryIx, Payment, ZoneIx};
 use crate::output::{Output, PaymentStats};
+use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::{format_ts, WindowSpec, WindowStore};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -27,7 +28,7 @@ impl PaymentsParams {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ZoneWindow {
     pub total: Tally,
     pub by_category: BTreeMap<CategoryIx, Tally>,
@@ -40,6 +41,9 @@ pub struct PaymentsOperator {
     windows: WindowStore<ZoneIx, ZoneWindow>,
     /// Running totals since start, for the `crowdpark_payments_*` counters.
     totals: BTreeMap<(ZoneIx, CategoryIx), Tally>,
+    changed_windows: BTreeSet<i64>,
+    closed_windows: BTreeSet<i64>,
+    totals_changed: bool,
 }
 
 impl PaymentsOperator {
@@ -48,6 +52,9 @@ impl PaymentsOperator {
             catalog,
             windows: WindowStore::new(params.window, params.lateness),
             totals: BTreeMap::new(),
+            changed_windows: BTreeSet::new(),
+            closed_windows: BTreeSet::new(),
+            totals_changed: false,
         }
     }
 
@@ -56,6 +63,9 @@ impl PaymentsOperator {
     }
 
     pub fn accept(&mut self, ts: i64, p: &Payment) {
+        self.changed_windows
+            .extend(self.windows.spec().starts_of(ts));
+        self.totals_changed = true;
         self.windows.update(ts, &p.zone, |w| {
             w.total.add(p.amount_fen);
             w.by_category
@@ -70,8 +80,14 @@ impl PaymentsOperator {
     }
 
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        let catalog = &self.catalog;
+        let (catalog, changed, closed) = (
+            &self.catalog,
+            &mut self.changed_windows,
+            &mut self.closed_windows,
+        );
         self.windows.close_until(watermark, |start, end, zone, w| {
+            changed.remove(&start);
+            closed.insert(start);
             let currency = &catalog.currency;
             out.push(Output::Payments(PaymentStats {
                 zone: catalog.zones[zone as usize].id.clone(),
@@ -94,8 +110,96 @@ impl PaymentsOperator {
         });
     }
 
+    /// Changelog records for the windows and totals changed since the last call.
+    /// Zones and categories are written by id, so a reordered configuration
+    /// still restores correctly.
+    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
+        let zone_id = |z: ZoneIx| self.catalog.zones[z as usize].id.as_str();
+        let cat_id = |k: CategoryIx| self.catalog.categories[k as usize].as_str();
+        let open: BTreeMap<i64, &BTreeMap<ZoneIx, ZoneWindow>> = self.windows.iter().collect();
+        for start in std::mem::take(&mut self.changed_windows) {
+            if let Some(w) = open.get(&start) {
+                let named: Vec<NamedWindow<'_>> = w
+                    .iter()
+                    .map(|(z, zw)| NamedWindow {
+                        zone: zone_id(*z),
+                        total: zw.total,
+                        by_category: zw
+                            .by_category
+                            .iter()
+                            .map(|(k, t)| (cat_id(*k), *t))
+                            .collect(),
+                    })
+                    .collect();
+                out.push(StateRecord::put(format!("{prefix}win/{start}"), &named));
+            }
+        }
+        for start in std::mem::take(&mut self.closed_windows) {
+            out.push(StateRecord::delete(format!("{prefix}win/{start}")));
+        }
+        if std::mem::take(&mut self.totals_changed) {
+            let named: Vec<(&str, &str, Tally)> = self
+                .totals
+                .iter()
+                .map(|((z, k), t)| (zone_id(*z), cat_id(*k), *t))
+                .collect();
+            out.push(StateRecord::put(format!("{prefix}totals"), &named));
+        }
+    }
+
+    /// Applies one changelog record (key without the partition prefix).
+    pub fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
+        let catalog = self.catalog.clone();
+        if let Some(start) = key.strip_prefix("win/") {
+            let start: i64 = start.parse().map_err(|_| unknown_key(key))?;
+            let named: Vec<OwnedWindow> = read(key, value)?;
+            let mut aggs = BTreeMap::new();
+            for w in named {
+                let Some(zone) = catalog.zone(&w.zone) else {
+                    continue;
+                };
+                let by_category = w
+                    .by_category
+                    .into_iter()
+                    .filter_map(|(k, t)| Some((catalog.category(&k)?, t)))
+                    .collect();
+                aggs.insert(
+                    zone,
+                    ZoneWindow {
+                        total: w.total,
+                        by_category,
+                    },
+                );
+            }
+            self.windows.insert_window(start, aggs);
+        } else if key == "totals" {
+            let named: Vec<(String, String, Tally)> = read(key, value)?;
+            self.totals = named
+                .into_iter()
+                .filter_map(|(z, k, t)| Some(((catalog.zone(&z)?, catalog.category(&k)?), t)))
+                .collect();
+        } else {
+            return Err(unknown_key(key));
+        }
+        Ok(())
+    }
+
     /// Running totals per zone and category.
     pub fn totals(&self) -> &BTreeMap<(ZoneIx, CategoryIx), Tally> {
         &self.totals
     }
+}
+
+#[derive(serde::Serialize)]
+struct NamedWindow<'a> {
+    zone: &'a str,
+    total: Tally,
+    by_category: BTreeMap<&'a str, Tally>,
+}
+
+#[derive(serde::Deserialize)]
+struct OwnedWindow {
+    zone: String,
+    total: Tally,
+    by_category: BTreeMap<String, Tally>,
 }

@@ -5,7 +5,7 @@ use crate::output::PaymentFigures;
 
 /// Sales and refunds of some scope, in fen. Addition is exact and commutative, so
 /// a window's figures do not depend on the order its payments arrived in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     pub sales: u32,
     pub sales_fen: i64,

@@ -17,6 +17,10 @@ pub struct Dedup {
     seen: HashMap<Box<str>, i64>,
     next_sweep: i64,
     evicted_early: u64,
+    /// When checkpointing: ids added and forgotten since the last checkpoint.
+    track: bool,
+    added: Vec<(Box<str>, i64)>,
+    forgotten: Vec<Box<str>>,
 }
 
 impl Dedup {
@@ -27,6 +31,9 @@ impl Dedup {
             seen: HashMap::new(),
             next_sweep: i64::MIN,
             evicted_early: 0,
+            track: false,
+            added: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 
@@ -43,6 +50,9 @@ impl Dedup {
             self.evict_oldest_half();
         }
         self.seen.insert(id.into(), ts);
+        if self.track {
+            self.added.push((id.into(), ts));
+        }
         true
     }
 
@@ -52,7 +62,7 @@ impl Dedup {
             return;
         }
         let cutoff = watermark.saturating_sub(self.horizon);
-        self.seen.retain(|_, ts| *ts >= cutoff);
+        self.forget_where(|ts| ts < cutoff);
         self.next_sweep = watermark.saturating_add(self.horizon / 8);
     }
 
@@ -64,8 +74,50 @@ impl Dedup {
         let (_, median, _) = times.select_nth_unstable(mid);
         let median = *median;
         let before = self.seen.len();
-        self.seen.retain(|_, ts| *ts > median);
+        self.forget_where(|ts| ts <= median);
         self.evicted_early += (before - self.seen.len()) as u64;
+    }
+
+    fn forget_where(&mut self, old: impl Fn(i64) -> bool) {
+        if self.track {
+            let forgotten = &mut self.forgotten;
+            self.seen.retain(|id, ts| {
+                if old(*ts) {
+                    forgotten.push(id.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        } else {
+            self.seen.retain(|_, ts| !old(*ts));
+        }
+    }
+
+    /// Starts recording changes for checkpoints.
+    pub fn track_changes(&mut self) {
+        self.track = true;
+    }
+
+    /// Ids added and forgotten since the last call.
+    pub fn take_changes(&mut self) -> (Vec<(Box<str>, i64)>, Vec<Box<str>>) {
+        let added = std::mem::take(&mut self.added);
+        let forgotten = std::mem::take(&mut self.forgotten);
+        // An id added and forgotten between two checkpoints needs no record.
+        if forgotten.is_empty() {
+            return (added, forgotten);
+        }
+        let gone: std::collections::HashSet<&str> = forgotten.iter().map(|f| &**f).collect();
+        let added = added
+            .into_iter()
+            .filter(|(id, _)| !gone.contains(&**id))
+            .collect();
+        (added, forgotten)
+    }
+
+    /// Puts back an id read from a checkpoint.
+    pub fn restore(&mut self, id: &str, ts: i64) {
+        self.seen.insert(id.into(), ts);
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,93 @@
+//! `crowdpark topics create`.
+
+use super::client_config;
+use crate::config::Config;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use std::time::Duration;
+
+/// One topic to create: name, partitions, extra configuration.
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub config: Vec<(&'static str, String)>,
+}
+
+/// The topics crowdpark reads and writes, with their partition counts and
+/// policies. `parking.availability` and the state changelog are compacted: their
+/// latest record per key is the current state. The changelog has one partition
+/// per input partition, so a partition's checkpoint is read from one place.
+pub fn topic_specs(c: &Config) -> Vec<TopicSpec> {
+    let t = &c.topics;
+    let plain = |name: &str, partitions: i32| TopicSpec {
+        name: name.to_string(),
+        partitions,
+        config: Vec::new(),
+    };
+    let compacted = |name: &str, partitions: i32| TopicSpec {
+        name: name.to_string(),
+        partitions,
+        config: vec![
+            ("cleanup.policy", "compact".to_string()),
+            ("min.cleanable.dirty.ratio", "0.1".to_string()),
+            ("segment.ms", "600000".to_string()),
+        ],
+    };
+    vec![
+        plain(&t.crowd_counts, t.input_partitions),
+        plain(&t.parking_events, t.input_partitions),
+        plain(&t.payments, t.input_partitions),
+        plain(&t.crowd_alerts, t.output_partitions),
+        plain(&t.crowd_density, t.output_partitions),
+        compacted(&t.parking_availability, t.output_partitions),
+        plain(&t.payments_stats, t.output_partitions),
+        plain(&t.deadletter, t.output_partitions),
+        compacted(&t.state, t.input_partitions),
+    ]
+}
+
+/// Creates every topic that does not exist yet. Returns one line per topic.
+pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
+    let admin: AdminClient<DefaultClientContext> = client_config(c, &[]).create()?;
+    let specs = topic_specs(c);
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            let mut n = NewTopic::new(
+                &s.name,
+                s.partitions,
+                TopicReplication::Fixed(c.topics.replication_factor),
+            );
+            for (k, v) in &s.config {
+                n = n.set(k, v);
+            }
+            n
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(new.iter(), &opts).await?;
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for (r, s) in results.into_iter().zip(specs.iter()) {
+        let policy = if s.config.is_empty() {
+            ""
+        } else {
+            ", compacted"
+        };
+        match r {
+            Ok(name) => lines.push(format!(
+                "created {name} ({} partitions{policy})",
+                s.partitions
+            )),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                lines.push(format!("exists  {name}"))
+            }
+            Err((name, code)) => failed.push(format!("{name}: {code}")),
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("could not create topics: {}", failed.join("; "));
+    }
+    Ok(lines)
+}
