@@ -2,6 +2,9 @@
 
 use foldhash::{HashMap, HashMapExt};
 
+/// Ids added (with their event time) and ids forgotten since a checkpoint.
+pub type DedupChanges = (Vec<(Box<str>, i64)>, Vec<Box<str>>);
+
 /// Remembers the ids seen within `horizon` of event time, and at most `max_ids` of
 /// them. Configuration guarantees the horizon exceeds out-of-orderness plus
 /// lateness, so an id forgotten by age can only come back as a late event, which
@@ -100,7 +103,7 @@ impl Dedup {
     }
 
     /// Ids added and forgotten since the last call.
-    pub fn take_changes(&mut self) -> (Vec<(Box<str>, i64)>, Vec<Box<str>>) {
+    pub fn take_changes(&mut self) -> DedupChanges {
         let added = std::mem::take(&mut self.added);
         let forgotten = std::mem::take(&mut self.forgotten);
         // An id added and forgotten between two checkpoints needs no record.
