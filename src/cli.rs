@@ -48,8 +48,65 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the engine against Kafka: consume the input topics as a consumer
+    /// group, publish every output topic, serve the HTTP API and metrics.
+    Run {
+        /// Configuration file; the embedded model district by default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Brokers (overrides kafka.brokers).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// HTTP listen address (overrides http.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Produce realistic district traffic to the input topics.
+    Simulate {
+        #[arg(long)]
+        brokers: String,
+        /// Messages per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Stop after this many messages.
+        #[arg(long)]
+        messages: Option<u64>,
+        /// Share of deliberately bad messages (0 to 1), each of a known reason.
+        #[arg(long, default_value_t = 0.0)]
+        bad_ratio: f64,
+        /// Share of good messages sent twice, as a retrying producer would.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_ratio: f64,
+        /// Simulator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Simulated start time (RFC 3339); default 2026-10-01T13:00:00+08:00.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
     /// Validate a configuration file and print what it defines.
     CheckConfig { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsAction {
+    /// Create the input, output, dead-letter and state topics that do not exist.
+    Create {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        brokers: Option<String>,
+    },
 }
 
 /// Loads `path`, or the embedded default, with environment overrides.
@@ -72,6 +129,97 @@ pub fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Run {
+            config,
+            brokers,
+            listen,
+        } => {
+            let mut cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e),
+            };
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            if let Some(l) = listen {
+                cfg.http.listen = l;
+            }
+            runtime().block_on(run_kafka(cfg))
+        }
+        Command::Topics {
+            action: TopicsAction::Create { config, brokers },
+        } => {
+            let mut cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e),
+            };
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            match runtime().block_on(crate::io::kafka::admin::create_topics(&cfg)) {
+                Ok(lines) => {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulate {
+            brokers,
+            rate,
+            duration,
+            messages,
+            bad_ratio,
+            duplicate_ratio,
+            seed,
+            start,
+            config,
+        } => {
+            let mut cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e),
+            };
+            cfg.kafka.brokers = brokers;
+            if !(0.0..=1.0).contains(&bad_ratio) || !(0.0..=1.0).contains(&duplicate_ratio) {
+                return usage_error("--bad-ratio and --duplicate-ratio must be between 0 and 1");
+            }
+            if !(rate >= 0.0 && duration > 0.0) {
+                return usage_error("--rate must be >= 0 and --duration > 0");
+            }
+            let start_ms = match start.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+                None => crate::sim::DEFAULT_START_MS,
+                Some(Ok(t)) => t.timestamp_millis(),
+                Some(Err(e)) => return usage_error(&format!("--start: {e}")),
+            };
+            let opts = crate::io::kafka::simulate::SimulateOptions {
+                rate,
+                duration: Duration::from_secs_f64(duration),
+                max_messages: messages,
+                sim: SimOptions {
+                    seed,
+                    bad_ratio,
+                    duplicate_ratio,
+                    start_ms,
+                    ..SimOptions::default()
+                },
+                progress: true,
+            };
+            match crate::io::kafka::simulate::simulate(&cfg, &opts) {
+                Ok(summary) => {
+                    println!("{}", serde_json::to_string(&summary).expect("serialisable"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo {
             config,
             speed,
@@ -111,6 +259,90 @@ pub fn main() -> ExitCode {
                 quiet,
             };
             runtime().block_on(run_demo(cfg, opts))
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// Resolves when SIGTERM or SIGINT (Ctrl-C) arrives.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run_kafka(cfg: Config) -> ExitCode {
+    let config = Arc::new(cfg);
+    let view = demo::live_view(&Engine::new(config.clone()));
+    let listener = match tokio::net::TcpListener::bind(&config.http.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", config.http.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!(
+        "crowdpark run: brokers {}, group {}, HTTP on http://{addr}",
+        config.kafka.brokers, config.kafka.group_id
+    );
+    let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::http::serve(listener, view.clone(), async {
+        let _ = http_stopped.await;
+    }));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    {
+        let (config, view, shutdown) = (config.clone(), view.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::io::kafka::runner::run(config, view, shutdown)
+                }));
+                let _ = done_tx.send(r);
+            })
+            .expect("a thread can be spawned");
+    }
+    tokio::pin!(done_rx);
+    let result = tokio::select! {
+        _ = termination() => {
+            tracing::info!("signal received; shutting down");
+            shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+            (&mut done_rx).await
+        }
+        r = &mut done_rx => r,
+    };
+    let _ = stop_http.send(());
+    let _ = server.await;
+    match result {
+        Ok(Ok(Ok(s))) => {
+            println!("stopped: consumed {}, {} commits", s.consumed, s.commits);
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Err(e))) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+        _ => {
+            eprintln!("error: the pipeline thread panicked");
+            ExitCode::FAILURE
         }
     }
 }

@@ -172,6 +172,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The input offset a partition's state reflects: the next message to
+    /// process, if the partition has processed or restored any.
+    pub fn next_offset(&self, topic: InputTopic, partition: i32) -> Option<i64> {
+        self.tasks
+            .get(&(topic, partition))
+            .and_then(|t| t.next_offset)
+    }
+
     /// Forgets a partition (it was revoked and its state checkpointed).
     pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
         self.tasks.remove(&(topic, partition));
@@ -197,6 +205,7 @@ impl Engine {
                     .process(&decoded, msg.wall_ms, skew, out)
             }
         };
+        self.task(msg.topic, msg.partition).next_offset = Some(msg.offset + 1);
         let disposition = match disposition {
             Ok(d) => d,
             Err(reject) => {

@@ -38,6 +38,8 @@ pub(crate) struct PartitionTask {
     pub watermark: Watermark,
     pub dedup: Dedup,
     pub op: Operator,
+    /// Offset of the next message: the input position this state reflects.
+    pub next_offset: Option<i64>,
 }
 
 impl PartitionTask {
@@ -49,6 +51,7 @@ impl PartitionTask {
             ),
             dedup: Dedup::new(settings.dedup_horizon.as_ms(), settings.dedup_max_ids),
             op,
+            next_offset: None,
         }
     }
 
@@ -127,16 +130,13 @@ impl PartitionTask {
 struct Meta {
     max_ts: Option<i64>,
     watermark: i64,
+    /// The input offset this checkpoint reflects (the next one to process).
+    next_offset: Option<i64>,
 }
 
 impl PartitionTask {
     /// Appends changelog records for everything changed since the last call.
     pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
-        let (max_ts, watermark) = self.watermark.snapshot();
-        out.push(StateRecord::put(
-            format!("{prefix}meta"),
-            &Meta { max_ts, watermark },
-        ));
         let (added, forgotten) = self.dedup.take_changes();
         for (id, ts) in added {
             out.push(StateRecord::put(format!("{prefix}id/{id}"), &ts));
@@ -149,6 +149,14 @@ impl PartitionTask {
             Operator::Parking(op) => op.checkpoint(prefix, out),
             Operator::Payments(op) => op.checkpoint(prefix, out),
         }
+        // Last, so a reader that sees it has seen the entity records before it.
+        let (max_ts, watermark) = self.watermark.snapshot();
+        let meta = Meta {
+            max_ts,
+            watermark,
+            next_offset: self.next_offset,
+        };
+        out.push(StateRecord::put(format!("{prefix}meta"), &meta));
     }
 
     /// Rebuilds the task from the latest changelog record of each key (keys
@@ -163,6 +171,7 @@ impl PartitionTask {
             if key == "meta" {
                 let m: Meta = read(key, value)?;
                 self.watermark.restore(m.max_ts, m.watermark, wall_ms);
+                self.next_offset = m.next_offset;
             } else if let Some(id) = key.strip_prefix("id/") {
                 self.dedup.restore(id, read(key, value)?);
             } else {

@@ -51,7 +51,7 @@ pub fn live_view(engine: &Engine) -> Arc<LiveView> {
 }
 
 /// Copies the engine's live state into the view and gauges.
-pub fn refresh_view(engine: &mut Engine, view: &LiveView) {
+pub fn refresh_view(engine: &Engine, view: &LiveView) {
     for z in engine.zone_statuses() {
         view.update_zone(z);
     }
@@ -135,12 +135,12 @@ pub async fn run(
             printer.flush_sales(sim_now, settle)?;
         }
         if last_refresh.elapsed() >= VIEW_REFRESH {
-            refresh_view(&mut engine, &view);
+            refresh_view(&engine, &view);
             last_refresh = Instant::now();
         }
         summary.simulated_minutes = (sim_now - opts.sim.start_ms) as f64 / 60_000.0;
     }
-    refresh_view(&mut engine, &view);
+    refresh_view(&engine, &view);
     if !opts.quiet {
         printer.finish()?;
     }
@@ -158,15 +158,7 @@ fn emit(
     if out.is_empty() {
         return Ok(());
     }
-    view.metrics
-        .count_outputs(out, |o| engine.output_topic_name(o.topic()).to_string());
-    view.publish(out);
-    // Keep the API and gauges consistent with an alert the moment it is out.
-    if out.iter().any(|o| matches!(o, Output::Alert(_))) {
-        for z in engine.zone_statuses() {
-            view.update_zone(z);
-        }
-    }
+    super::publish_local(engine, view, out);
     for o in out {
         *summary
             .outputs_by_topic
