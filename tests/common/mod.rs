@@ -2,6 +2,8 @@
 //! and a tiny HTTP/1.1 GET over loopback (no client library needed).
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -21,9 +23,9 @@ impl Drop for ChildGuard {
 }
 
 /// Starts `crowdpark` with `args`; stdout lines arrive on the returned channel.
-pub fn spawn_crowdpark(
+pub fn spawn_crowdpark<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
     args: &[&str],
-    env: &[(&str, &str)],
+    env: &[(K, V)],
 ) -> (ChildGuard, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crowdpark"));
     cmd.args(args)

@@ -1,0 +1,159 @@
+//! Helpers for tests against the real broker that `scripts/test.sh` starts
+//! (`CROWDPARK_KAFKA_BROKERS`, default 127.0.0.1:9092). Every test works in topics
+//! and consumer groups of its own, so tests can run side by side.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub fn brokers() -> String {
+    std::env::var("CROWDPARK_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Fails with instructions when no broker answers.
+pub fn require_broker() {
+    let b = brokers();
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).create().unwrap();
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        panic!("no Kafka broker at {b} ({e}). Start one with `scripts/kafka.sh start`, or run `scripts/test.sh`, which does.");
+    }
+}
+
+/// Topic names and a group id unique to one test run.
+pub struct Names {
+    pub prefix: String,
+}
+
+pub const BASES: [(&str, &str); 9] = [
+    ("CROWD_COUNTS", "crowd.counts"),
+    ("PARKING_EVENTS", "parking.events"),
+    ("PAYMENTS", "payments"),
+    ("CROWD_ALERTS", "crowd.alerts"),
+    ("CROWD_DENSITY", "crowd.density"),
+    ("PARKING_AVAILABILITY", "parking.availability"),
+    ("PAYMENTS_STATS", "payments.stats"),
+    ("DEADLETTER", "crowdpark.deadletter"),
+    ("STATE", "crowdpark.state"),
+];
+
+impl Names {
+    pub fn new(test: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        Names {
+            prefix: format!("{test}-{}-{nanos}", std::process::id()),
+        }
+    }
+
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}.{base}", self.prefix)
+    }
+
+    /// Environment for a `crowdpark` process using these names; `inputs_from`
+    /// lets two engines read the same input topics and write different outputs.
+    pub fn env(&self, group: &str, inputs_from: Option<&Names>) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = BASES
+            .iter()
+            .map(|(key, base)| {
+                let owner = match (inputs_from, *key) {
+                    (Some(other), "CROWD_COUNTS" | "PARKING_EVENTS" | "PAYMENTS") => other,
+                    _ => self,
+                };
+                (format!("CROWDPARK_TOPICS__{key}"), owner.topic(base))
+            })
+            .collect();
+        env.push(("CROWDPARK_KAFKA__BROKERS".into(), brokers()));
+        env.push(("CROWDPARK_KAFKA__GROUP_ID".into(), format!("{}-{group}", self.prefix)));
+        env
+    }
+}
+
+pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+pub fn produce(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, payload: &str) {
+    p.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap();
+}
+
+pub fn flush(p: &ThreadedProducer<DefaultProducerContext>) {
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reads a topic from the beginning until `done` holds for what was read, or
+/// `timeout` passes; returns everything read.
+pub fn read_until(topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let value = m.payload().map(|p| serde_json::from_slice(p).unwrap()).unwrap_or(serde_json::Value::Null);
+            out.push(Record {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                value,
+                partition: m.partition(),
+                offset: m.offset(),
+            });
+            continue;
+        }
+        if done(&out) {
+            break;
+        }
+    }
+    out
+}
+
+/// The latest record per key, as a compacted topic keeps it.
+pub fn latest_per_key(records: &[Record]) -> BTreeMap<String, serde_json::Value> {
+    records.iter().map(|r| (r.key.clone(), r.value.clone())).collect()
+}
+
+/// `/metrics` as a map from `name{labels}` to value.
+pub fn metrics(addr: &str) -> BTreeMap<String, f64> {
+    let (_, text) = super::http_get(addr, "/metrics").unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sum of a metric over all its series whose labels contain `filter`.
+pub fn metric_sum(m: &BTreeMap<String, f64>, name: &str, filter: &str) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) && k.contains(filter))
+        .map(|(_, v)| v)
+        .sum()
+}
