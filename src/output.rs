@@ -17,6 +17,8 @@ pub enum OutputTopic {
     ParkingAvailability,
     PaymentsStats,
     DeadLetter,
+    /// Internal: payments re-keyed by zone.
+    PaymentsByZone,
 }
 
 impl OutputTopic {
@@ -201,6 +203,13 @@ impl DeadLetter {
     }
 }
 
+/// An accepted payment on its way to the partition that owns its zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
 /// Something for a sink to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -210,6 +219,7 @@ pub enum Output {
     Group(ParkingGroup),
     Payments(PaymentStats),
     DeadLetter(DeadLetter),
+    Forward(Forwarded),
 }
 
 impl Output {
@@ -220,6 +230,7 @@ impl Output {
             Output::Availability(_) | Output::Group(_) => OutputTopic::ParkingAvailability,
             Output::Payments(_) => OutputTopic::PaymentsStats,
             Output::DeadLetter(_) => OutputTopic::DeadLetter,
+            Output::Forward(_) => OutputTopic::PaymentsByZone,
         }
     }
 
@@ -232,6 +243,7 @@ impl Output {
             Output::Group(g) => &g.id,
             Output::Payments(p) => &p.zone,
             Output::DeadLetter(d) => d.key.as_deref().unwrap_or(&d.topic),
+            Output::Forward(f) => &f.key,
         }
     }
 
@@ -243,6 +255,7 @@ impl Output {
             Output::Group(g) => serde_json::to_vec(g),
             Output::Payments(p) => serde_json::to_vec(p),
             Output::DeadLetter(d) => serde_json::to_vec(d),
+            Output::Forward(f) => return f.payload.clone(),
         };
         r.expect("output records contain only serialisable fields")
     }

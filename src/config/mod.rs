@@ -215,6 +215,8 @@ pub struct TopicSettings {
     pub deadletter: String,
     /// Compacted changelog of checkpointed operator state.
     pub state: String,
+    /// Internal repartition topic: accepted payments keyed by zone.
+    pub payments_by_zone: String,
     /// Partitions of each input topic (and of the demo's in-process source).
     pub input_partitions: i32,
     pub output_partitions: i32,
@@ -233,6 +235,7 @@ impl Default for TopicSettings {
             payments_stats: "payments.stats".into(),
             deadletter: "crowdpark.deadletter".into(),
             state: "crowdpark.state".into(),
+            payments_by_zone: "crowdpark.payments-by-zone".into(),
             input_partitions: 3,
             output_partitions: 3,
             replication_factor: 1,

@@ -13,7 +13,7 @@ use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{decode, Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
 use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
-use crate::payments::{PaymentsOperator, PaymentsParams, Tally};
+use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
 use crate::state::{partition_prefix, RestoreError, StateRecord};
 use partition::{Operator, PartitionTask};
 use std::collections::BTreeMap;
@@ -46,6 +46,9 @@ pub struct Engine {
     tasks: BTreeMap<(InputTopic, i32), PartitionTask>,
     rollup: DistrictRollup,
     checkpointing: bool,
+    /// Route re-keyed payments to their zone's task directly, instead of leaving
+    /// them in the outputs for a repartition topic.
+    inline_repartition: bool,
 }
 
 impl Engine {
@@ -63,6 +66,7 @@ impl Engine {
             tasks: BTreeMap::new(),
             rollup,
             checkpointing: false,
+            inline_repartition: true,
         }
     }
 
@@ -81,6 +85,7 @@ impl Engine {
             InputTopic::CrowdCounts => &t.crowd_counts,
             InputTopic::ParkingEvents => &t.parking_events,
             InputTopic::Payments => &t.payments,
+            InputTopic::PaymentsByZone => &t.payments_by_zone,
         }
     }
 
@@ -93,6 +98,7 @@ impl Engine {
             OutputTopic::ParkingAvailability => &t.parking_availability,
             OutputTopic::PaymentsStats => &t.payments_stats,
             OutputTopic::DeadLetter => &t.deadletter,
+            OutputTopic::PaymentsByZone => &t.payments_by_zone,
         }
     }
 
@@ -108,7 +114,11 @@ impl Engine {
                     catalog.clone(),
                     ParkingParams::from_config(config),
                 )),
-                InputTopic::Payments => Operator::Payments(PaymentsOperator::new(
+                InputTopic::Payments => Operator::Forward(PaymentForwarder::new(
+                    catalog.clone(),
+                    PaymentsParams::from_config(config),
+                )),
+                InputTopic::PaymentsByZone => Operator::Payments(PaymentsOperator::new(
                     catalog.clone(),
                     PaymentsParams::from_config(config),
                 )),
@@ -119,6 +129,13 @@ impl Engine {
             }
             task
         })
+    }
+
+    /// Leaves re-keyed payments in the outputs (`Output::Forward`) for the caller
+    /// to publish to the repartition topic, whose partitions come back as input
+    /// (the Kafka runner). By default they are routed in process.
+    pub fn repartition_through_kafka(&mut self) {
+        self.inline_repartition = false;
     }
 
     /// Turns on change tracking for [`checkpoint`](Self::checkpoint). Off by
@@ -189,6 +206,7 @@ impl Engine {
     pub fn input_topic(&self, name: &str) -> Option<InputTopic> {
         InputTopic::ALL
             .into_iter()
+            .chain([InputTopic::PaymentsByZone])
             .find(|t| self.topic_name(*t) == name)
     }
 
@@ -222,8 +240,42 @@ impl Engine {
                 Disposition::Rejected(reason)
             }
         };
+        if self.inline_repartition {
+            self.route_forwarded(first, msg.wall_ms, out);
+        }
         self.roll_up(first, out);
         disposition
+    }
+
+    /// Feeds re-keyed payments to the windowing task of their zone's partition,
+    /// as the repartition topic would (same partitioner, same partition count).
+    fn route_forwarded(&mut self, first: usize, wall_ms: i64, out: &mut Vec<Output>) {
+        if !out[first..].iter().any(|o| matches!(o, Output::Forward(_))) {
+            return;
+        }
+        let mut forwarded = Vec::new();
+        let mut i = first;
+        while i < out.len() {
+            if matches!(out[i], Output::Forward(_)) {
+                if let Output::Forward(f) = out.remove(i) {
+                    forwarded.push(f);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let partitions = self.config.topics.input_partitions;
+        for f in forwarded {
+            let msg = InputMessage {
+                topic: InputTopic::PaymentsByZone,
+                partition: crate::sim::partition_for(f.key.as_bytes(), partitions),
+                offset: -1,
+                key: Some(f.key.as_bytes()),
+                payload: &f.payload,
+                wall_ms,
+            };
+            self.process(&msg, out);
+        }
     }
 
     /// Lets idle partitions' watermarks follow the wall clock and publishes what

@@ -6,13 +6,14 @@ use crate::engine::Disposition;
 use crate::model::{Decoded, Event, Reject, RejectReason};
 use crate::output::Output;
 use crate::parking::ParkingOperator;
-use crate::payments::PaymentsOperator;
+use crate::payments::{PaymentForwarder, PaymentsOperator};
 use crate::state::{read, RestoreError, StateRecord};
 use crate::time::{format_ts, Dedup, Watermark};
 
 pub(crate) enum Operator {
     Crowd(CrowdOperator),
     Parking(ParkingOperator),
+    Forward(PaymentForwarder),
     Payments(PaymentsOperator),
 }
 
@@ -21,6 +22,7 @@ impl Operator {
         match self {
             Operator::Crowd(op) => op.is_late(ts, watermark),
             Operator::Parking(op) => op.is_late(ts, watermark),
+            Operator::Forward(op) => op.is_late(ts, watermark),
             Operator::Payments(op) => op.is_late(ts, watermark),
         }
     }
@@ -29,6 +31,7 @@ impl Operator {
         match self {
             Operator::Crowd(op) => op.advance(watermark, out),
             Operator::Parking(op) => op.advance(watermark, out),
+            Operator::Forward(_) => {}
             Operator::Payments(op) => op.advance(watermark, out),
         }
     }
@@ -96,8 +99,13 @@ impl PartitionTask {
         match (&mut self.op, &d.event) {
             (Operator::Crowd(op), Event::Crowd(e)) => op.accept(d.ts, e),
             (Operator::Parking(op), Event::Parking(e)) => op.accept(d.ts, e, wm, out)?,
+            (Operator::Forward(op), Event::Payment(p)) => {
+                op.accept(d.ts, d.dedup_id.as_deref().unwrap_or_default(), p, out)
+            }
             (Operator::Payments(op), Event::Payment(p)) => op.accept(d.ts, p),
-            _ => unreachable!("decode() produces the event type of the topic"),
+            // decode() yields each topic's own event type; refuse rather than
+            // panic should that ever not hold.
+            _ => return Err(Reject::invalid("event type does not belong to this topic")),
         }
         if let Some(id) = &d.dedup_id {
             self.dedup.insert(id, d.ts);
@@ -147,6 +155,7 @@ impl PartitionTask {
         match &mut self.op {
             Operator::Crowd(op) => op.checkpoint(prefix, out),
             Operator::Parking(op) => op.checkpoint(prefix, out),
+            Operator::Forward(_) => {}
             Operator::Payments(op) => op.checkpoint(prefix, out),
         }
         // Last, so a reader that sees it has seen the entity records before it.
@@ -178,6 +187,7 @@ impl PartitionTask {
                 match &mut self.op {
                     Operator::Crowd(op) => op.restore(key, value)?,
                     Operator::Parking(op) => op.restore(key, value)?,
+                    Operator::Forward(_) => return Err(crate::state::unknown_key(key)),
                     Operator::Payments(op) => op.restore(key, value)?,
                 }
             }

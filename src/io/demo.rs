@@ -44,6 +44,7 @@ const VIEW_REFRESH: Duration = Duration::from_millis(250);
 pub fn live_view(engine: &Engine) -> Arc<LiveView> {
     let names: Vec<(InputTopic, String)> = InputTopic::ALL
         .iter()
+        .chain([InputTopic::PaymentsByZone].iter())
         .map(|t| (*t, engine.topic_name(*t).to_string()))
         .collect();
     let metrics = Arc::new(Metrics::new(engine.catalog(), &names));

@@ -14,6 +14,9 @@ pub enum InputTopic {
     CrowdCounts,
     ParkingEvents,
     Payments,
+    /// Internal: accepted payments re-keyed by zone (see `engine`), so that one
+    /// zone's sales meet in one partition whatever merchant sold them.
+    PaymentsByZone,
 }
 
 impl InputTopic {
@@ -29,6 +32,7 @@ impl InputTopic {
             InputTopic::CrowdCounts => "crowd.counts",
             InputTopic::ParkingEvents => "parking.events",
             InputTopic::Payments => "payments",
+            InputTopic::PaymentsByZone => "crowdpark.payments-by-zone",
         }
     }
 }
@@ -76,6 +80,8 @@ struct RawFields<'a> {
     currency: Option<&'a RawValue>,
     #[serde(borrow)]
     category: Option<&'a RawValue>,
+    #[serde(borrow)]
+    amount_fen: Option<&'a RawValue>,
 }
 
 /// Decodes one message of `topic`. Never panics, whatever the bytes.
@@ -121,6 +127,7 @@ pub fn decode<'a>(
         InputTopic::CrowdCounts => decode_crowd(raw, ts, catalog),
         InputTopic::ParkingEvents => decode_parking(raw, ts, catalog),
         InputTopic::Payments => decode_payment(raw, ts, catalog),
+        InputTopic::PaymentsByZone => decode_forwarded(raw, ts, catalog),
     }
 }
 
@@ -275,6 +282,35 @@ fn decode_payment<'a>(
             ))
         })?,
     };
+    Ok(Decoded {
+        ts,
+        dedup_id: Some(txn_id),
+        event: Event::Payment(Payment {
+            zone,
+            category,
+            amount_fen,
+        }),
+    })
+}
+
+/// A payment this engine accepted and re-keyed by zone: ids are configured ones,
+/// the amount is already fen. Checked all the same, since a topic is a boundary.
+fn decode_forwarded<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+    let txn_id = id("txn_id", raw.txn_id)?;
+    let zone_id = id("zone", raw.zone)?;
+    let category_id = id("category", raw.category)?;
+    let zone = catalog
+        .zone(&zone_id)
+        .ok_or_else(|| Reject::unknown(format!("zone `{zone_id}` is not configured")))?;
+    let category = catalog
+        .category(&category_id)
+        .ok_or_else(|| Reject::unknown(format!("category `{category_id}` is not in payments.categories")))?;
+    let amount = required("amount_fen", raw.amount_fen)?.get();
+    let amount_fen: i64 = amount
+        .parse()
+        .ok()
+        .filter(|f: &i64| f.abs() <= super::money::MAX_ABS_FEN)
+        .ok_or_else(|| Reject::invalid(format!("field `amount_fen` is {amount}, not a whole number of fen in range")))?;
     Ok(Decoded {
         ts,
         dedup_id: Some(txn_id),

@@ -28,7 +28,7 @@ pub struct Names {
     pub prefix: String,
 }
 
-pub const BASES: [(&str, &str); 9] = [
+pub const BASES: [(&str, &str); 10] = [
     ("CROWD_COUNTS", "crowd.counts"),
     ("PARKING_EVENTS", "parking.events"),
     ("PAYMENTS", "payments"),
@@ -38,6 +38,7 @@ pub const BASES: [(&str, &str); 9] = [
     ("PAYMENTS_STATS", "payments.stats"),
     ("DEADLETTER", "crowdpark.deadletter"),
     ("STATE", "crowdpark.state"),
+    ("PAYMENTS_BY_ZONE", "crowdpark.payments-by-zone"),
 ];
 
 impl Names {

@@ -44,6 +44,9 @@ pub fn topic_specs(c: &Config) -> Vec<TopicSpec> {
         plain(&t.payments_stats, t.output_partitions),
         plain(&t.deadletter, t.output_partitions),
         compacted(&t.state, t.input_partitions),
+        // Internal: accepted payments keyed by zone. Same partition count as the
+        // inputs, and Java's partitioner, so the engine can route in process too.
+        plain(&t.payments_by_zone, t.input_partitions),
     ]
 }
 

@@ -87,6 +87,7 @@ impl RunContext {
             InputTopic::CrowdCounts => &c.crowd_counts,
             InputTopic::ParkingEvents => &c.parking_events,
             InputTopic::Payments => &c.payments,
+            InputTopic::PaymentsByZone => &c.payments_by_zone,
         }
     }
 
@@ -342,6 +343,7 @@ pub fn run(
     let sink = Arc::new(KafkaSink::new(&config, Some(view.metrics.clone()))?);
     let mut engine = Engine::new(config.clone());
     engine.enable_checkpoints();
+    engine.repartition_through_kafka();
     let state_partitions = changelog_partitions(&config)?;
     let context = RunContext {
         config: config.clone(),
@@ -362,7 +364,7 @@ pub fn run(
     let consumer: BaseConsumer<RunContext> =
         client_config(&config, &settings).create_with_context(context)?;
     let t = &config.topics;
-    consumer.subscribe(&[&t.crowd_counts, &t.parking_events, &t.payments])?;
+    consumer.subscribe(&[&t.crowd_counts, &t.parking_events, &t.payments, &t.payments_by_zone])?;
     tracing::info!(brokers = %config.kafka.brokers, group = %config.kafka.group_id, "consuming");
 
     let ctx = consumer.context().clone();

@@ -51,6 +51,7 @@ pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<Simul
             InputTopic::CrowdCounts => &config.topics.crowd_counts,
             InputTopic::ParkingEvents => &config.topics.parking_events,
             InputTopic::Payments => &config.topics.payments,
+            InputTopic::PaymentsByZone => &config.topics.payments_by_zone,
         }
     };
     let mut summary = SimulateSummary::default();
