@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test in release mode (the
-# property and end-to-end tests are much faster optimised).
+# property and end-to-end tests are much faster optimised). Starts a real Apache
+# Kafka broker on 127.0.0.1 for the Kafka tests and stops it afterwards, unless
+# CROWDPARK_KAFKA_BROKERS points at one already running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,5 +10,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --release -- -D warnings
+echo "== cargo build"
+cargo test --release --all-targets --no-run
+
+if [ -z "${CROWDPARK_KAFKA_BROKERS:-}" ]; then
+    echo "== starting Apache Kafka"
+    scripts/kafka.sh start
+    trap 'scripts/kafka.sh stop' EXIT
+    export CROWDPARK_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT:-9092}"
+fi
+
 echo "== cargo test"
 cargo test --release --all-targets

@@ -207,6 +207,9 @@ impl DeadLetter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
     pub key: String,
+    /// Set for watermark heartbeats, which go to every partition; payments are
+    /// placed by their key.
+    pub partition: Option<i32>,
     pub payload: Vec<u8>,
 }
 
@@ -244,6 +247,14 @@ impl Output {
             Output::Payments(p) => &p.zone,
             Output::DeadLetter(d) => d.key.as_deref().unwrap_or(&d.topic),
             Output::Forward(f) => &f.key,
+        }
+    }
+
+    /// An explicit partition, where the record must not be placed by key.
+    pub fn partition(&self) -> Option<i32> {
+        match self {
+            Output::Forward(f) => f.partition,
+            _ => None,
         }
     }
 

@@ -165,7 +165,10 @@ fn check_config_names_the_bad_key_and_exits_2() {
 
 #[test]
 fn ctrl_c_stops_the_demo_cleanly() {
-    let (mut child, rx) = spawn_crowdpark(&["demo", "--listen", "127.0.0.1:0", "--quiet"], &[] as &[(&str, &str)]);
+    let (mut child, rx) = spawn_crowdpark(
+        &["demo", "--listen", "127.0.0.1:0", "--quiet"],
+        &[] as &[(&str, &str)],
+    );
     let mut lines = Vec::new();
     wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines).expect("banner");
     std::thread::sleep(Duration::from_secs(2));

@@ -15,8 +15,16 @@ use std::time::{Duration, Instant};
 const T0: i64 = 1_790_834_400_000;
 
 fn create_topics(env: &[(String, String)]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_crowdpark")).args(["topics", "create"]).envs(env.iter().cloned()).output().unwrap();
-    assert!(out.status.success(), "topics create: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(["topics", "create"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "topics create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct Engine {
@@ -28,7 +36,8 @@ struct Engine {
 fn start_engine(env: &[(String, String)]) -> (Engine, String) {
     let (child, rx) = spawn_crowdpark(&["run", "--listen", "127.0.0.1:0"], env);
     let mut lines = Vec::new();
-    let banner = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines).expect("run banner");
+    let banner = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines)
+        .expect("run banner");
     let addr = banner.split("http://").nth(1).unwrap().trim().to_string();
     (Engine { child, stdout: rx }, addr)
 }
@@ -36,11 +45,17 @@ fn start_engine(env: &[(String, String)]) -> (Engine, String) {
 /// SIGTERM; the exit status and the number of messages the run consumed (from
 /// its last line, `stopped: consumed N, ...`).
 fn stop_engine_counting(engine: Engine) -> (std::process::ExitStatus, f64) {
-    let status = stop_engine(Engine { child: engine.child, stdout: std::sync::mpsc::channel().1 });
+    let status = stop_engine(Engine {
+        child: engine.child,
+        stdout: std::sync::mpsc::channel().1,
+    });
     let consumed = engine
         .stdout
         .try_iter()
-        .find_map(|l| l.strip_prefix("stopped: consumed ").and_then(|r| r.split(',').next()?.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("stopped: consumed ")
+                .and_then(|r| r.split(',').next()?.parse().ok())
+        })
         .expect("a `stopped:` line");
     (status, consumed)
 }
@@ -49,14 +64,20 @@ fn stop_engine_counting(engine: Engine) -> (std::process::ExitStatus, f64) {
 fn stop_engine(engine: Engine) -> std::process::ExitStatus {
     let mut child = engine.child;
     let c = child.0.as_mut().unwrap();
-    Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = c.try_wait().unwrap() {
             child.0 = None;
             return status;
         }
-        assert!(Instant::now() < deadline, "engine did not stop within 60 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "engine did not stop within 60 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -98,33 +119,76 @@ fn scripted_input_gives_the_exact_outputs() {
     let crowd = names.topic("crowd.counts");
     // lakeside-promenade, 400 m²: 1.0 → 2.1 (yellow) → 3.6 (red) → 3.5 → 1.0
     // (green: 15 s in red ≥ the 10 s dwell, and below 0.85 × 2.0).
-    for (s, people) in [(0, 400), (5, 840), (10, 1440), (20, 1400), (25, 400), (30, 400)] {
+    for (s, people) in [
+        (0, 400),
+        (5, 840),
+        (10, 1440),
+        (20, 1400),
+        (25, 400),
+        (30, 400),
+    ] {
         let ts = T0 + s * 1000;
-        kafka::produce(&p, &crowd, "lakeside-promenade", &format!(r#"{{"zone":"lakeside-promenade","ts":{ts},"source":"cam-1","people":{people}}}"#));
+        kafka::produce(
+            &p,
+            &crowd,
+            "lakeside-promenade",
+            &format!(
+                r#"{{"zone":"lakeside-promenade","ts":{ts},"source":"cam-1","people":{people}}}"#
+            ),
+        );
     }
     // p09-shangcheng-hotel, 150 spaces, counted by gates: fills up.
     let parking = names.topic("parking.events");
     for (s, count) in [(1, 100), (3, 40), (5, 10)] {
         let ts = T0 + s * 1000;
-        kafka::produce(&p, &parking, "p09-shangcheng-hotel", &format!(r#"{{"lot":"p09-shangcheng-hotel","ts":{ts},"gate":"entry","count":{count}}}"#));
+        kafka::produce(
+            &p,
+            &parking,
+            "p09-shangcheng-hotel",
+            &format!(
+                r#"{{"lot":"p09-shangcheng-hotel","ts":{ts},"gate":"entry","count":{count}}}"#
+            ),
+        );
     }
     // Two sales and a refund in in77-atrium, in one one-minute window.
     let payments = names.topic("payments");
     for (i, amount) in ["10.10", "20.20", "-5.00"].iter().enumerate() {
         // Late in the window, so idle advance closes it within seconds.
         let ts = T0 + 55_000 + i as i64 * 1000;
-        kafka::produce(&p, &payments, "m-e2e", &format!(r#"{{"txn_id":"e2e-{i}","ts":{ts},"merchant":"m-e2e","zone":"in77-atrium","category":"food","amount":"{amount}","currency":"CNY"}}"#));
+        kafka::produce(
+            &p,
+            &payments,
+            "m-e2e",
+            &format!(
+                r#"{{"txn_id":"e2e-{i}","ts":{ts},"merchant":"m-e2e","zone":"in77-atrium","category":"food","amount":"{amount}","currency":"CNY"}}"#
+            ),
+        );
     }
     kafka::flush(&p);
 
     let (engine, addr) = start_engine(&env);
-    let alerts = kafka::read_until(&names.topic("crowd.alerts"), Duration::from_secs(60), |r| r.len() >= 3);
-    let stats = kafka::read_until(&names.topic("payments.stats"), Duration::from_secs(60), |r| !r.is_empty());
-    let availability = kafka::read_until(&names.topic("parking.availability"), Duration::from_secs(30), |r| {
-        kafka::latest_per_key(r).get("p09-shangcheng-hotel").is_some_and(|v| v["status"] == "full")
+    let alerts = kafka::read_until(&names.topic("crowd.alerts"), Duration::from_secs(60), |r| {
+        r.len() >= 3
     });
+    let stats = kafka::read_until(
+        &names.topic("payments.stats"),
+        Duration::from_secs(60),
+        |r| !r.is_empty(),
+    );
+    let availability = kafka::read_until(
+        &names.topic("parking.availability"),
+        Duration::from_secs(30),
+        |r| {
+            kafka::latest_per_key(r)
+                .get("p09-shangcheng-hotel")
+                .is_some_and(|v| v["status"] == "full")
+        },
+    );
 
-    let ids: Vec<&str> = alerts.iter().map(|r| r.value["alert_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = alerts
+        .iter()
+        .map(|r| r.value["alert_id"].as_str().unwrap())
+        .collect();
     assert_eq!(
         ids,
         vec![
@@ -133,7 +197,11 @@ fn scripted_input_gives_the_exact_outputs() {
             format!("lakeside-promenade:{}:green", T0 + 25_000),
         ]
     );
-    let expected = [("yellow", "green", 2.1, 840), ("red", "yellow", 3.6, 1440), ("green", "red", 1.0, 400)];
+    let expected = [
+        ("yellow", "green", 2.1, 840),
+        ("red", "yellow", 3.6, 1440),
+        ("green", "red", 1.0, 400),
+    ];
     for (r, (level, previous, density, people)) in alerts.iter().zip(expected) {
         assert_eq!(r.key, "lakeside-promenade");
         assert_eq!(r.value["kind"], "level");
@@ -172,9 +240,21 @@ fn scripted_input_gives_the_exact_outputs() {
 
     // Nothing was rejected, and the accounting adds up.
     let m = kafka::metrics(&addr);
-    assert_eq!(kafka::metric_sum(&m, "crowdpark_events_consumed_total", ""), 12.0);
-    assert_eq!(kafka::metric_sum(&m, "crowdpark_events_accepted_total", ""), 12.0);
-    assert_eq!(stop_engine(engine).code(), Some(0), "SIGTERM must stop the engine cleanly");
+    let inputs = ["crowd.counts", "parking.events", "payments"]
+        .map(|b| format!("topic=\"{}\"", names.topic(b)));
+    let sum = |name: &str| {
+        inputs
+            .iter()
+            .map(|l| kafka::metric_sum(&m, name, l))
+            .sum::<f64>()
+    };
+    assert_eq!(sum("crowdpark_events_consumed_total"), 12.0);
+    assert_eq!(sum("crowdpark_events_accepted_total"), 12.0);
+    assert_eq!(
+        stop_engine(engine).code(),
+        Some(0),
+        "SIGTERM must stop the engine cleanly"
+    );
 }
 
 #[test]
@@ -185,20 +265,37 @@ fn bad_input_is_accounted_for_and_dead_lettered_with_its_reason() {
     create_topics(&env);
     let sim = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
         .args([
-            "simulate", "--brokers", &kafka::brokers(), "--rate", "0", "--messages", "8000",
-            "--bad-ratio", "0.05", "--duplicate-ratio", "0.01",
+            "simulate",
+            "--brokers",
+            &kafka::brokers(),
+            "--rate",
+            "0",
+            "--messages",
+            "8000",
+            "--bad-ratio",
+            "0.05",
+            "--duplicate-ratio",
+            "0.01",
         ])
         .envs(env.iter().cloned())
         .output()
         .unwrap();
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
     let summary: Value = serde_json::from_slice(&sim.stdout).unwrap();
     let sent = summary["sent"].as_f64().unwrap();
     assert_eq!(sent, 8000.0);
 
     let (engine, addr) = start_engine(&env);
     wait_until("every message consumed", Duration::from_secs(90), || {
-        kafka::metric_sum(&kafka::metrics(&addr), "crowdpark_events_consumed_total", "") >= sent
+        kafka::metric_sum(
+            &kafka::metrics(&addr),
+            "crowdpark_events_consumed_total",
+            "",
+        ) >= sent
     });
     let m = kafka::metrics(&addr);
     let mut expected_dead: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -208,27 +305,61 @@ fn bad_input_is_accounted_for_and_dead_lettered_with_its_reason() {
         let accepted = kafka::metric_sum(&m, "crowdpark_events_accepted_total", &label);
         let rejected = kafka::metric_sum(&m, "crowdpark_events_rejected_total", &label);
         let duplicates = kafka::metric_sum(&m, "crowdpark_events_duplicate_total", &label);
-        assert_eq!(consumed, accepted + rejected + duplicates, "{topic}: the identity");
-        assert_eq!(consumed, counts["sent"].as_f64().unwrap(), "{topic}: consumed");
-        assert_eq!(accepted, counts["accept"].as_f64().unwrap(), "{topic}: accepted");
-        assert_eq!(duplicates, counts["duplicate"].as_f64().unwrap(), "{topic}: duplicates");
+        assert_eq!(
+            consumed,
+            accepted + rejected + duplicates,
+            "{topic}: the identity"
+        );
+        assert_eq!(
+            consumed,
+            counts["sent"].as_f64().unwrap(),
+            "{topic}: consumed"
+        );
+        assert_eq!(
+            accepted,
+            counts["accept"].as_f64().unwrap(),
+            "{topic}: accepted"
+        );
+        assert_eq!(
+            duplicates,
+            counts["duplicate"].as_f64().unwrap(),
+            "{topic}: duplicates"
+        );
         for (reason, n) in counts["reject"].as_object().unwrap() {
-            let per_reason = kafka::metric_sum(&m, "crowdpark_events_rejected_total", &format!("reason=\"{reason}\",{label}"));
+            let per_reason = kafka::metric_sum(
+                &m,
+                "crowdpark_events_rejected_total",
+                &format!("reason=\"{reason}\",{label}"),
+            );
             assert_eq!(per_reason, n.as_f64().unwrap(), "{topic}/{reason}");
             expected_dead.insert((topic.clone(), reason.clone()), n.as_u64().unwrap());
         }
     }
     let total_dead: u64 = expected_dead.values().sum();
-    assert!(total_dead > 200, "about 5 % of 8000 should be bad, got {total_dead}");
-    let dead = kafka::read_until(&names.topic("crowdpark.deadletter"), Duration::from_secs(60), |r| r.len() as u64 >= total_dead);
+    assert!(
+        total_dead > 200,
+        "about 5 % of 8000 should be bad, got {total_dead}"
+    );
+    let dead = kafka::read_until(
+        &names.topic("crowdpark.deadletter"),
+        Duration::from_secs(60),
+        |r| r.len() as u64 >= total_dead,
+    );
     let mut got: BTreeMap<(String, String), u64> = BTreeMap::new();
     for r in &dead {
         let v = &r.value;
         assert!(!v["error"].as_str().unwrap().is_empty());
         assert!(v["payload"].is_string() && v["offset"].is_i64() && v["partition"].is_i64());
-        *got.entry((v["topic"].as_str().unwrap().to_string(), v["reason"].as_str().unwrap().to_string())).or_insert(0) += 1;
+        *got.entry((
+            v["topic"].as_str().unwrap().to_string(),
+            v["reason"].as_str().unwrap().to_string(),
+        ))
+        .or_insert(0) += 1;
     }
-    assert_eq!(got, expected_dead, "every bad message is dead-lettered once, with the reason it was made bad for");
+    assert_eq!(
+        got, expected_dead,
+        "every bad message is dead-lettered once, with the reason it was made bad for"
+    );
     assert_eq!(stop_engine(engine).code(), Some(0));
 }
 
@@ -241,11 +372,15 @@ struct Published {
 }
 
 fn published(names: &Names) -> Published {
-    let read = |base: &str| kafka::read_until(&names.topic(base), Duration::from_secs(5), |_| false);
+    let read =
+        |base: &str| kafka::read_until(&names.topic(base), Duration::from_secs(5), |_| false);
     let windowed = |records: Vec<kafka::Record>| {
         let mut map: BTreeMap<(String, String), Value> = BTreeMap::new();
         for r in records {
-            let key = (r.key.clone(), r.value["window_start"].as_str().unwrap().to_string());
+            let key = (
+                r.key.clone(),
+                r.value["window_start"].as_str().unwrap().to_string(),
+            );
             if let Some(old) = map.get(&key) {
                 assert_eq!(old, &r.value, "a repeated window record must be identical");
             }
@@ -254,7 +389,10 @@ fn published(names: &Names) -> Published {
         map
     };
     Published {
-        alert_ids: read("crowd.alerts").iter().map(|r| r.value["alert_id"].as_str().unwrap().to_string()).collect(),
+        alert_ids: read("crowd.alerts")
+            .iter()
+            .map(|r| r.value["alert_id"].as_str().unwrap().to_string())
+            .collect(),
         availability: kafka::latest_per_key(&read("parking.availability")),
         stats: windowed(read("payments.stats")),
         density: windowed(read("crowd.density")),
@@ -269,7 +407,26 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
     let restarted = Names::new("restart-run");
     // Heartbeats off for the test: their timing follows the wall clock once the
     // input ends, and would make the two runs' last records differ in timing only.
-    let settings = [("CROWDPARK_PARKING__HEARTBEAT", "1h"), ("CROWDPARK_ENGINE__IDLE_TIMEOUT", "3s")];
+    // Lower thresholds so a few simulated minutes already raise alerts.
+    let settings = [
+        ("CROWDPARK_PARKING__HEARTBEAT", "1h"),
+        ("CROWDPARK_ENGINE__IDLE_TIMEOUT", "3s"),
+        ("CROWDPARK_CROWD__THRESHOLDS__YELLOW", "0.9"),
+        ("CROWDPARK_CROWD__THRESHOLDS__RED", "1.3"),
+        ("CROWDPARK_CROWD__MIN_DWELL", "30s"),
+    ];
+    // Messages consumed from the three input topics (not the internal one).
+    let inputs: Vec<String> = ["crowd.counts", "parking.events", "payments"]
+        .iter()
+        .map(|b| format!("topic=\"{}\"", input.topic(b)))
+        .collect();
+    let consumed = |addr: &str| {
+        let m = kafka::metrics(addr);
+        inputs
+            .iter()
+            .map(|l| kafka::metric_sum(&m, "crowdpark_events_consumed_total", l))
+            .sum::<f64>()
+    };
     let env_for = |names: &Names| {
         let mut env = names.env("engine", Some(&input));
         env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -284,7 +441,17 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
     // starts again.
     let total = 12_000.0;
     let mut sim = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
-        .args(["simulate", "--brokers", &kafka::brokers(), "--rate", "1500", "--messages", "12000", "--duplicate-ratio", "0.01"])
+        .args([
+            "simulate",
+            "--brokers",
+            &kafka::brokers(),
+            "--rate",
+            "1500",
+            "--messages",
+            "12000",
+            "--duplicate-ratio",
+            "0.01",
+        ])
         .envs(input_env.iter().cloned())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -292,7 +459,7 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
         .unwrap();
     let (first, addr) = start_engine(&env_for(&restarted));
     wait_until("some input processed", Duration::from_secs(60), || {
-        kafka::metric_sum(&kafka::metrics(&addr), "crowdpark_events_consumed_total", "") >= 2_500.0
+        consumed(&addr) >= 2_500.0
     });
     let (status, consumed_first) = stop_engine_counting(first);
     assert_eq!(status.code(), Some(0));
@@ -301,20 +468,26 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
     assert!(sim.wait().unwrap().success());
 
     let (uninterrupted, ref_addr) = start_engine(&env_for(&reference));
-    wait_until("the reference run to process all input", Duration::from_secs(90), || {
-        kafka::metric_sum(&kafka::metrics(&ref_addr), "crowdpark_events_consumed_total", "") >= total
-    });
+    wait_until(
+        "the reference run to process all input",
+        Duration::from_secs(90),
+        || consumed(&ref_addr) >= total,
+    );
     // The restarted engine resumes at its checkpoint: together its two runs
     // consume every message, and one more message than that would have been
     // consumed twice.
     let mut consumed_second = 0.0;
-    wait_until("the restarted run to process the rest", Duration::from_secs(90), || {
-        consumed_second = kafka::metric_sum(&kafka::metrics(&addr2), "crowdpark_events_consumed_total", "");
-        consumed_first + consumed_second >= total
-    });
+    wait_until(
+        "the restarted run to process the rest",
+        Duration::from_secs(90),
+        || {
+            consumed_second = consumed(&addr2);
+            consumed_first + consumed_second >= total
+        },
+    );
     // Let idle partitions close their last windows (idle timeout 3 s + lateness).
     std::thread::sleep(Duration::from_secs(20));
-    let consumed_second = kafka::metric_sum(&kafka::metrics(&addr2), "crowdpark_events_consumed_total", "");
+    let consumed_second = consumed(&addr2);
     assert!(
         consumed_first + consumed_second >= total,
         "input skipped: {consumed_first} + {consumed_second} < {total}"
@@ -327,6 +500,15 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
     assert_eq!(a.alert_ids, b.alert_ids, "the same alerts, by id");
     assert_eq!(a.stats, b.stats, "the same payment windows");
     assert_eq!(a.density, b.density, "the same density windows");
-    let lots = |m: &BTreeMap<String, Value>| m.iter().filter(|(k, _)| k.starts_with('p')).map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
-    assert_eq!(lots(&a.availability), lots(&b.availability), "the same final availability per car park");
+    let lots = |m: &BTreeMap<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| k.starts_with('p'))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        lots(&a.availability),
+        lots(&b.availability),
+        "the same final availability per car park"
+    );
 }

@@ -15,6 +15,7 @@ use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
 use crate::state::{partition_prefix, RestoreError, StateRecord};
+use crate::time::MergedWatermark;
 use partition::{Operator, PartitionTask};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,7 +103,7 @@ impl Engine {
         }
     }
 
-    fn task(&mut self, topic: InputTopic, partition: i32) -> &mut PartitionTask {
+    fn task(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) -> &mut PartitionTask {
         let (config, catalog, checkpointing) = (&self.config, &self.catalog, self.checkpointing);
         self.tasks.entry((topic, partition)).or_insert_with(|| {
             let op = match topic {
@@ -117,6 +118,7 @@ impl Engine {
                 InputTopic::Payments => Operator::Forward(PaymentForwarder::new(
                     catalog.clone(),
                     PaymentsParams::from_config(config),
+                    config.topics.input_partitions,
                 )),
                 InputTopic::PaymentsByZone => Operator::Payments(PaymentsOperator::new(
                     catalog.clone(),
@@ -124,6 +126,14 @@ impl Engine {
                 )),
             };
             let mut task = PartitionTask::new(&config.engine, op);
+            task.partition = partition;
+            if topic == InputTopic::PaymentsByZone {
+                task.merged = Some(MergedWatermark::new(
+                    config.topics.input_partitions,
+                    config.engine.idle_timeout.as_ms(),
+                    wall_ms,
+                ));
+            }
             if checkpointing {
                 task.dedup.track_changes();
             }
@@ -173,7 +183,7 @@ impl Engine {
     ) -> Result<(), RestoreError> {
         let prefix = partition_prefix(self.topic_name(topic), partition);
         self.tasks.remove(&(topic, partition));
-        let task = self.task(topic, partition);
+        let task = self.task(topic, partition, wall_ms);
         let own = records
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -218,12 +228,14 @@ impl Engine {
         let catalog = self.catalog.clone();
         let disposition = match decode(msg.topic, msg.payload, &catalog, max_bytes) {
             Err(reject) => Err(reject),
-            Ok(decoded) => {
-                self.task(msg.topic, msg.partition)
-                    .process(&decoded, msg.wall_ms, skew, out)
-            }
+            Ok(decoded) => self.task(msg.topic, msg.partition, msg.wall_ms).process(
+                &decoded,
+                msg.wall_ms,
+                skew,
+                out,
+            ),
         };
-        self.task(msg.topic, msg.partition).next_offset = Some(msg.offset + 1);
+        self.task(msg.topic, msg.partition, msg.wall_ms).next_offset = Some(msg.offset + 1);
         let disposition = match disposition {
             Ok(d) => d,
             Err(reject) => {
@@ -268,7 +280,9 @@ impl Engine {
         for f in forwarded {
             let msg = InputMessage {
                 topic: InputTopic::PaymentsByZone,
-                partition: crate::sim::partition_for(f.key.as_bytes(), partitions),
+                partition: f
+                    .partition
+                    .unwrap_or_else(|| crate::sim::partition_for(f.key.as_bytes(), partitions)),
                 offset: -1,
                 key: Some(f.key.as_bytes()),
                 payload: &f.payload,
@@ -284,6 +298,9 @@ impl Engine {
         let first = out.len();
         for task in self.tasks.values_mut() {
             task.on_wall_clock(wall_ms, out);
+        }
+        if self.inline_repartition {
+            self.route_forwarded(first, wall_ms, out);
         }
         self.roll_up(first, out);
     }

@@ -8,7 +8,7 @@ use crate::output::Output;
 use crate::parking::ParkingOperator;
 use crate::payments::{PaymentForwarder, PaymentsOperator};
 use crate::state::{read, RestoreError, StateRecord};
-use crate::time::{format_ts, Dedup, Watermark};
+use crate::time::{format_ts, Dedup, MergedWatermark, Watermark};
 
 pub(crate) enum Operator {
     Crowd(CrowdOperator),
@@ -43,6 +43,9 @@ pub(crate) struct PartitionTask {
     pub op: Operator,
     /// Offset of the next message: the input position this state reflects.
     pub next_offset: Option<i64>,
+    pub partition: i32,
+    /// Stages fed through a repartition topic follow their upstreams' watermarks.
+    pub merged: Option<MergedWatermark>,
 }
 
 impl PartitionTask {
@@ -55,6 +58,8 @@ impl PartitionTask {
             dedup: Dedup::new(settings.dedup_horizon.as_ms(), settings.dedup_max_ids),
             op,
             next_offset: None,
+            partition: 0,
+            merged: None,
         }
     }
 
@@ -68,6 +73,20 @@ impl PartitionTask {
         max_future_skew: i64,
         out: &mut Vec<Output>,
     ) -> Result<Disposition, Reject> {
+        if let Some(merged) = &mut self.merged {
+            if let Some((from, wm)) = d.upstream {
+                merged.report(from, wm, wall_ms);
+            }
+            if let Some(wm) = merged.current(wall_ms) {
+                self.watermark.advance_to(wm);
+            }
+            if matches!(d.event, Event::Heartbeat) {
+                let wm = self.watermark.current();
+                self.dedup.expire(wm);
+                self.op.advance(wm, out);
+                return Ok(Disposition::Accepted);
+            }
+        }
         let newest = self
             .watermark
             .max_event_time()
@@ -99,9 +118,14 @@ impl PartitionTask {
         match (&mut self.op, &d.event) {
             (Operator::Crowd(op), Event::Crowd(e)) => op.accept(d.ts, e),
             (Operator::Parking(op), Event::Parking(e)) => op.accept(d.ts, e, wm, out)?,
-            (Operator::Forward(op), Event::Payment(p)) => {
-                op.accept(d.ts, d.dedup_id.as_deref().unwrap_or_default(), p, out)
-            }
+            (Operator::Forward(op), Event::Payment(p)) => op.accept(
+                d.ts,
+                d.dedup_id.as_deref().unwrap_or_default(),
+                p,
+                self.partition,
+                wm,
+                out,
+            ),
             (Operator::Payments(op), Event::Payment(p)) => op.accept(d.ts, p),
             // decode() yields each topic's own event type; refuse rather than
             // panic should that ever not hold.
@@ -110,7 +134,9 @@ impl PartitionTask {
         if let Some(id) = &d.dedup_id {
             self.dedup.insert(id, d.ts);
         }
-        self.watermark.observe(d.ts, wall_ms);
+        if self.merged.is_none() {
+            self.watermark.observe(d.ts, wall_ms);
+        }
         let wm = self.watermark.current();
         self.dedup.expire(wm);
         self.op.advance(wm, out);
@@ -118,10 +144,23 @@ impl PartitionTask {
     }
 
     pub fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
-        if self.watermark.on_wall_clock(wall_ms) {
+        let moved = match &self.merged {
+            Some(merged) => match merged.current(wall_ms) {
+                Some(wm) if wm > self.watermark.current() => {
+                    self.watermark.advance_to(wm);
+                    true
+                }
+                _ => false,
+            },
+            None => self.watermark.on_wall_clock(wall_ms),
+        };
+        if moved {
             let wm = self.watermark.current();
             self.dedup.expire(wm);
             self.op.advance(wm, out);
+        }
+        if let Operator::Forward(f) = &mut self.op {
+            f.heartbeat(self.partition, self.watermark.current(), wall_ms, out);
         }
     }
 
@@ -140,6 +179,9 @@ struct Meta {
     watermark: i64,
     /// The input offset this checkpoint reflects (the next one to process).
     next_offset: Option<i64>,
+    /// Repartitioned stages: the upstream partitions' watermarks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    upstream: Vec<(i32, i64)>,
 }
 
 impl PartitionTask {
@@ -164,6 +206,11 @@ impl PartitionTask {
             max_ts,
             watermark,
             next_offset: self.next_offset,
+            upstream: self
+                .merged
+                .as_ref()
+                .map(|m| m.upstreams())
+                .unwrap_or_default(),
         };
         out.push(StateRecord::put(format!("{prefix}meta"), &meta));
     }
@@ -181,6 +228,11 @@ impl PartitionTask {
                 let m: Meta = read(key, value)?;
                 self.watermark.restore(m.max_ts, m.watermark, wall_ms);
                 self.next_offset = m.next_offset;
+                if let Some(merged) = &mut self.merged {
+                    for (from, wm) in m.upstream {
+                        merged.report(from, wm, wall_ms);
+                    }
+                }
             } else if let Some(id) = key.strip_prefix("id/") {
                 self.dedup.restore(id, read(key, value)?);
             } else {

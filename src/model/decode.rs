@@ -82,6 +82,10 @@ struct RawFields<'a> {
     category: Option<&'a RawValue>,
     #[serde(borrow)]
     amount_fen: Option<&'a RawValue>,
+    #[serde(borrow)]
+    upstream: Option<&'a RawValue>,
+    #[serde(borrow)]
+    wm: Option<&'a RawValue>,
 }
 
 /// Decodes one message of `topic`. Never panics, whatever the bytes.
@@ -164,6 +168,7 @@ fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<De
             source,
             reading,
         }),
+        upstream: None,
     })
 }
 
@@ -239,6 +244,7 @@ fn decode_parking<'a>(
         ts,
         dedup_id: optional_id("event_id", raw.event_id)?,
         event: Event::Parking(ParkingEvent { lot, reading }),
+        upstream: None,
     })
 }
 
@@ -290,27 +296,52 @@ fn decode_payment<'a>(
             category,
             amount_fen,
         }),
+        upstream: None,
     })
 }
 
 /// A payment this engine accepted and re-keyed by zone: ids are configured ones,
 /// the amount is already fen. Checked all the same, since a topic is a boundary.
-fn decode_forwarded<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+fn decode_forwarded<'a>(
+    raw: RawFields<'a>,
+    ts: i64,
+    catalog: &Catalog,
+) -> Result<Decoded<'a>, Reject> {
+    let int = |name: &str, v: Option<&RawValue>| -> Result<i64, Reject> {
+        let text = required(name, v)?.get();
+        text.parse()
+            .map_err(|_| Reject::invalid(format!("field `{name}` is {text}, not an integer")))
+    };
+    let upstream = Some((int("upstream", raw.upstream)? as i32, int("wm", raw.wm)?));
+    if raw.txn_id.is_none() {
+        return Ok(Decoded {
+            ts,
+            dedup_id: None,
+            event: Event::Heartbeat,
+            upstream,
+        });
+    }
     let txn_id = id("txn_id", raw.txn_id)?;
     let zone_id = id("zone", raw.zone)?;
     let category_id = id("category", raw.category)?;
     let zone = catalog
         .zone(&zone_id)
         .ok_or_else(|| Reject::unknown(format!("zone `{zone_id}` is not configured")))?;
-    let category = catalog
-        .category(&category_id)
-        .ok_or_else(|| Reject::unknown(format!("category `{category_id}` is not in payments.categories")))?;
+    let category = catalog.category(&category_id).ok_or_else(|| {
+        Reject::unknown(format!(
+            "category `{category_id}` is not in payments.categories"
+        ))
+    })?;
     let amount = required("amount_fen", raw.amount_fen)?.get();
     let amount_fen: i64 = amount
         .parse()
         .ok()
         .filter(|f: &i64| f.abs() <= super::money::MAX_ABS_FEN)
-        .ok_or_else(|| Reject::invalid(format!("field `amount_fen` is {amount}, not a whole number of fen in range")))?;
+        .ok_or_else(|| {
+            Reject::invalid(format!(
+                "field `amount_fen` is {amount}, not a whole number of fen in range"
+            ))
+        })?;
     Ok(Decoded {
         ts,
         dedup_id: Some(txn_id),
@@ -319,6 +350,7 @@ fn decode_forwarded<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Resul
             category,
             amount_fen,
         }),
+        upstream,
     })
 }
 

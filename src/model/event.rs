@@ -44,6 +44,8 @@ pub enum Event<'a> {
     Crowd(CrowdEvent<'a>),
     Parking(ParkingEvent<'a>),
     Payment(Payment),
+    /// Internal: an upstream partition's watermark moved (repartition topic).
+    Heartbeat,
 }
 
 /// One accepted message: event time, optional idempotency id, and the event.
@@ -52,4 +54,6 @@ pub struct Decoded<'a> {
     pub ts: i64,
     pub dedup_id: Option<Cow<'a, str>>,
     pub event: Event<'a>,
+    /// Repartitioned records only: (upstream partition, its watermark).
+    pub upstream: Option<(i32, i64)>,
 }

@@ -19,7 +19,14 @@ pub struct PaymentForwarder {
     catalog: Arc<Catalog>,
     window: WindowSpec,
     lateness: i64,
+    /// Partitions of the repartition topic.
+    targets: i32,
+    /// Last watermark heartbeat: (watermark, wall ms).
+    last_heartbeat: (i64, i64),
 }
+
+/// Heartbeats go out at most this often (wall clock), when the watermark moved.
+const HEARTBEAT_EVERY_MS: i64 = 1_000;
 
 /// The internal record: configured ids and integer fen, nothing to re-parse.
 #[derive(Serialize)]
@@ -29,14 +36,57 @@ struct ForwardedPayment<'a> {
     zone: &'a str,
     category: &'a str,
     amount_fen: i64,
+    upstream: i32,
+    wm: i64,
+}
+
+#[derive(Serialize)]
+struct Heartbeat {
+    ts: i64,
+    upstream: i32,
+    wm: i64,
 }
 
 impl PaymentForwarder {
-    pub fn new(catalog: Arc<Catalog>, params: PaymentsParams) -> Self {
+    pub fn new(catalog: Arc<Catalog>, params: PaymentsParams, targets: i32) -> Self {
         PaymentForwarder {
             catalog,
             window: params.window,
             lateness: params.lateness,
+            targets: targets.max(1),
+            last_heartbeat: (i64::MIN, i64::MIN),
+        }
+    }
+
+    /// Tells every partition of the next stage how far this partition's event
+    /// time has got, so its windows can close even if no payment goes there.
+    pub fn heartbeat(
+        &mut self,
+        partition: i32,
+        watermark: i64,
+        wall_ms: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let (last_wm, last_wall) = self.last_heartbeat;
+        if watermark == i64::MIN
+            || watermark <= last_wm
+            || wall_ms < last_wall.saturating_add(HEARTBEAT_EVERY_MS)
+        {
+            return;
+        }
+        self.last_heartbeat = (watermark, wall_ms);
+        let payload = serde_json::to_vec(&Heartbeat {
+            ts: watermark,
+            upstream: partition,
+            wm: watermark,
+        })
+        .expect("plain struct");
+        for target in 0..self.targets {
+            out.push(Output::Forward(Forwarded {
+                key: String::new(),
+                partition: Some(target),
+                payload: payload.clone(),
+            }));
         }
     }
 
@@ -45,7 +95,16 @@ impl PaymentForwarder {
         self.window.is_late(ts, watermark, self.lateness)
     }
 
-    pub fn accept(&self, ts: i64, txn_id: &str, p: &Payment, out: &mut Vec<Output>) {
+    /// Forwards a payment; `partition` and `watermark` are this stage's.
+    pub fn accept(
+        &self,
+        ts: i64,
+        txn_id: &str,
+        p: &Payment,
+        partition: i32,
+        watermark: i64,
+        out: &mut Vec<Output>,
+    ) {
         let zone = &self.catalog.zones[p.zone as usize].id;
         let record = ForwardedPayment {
             txn_id,
@@ -53,9 +112,12 @@ impl PaymentForwarder {
             zone,
             category: &self.catalog.categories[p.category as usize],
             amount_fen: p.amount_fen,
+            upstream: partition,
+            wm: watermark,
         };
         out.push(Output::Forward(Forwarded {
             key: zone.clone(),
+            partition: None,
             payload: serde_json::to_vec(&record).expect("plain struct"),
         }));
     }

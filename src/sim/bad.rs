@@ -27,7 +27,9 @@ pub fn spoil(
                     replace_number(&text, "\"ts\":", "\"ts\":\"half past two\"")
                 }
                 InputTopic::ParkingEvents => replace_number(&text, "\"ts\":", "\"ts\":true"),
-                InputTopic::Payments | InputTopic::PaymentsByZone => text.replacen("\"amount\":\"", "\"amount\":\"12.345", 1),
+                InputTopic::Payments | InputTopic::PaymentsByZone => {
+                    text.replacen("\"amount\":\"", "\"amount\":\"12.345", 1)
+                }
             };
             (bad.into_bytes(), RejectReason::InvalidField)
         }
@@ -35,7 +37,9 @@ pub fn spoil(
             let bad = match topic {
                 InputTopic::CrowdCounts => text.replacen("\"zone\":\"", "\"zone\":\"atlantis-", 1),
                 InputTopic::ParkingEvents => text.replacen("\"lot\":\"", "\"lot\":\"p99-", 1),
-                InputTopic::Payments | InputTopic::PaymentsByZone => text.replacen("\"merchant\":\"", "\"merchant\":\"x-", 1),
+                InputTopic::Payments | InputTopic::PaymentsByZone => {
+                    text.replacen("\"merchant\":\"", "\"merchant\":\"x-", 1)
+                }
             };
             (bad.into_bytes(), RejectReason::UnknownEntity)
         }

@@ -6,11 +6,13 @@
 //! that would land only in final windows is *late*.
 
 mod dedup;
+mod merged;
 mod offset;
 mod watermark;
 mod window;
 
 pub use dedup::Dedup;
+pub use merged::MergedWatermark;
 pub use offset::{format_ts, UtcOffset};
 pub use watermark::Watermark;
 pub use window::{WindowSpec, WindowStore};

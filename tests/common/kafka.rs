@@ -17,7 +17,10 @@ pub fn brokers() -> String {
 /// Fails with instructions when no broker answers.
 pub fn require_broker() {
     let b = brokers();
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).create().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .create()
+        .unwrap();
     if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
         panic!("no Kafka broker at {b} ({e}). Start one with `scripts/kafka.sh start`, or run `scripts/test.sh`, which does.");
     }
@@ -43,7 +46,10 @@ pub const BASES: [(&str, &str); 10] = [
 
 impl Names {
     pub fn new(test: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         Names {
             prefix: format!("{test}-{}-{nanos}", std::process::id()),
         }
@@ -67,7 +73,10 @@ impl Names {
             })
             .collect();
         env.push(("CROWDPARK_KAFKA__BROKERS".into(), brokers()));
-        env.push(("CROWDPARK_KAFKA__GROUP_ID".into(), format!("{}-{group}", self.prefix)));
+        env.push((
+            "CROWDPARK_KAFKA__GROUP_ID".into(),
+            format!("{}-{group}", self.prefix),
+        ));
         env
     }
 }
@@ -82,8 +91,15 @@ pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
         .unwrap()
 }
 
-pub fn produce(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, payload: &str) {
-    p.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap();
+pub fn produce(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    key: &str,
+    payload: &str,
+) {
+    p.send(BaseRecord::to(topic).key(key).payload(payload))
+        .map_err(|(e, _)| e)
+        .unwrap();
 }
 
 pub fn flush(p: &ThreadedProducer<DefaultProducerContext>) {
@@ -108,19 +124,28 @@ pub fn read_until(topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bo
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let value = m.payload().map(|p| serde_json::from_slice(p).unwrap()).unwrap_or(serde_json::Value::Null);
+            let value = m
+                .payload()
+                .map(|p| serde_json::from_slice(p).unwrap())
+                .unwrap_or(serde_json::Value::Null);
             out.push(Record {
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                key: m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default(),
                 value,
                 partition: m.partition(),
                 offset: m.offset(),
@@ -136,7 +161,10 @@ pub fn read_until(topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bo
 
 /// The latest record per key, as a compacted topic keeps it.
 pub fn latest_per_key(records: &[Record]) -> BTreeMap<String, serde_json::Value> {
-    records.iter().map(|r| (r.key.clone(), r.value.clone())).collect()
+    records
+        .iter()
+        .map(|r| (r.key.clone(), r.value.clone()))
+        .collect()
 }
 
 /// `/metrics` as a map from `name{labels}` to value.

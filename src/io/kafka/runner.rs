@@ -364,7 +364,12 @@ pub fn run(
     let consumer: BaseConsumer<RunContext> =
         client_config(&config, &settings).create_with_context(context)?;
     let t = &config.topics;
-    consumer.subscribe(&[&t.crowd_counts, &t.parking_events, &t.payments, &t.payments_by_zone])?;
+    consumer.subscribe(&[
+        &t.crowd_counts,
+        &t.parking_events,
+        &t.payments,
+        &t.payments_by_zone,
+    ])?;
     tracing::info!(brokers = %config.kafka.brokers, group = %config.kafka.group_id, "consuming");
 
     let ctx = consumer.context().clone();
@@ -394,7 +399,10 @@ pub fn run(
                 out.clear();
                 let d = s.engine.process(&msg, &mut out);
                 s.positions.insert((topic, m.partition()), m.offset() + 1);
-                s.summary.consumed += 1;
+                // Input messages only; the internal repartition topic is not input.
+                if topic != InputTopic::PaymentsByZone {
+                    s.summary.consumed += 1;
+                }
                 view.metrics.count_input(m.topic(), d);
                 publish(&s.engine, &sink, &view, &out)?;
                 if !out.is_empty() {
@@ -460,7 +468,12 @@ fn publish(
     }
     for o in out {
         let topic = engine.output_topic_name(o.topic());
-        sink.send(topic, None, Some(o.key().as_bytes()), Some(&o.to_json()))?;
+        sink.send(
+            topic,
+            o.partition(),
+            Some(o.key().as_bytes()),
+            Some(&o.to_json()),
+        )?;
     }
     crate::io::publish_local(engine, view, out);
     Ok(())
@@ -494,13 +507,20 @@ fn update_health(ctx: &RunContext, view: &LiveView, last_message: Instant) {
 fn changelog_partitions(config: &Config) -> anyhow::Result<i32> {
     let probe: BaseConsumer = client_config(config, &[]).create()?;
     let topic = state_topic(config);
-    let md = probe.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-    let n = md
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as i32);
-    if n == 0 {
-        anyhow::bail!("the state changelog topic `{topic}` does not exist; run `crowdpark topics create` first");
+    // A topic created a moment ago may take a little while to show in metadata.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let md = probe.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+        let n = md
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len() as i32);
+        if n > 0 {
+            return Ok(n);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the state changelog topic `{topic}` does not exist; run `crowdpark topics create` first");
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
-    Ok(n)
 }
