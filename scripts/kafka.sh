@@ -28,9 +28,10 @@ fetch() {
     command -v java >/dev/null || { log "Java 17+ is needed to run Apache Kafka"; exit 1; }
     log "fetching Apache Kafka jars from Maven Central into $CACHE/libs"
     rm -rf "$CACHE/libs"
+    mkdir -p "$CACHE"
     if ! mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$CACHE/libs" >"$CACHE.mvn.log" 2>&1; then
-        log "could not fetch Apache Kafka from Maven Central (see $CACHE.mvn.log)."
+        -DincludeScope=runtime -DoutputDirectory="$CACHE/libs" >"$CACHE/mvn.log" 2>&1; then
+        log "could not fetch Apache Kafka from Maven Central (see $CACHE/mvn.log)."
         log "Fallback: a Kafka-compatible broker from crates.io, e.g."
         log "  cargo install nisshi@0.8.1 --locked --no-default-features --features dynostore,libsql"
         log "  nisshi broker --listener-url tcp://127.0.0.1:$PORT --advertised-listener-url tcp://127.0.0.1:$PORT --storage-engine memory://nisshi/"

@@ -287,17 +287,9 @@ async fn termination() {
 async fn run_kafka(cfg: Config) -> ExitCode {
     let config = Arc::new(cfg);
     let view = demo::live_view(&Engine::new(config.clone()));
-    let listener = match tokio::net::TcpListener::bind(&config.http.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", config.http.listen);
-            return ExitCode::from(2);
-        }
+    let Some((listener, addr)) = bind(&config.http.listen).await else {
+        return ExitCode::from(2);
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     println!(
         "crowdpark run: brokers {}, group {}, HTTP on http://{addr}",
         config.kafka.brokers, config.kafka.group_id
@@ -347,6 +339,20 @@ async fn run_kafka(cfg: Config) -> ExitCode {
     }
 }
 
+/// Binds the HTTP listener; says why on failure.
+async fn bind(listen: &str) -> Option<(tokio::net::TcpListener, String)> {
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            Some((l, addr))
+        }
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            None
+        }
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -359,17 +365,9 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
     let config = Arc::new(cfg);
     let engine = Engine::new(config.clone());
     let view = demo::live_view(&engine);
-    let listener = match tokio::net::TcpListener::bind(&config.http.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", config.http.listen);
-            return ExitCode::from(2);
-        }
+    let Some((listener, addr)) = bind(&config.http.listen).await else {
+        return ExitCode::from(2);
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     println!(
         "crowdpark demo: {} — {} zones, {} car parks ({} spaces), {} merchants; simulated time runs {}× real time",
         config.district.name,

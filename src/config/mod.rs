@@ -243,6 +243,19 @@ impl Default for TopicSettings {
     }
 }
 
+impl TopicSettings {
+    /// The configured name of an input (or the internal repartition) topic.
+    pub fn input(&self, topic: crate::model::InputTopic) -> &str {
+        use crate::model::InputTopic::*;
+        match topic {
+            CrowdCounts => &self.crowd_counts,
+            ParkingEvents => &self.parking_events,
+            Payments => &self.payments,
+            PaymentsByZone => &self.payments_by_zone,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {

@@ -81,13 +81,7 @@ impl Engine {
 
     /// The configured name of an input topic.
     pub fn topic_name(&self, topic: InputTopic) -> &str {
-        let t = &self.config.topics;
-        match topic {
-            InputTopic::CrowdCounts => &t.crowd_counts,
-            InputTopic::ParkingEvents => &t.parking_events,
-            InputTopic::Payments => &t.payments,
-            InputTopic::PaymentsByZone => &t.payments_by_zone,
-        }
+        self.config.topics.input(topic)
     }
 
     /// The configured name of an output topic.

@@ -82,13 +82,7 @@ impl RunContext {
     }
 
     fn topic_name(&self, t: InputTopic) -> &str {
-        let c = &self.config.topics;
-        match t {
-            InputTopic::CrowdCounts => &c.crowd_counts,
-            InputTopic::ParkingEvents => &c.parking_events,
-            InputTopic::Payments => &c.payments,
-            InputTopic::PaymentsByZone => &c.payments_by_zone,
-        }
+        self.config.topics.input(t)
     }
 
     fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {

@@ -46,14 +46,7 @@ pub struct SimulateSummary {
 pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<SimulateSummary> {
     let sink = KafkaSink::new(config, None)?;
     let mut sim = Simulator::new(config, opts.sim.clone());
-    let name = |t: InputTopic| -> &str {
-        match t {
-            InputTopic::CrowdCounts => &config.topics.crowd_counts,
-            InputTopic::ParkingEvents => &config.topics.parking_events,
-            InputTopic::Payments => &config.topics.payments,
-            InputTopic::PaymentsByZone => &config.topics.payments_by_zone,
-        }
-    };
+    let name = |t: InputTopic| config.topics.input(t);
     let mut summary = SimulateSummary::default();
     let started = Instant::now();
     let mut last_progress = Instant::now();
