@@ -210,7 +210,27 @@ pub struct Forwarded {
     /// Set for watermark heartbeats, which go to every partition; payments are
     /// placed by their key.
     pub partition: Option<i32>,
-    pub payload: Vec<u8>,
+    pub record: ForwardRecord,
+}
+
+/// The repartition topic's record: a payment in configured ids and fen, or (no
+/// `txn_id`) a watermark heartbeat. Serialised only when it goes through Kafka;
+/// in process the typed payment is handed over as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForwardRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn_id: Option<String>,
+    pub ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_fen: Option<i64>,
+    pub upstream: i32,
+    pub wm: i64,
+    #[serde(skip)]
+    pub payment: Option<crate::model::Payment>,
 }
 
 /// Something for a sink to publish.
@@ -266,7 +286,7 @@ impl Output {
             Output::Group(g) => serde_json::to_vec(g),
             Output::Payments(p) => serde_json::to_vec(p),
             Output::DeadLetter(d) => serde_json::to_vec(d),
-            Output::Forward(f) => return f.payload.clone(),
+            Output::Forward(f) => serde_json::to_vec(&f.record),
         };
         r.expect("output records contain only serialisable fields")
     }

@@ -10,7 +10,7 @@ mod partition;
 
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
-use crate::model::{decode, Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
+use crate::model::{decode, Catalog, CategoryIx, Decoded, Event, InputTopic, RejectReason, ZoneIx};
 use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
@@ -98,7 +98,12 @@ impl Engine {
     }
 
     fn task(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) -> &mut PartitionTask {
-        let (config, catalog, checkpointing) = (&self.config, &self.catalog, self.checkpointing);
+        let (config, catalog, checkpointing, inline) = (
+            &self.config,
+            &self.catalog,
+            self.checkpointing,
+            self.inline_repartition,
+        );
         self.tasks.entry((topic, partition)).or_insert_with(|| {
             let op = match topic {
                 InputTopic::CrowdCounts => Operator::Crowd(CrowdOperator::new(
@@ -109,11 +114,15 @@ impl Engine {
                     catalog.clone(),
                     ParkingParams::from_config(config),
                 )),
-                InputTopic::Payments => Operator::Forward(PaymentForwarder::new(
-                    catalog.clone(),
-                    PaymentsParams::from_config(config),
-                    config.topics.input_partitions,
-                )),
+                InputTopic::Payments => {
+                    let mut f = PaymentForwarder::new(
+                        catalog.clone(),
+                        PaymentsParams::from_config(config),
+                        config.topics.input_partitions,
+                    );
+                    f.through_kafka = !inline;
+                    Operator::Forward(f)
+                }
                 InputTopic::PaymentsByZone => Operator::Payments(PaymentsOperator::new(
                     catalog.clone(),
                     PaymentsParams::from_config(config),
@@ -271,18 +280,37 @@ impl Engine {
             }
         }
         let partitions = self.config.topics.input_partitions;
+        let skew = self.config.engine.max_future_skew.as_ms();
         for f in forwarded {
-            let msg = InputMessage {
-                topic: InputTopic::PaymentsByZone,
-                partition: f
-                    .partition
-                    .unwrap_or_else(|| crate::sim::partition_for(f.key.as_bytes(), partitions)),
-                offset: -1,
-                key: Some(f.key.as_bytes()),
-                payload: &f.payload,
-                wall_ms,
+            let partition = f
+                .partition
+                .unwrap_or_else(|| crate::sim::partition_for(f.key.as_bytes(), partitions));
+            // In process the typed payment is handed over without a JSON round
+            // trip, and without a second dedup: stage 1 saw every id, and nothing
+            // is replayed in process (through Kafka, stage 2 dedups replays).
+            let r = &f.record;
+            let decoded = Decoded {
+                ts: r.ts,
+                dedup_id: None,
+                event: match &r.payment {
+                    Some(p) => Event::Payment(p.clone()),
+                    None => Event::Heartbeat,
+                },
+                upstream: Some((r.upstream, r.wm)),
             };
-            self.process(&msg, out);
+            let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
+            if let Err(reject) = task.process(&decoded, wall_ms, skew, out) {
+                let payload = Output::Forward(f.clone()).to_json();
+                out.push(Output::DeadLetter(DeadLetter {
+                    topic: self.topic_name(InputTopic::PaymentsByZone).to_string(),
+                    partition,
+                    offset: -1,
+                    key: Some(f.key.clone()),
+                    reason: reject.reason,
+                    error: reject.error,
+                    payload: DeadLetter::payload_text(&payload),
+                }));
+            }
         }
     }
 

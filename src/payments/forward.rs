@@ -8,10 +8,9 @@
 //! windowing stage owns. In process (demo, tests) the engine routes it directly.
 
 use crate::model::{Catalog, Payment};
-use crate::output::{Forwarded, Output};
+use crate::output::{ForwardRecord, Forwarded, Output};
 use crate::payments::PaymentsParams;
 use crate::time::WindowSpec;
-use serde::Serialize;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -23,29 +22,13 @@ pub struct PaymentForwarder {
     targets: i32,
     /// Last watermark heartbeat: (watermark, wall ms).
     last_heartbeat: (i64, i64),
+    /// Records go through a Kafka topic and need their ids spelled out; in
+    /// process only the typed payment and its target partition are needed.
+    pub through_kafka: bool,
 }
 
 /// Heartbeats go out at most this often (wall clock), when the watermark moved.
 const HEARTBEAT_EVERY_MS: i64 = 1_000;
-
-/// The internal record: configured ids and integer fen, nothing to re-parse.
-#[derive(Serialize)]
-struct ForwardedPayment<'a> {
-    txn_id: &'a str,
-    ts: i64,
-    zone: &'a str,
-    category: &'a str,
-    amount_fen: i64,
-    upstream: i32,
-    wm: i64,
-}
-
-#[derive(Serialize)]
-struct Heartbeat {
-    ts: i64,
-    upstream: i32,
-    wm: i64,
-}
 
 impl PaymentForwarder {
     pub fn new(catalog: Arc<Catalog>, params: PaymentsParams, targets: i32) -> Self {
@@ -55,6 +38,7 @@ impl PaymentForwarder {
             lateness: params.lateness,
             targets: targets.max(1),
             last_heartbeat: (i64::MIN, i64::MIN),
+            through_kafka: false,
         }
     }
 
@@ -75,17 +59,20 @@ impl PaymentForwarder {
             return;
         }
         self.last_heartbeat = (watermark, wall_ms);
-        let payload = serde_json::to_vec(&Heartbeat {
-            ts: watermark,
-            upstream: partition,
-            wm: watermark,
-        })
-        .expect("plain struct");
         for target in 0..self.targets {
             out.push(Output::Forward(Forwarded {
                 key: String::new(),
                 partition: Some(target),
-                payload: payload.clone(),
+                record: ForwardRecord {
+                    txn_id: None,
+                    ts: watermark,
+                    zone: None,
+                    category: None,
+                    amount_fen: None,
+                    upstream: partition,
+                    wm: watermark,
+                    payment: None,
+                },
             }));
         }
     }
@@ -106,19 +93,36 @@ impl PaymentForwarder {
         out: &mut Vec<Output>,
     ) {
         let zone = &self.catalog.zones[p.zone as usize].id;
-        let record = ForwardedPayment {
-            txn_id,
-            ts,
-            zone,
-            category: &self.catalog.categories[p.category as usize],
-            amount_fen: p.amount_fen,
-            upstream: partition,
-            wm: watermark,
-        };
+        if !self.through_kafka {
+            out.push(Output::Forward(Forwarded {
+                key: String::new(),
+                partition: Some(crate::sim::partition_for(zone.as_bytes(), self.targets)),
+                record: ForwardRecord {
+                    txn_id: None,
+                    ts,
+                    zone: None,
+                    category: None,
+                    amount_fen: None,
+                    upstream: partition,
+                    wm: watermark,
+                    payment: Some(p.clone()),
+                },
+            }));
+            return;
+        }
         out.push(Output::Forward(Forwarded {
             key: zone.clone(),
             partition: None,
-            payload: serde_json::to_vec(&record).expect("plain struct"),
+            record: ForwardRecord {
+                txn_id: Some(txn_id.to_string()),
+                ts,
+                zone: Some(zone.clone()),
+                category: Some(self.catalog.categories[p.category as usize].clone()),
+                amount_fen: Some(p.amount_fen),
+                upstream: partition,
+                wm: watermark,
+                payment: Some(p.clone()),
+            },
         }));
     }
 }
