@@ -228,17 +228,10 @@ impl Engine {
         let first = out.len();
         let max_bytes = self.config.engine.max_message_bytes;
         let skew = self.config.engine.max_future_skew.as_ms();
-        let catalog = self.catalog.clone();
-        let disposition = match decode(msg.topic, msg.payload, &catalog, max_bytes) {
-            Err(reject) => Err(reject),
-            Ok(decoded) => self.task(msg.topic, msg.partition, msg.wall_ms).process(
-                &decoded,
-                msg.wall_ms,
-                skew,
-                out,
-            ),
-        };
-        self.task(msg.topic, msg.partition, msg.wall_ms).next_offset = Some(msg.offset + 1);
+        let decoded = decode(msg.topic, msg.payload, &self.catalog, max_bytes);
+        let task = self.task(msg.topic, msg.partition, msg.wall_ms);
+        task.next_offset = Some(msg.offset + 1);
+        let disposition = decoded.and_then(|d| task.process(&d, msg.wall_ms, skew, out));
         let disposition = match disposition {
             Ok(d) => d,
             Err(reject) => {
