@@ -118,6 +118,15 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
     }
 }
 
+/// [`load_config`], with `--brokers` overriding `kafka.brokers` when given.
+fn load_with_brokers(path: Option<&Path>, brokers: Option<String>) -> Result<Config, String> {
+    let mut cfg = load_config(path)?;
+    if let Some(b) = brokers {
+        cfg.kafka.brokers = b;
+    }
+    Ok(cfg)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -134,13 +143,10 @@ pub fn main() -> ExitCode {
             brokers,
             listen,
         } => {
-            let mut cfg = match load_config(config.as_deref()) {
+            let mut cfg = match load_with_brokers(config.as_deref(), brokers) {
                 Ok(c) => c,
                 Err(e) => return usage_error(&e),
             };
-            if let Some(b) = brokers {
-                cfg.kafka.brokers = b;
-            }
             if let Some(l) = listen {
                 cfg.http.listen = l;
             }
@@ -149,13 +155,10 @@ pub fn main() -> ExitCode {
         Command::Topics {
             action: TopicsAction::Create { config, brokers },
         } => {
-            let mut cfg = match load_config(config.as_deref()) {
+            let cfg = match load_with_brokers(config.as_deref(), brokers) {
                 Ok(c) => c,
                 Err(e) => return usage_error(&e),
             };
-            if let Some(b) = brokers {
-                cfg.kafka.brokers = b;
-            }
             match runtime().block_on(crate::io::kafka::admin::create_topics(&cfg)) {
                 Ok(lines) => {
                     for l in lines {
