@@ -35,14 +35,6 @@ impl Ewma {
     pub fn value(&self) -> Option<f64> {
         self.state.map(|s| s.1)
     }
-
-    pub fn state(&self) -> Option<(i64, f64)> {
-        self.state
-    }
-
-    pub fn restore(&mut self, state: Option<(i64, f64)>) {
-        self.state = state;
-    }
 }
 
 #[cfg(test)]

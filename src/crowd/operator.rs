@@ -183,11 +183,6 @@ impl CrowdOperator {
             });
     }
 
-    /// Readings waiting for the watermark.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
     fn apply(&mut self, p: Pending, out: &mut Vec<Output>) {
         let info = &self.catalog.zones[p.zone as usize];
         let params = &self.params;
@@ -307,9 +302,8 @@ impl CrowdOperator {
                 ));
             }
         }
-        let open: BTreeMap<i64, &BTreeMap<ZoneIx, DensityAgg>> = self.windows.iter().collect();
         for start in changes.windows {
-            if let Some(w) = open.get(&start) {
+            if let Some(w) = self.windows.get(start) {
                 let named: Vec<(&str, &DensityAgg)> = w
                     .iter()
                     .map(|(z, a)| (self.catalog.zones[*z as usize].id.as_str(), a))

@@ -390,11 +390,7 @@ impl Engine {
         for task in self.tasks.values() {
             if let Operator::Payments(op) = &task.op {
                 for (k, t) in op.totals() {
-                    let e = totals.entry(*k).or_default();
-                    e.sales += t.sales;
-                    e.sales_fen += t.sales_fen;
-                    e.refunds += t.refunds;
-                    e.refund_fen += t.refund_fen;
+                    totals.entry(*k).or_default().absorb(t);
                 }
             }
         }

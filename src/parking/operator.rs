@@ -232,11 +232,6 @@ impl ParkingOperator {
             entry.state.recount();
         }
     }
-
-    /// Read access for checkpoints and memory measurements.
-    pub fn lot_state(&self, ix: LotIx) -> Option<&LotState> {
-        self.lots.get(&ix).map(|e| &e.state)
-    }
 }
 
 fn status_of(

@@ -116,9 +116,8 @@ impl PaymentsOperator {
     pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
         let zone_id = |z: ZoneIx| self.catalog.zones[z as usize].id.as_str();
         let cat_id = |k: CategoryIx| self.catalog.categories[k as usize].as_str();
-        let open: BTreeMap<i64, &BTreeMap<ZoneIx, ZoneWindow>> = self.windows.iter().collect();
         for start in std::mem::take(&mut self.changed_windows) {
-            if let Some(w) = open.get(&start) {
+            if let Some(w) = self.windows.get(start) {
                 let named: Vec<NamedWindow<'_>> = w
                     .iter()
                     .map(|(z, zw)| NamedWindow {

@@ -25,6 +25,14 @@ impl Tally {
         }
     }
 
+    /// Adds another tally's counts (totals of several partitions).
+    pub fn absorb(&mut self, other: &Tally) {
+        self.sales += other.sales;
+        self.sales_fen += other.sales_fen;
+        self.refunds += other.refunds;
+        self.refund_fen += other.refund_fen;
+    }
+
     pub fn net_fen(&self) -> i64 {
         self.sales_fen - self.refund_fen
     }

@@ -135,11 +135,6 @@ impl Dedup {
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
     }
-
-    /// `(id, ts)` pairs, for checkpoints.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.seen.iter().map(|(id, ts)| (&**id, *ts))
-    }
 }
 
 #[cfg(test)]

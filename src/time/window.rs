@@ -105,9 +105,9 @@ impl<K: Ord + Clone, A: Default> WindowStore<K, A> {
         self.windows.len()
     }
 
-    /// Read access for checkpoints.
-    pub fn iter(&self) -> impl Iterator<Item = (i64, &BTreeMap<K, A>)> {
-        self.windows.iter().map(|(s, w)| (*s, w))
+    /// The aggregates of the window starting at `start`, for checkpoints.
+    pub fn get(&self, start: i64) -> Option<&BTreeMap<K, A>> {
+        self.windows.get(&start)
     }
 
     /// Puts back a window read from a checkpoint.

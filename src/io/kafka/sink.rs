@@ -178,9 +178,4 @@ impl KafkaSink {
             }
         }
     }
-
-    /// Records queued in librdkafka and not yet acknowledged.
-    pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
-    }
 }
