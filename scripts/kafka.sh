@@ -3,12 +3,15 @@
 #
 #   scripts/kafka.sh start    fetch the jars if needed, format a fresh data folder, start, wait until ready
 #   scripts/kafka.sh stop     stop the broker and delete its data
+#   scripts/kafka.sh halt     stop the broker and keep its data (an outage)
+#   scripts/kafka.sh resume   start it again on the kept data
 #   scripts/kafka.sh status   say whether it runs
 #
 # The broker's jars come from Maven Central through scripts/kafka/pom.xml and are
 # cached in .cache/kafka (git-ignored); a second start reuses them. Data lives in
-# a temporary folder that `stop` removes. Ports: KAFKA_PORT (9092) for clients,
-# KAFKA_CONTROLLER_PORT (9093) for the KRaft controller.
+# a temporary folder that `stop` removes. CROWDPARK_KAFKA_RUN names the folder for
+# the pid, logs and configuration, so a second broker can run beside the first. Ports: KAFKA_PORT (9092) for clients,
+# KAFKA_CONTROLLER_PORT (9093) for the KRaft controller; KAFKA_HEAP_OPTS the JVM heap.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +20,10 @@ RUN=${CROWDPARK_KAFKA_RUN:-$ROOT/.cache/kafka-run}
 PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 PIDFILE=$RUN/kafka.pid
+cp="$CACHE/libs/*"
+read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+java_opts=("${heap[@]}" -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dkafka.logs.dir=$RUN" "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.properties")
 
 log() { echo "kafka.sh: $*" >&2; }
 
@@ -84,14 +91,19 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.cleaner.backoff.ms=1000
 PROPS
-    local cp="$CACHE/libs/*"
-    local java_opts=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
-        "-Dkafka.logs.dir=$RUN" "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.properties")
     local cluster_id
     cluster_id=$(java -cp "$cp" "${java_opts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
     java -cp "$cp" "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
         -c "$RUN/server.properties" --standalone >"$RUN/format.log" 2>&1 \
         || { log "formatting storage failed:"; cat "$RUN/format.log" >&2; exit 1; }
+    launch
+}
+
+# Starts the broker on the configuration and data `start` prepared, and waits
+# until it is ready.
+launch() {
+    local data
+    data=$(cat "$RUN/data-dir")
     : >"$RUN/server.log"
     nohup java -cp "$cp" "${java_opts[@]}" kafka.Kafka "$RUN/server.properties" >"$RUN/kafka.out" 2>&1 &
     echo $! >"$PIDFILE"
@@ -112,6 +124,31 @@ PROPS
     tail -30 "$RUN/server.log" >&2 || true
     stop
     exit 1
+}
+
+# Stops the broker process and keeps its data, for `resume`.
+halt() {
+    if running; then
+        local pid
+        pid=$(cat "$PIDFILE")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 60); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        log "halted (pid $pid); data kept"
+    fi
+    rm -f "$PIDFILE"
+}
+
+resume() {
+    if running; then
+        log "already running (pid $(cat "$PIDFILE"))"
+        return
+    fi
+    [ -f "$RUN/data-dir" ] || { log "nothing to resume: run start first"; exit 1; }
+    launch
 }
 
 stop() {
@@ -136,8 +173,10 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    halt) halt ;;
+    resume) resume ;;
     status)
         if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo "not running"; exit 1; fi ;;
     fetch) fetch ;;
-    *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|halt|resume|status|fetch" >&2; exit 2 ;;
 esac

@@ -39,6 +39,8 @@ pub struct Metrics {
     watermark: GaugeVec,
     delivery_errors: IntCounterVec,
     commits: IntCounterVec,
+    rewinds: IntCounterVec,
+    broker_reachable: prometheus::IntGauge,
     restore_seconds: GaugeVec,
     last_totals: std::sync::Mutex<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
 }
@@ -227,6 +229,24 @@ impl Metrics {
                 "Checkpoint-and-commit rounds, by outcome.",
                 &["outcome"]
             ),
+            rewinds: register!(
+                r,
+                IntCounterVec,
+                "rewinds_total",
+                "Times the state was rewound to the last committed checkpoint after a \
+                 transaction failed (the input since then is processed again).",
+                &["reason"]
+            ),
+            broker_reachable: {
+                let g = prometheus::IntGauge::with_opts(opts(
+                    "broker_reachable",
+                    "1 while the consumer has a connection to at least one broker.",
+                ))
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             restore_seconds: register!(
                 r,
                 GaugeVec,
@@ -372,10 +392,18 @@ impl Metrics {
         self.delivery_errors.with_label_values(&[topic]).inc();
     }
 
-    pub fn commit(&self, ok: bool) {
-        self.commits
-            .with_label_values(&[if ok { "ok" } else { "failed" }])
-            .inc();
+    /// `outcome`: `ok`, `deferred` (outputs not yet acknowledged; retried on the
+    /// next interval) or `aborted` (the transaction failed; state is rewound).
+    pub fn commit(&self, outcome: &str) {
+        self.commits.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn rewind(&self, reason: &str) {
+        self.rewinds.with_label_values(&[reason]).inc();
+    }
+
+    pub fn set_broker_reachable(&self, up: bool) {
+        self.broker_reachable.set(i64::from(up));
     }
 
     pub fn set_restore_time(&self, topic: &str, partition: i32, seconds: f64) {

@@ -265,6 +265,46 @@ pub struct KafkaSettings {
     pub client: BTreeMap<String, String>,
     /// How often processed input is checkpointed and its offsets committed.
     pub commit_interval: Millis,
+    /// What outputs promise (state and offsets are exactly-once in both modes).
+    pub processing_guarantee: ProcessingGuarantee,
+    /// Names this instance's transactional producer. It must stay the same when
+    /// the instance restarts (so the restart fences its crashed predecessor and
+    /// aborts its open transaction at once) and differ between instances that run
+    /// at the same time. Empty: `<group_id>-<hostname>`.
+    pub instance_id: String,
+    /// `/healthz` reports unhealthy once no broker has been reachable this long.
+    pub unhealthy_after: Millis,
+    /// Memory budget for records waiting for the broker (per producer); when it is
+    /// full, processing waits instead of growing or dropping.
+    pub max_buffered_mb: u32,
+}
+
+/// SPEC §4 `processing.guarantee`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Outputs are sent at once; after a crash the records since the last commit
+    /// are sent again (same ids, same content).
+    AtLeastOnce,
+    /// Outputs, changelog and offsets are committed in one Kafka transaction per
+    /// `commit_interval`; `read_committed` consumers never see a duplicate.
+    ExactlyOnce,
+}
+
+impl KafkaSettings {
+    /// `instance_id`, or the default built from the group and the host name.
+    pub fn transactional_id(&self) -> String {
+        if !self.instance_id.trim().is_empty() {
+            return self.instance_id.trim().to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{}-{host}", self.group_id)
+    }
 }
 
 impl Default for KafkaSettings {
@@ -274,6 +314,10 @@ impl Default for KafkaSettings {
             group_id: "crowdpark".into(),
             client: BTreeMap::new(),
             commit_interval: Millis::from_secs(1),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            instance_id: String::new(),
+            unhealthy_after: Millis::from_secs(30),
+            max_buffered_mb: 64,
         }
     }
 }

@@ -177,6 +177,19 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    let k = &c.kafka;
+    if k.commit_interval.0 <= 0 {
+        return err("kafka.commit_interval".into(), "must be positive".into());
+    }
+    if k.unhealthy_after.0 <= 0 {
+        return err("kafka.unhealthy_after".into(), "must be positive".into());
+    }
+    if k.max_buffered_mb == 0 || k.max_buffered_mb > 2048 {
+        return err(
+            "kafka.max_buffered_mb".into(),
+            format!("{} is not between 1 and 2048", k.max_buffered_mb),
+        );
+    }
     Ok(())
 }
 

@@ -20,14 +20,15 @@ pub struct PaymentForwarder {
     lateness: i64,
     /// Partitions of the repartition topic.
     targets: i32,
-    /// Last watermark heartbeat: (watermark, wall ms).
-    last_heartbeat: (i64, i64),
+    /// Wall time of the last heartbeat.
+    last_heartbeat: i64,
     /// Records go through a Kafka topic and need their ids spelled out; in
     /// process only the typed payment and its target partition are needed.
     pub through_kafka: bool,
 }
 
-/// Heartbeats go out at most this often (wall clock), when the watermark moved.
+/// Heartbeats go out this often (wall clock), moved or not: the next stage
+/// reads silence as "this partition's owner is gone" and waits.
 const HEARTBEAT_EVERY_MS: i64 = 1_000;
 
 impl PaymentForwarder {
@@ -37,13 +38,14 @@ impl PaymentForwarder {
             window: params.window,
             lateness: params.lateness,
             targets: targets.max(1),
-            last_heartbeat: (i64::MIN, i64::MIN),
+            last_heartbeat: i64::MIN,
             through_kafka: false,
         }
     }
 
     /// Tells every partition of the next stage how far this partition's event
-    /// time has got, so its windows can close even if no payment goes there.
+    /// time has got (`i64::MIN`: no event yet), so its windows can close even if
+    /// no payment goes there, and that this partition's owner is alive.
     pub fn heartbeat(
         &mut self,
         partition: i32,
@@ -51,14 +53,10 @@ impl PaymentForwarder {
         wall_ms: i64,
         out: &mut Vec<Output>,
     ) {
-        let (last_wm, last_wall) = self.last_heartbeat;
-        if watermark == i64::MIN
-            || watermark <= last_wm
-            || wall_ms < last_wall.saturating_add(HEARTBEAT_EVERY_MS)
-        {
+        if wall_ms < self.last_heartbeat.saturating_add(HEARTBEAT_EVERY_MS) {
             return;
         }
-        self.last_heartbeat = (watermark, wall_ms);
+        self.last_heartbeat = wall_ms;
         for target in 0..self.targets {
             out.push(Output::Forward(Forwarded {
                 key: String::new(),

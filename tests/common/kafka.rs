@@ -159,6 +159,96 @@ pub fn read_until(topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bo
     out
 }
 
+/// Every committed record of `topic` on `brokers`, read from the beginning to
+/// the end each partition has now (its end-of-partition event, which for a
+/// `read_committed` reader comes after the last committed record).
+pub fn read_all_on(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = std::collections::BTreeSet::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+        open.insert(p.id());
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !open.is_empty() {
+        assert!(Instant::now() < deadline, "{topic} not read to its end in 60 s");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Record {
+                key: m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default(),
+                value: m
+                    .payload()
+                    .map(|p| serde_json::from_slice(p).unwrap())
+                    .unwrap_or(serde_json::Value::Null),
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn read_all(topic: &str) -> Vec<Record> {
+    read_all_on(&brokers(), topic)
+}
+
+/// True when `group` has committed, for every partition of `topics`, the end
+/// offset the partition has now.
+pub fn caught_up(brokers: &str, group: &str, topics: &[String]) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for t in topics {
+        let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(10)) else {
+            return false;
+        };
+        for p in md.topics()[0].partitions() {
+            let Ok((_, high)) = consumer.fetch_watermarks(t, p.id(), Duration::from_secs(10))
+            else {
+                return false;
+            };
+            tpl.add_partition(t, p.id());
+            ends.insert((t.clone(), p.id()), high);
+        }
+    }
+    let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return false;
+    };
+    committed.elements().iter().all(|e| {
+        let end = ends[&(e.topic().to_string(), e.partition())];
+        match e.offset() {
+            Offset::Offset(o) => o >= end,
+            _ => end == 0,
+        }
+    })
+}
+
 /// The latest record per key, as a compacted topic keeps it.
 pub fn latest_per_key(records: &[Record]) -> BTreeMap<String, serde_json::Value> {
     records

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod runner;
 pub mod simulate;
 pub mod sink;
+pub mod txn;
 
 use crate::config::Config;
 use rdkafka::config::ClientConfig;

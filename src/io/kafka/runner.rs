@@ -1,31 +1,39 @@
 //! `crowdpark run`: the engine as a Kafka consumer-group application.
 //!
-//! One thread owns the consumer and drives the engine, as in rdkafka's
-//! at-least-once example, but with the commit made safe for stateful processing
-//! (Kafka Streams' order): every `commit_interval`, and before partitions are
-//! revoked or the process stops,
+//! One thread owns the consumer and drives the engine, as in rdkafka's examples,
+//! with the commit made safe for stateful processing. Every `commit_interval`,
+//! and before partitions are revoked or the process stops:
 //!
-//! 1. flush the producer, so every output caused so far is acknowledged;
-//! 2. write the changed state to the changelog (each partition's `meta` record,
-//!    carrying the input offset the state reflects, last) and flush again;
-//! 3. commit the input offsets.
+//! 1. at-least-once: flush the output producer, so every output caused so far is
+//!    acknowledged (exactly-once: the outputs are already in the transaction);
+//! 2. in one Kafka transaction, write the changed state to the changelog (each
+//!    partition's `meta` record, carrying the input offset the state reflects,
+//!    last) and the consumer offsets, and commit it.
 //!
-//! A crash between 2 and 3 leaves state ahead of the committed offsets; restore
-//! then seeks to the offset recorded in the state, so nothing is counted twice.
-//! A crash before 3 replays input whose outputs may already be out: consumers see
-//! those records again, with the same ids (at-least-once).
+//! State and offsets therefore move together in both modes: a crash at any
+//! point resumes from the last whole checkpoint, and nothing is counted twice.
+//! What differs is the outputs. At-least-once sends them at once, so after a
+//! crash those since the last commit are sent again (same ids, same content).
+//! Exactly-once commits them with the state, so `read_committed` consumers see
+//! each once, at the commit.
+//!
+//! A transaction that fails is aborted and every assigned partition is rewound
+//! to its last checkpoint (restored from the changelog, consumer seeked back);
+//! while the broker is unreachable the abort waits and processing holds, with
+//! memory bounded by the clients' buffers.
 
 use super::sink::KafkaSink;
+use super::txn::{Transactions, TxnError};
 use super::{client_config, state_topic};
-use crate::config::Config;
+use crate::config::{Config, ProcessingGuarantee};
 use crate::engine::{Engine, InputMessage};
 use crate::http::LiveView;
 use crate::io::demo::refresh_view;
 use crate::model::InputTopic;
 use crate::output::Output;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -34,12 +42,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a flush may take before the commit is skipped (and retried on the
+/// How long a flush may take before the commit is deferred (and retried on the
 /// next interval). Outputs are never dropped; they wait in the producer.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const TICK_EVERY: Duration = Duration::from_millis(100);
 const VIEW_EVERY: Duration = Duration::from_millis(250);
+const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
 fn wall_ms() -> i64 {
     SystemTime::now()
@@ -66,14 +75,40 @@ struct Shared {
     summary: RunSummary,
 }
 
+/// What a commit attempt did.
+enum Commit {
+    /// Nothing was processed since the last commit.
+    Nothing,
+    Done,
+    /// At-least-once outputs were not all acknowledged in time; nothing was
+    /// written, and the next interval tries again.
+    Deferred(String),
+}
+
+/// Broker reachability, for `/healthz`.
+struct BrokerHealth {
+    /// Last time the consumer had a connection to a broker.
+    reachable_at: Instant,
+    last_error: Option<String>,
+}
+
 struct RunContext {
     config: Arc<Config>,
     shared: Mutex<Shared>,
-    sink: Arc<KafkaSink>,
+    /// Carries every checkpoint, and the outputs too in exactly-once mode.
+    txn: Transactions,
+    /// At-least-once mode: the outputs' own idempotent producer.
+    direct: Option<KafkaSink>,
     view: Arc<LiveView>,
     state_partitions: i32,
-    /// Last client error and when, for `/healthz`.
-    last_error: Mutex<Option<(Instant, String)>>,
+    broker: Mutex<BrokerHealth>,
+    /// A rewind failed half-way; processing holds until one succeeds.
+    rewind_pending: AtomicBool,
+    /// Why the last assignment could not be restored (the instance then owns no
+    /// partitions and says so on `/healthz`).
+    restore_failed: Mutex<Option<String>>,
+    /// Set by a callback that hit an unrecoverable error; the loop stops on it.
+    fatal: Mutex<Option<String>>,
 }
 
 impl RunContext {
@@ -93,55 +128,157 @@ impl RunContext {
             .collect()
     }
 
-    /// Steps 1–3 of the module comment, for `only` the given partitions or all.
-    fn commit(
-        &self,
-        consumer: &BaseConsumer<RunContext>,
-        only: Option<&[(InputTopic, i32)]>,
-    ) -> Result<bool, String> {
-        let mut s = self.lock();
-        let parts: Vec<(InputTopic, i32)> = match only {
-            Some(p) => p.to_vec(),
-            None => s.positions.keys().copied().collect(),
-        };
-        let due: Vec<(InputTopic, i32, i64)> = parts
-            .iter()
-            .filter_map(|k| {
-                let pos = *s.positions.get(k)?;
-                (s.committed.get(k) != Some(&pos)).then_some((k.0, k.1, pos))
-            })
-            .collect();
-        if due.is_empty() {
-            return Ok(false);
+    /// True while processing must hold: a transaction failed and the state has
+    /// not been rewound yet.
+    fn held(&self) -> bool {
+        self.txn.must_abort() || self.rewind_pending.load(Ordering::Relaxed)
+    }
+
+    fn set_fatal(&self, e: String) {
+        tracing::error!(error = %e, "stopping");
+        self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
+
+    /// Sends one output record where the processing guarantee says.
+    fn send_output(&self, topic: &str, partition: Option<i32>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        match &self.direct {
+            Some(d) => d
+                .send(topic, partition, Some(key), Some(value))
+                .map_err(|e| TxnError::Fatal(e.to_string())),
+            None => self.txn.send(topic, partition, Some(key), Some(value)),
         }
-        self.sink.flush(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
-        let state_topic = state_topic(&self.config).to_string();
-        for (topic, p, _) in &due {
-            for r in s.engine.checkpoint_partition(*topic, *p) {
-                self.sink
-                    .send(
-                        &state_topic,
-                        Some(p % self.state_partitions),
-                        Some(r.key.as_bytes()),
-                        r.value.as_deref(),
-                    )
-                    .map_err(|e| e.to_string())?;
+    }
+
+    /// Steps 1–2 of the module comment, for every partition this instance owns.
+    fn commit(&self, consumer: &BaseConsumer<RunContext>) -> Result<Commit, TxnError> {
+        let mut s = self.lock();
+        if self.txn.must_abort() {
+            return Err(TxnError::Abort("an earlier transaction failed".into()));
+        }
+        let moved = s.positions.iter().any(|(k, v)| s.committed.get(k) != Some(v));
+        if !moved && !self.txn.is_open() {
+            return Ok(Commit::Nothing);
+        }
+        if let Some(d) = &self.direct {
+            if let Err(e) = d.flush(FLUSH_TIMEOUT) {
+                return Ok(Commit::Deferred(e.to_string()));
             }
         }
-        self.sink.flush(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
-        let mut tpl = TopicPartitionList::new();
-        for (topic, p, pos) in &due {
-            tpl.add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
+        let state_topic = state_topic(&self.config).to_string();
+        let parts: Vec<(InputTopic, i32)> = s.positions.keys().copied().collect();
+        for (topic, p) in &parts {
+            for r in s.engine.checkpoint_partition(*topic, *p) {
+                self.txn.send(
+                    &state_topic,
+                    Some(p % self.state_partitions),
+                    Some(r.key.as_bytes()),
+                    r.value.as_deref(),
+                )?;
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, p), pos) in &s.positions {
+            offsets
+                .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
+                .map_err(|e| TxnError::Abort(e.to_string()))?;
+        }
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
+        self.txn.commit(&offsets, &group)?;
+        s.committed = s.positions.clone();
+        s.summary.commits += 1;
+        Ok(Commit::Done)
+    }
+
+    /// After a failed transaction: abort it and rewind every assigned partition
+    /// to its last checkpoint. Returns false while the broker cannot be reached
+    /// (the caller tries again later).
+    fn recover(&self, consumer: &BaseConsumer<RunContext>, reason: &str) -> bool {
+        match self.txn.abort() {
+            Ok(()) => {}
+            Err(TxnError::Fatal(e)) => {
+                self.set_fatal(e);
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "abort failed; holding processing and trying again");
+                return false;
+            }
+        }
+        match self.rewind(consumer) {
+            Ok(n) => {
+                self.rewind_pending.store(false, Ordering::Relaxed);
+                self.view.metrics.rewind(reason);
+                tracing::warn!(partitions = n, reason, "rewound to the last checkpoint");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rewind failed; trying again");
+                // Keep processing held: the state may be half restored.
+                self.rewind_pending.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, String> {
+        let assignment = consumer.assignment().map_err(|e| e.to_string())?;
+        let parts = self.input_partitions(&assignment);
+        {
+            let mut s = self.lock();
+            for k in &parts {
+                s.engine.drop_partition(k.0, k.1);
+                s.positions.remove(k);
+                s.committed.remove(k);
+            }
+        }
+        let restored = self.restore(&parts)?;
+        let seek = self.resume_positions(consumer, &restored)?;
+        consumer
+            .seek_partitions(seek, Duration::from_secs(10))
+            .map_err(|e| format!("seeking back: {e}"))?;
+        Ok(parts.len())
+    }
+
+    /// Where each restored partition resumes: the offset its state reflects, or
+    /// for a partition with no checkpoint yet, the group's committed offset (set
+    /// by an earlier version or by an operator), else the beginning.
+    fn resume_positions(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+        restored: &[(InputTopic, i32, Option<i64>)],
+    ) -> Result<TopicPartitionList, String> {
+        let mut unknown = TopicPartitionList::new();
+        for (t, p, offset) in restored {
+            if offset.is_none() {
+                unknown.add_partition(self.topic_name(*t), *p);
+            }
+        }
+        let committed = if unknown.count() > 0 {
+            consumer
+                .committed_offsets(unknown, Duration::from_secs(30))
+                .map_err(|e| format!("reading committed offsets: {e}"))?
+        } else {
+            unknown
+        };
+        let mut seek = TopicPartitionList::new();
+        for (t, p, offset) in restored {
+            let name = self.topic_name(*t);
+            let o = match offset {
+                Some(o) => Offset::Offset(*o),
+                None => match committed.find_partition(name, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                },
+            };
+            seek.add_partition_offset(name, *p, o)
                 .map_err(|e| e.to_string())?;
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| e.to_string())?;
-        for (topic, p, pos) in due {
-            s.committed.insert((topic, p), pos);
-        }
-        s.summary.commits += 1;
-        Ok(true)
+        Ok(seek)
     }
 
     /// Reads the changelog partitions of `parts` and rebuilds their state.
@@ -157,7 +294,7 @@ impl RunContext {
                 .or_default()
                 .push((*t, *p));
         }
-        let reader: BaseConsumer = client_config(
+        let reader: BaseConsumer<ChangelogReader> = client_config(
             &self.config,
             &[
                 (
@@ -165,10 +302,15 @@ impl RunContext {
                     &format!("{}-restore", self.config.kafka.group_id),
                 ),
                 ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "false"),
+                // Whole checkpoints only, and the end is where they end.
+                ("isolation.level", "read_committed"),
+                ("enable.partition.eof", "true"),
+                // The end of the partition is reported after one empty fetch;
+                // do not let the broker hold that fetch open.
+                ("fetch.wait.max.ms", "10"),
             ],
         )
-        .create()
+        .create_with_context(ChangelogReader)
         .map_err(|e| format!("changelog reader: {e}"))?;
         let topic = state_topic(&self.config);
         let mut out = Vec::new();
@@ -203,10 +345,25 @@ impl RunContext {
     }
 }
 
-/// The latest value of every key in one changelog partition, read from the
-/// beginning to the end it had when the read started.
+/// The restore consumer's context: the end-of-partition event it waits for is
+/// also reported as a client "error", which is not one.
+struct ChangelogReader;
+
+impl ClientContext for ChangelogReader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "changelog reader error");
+        }
+    }
+}
+
+impl ConsumerContext for ChangelogReader {}
+
+/// The latest value of every key in one changelog partition: every committed
+/// record, up to the end of the partition (for a `read_committed` reader, the
+/// last stable offset, so an open transaction of a dead instance is skipped).
 fn read_changelog(
-    reader: &BaseConsumer,
+    reader: &BaseConsumer<ChangelogReader>,
     topic: &str,
     partition: i32,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
@@ -225,6 +382,9 @@ fn read_changelog(
     loop {
         match reader.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
+                if m.partition() != partition {
+                    continue;
+                }
                 if let Some(key) = m.key() {
                     let key = String::from_utf8_lossy(key).into_owned();
                     match m.payload() {
@@ -232,14 +392,13 @@ fn read_changelog(
                         None => records.remove(&key),
                     };
                 }
-                if m.offset() + 1 >= high {
-                    break;
-                }
             }
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(format!("reading changelog {topic}/{partition}: {e}")),
             None if Instant::now() > deadline => {
                 return Err(format!(
-                    "changelog {topic}/{partition} not read to offset {high} within 300 s"
+                    "changelog {topic}/{partition} not read to its end within 300 s"
                 ))
             }
             None => {}
@@ -258,12 +417,17 @@ impl ClientContext for RunContext {
                 }
             }
         }
+        let up = stats.brokers.values().any(|b| b.state == "UP");
+        if up {
+            self.broker.lock().unwrap_or_else(|p| p.into_inner()).reachable_at = Instant::now();
+        }
+        self.view.metrics.set_broker_reachable(up);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka client error");
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), format!("{error}: {reason}")));
+        self.broker.lock().unwrap_or_else(|p| p.into_inner()).last_error =
+            Some(format!("{error}: {reason}"));
     }
 }
 
@@ -272,8 +436,19 @@ impl ConsumerContext for RunContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
             self.view.set_ready(false);
-            if let Err(e) = self.commit(consumer, Some(&parts)) {
-                tracing::warn!(error = %e, "could not commit revoked partitions; their new owner resumes from the last commit");
+            match self.commit(consumer) {
+                Ok(Commit::Deferred(e)) => {
+                    tracing::warn!(error = %e, "outputs not acknowledged; the new owner resumes from the last commit")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not commit revoked partitions; the new owner resumes from the last commit");
+                    // Their state is dropped below, so aborting is the whole
+                    // recovery; if the broker is away, the loop aborts later.
+                    if let Err(TxnError::Fatal(e)) = self.txn.abort() {
+                        self.set_fatal(e);
+                    }
+                }
             }
             let mut s = self.lock();
             for k in &parts {
@@ -288,25 +463,22 @@ impl ConsumerContext for RunContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
-            match self.restore(&parts) {
-                Ok(restored) => {
-                    // Resume where the state is, which may be past the committed
-                    // offset if the last run stopped between checkpoint and commit.
-                    let mut seek = TopicPartitionList::new();
-                    for (t, p, offset) in &restored {
-                        let o = offset.map_or(Offset::Stored, Offset::Offset);
-                        let _ = seek.add_partition_offset(self.topic_name(*t), *p, o);
-                    }
+            let positioned = self
+                .restore(&parts)
+                .and_then(|restored| self.resume_positions(consumer, &restored));
+            match positioned {
+                Ok(seek) => {
+                    // Resume exactly where the restored state is.
                     if let Err(e) = consumer.assign(&seek) {
                         tracing::error!(error = %e, "could not position restored partitions");
                     }
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
+                    *self.restore_failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     self.view.set_ready(true);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "state restore failed; not processing");
-                    self.view
-                        .set_health(false, &format!("state restore failed: {e}"));
+                    *self.restore_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     let _ = consumer.unassign();
                 }
             }
@@ -314,17 +486,20 @@ impl ConsumerContext for RunContext {
     }
 }
 
-/// Consumer settings: manual commits only, start from the beginning of a topic
-/// the group never read, eager range assignment (partition `p` of every input
+/// Consumer settings: manual commits only (offsets go into the checkpoint's
+/// transaction), start from the beginning of a topic the group never read,
+/// read only committed records (the repartition topic is transactional in
+/// exactly-once mode), eager range assignment (partition `p` of every input
 /// topic goes to the same instance, so co-partitioned keys meet).
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
     ("auto.offset.reset", "earliest"),
     ("enable.partition.eof", "false"),
+    ("isolation.level", "read_committed"),
     ("partition.assignment.strategy", "range"),
     ("session.timeout.ms", "10000"),
-    ("statistics.interval.ms", "5000"),
+    ("statistics.interval.ms", "1000"),
     ("fetch.wait.max.ms", "50"),
 ];
 
@@ -334,7 +509,15 @@ pub fn run(
     view: Arc<LiveView>,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
-    let sink = Arc::new(KafkaSink::new(&config, Some(view.metrics.clone()))?);
+    let metrics = Some(view.metrics.clone());
+    let exactly_once = config.kafka.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+    let direct = if exactly_once {
+        None
+    } else {
+        Some(KafkaSink::new(&config, metrics.clone())?)
+    };
+    let transactional_id = config.kafka.transactional_id();
+    let txn = Transactions::new(&config, metrics, &transactional_id, Duration::from_secs(60))?;
     let mut engine = Engine::new(config.clone());
     engine.enable_checkpoints();
     engine.repartition_through_kafka();
@@ -347,14 +530,25 @@ pub fn run(
             committed: BTreeMap::new(),
             summary: RunSummary::default(),
         }),
-        sink: sink.clone(),
+        txn,
+        direct,
         view: view.clone(),
         state_partitions,
-        last_error: Mutex::new(None),
+        broker: Mutex::new(BrokerHealth {
+            reachable_at: Instant::now(),
+            last_error: None,
+        }),
+        rewind_pending: AtomicBool::new(false),
+        restore_failed: Mutex::new(None),
+        fatal: Mutex::new(None),
     };
-    let group = [("group.id", config.kafka.group_id.as_str())];
+    let budget_kb = (u64::from(config.kafka.max_buffered_mb) * 1024).to_string();
     let mut settings = CONSUMER_DEFAULTS.to_vec();
-    settings.extend_from_slice(&group);
+    settings.push(("group.id", config.kafka.group_id.as_str()));
+    // Static membership (KIP-345) under the same stable id: a restarted instance
+    // takes its partitions back at once instead of after the session timeout.
+    settings.push(("group.instance.id", &transactional_id));
+    settings.push(("queued.max.messages.kbytes", &budget_kb));
     let consumer: BaseConsumer<RunContext> =
         client_config(&config, &settings).create_with_context(context)?;
     let t = &config.topics;
@@ -364,19 +558,39 @@ pub fn run(
         &t.payments,
         &t.payments_by_zone,
     ])?;
-    tracing::info!(brokers = %config.kafka.brokers, group = %config.kafka.group_id, "consuming");
+    tracing::info!(
+        brokers = %config.kafka.brokers,
+        group = %config.kafka.group_id,
+        transactional_id,
+        guarantee = ?config.kafka.processing_guarantee,
+        "consuming"
+    );
 
     let ctx = consumer.context().clone();
     let mut out: Vec<Output> = Vec::new();
-    let (mut last_tick, mut last_view, mut last_commit) =
-        (Instant::now(), Instant::now(), Instant::now());
+    let (mut last_tick, mut last_view, mut last_commit, mut last_recover) =
+        (Instant::now(), Instant::now(), Instant::now(), Instant::now());
     let commit_every = Duration::from_millis(config.kafka.commit_interval.as_ms().max(1) as u64);
-    let mut last_message = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
-        let polled = consumer.poll(POLL_TIMEOUT);
-        match polled {
+        if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            anyhow::bail!(e);
+        }
+        if last_view.elapsed() >= VIEW_EVERY {
+            refresh_view(&ctx.lock().engine, &view);
+            update_health(&ctx, &view);
+            last_view = Instant::now();
+        }
+        if ctx.held() {
+            // Records polled now are read again after the rewind seeks back.
+            let _ = consumer.poll(POLL_TIMEOUT);
+            if last_recover.elapsed() >= RECOVER_EVERY {
+                ctx.recover(&consumer, "transaction failed");
+                last_recover = Instant::now();
+            }
+            continue;
+        }
+        match consumer.poll(POLL_TIMEOUT) {
             Some(Ok(m)) => {
-                last_message = Instant::now();
                 let received = Instant::now();
                 let mut s = ctx.lock();
                 let Some(topic) = s.engine.input_topic(m.topic()) else {
@@ -398,11 +612,18 @@ pub fn run(
                     s.summary.consumed += 1;
                 }
                 view.metrics.count_input(m.topic(), d);
-                publish(&s.engine, &sink, &view, &out)?;
+                publish(&s.engine, &ctx, &view, &out)?;
                 if !out.is_empty() {
                     view.metrics
                         .observe_latency(received.elapsed().as_secs_f64());
                 }
+            }
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                anyhow::bail!(
+                    "the consumer failed for good ({code}); if another instance uses \
+                     instance id `{transactional_id}`, give each instance its own \
+                     `kafka.instance_id`"
+                );
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
@@ -410,28 +631,27 @@ pub fn run(
             }
             None => {}
         }
-        if last_tick.elapsed() >= TICK_EVERY {
+        if last_tick.elapsed() >= TICK_EVERY && !ctx.held() {
             let mut s = ctx.lock();
             out.clear();
             s.engine.tick(wall_ms(), &mut out);
-            publish(&s.engine, &sink, &view, &out)?;
+            publish(&s.engine, &ctx, &view, &out)?;
             last_tick = Instant::now();
         }
-        if last_view.elapsed() >= VIEW_EVERY {
-            refresh_view(&ctx.lock().engine, &view);
-            update_health(&ctx, &view, last_message);
-            last_view = Instant::now();
-        }
-        if last_commit.elapsed() >= commit_every {
-            match ctx.commit(&consumer, None) {
-                Ok(did) => {
-                    if did {
-                        view.metrics.commit(true);
-                    }
+        if last_commit.elapsed() >= commit_every && !ctx.held() {
+            match ctx.commit(&consumer) {
+                Ok(Commit::Done) => view.metrics.commit("ok"),
+                Ok(Commit::Nothing) => {}
+                Ok(Commit::Deferred(e)) => {
+                    view.metrics.commit("deferred");
+                    tracing::warn!(error = %e, "outputs not yet acknowledged; commit deferred");
                 }
-                Err(e) => {
-                    view.metrics.commit(false);
-                    tracing::warn!(error = %e, "checkpoint and commit failed; will retry");
+                Err(TxnError::Fatal(e)) => anyhow::bail!(e),
+                Err(TxnError::Abort(e)) => {
+                    view.metrics.commit("aborted");
+                    tracing::warn!(error = %e, "checkpoint transaction failed");
+                    ctx.recover(&consumer, "transaction failed");
+                    last_recover = Instant::now();
                 }
             }
             last_commit = Instant::now();
@@ -439,61 +659,63 @@ pub fn run(
     }
     tracing::info!("stopping: final checkpoint and commit");
     view.set_ready(false);
-    if let Err(e) = ctx.commit(&consumer, None) {
-        tracing::error!(error = %e, "final commit failed; the next run resumes from the previous commit");
+    match ctx.commit(&consumer) {
+        Ok(Commit::Deferred(e)) | Err(TxnError::Abort(e)) | Err(TxnError::Fatal(e)) => {
+            tracing::error!(error = %e, "final commit failed; the next run resumes from the previous commit");
+            let _ = ctx.txn.abort();
+        }
+        Ok(_) => {}
     }
     consumer.unsubscribe();
     // Let the revoke callback run (it finds nothing left to commit).
     let _ = consumer.poll(Duration::from_millis(100));
-    sink.flush(FLUSH_TIMEOUT)?;
+    if let Some(d) = &ctx.direct {
+        d.flush(FLUSH_TIMEOUT)?;
+    }
     let summary = ctx.lock().summary.clone();
     Ok(summary)
 }
 
-/// Sends outputs to their topics and to the local view.
-fn publish(
-    engine: &Engine,
-    sink: &KafkaSink,
-    view: &LiveView,
-    out: &[Output],
-) -> anyhow::Result<()> {
+/// Sends outputs to their topics and to the local view. A failed send inside
+/// a transaction marks it for abort (the loop then rewinds); only a fatal
+/// producer error stops the run.
+fn publish(engine: &Engine, ctx: &RunContext, view: &LiveView, out: &[Output]) -> anyhow::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     for o in out {
         let topic = engine.output_topic_name(o.topic());
-        sink.send(
-            topic,
-            o.partition(),
-            Some(o.key().as_bytes()),
-            Some(&o.to_json()),
-        )?;
+        match ctx.send_output(topic, o.partition(), o.key().as_bytes(), &o.to_json()) {
+            Ok(()) => {}
+            Err(TxnError::Abort(e)) => {
+                tracing::warn!(error = %e, "output not added to the transaction");
+                return Ok(());
+            }
+            Err(TxnError::Fatal(e)) => anyhow::bail!(e),
+        }
     }
     crate::io::publish_local(engine, view, out);
     Ok(())
 }
 
-/// Unhealthy when the client has reported errors recently and nothing has been
-/// consumed since (the broker is unreachable); healthy again on the next message.
-fn update_health(ctx: &RunContext, view: &LiveView, last_message: Instant) {
-    let err = ctx
-        .last_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    match err {
-        Some((at, reason)) if at > last_message && at.elapsed() < Duration::from_secs(60) => {
-            if last_message.elapsed() > Duration::from_secs(30) {
-                view.set_health(
-                    false,
-                    &format!(
-                        "no input for {} s; last client error: {reason}",
-                        last_message.elapsed().as_secs()
-                    ),
-                );
-            }
-        }
-        _ => view.set_health(true, ""),
+/// Unhealthy once no broker has been reachable for `kafka.unhealthy_after`;
+/// healthy again as soon as one is.
+fn update_health(ctx: &RunContext, view: &LiveView) {
+    let b = ctx.broker.lock().unwrap_or_else(|p| p.into_inner());
+    let away = b.reachable_at.elapsed();
+    if away.as_millis() as i64 > ctx.config.kafka.unhealthy_after.as_ms() {
+        view.set_health(
+            false,
+            &format!(
+                "no Kafka broker reachable for {} s (last client error: {})",
+                away.as_secs(),
+                b.last_error.as_deref().unwrap_or("none")
+            ),
+        );
+    } else if let Some(e) = ctx.restore_failed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        view.set_health(false, &format!("state restore failed: {e}"));
+    } else {
+        view.set_health(true, "");
     }
 }
 

@@ -1,5 +1,6 @@
-//! The idempotent producer for every output topic, the dead-letter topic and the
-//! state changelog, with delivery tracking: a record that fails is kept and sent
+//! The idempotent producer for the output topics and the dead-letter topic in
+//! at-least-once mode (the transactional one in `txn` wraps it), with delivery
+//! tracking: a record that fails is kept and sent
 //! again, and offsets are never committed while any delivery is outstanding or
 //! failed.
 
@@ -76,7 +77,6 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "5"),
     ("compression.type", "lz4"),
     ("partitioner", "murmur2_random"),
-    ("queue.buffering.max.kbytes", "262144"),
     ("message.timeout.ms", "300000"),
 ];
 
@@ -92,13 +92,38 @@ impl KafkaSink {
         metrics: Option<Arc<Metrics>>,
         extra: &[(&str, &str)],
     ) -> Result<Self, KafkaError> {
+        let budget_kb = (u64::from(config.kafka.max_buffered_mb) * 1024).to_string();
         let mut settings: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
+        settings.push(("queue.buffering.max.kbytes", &budget_kb));
         settings.extend_from_slice(extra);
         let producer = client_config(config, &settings).create_with_context(DeliveryTracker {
             failed: Mutex::new(Vec::new()),
             metrics,
         })?;
         Ok(KafkaSink { producer })
+    }
+
+    pub(super) fn producer(&self) -> &ThreadedProducer<DeliveryTracker> {
+        &self.producer
+    }
+
+    /// Forgets the records whose delivery failed; `Err` says how many there were.
+    pub(super) fn take_failed(&self) -> Result<(), SinkError> {
+        let failed = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        match failed.last() {
+            None => Ok(()),
+            Some(f) => Err(SinkError::Undelivered {
+                count: failed.len(),
+                last: f.error.clone(),
+            }),
+        }
     }
 
     /// Queues a record; waits while librdkafka's queue is full (backpressure rather

@@ -1,0 +1,248 @@
+//! Driving `crowdpark run` processes in Kafka tests: start, stop (SIGTERM),
+//! crash (SIGKILL), and what a run published, reduced to what must not depend
+//! on crashes, restarts or rebalances.
+
+use super::kafka::{self, Names};
+use super::{spawn_crowdpark, wait_for_line, ChildGuard};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub fn create_topics(env: &[(String, String)]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(["topics", "create"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "topics create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub struct Engine {
+    pub child: ChildGuard,
+    pub stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl Engine {
+    pub fn pid(&self) -> u32 {
+        self.child.0.as_ref().unwrap().id()
+    }
+}
+
+/// Starts `crowdpark run`; returns the process and its HTTP address.
+pub fn start_engine(env: &[(String, String)]) -> (Engine, String) {
+    let (child, rx) = spawn_crowdpark(&["run", "--listen", "127.0.0.1:0"], env);
+    let mut lines = Vec::new();
+    let banner = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(60), &mut lines)
+        .expect("run banner");
+    let addr = banner.split("http://").nth(1).unwrap().trim().to_string();
+    (Engine { child, stdout: rx }, addr)
+}
+
+/// SIGTERM; the exit status and the number of messages the run consumed (from
+/// its last line, `stopped: consumed N, ...`).
+pub fn stop_engine_counting(engine: Engine) -> (std::process::ExitStatus, f64) {
+    let status = stop_engine(Engine {
+        child: engine.child,
+        stdout: std::sync::mpsc::channel().1,
+    });
+    let consumed = engine
+        .stdout
+        .try_iter()
+        .find_map(|l| {
+            l.strip_prefix("stopped: consumed ")
+                .and_then(|r| r.split(',').next()?.parse().ok())
+        })
+        .expect("a `stopped:` line");
+    (status, consumed)
+}
+
+/// SIGTERM, and the exit status.
+pub fn stop_engine(engine: Engine) -> std::process::ExitStatus {
+    signal_and_wait(engine, "-TERM")
+}
+
+/// SIGKILL: a crash, with no chance to checkpoint or commit.
+pub fn kill_engine(engine: Engine) {
+    signal_and_wait(engine, "-KILL");
+}
+
+fn signal_and_wait(engine: Engine, signal: &str) -> std::process::ExitStatus {
+    let mut child = engine.child;
+    let c = child.0.as_mut().unwrap();
+    Command::new("kill")
+        .args([signal, &c.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            child.0 = None;
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "engine did not stop within 60 s of {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Messages consumed from the three input topics of `input` (not the internal
+/// repartition topic), by the engine at `addr`.
+pub fn consumed(addr: &str, input: &Names) -> f64 {
+    let m = kafka::metrics(addr);
+    ["crowd.counts", "parking.events", "payments"]
+        .iter()
+        .map(|b| {
+            kafka::metric_sum(
+                &m,
+                "crowdpark_events_consumed_total",
+                &format!("topic=\"{}\"", input.topic(b)),
+            )
+        })
+        .sum()
+}
+
+/// Everything a run published, reduced to what must not depend on restarts:
+/// the distinct alert ids of each zone in the order they first appeared, every
+/// window record, and the last availability record of each car park.
+#[derive(Debug, PartialEq)]
+pub struct Published {
+    pub alerts: BTreeMap<String, Vec<String>>,
+    pub availability: BTreeMap<String, Value>,
+    pub stats: BTreeMap<(String, String), Value>,
+    pub density: BTreeMap<(String, String), Value>,
+}
+
+pub fn published(names: &Names) -> Published {
+    published_on(&kafka::brokers(), names)
+}
+
+pub fn published_on(brokers: &str, names: &Names) -> Published {
+    let read = |base: &str| kafka::read_all_on(brokers, &names.topic(base));
+    let windowed = |records: Vec<kafka::Record>| {
+        let mut map: BTreeMap<(String, String), Value> = BTreeMap::new();
+        for r in records {
+            let key = (
+                r.key.clone(),
+                r.value["window_start"].as_str().unwrap().to_string(),
+            );
+            if let Some(old) = map.get(&key) {
+                assert_eq!(old, &r.value, "a repeated window record must be identical");
+            }
+            map.insert(key, r.value);
+        }
+        map
+    };
+    let mut alerts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in read("crowd.alerts") {
+        let ids = alerts.entry(r.key.clone()).or_default();
+        let id = r.value["alert_id"].as_str().unwrap().to_string();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Published {
+        alerts,
+        // Car parks only: the district roll-up is per instance.
+        availability: kafka::latest_per_key(&read("parking.availability"))
+            .into_iter()
+            .filter(|(k, _)| k.starts_with('p'))
+            .collect(),
+        stats: windowed(read("payments.stats")),
+        density: windowed(read("crowd.density")),
+    }
+}
+
+/// Records that a `read_committed` consumer of the output topics sees more
+/// than once: an alert id, a window, or an identical availability record.
+pub fn duplicates(brokers: &str, names: &Names) -> Vec<String> {
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for base in [
+        "crowd.alerts",
+        "crowd.density",
+        "payments.stats",
+        "parking.availability",
+    ] {
+        for r in kafka::read_all_on(brokers, &names.topic(base)) {
+            let id = match base {
+                "crowd.alerts" => r.value["alert_id"].to_string(),
+                "crowd.density" | "payments.stats" => {
+                    format!("{} {}", r.key, r.value["window_start"])
+                }
+                _ => format!("{} {}", r.key, r.value),
+            };
+            *seen.entry(format!("{base}: {id}")).or_insert(0) += 1;
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, n)| format!("{k} ×{n}"))
+        .collect()
+}
+
+/// Waits until `run` published the same as `reference` on `brokers` (idle
+/// partitions close their last windows only after the idle timeout), and shows
+/// the difference if it never does.
+pub fn assert_same_outputs(brokers: &str, reference: &Names, run: &Names, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (a, b) = (published_on(brokers, reference), published_on(brokers, run));
+        if a == b {
+            assert!(
+                !a.alerts.is_empty() && !a.stats.is_empty() && !a.density.is_empty(),
+                "the script must produce alerts and windows to compare"
+            );
+            return;
+        }
+        if Instant::now() > deadline {
+            let mut diff = Vec::new();
+            diff.extend(differences("alerts", &a.alerts, &b.alerts));
+            diff.extend(differences("payments.stats", &a.stats, &b.stats));
+            diff.extend(differences("crowd.density", &a.density, &b.density));
+            diff.extend(differences(
+                "parking.availability",
+                &a.availability,
+                &b.availability,
+            ));
+            panic!(
+                "outputs differ from the uninterrupted run ({} differences; first 10):\n{}",
+                diff.len(),
+                diff.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn differences<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    reference: &BTreeMap<K, V>,
+    run: &BTreeMap<K, V>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in reference {
+        match run.get(k) {
+            None => out.push(format!("{what} {k:?}: missing")),
+            Some(w) if w != v => out.push(format!("{what} {k:?}: {w:?}, expected {v:?}")),
+            _ => {}
+        }
+    }
+    for k in run.keys().filter(|k| !reference.contains_key(k)) {
+        out.push(format!("{what} {k:?}: not in the uninterrupted run"));
+    }
+    out
+}
