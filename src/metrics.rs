@@ -41,6 +41,7 @@ pub struct Metrics {
     commits: IntCounterVec,
     rewinds: IntCounterVec,
     broker_reachable: prometheus::IntGauge,
+    partitions_assigned: prometheus::IntGauge,
     restore_seconds: GaugeVec,
     last_totals: std::sync::Mutex<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
 }
@@ -247,6 +248,17 @@ impl Metrics {
                     .expect("metric registered once");
                 g
             },
+            partitions_assigned: {
+                let g = prometheus::IntGauge::with_opts(opts(
+                    "partitions_assigned",
+                    "Input partitions (all input topics, and the internal repartition \
+                     topic) this instance owns.",
+                ))
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             restore_seconds: register!(
                 r,
                 GaugeVec,
@@ -410,6 +422,19 @@ impl Metrics {
         self.restore_seconds
             .with_label_values(&[topic, &partition.to_string()])
             .set(seconds);
+    }
+
+    pub fn set_partitions_assigned(&self, n: usize) {
+        self.partitions_assigned.set(n as i64);
+    }
+
+    /// Drops the per-partition series of a partition this instance no longer
+    /// owns, so dashboards do not show another instance's partition as stuck.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let labels = [topic, &partition.to_string()];
+        let _ = self.restore_seconds.remove_label_values(&labels);
+        let _ = self.consumer_lag.remove_label_values(&labels);
+        let _ = self.watermark.remove_label_values(&labels);
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {

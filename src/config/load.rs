@@ -97,12 +97,15 @@ fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), 
             )
         })?;
     }
-    let key = if parents == ["kafka", "client"] {
+    let librdkafka = parents == ["kafka", "client"];
+    let key = if librdkafka {
         last.replace('_', ".")
     } else {
         last.clone()
     };
     let typed = match table.get(&key) {
+        // librdkafka takes every property as a string, numbers included.
+        _ if librdkafka => toml::Value::String(value.to_string()),
         // Keep the type the file already gives the key: "0800" stays a string.
         Some(toml::Value::String(_)) => toml::Value::String(value.to_string()),
         _ => parse_scalar(value),
@@ -159,6 +162,12 @@ mod tests {
         assert_eq!(c.crowd.hysteresis, 0.9);
         assert_eq!(c.http.listen, "127.0.0.1:19898");
         assert_eq!(c.kafka.client.get("security.protocol").unwrap(), "SASL_SSL");
+        let c = load_str(
+            DEFAULT_CONFIG,
+            env(&[("CROWDPARK_KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.client.get("session.timeout.ms").unwrap(), "6000");
     }
 
     #[test]

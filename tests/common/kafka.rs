@@ -186,7 +186,10 @@ pub fn read_all_on(brokers: &str, topic: &str) -> Vec<Record> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !open.is_empty() {
-        assert!(Instant::now() < deadline, "{topic} not read to its end in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not read to its end in 60 s"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(Record {
                 key: m

@@ -34,7 +34,7 @@ use crate::output::Output;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -85,11 +85,47 @@ enum Commit {
     Deferred(String),
 }
 
-/// Broker reachability, for `/healthz`.
-struct BrokerHealth {
+/// What `/healthz` reports in Kafka mode. It is refreshed by its own thread, so
+/// it stays true while the poll loop waits (for a full producer queue, say).
+struct Health {
+    unhealthy_after: Duration,
+    state: Mutex<HealthState>,
+}
+
+struct HealthState {
     /// Last time the consumer had a connection to a broker.
     reachable_at: Instant,
     last_error: Option<String>,
+    /// Why the last assignment could not be restored (the instance then owns
+    /// no partitions).
+    restore_failed: Option<String>,
+}
+
+impl Health {
+    fn lock(&self) -> MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Unhealthy once no broker has been reachable for `kafka.unhealthy_after`,
+    /// or while restored state is missing; healthy again as soon as neither holds.
+    fn publish(&self, view: &LiveView) {
+        let h = self.lock();
+        let away = h.reachable_at.elapsed();
+        if away > self.unhealthy_after {
+            view.set_health(
+                false,
+                &format!(
+                    "no Kafka broker reachable for {} s (last client error: {})",
+                    away.as_secs(),
+                    h.last_error.as_deref().unwrap_or("none")
+                ),
+            );
+        } else if let Some(e) = &h.restore_failed {
+            view.set_health(false, &format!("state restore failed: {e}"));
+        } else {
+            view.set_health(true, "");
+        }
+    }
 }
 
 struct RunContext {
@@ -101,12 +137,9 @@ struct RunContext {
     direct: Option<KafkaSink>,
     view: Arc<LiveView>,
     state_partitions: i32,
-    broker: Mutex<BrokerHealth>,
+    health: Arc<Health>,
     /// A rewind failed half-way; processing holds until one succeeds.
     rewind_pending: AtomicBool,
-    /// Why the last assignment could not be restored (the instance then owns no
-    /// partitions and says so on `/healthz`).
-    restore_failed: Mutex<Option<String>>,
     /// Set by a callback that hit an unrecoverable error; the loop stops on it.
     fatal: Mutex<Option<String>>,
 }
@@ -128,10 +161,26 @@ impl RunContext {
             .collect()
     }
 
-    /// True while processing must hold: a transaction failed and the state has
-    /// not been rewound yet.
+    /// True while processing must hold: a commit waits to be retried, or a
+    /// transaction failed and the state has not been rewound yet.
     fn held(&self) -> bool {
-        self.txn.must_abort() || self.rewind_pending.load(Ordering::Relaxed)
+        self.txn.is_committing()
+            || self.txn.must_abort()
+            || self.rewind_pending.load(Ordering::Relaxed)
+    }
+
+    /// While held, a message that still arrives is put back: its partition is
+    /// sought to it, so it is read again once processing resumes.
+    fn put_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
+        if let Err(e) = consumer.seek(
+            m.topic(),
+            m.partition(),
+            Offset::Offset(m.offset()),
+            Duration::from_secs(10),
+        ) {
+            tracing::warn!(error = %e, "could not put a message back; the rewind will");
+            self.rewind_pending.store(true, Ordering::Relaxed);
+        }
     }
 
     fn set_fatal(&self, e: String) {
@@ -143,7 +192,13 @@ impl RunContext {
     }
 
     /// Sends one output record where the processing guarantee says.
-    fn send_output(&self, topic: &str, partition: Option<i32>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+    fn send_output(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), TxnError> {
         match &self.direct {
             Some(d) => d
                 .send(topic, partition, Some(key), Some(value))
@@ -158,7 +213,20 @@ impl RunContext {
         if self.txn.must_abort() {
             return Err(TxnError::Abort("an earlier transaction failed".into()));
         }
-        let moved = s.positions.iter().any(|(k, v)| s.committed.get(k) != Some(v));
+        if self.txn.is_committing() {
+            // Processing has held since, so the positions are the ones in it.
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
+            self.txn.commit(&TopicPartitionList::new(), &group)?;
+            s.committed = s.positions.clone();
+            s.summary.commits += 1;
+            return Ok(Commit::Done);
+        }
+        let moved = s
+            .positions
+            .iter()
+            .any(|(k, v)| s.committed.get(k) != Some(v));
         if !moved && !self.txn.is_open() {
             return Ok(Commit::Nothing);
         }
@@ -204,7 +272,7 @@ impl RunContext {
                 self.set_fatal(e);
                 return false;
             }
-            Err(e) => {
+            Err(e @ (TxnError::Abort(_) | TxnError::Retry(_))) => {
                 tracing::warn!(error = %e, "abort failed; holding processing and trying again");
                 return false;
             }
@@ -419,15 +487,14 @@ impl ClientContext for RunContext {
         }
         let up = stats.brokers.values().any(|b| b.state == "UP");
         if up {
-            self.broker.lock().unwrap_or_else(|p| p.into_inner()).reachable_at = Instant::now();
+            self.health.lock().reachable_at = Instant::now();
         }
         self.view.metrics.set_broker_reachable(up);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka client error");
-        self.broker.lock().unwrap_or_else(|p| p.into_inner()).last_error =
-            Some(format!("{error}: {reason}"));
+        self.health.lock().last_error = Some(format!("{error}: {reason}"));
     }
 }
 
@@ -455,7 +522,11 @@ impl ConsumerContext for RunContext {
                 s.engine.drop_partition(k.0, k.1);
                 s.positions.remove(k);
                 s.committed.remove(k);
+                self.view
+                    .metrics
+                    .forget_partition(self.topic_name(k.0), k.1);
             }
+            self.view.metrics.set_partitions_assigned(0);
             tracing::info!(partitions = parts.len(), "partitions revoked");
         }
     }
@@ -473,12 +544,13 @@ impl ConsumerContext for RunContext {
                         tracing::error!(error = %e, "could not position restored partitions");
                     }
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
-                    *self.restore_failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.view.metrics.set_partitions_assigned(parts.len());
+                    self.health.lock().restore_failed = None;
                     self.view.set_ready(true);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "state restore failed; not processing");
-                    *self.restore_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    self.health.lock().restore_failed = Some(e);
                     let _ = consumer.unassign();
                 }
             }
@@ -522,6 +594,26 @@ pub fn run(
     engine.enable_checkpoints();
     engine.repartition_through_kafka();
     let state_partitions = changelog_partitions(&config)?;
+    let health = Arc::new(Health {
+        unhealthy_after: Duration::from_millis(config.kafka.unhealthy_after.as_ms().max(1) as u64),
+        state: Mutex::new(HealthState {
+            reachable_at: Instant::now(),
+            last_error: None,
+            restore_failed: None,
+        }),
+    });
+    // Stops with the run, whichever way it ends.
+    let _watcher = {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (health, view, flag) = (health.clone(), view.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                health.publish(&view);
+                std::thread::sleep(VIEW_EVERY);
+            }
+        });
+        StopOnDrop(stop)
+    };
     let context = RunContext {
         config: config.clone(),
         shared: Mutex::new(Shared {
@@ -534,20 +626,13 @@ pub fn run(
         direct,
         view: view.clone(),
         state_partitions,
-        broker: Mutex::new(BrokerHealth {
-            reachable_at: Instant::now(),
-            last_error: None,
-        }),
+        health: health.clone(),
         rewind_pending: AtomicBool::new(false),
-        restore_failed: Mutex::new(None),
         fatal: Mutex::new(None),
     };
     let budget_kb = (u64::from(config.kafka.max_buffered_mb) * 1024).to_string();
     let mut settings = CONSUMER_DEFAULTS.to_vec();
     settings.push(("group.id", config.kafka.group_id.as_str()));
-    // Static membership (KIP-345) under the same stable id: a restarted instance
-    // takes its partitions back at once instead of after the session timeout.
-    settings.push(("group.instance.id", &transactional_id));
     settings.push(("queued.max.messages.kbytes", &budget_kb));
     let consumer: BaseConsumer<RunContext> =
         client_config(&config, &settings).create_with_context(context)?;
@@ -568,8 +653,12 @@ pub fn run(
 
     let ctx = consumer.context().clone();
     let mut out: Vec<Output> = Vec::new();
-    let (mut last_tick, mut last_view, mut last_commit, mut last_recover) =
-        (Instant::now(), Instant::now(), Instant::now(), Instant::now());
+    let (mut last_tick, mut last_view, mut last_commit, mut last_recover) = (
+        Instant::now(),
+        Instant::now(),
+        Instant::now(),
+        Instant::now(),
+    );
     let commit_every = Duration::from_millis(config.kafka.commit_interval.as_ms().max(1) as u64);
     while !shutdown.load(Ordering::Relaxed) {
         if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
@@ -577,14 +666,22 @@ pub fn run(
         }
         if last_view.elapsed() >= VIEW_EVERY {
             refresh_view(&ctx.lock().engine, &view);
-            update_health(&ctx, &view);
             last_view = Instant::now();
         }
         if ctx.held() {
-            // Records polled now are read again after the rewind seeks back.
-            let _ = consumer.poll(POLL_TIMEOUT);
+            if let Some(Ok(m)) = consumer.poll(POLL_TIMEOUT) {
+                ctx.put_back(&consumer, &m);
+            }
             if last_recover.elapsed() >= RECOVER_EVERY {
-                ctx.recover(&consumer, "transaction failed");
+                if ctx.txn.is_committing() {
+                    match ctx.commit(&consumer) {
+                        Ok(_) => view.metrics.commit("ok"),
+                        Err(TxnError::Fatal(e)) => anyhow::bail!(e),
+                        Err(e) => tracing::warn!(error = %e, "commit still not finished"),
+                    }
+                } else {
+                    ctx.recover(&consumer, "transaction failed");
+                }
                 last_recover = Instant::now();
             }
             continue;
@@ -619,11 +716,7 @@ pub fn run(
                 }
             }
             Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                anyhow::bail!(
-                    "the consumer failed for good ({code}); if another instance uses \
-                     instance id `{transactional_id}`, give each instance its own \
-                     `kafka.instance_id`"
-                );
+                anyhow::bail!("the consumer failed for good: {code}");
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
@@ -647,6 +740,11 @@ pub fn run(
                     tracing::warn!(error = %e, "outputs not yet acknowledged; commit deferred");
                 }
                 Err(TxnError::Fatal(e)) => anyhow::bail!(e),
+                Err(TxnError::Retry(e)) => {
+                    view.metrics.commit("retry");
+                    tracing::warn!(error = %e, "commit not finished; holding until it is");
+                    last_recover = Instant::now();
+                }
                 Err(TxnError::Abort(e)) => {
                     view.metrics.commit("aborted");
                     tracing::warn!(error = %e, "checkpoint transaction failed");
@@ -660,7 +758,10 @@ pub fn run(
     tracing::info!("stopping: final checkpoint and commit");
     view.set_ready(false);
     match ctx.commit(&consumer) {
-        Ok(Commit::Deferred(e)) | Err(TxnError::Abort(e)) | Err(TxnError::Fatal(e)) => {
+        Ok(Commit::Deferred(e))
+        | Err(TxnError::Abort(e))
+        | Err(TxnError::Retry(e))
+        | Err(TxnError::Fatal(e)) => {
             tracing::error!(error = %e, "final commit failed; the next run resumes from the previous commit");
             let _ = ctx.txn.abort();
         }
@@ -679,7 +780,12 @@ pub fn run(
 /// Sends outputs to their topics and to the local view. A failed send inside
 /// a transaction marks it for abort (the loop then rewinds); only a fatal
 /// producer error stops the run.
-fn publish(engine: &Engine, ctx: &RunContext, view: &LiveView, out: &[Output]) -> anyhow::Result<()> {
+fn publish(
+    engine: &Engine,
+    ctx: &RunContext,
+    view: &LiveView,
+    out: &[Output],
+) -> anyhow::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
@@ -687,7 +793,7 @@ fn publish(engine: &Engine, ctx: &RunContext, view: &LiveView, out: &[Output]) -
         let topic = engine.output_topic_name(o.topic());
         match ctx.send_output(topic, o.partition(), o.key().as_bytes(), &o.to_json()) {
             Ok(()) => {}
-            Err(TxnError::Abort(e)) => {
+            Err(TxnError::Abort(e) | TxnError::Retry(e)) => {
                 tracing::warn!(error = %e, "output not added to the transaction");
                 return Ok(());
             }
@@ -698,24 +804,11 @@ fn publish(engine: &Engine, ctx: &RunContext, view: &LiveView, out: &[Output]) -
     Ok(())
 }
 
-/// Unhealthy once no broker has been reachable for `kafka.unhealthy_after`;
-/// healthy again as soon as one is.
-fn update_health(ctx: &RunContext, view: &LiveView) {
-    let b = ctx.broker.lock().unwrap_or_else(|p| p.into_inner());
-    let away = b.reachable_at.elapsed();
-    if away.as_millis() as i64 > ctx.config.kafka.unhealthy_after.as_ms() {
-        view.set_health(
-            false,
-            &format!(
-                "no Kafka broker reachable for {} s (last client error: {})",
-                away.as_secs(),
-                b.last_error.as_deref().unwrap_or("none")
-            ),
-        );
-    } else if let Some(e) = ctx.restore_failed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        view.set_health(false, &format!("state restore failed: {e}"));
-    } else {
-        view.set_health(true, "");
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -18,45 +18,99 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 /// How long a dead instance's open transaction can hold back `read_committed`
 /// readers of the partitions it wrote (Kafka Streams uses 10 s for the same
 /// reason). A restarted instance does not wait: its `init_transactions` aborts
-/// its predecessor's transaction.
+/// its predecessor's transaction. A broker outage longer than this makes the
+/// coordinator abort the transaction itself, and the producer is then replaced.
 const TRANSACTION_TIMEOUT_MS: &str = "10000";
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A producer replaced more often than this is fenced by a live twin (two
+/// instances with one id), not by outages: stop rather than fence it back.
+const MAX_REPLACEMENTS: usize = 5;
+const REPLACEMENT_WINDOW: Duration = Duration::from_secs(600);
 
 /// Why a transaction did not commit, and so what the caller must do.
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
+    /// The commit did not finish in time (the broker is away); nothing may be
+    /// sent until `commit` is called again and succeeds.
+    #[error("transaction commit not finished yet: {0}")]
+    Retry(String),
     /// Nothing was committed and the transaction must be aborted; the in-memory
     /// state is then ahead of the changelog and must be rewound.
     #[error("transaction must be aborted: {0}")]
     Abort(String),
-    /// The producer is fenced (another instance uses the same id) or broken; the
-    /// process must stop, and its restart resumes from the last commit.
+    /// The producer cannot go on: fenced by another instance with the same id,
+    /// too often to be outages. The process must stop.
     #[error("transactional producer failed for good: {0}")]
     Fatal(String),
 }
 
 const IDLE: u8 = 0;
 const OPEN: u8 = 1;
-const MUST_ABORT: u8 = 2;
+/// `commit_transaction` failed with a retriable error: only calling it again
+/// is allowed.
+const COMMITTING: u8 = 2;
+const MUST_ABORT: u8 = 3;
+/// The producer hit a fatal error (for example its transaction was aborted by
+/// the coordinator during a long outage) and must be replaced.
+const BROKEN: u8 = 4;
 
 pub struct Transactions {
-    sink: KafkaSink,
+    config: Config,
+    metrics: Option<Arc<Metrics>>,
+    transactional_id: String,
+    sink: RwLock<KafkaSink>,
     phase: AtomicU8,
+    replaced_at: Mutex<Vec<Instant>>,
 }
 
+/// librdkafka's three kinds of transactional error, as the caller must treat
+/// them: fatal (replace the producer), abortable (abort, rewind), retriable
+/// (call again).
 fn classify(e: KafkaError) -> TxnError {
     match &e {
-        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(format!(
-            "{e} (fenced: another producer registered this instance id; give each \
-             running instance its own `kafka.instance_id`)"
-        )),
+        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(e.to_string()),
+        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort(e.to_string()),
+        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retry(e.to_string()),
+        // rdkafka flushes before committing; a flush that times out leaves the
+        // transaction open, to be committed by the next call.
+        KafkaError::Flush(_) => TxnError::Retry(e.to_string()),
         _ => TxnError::Abort(e.to_string()),
+    }
+}
+
+/// A producer registered under `transactional_id`; waits up to `wait` for the
+/// broker.
+fn registered_producer(
+    config: &Config,
+    metrics: Option<Arc<Metrics>>,
+    transactional_id: &str,
+    wait: Duration,
+) -> anyhow::Result<KafkaSink> {
+    let sink = KafkaSink::with_settings(
+        config,
+        metrics,
+        &[
+            ("transactional.id", transactional_id),
+            ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
+            // Inside a transaction a record may not outlive it.
+            ("message.timeout.ms", TRANSACTION_TIMEOUT_MS),
+        ],
+    )?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match sink.producer().init_transactions(CALL_TIMEOUT) {
+            Ok(()) => return Ok(sink),
+            Err(KafkaError::Transaction(t)) if t.is_retriable() && Instant::now() < deadline => {
+                tracing::warn!(error = %t, "waiting for the broker to register the transactional producer");
+            }
+            Err(e) => anyhow::bail!("registering transactional id `{transactional_id}`: {e}"),
+        }
     }
 }
 
@@ -70,36 +124,32 @@ impl Transactions {
         transactional_id: &str,
         wait: Duration,
     ) -> anyhow::Result<Self> {
-        let sink = KafkaSink::with_settings(
-            config,
-            metrics,
-            &[
-                ("transactional.id", transactional_id),
-                ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
-                // Inside a transaction a record may not outlive it.
-                ("message.timeout.ms", TRANSACTION_TIMEOUT_MS),
-            ],
-        )?;
-        let deadline = Instant::now() + wait;
-        loop {
-            match sink.producer().init_transactions(CALL_TIMEOUT) {
-                Ok(()) => break,
-                Err(KafkaError::Transaction(t)) if t.is_retriable() && Instant::now() < deadline => {
-                    tracing::warn!(error = %t, "waiting for the broker to register the transactional producer");
-                }
-                Err(e) => anyhow::bail!("registering transactional id `{transactional_id}`: {e}"),
-            }
-        }
+        let sink = registered_producer(config, metrics.clone(), transactional_id, wait)?;
         Ok(Transactions {
-            sink,
+            config: config.clone(),
+            metrics,
+            transactional_id: transactional_id.to_string(),
+            sink: RwLock::new(sink),
             phase: AtomicU8::new(IDLE),
+            replaced_at: Mutex::new(Vec::new()),
         })
     }
 
-    /// True while a failed transaction waits to be aborted: nothing may be
-    /// produced or processed until `abort` succeeds.
+    fn sink(&self) -> RwLockReadGuard<'_, KafkaSink> {
+        self.sink.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True while a failed transaction waits to be aborted (or its producer to
+    /// be replaced): nothing may be produced or processed until `abort`
+    /// succeeds.
     pub fn must_abort(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == MUST_ABORT
+        matches!(self.phase.load(Ordering::Relaxed), MUST_ABORT | BROKEN)
+    }
+
+    /// True while a commit waits to be retried: nothing may be sent, and the
+    /// next `commit` only finishes it.
+    pub fn is_committing(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == COMMITTING
     }
 
     /// True when records were sent since the last commit.
@@ -110,9 +160,13 @@ impl Transactions {
     fn begin(&self) -> Result<(), TxnError> {
         match self.phase.load(Ordering::Relaxed) {
             OPEN => Ok(()),
-            MUST_ABORT => Err(TxnError::Abort("an earlier transaction failed".into())),
+            MUST_ABORT | BROKEN => Err(TxnError::Abort("an earlier transaction failed".into())),
+            COMMITTING => Err(TxnError::Retry("the last commit is not finished".into())),
             _ => {
-                self.sink.producer().begin_transaction().map_err(classify)?;
+                self.sink()
+                    .producer()
+                    .begin_transaction()
+                    .map_err(|e| self.failed(classify(e)))?;
                 self.phase.store(OPEN, Ordering::Relaxed);
                 Ok(())
             }
@@ -128,26 +182,35 @@ impl Transactions {
         payload: Option<&[u8]>,
     ) -> Result<(), TxnError> {
         self.begin()?;
-        self.sink
+        self.sink()
             .send(topic, partition, key, payload)
             .map_err(|e| self.failed(TxnError::Abort(e.to_string())))
     }
 
-    /// Adds `offsets` and commits everything sent since `begin`.
+    /// Adds `offsets` and commits everything sent since `begin`. After a
+    /// `Retry`, call again (with any offsets: the first ones are already in).
     pub fn commit(
         &self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
     ) -> Result<(), TxnError> {
-        self.begin()?;
-        let p = self.sink.producer();
-        p.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
-            .map_err(|e| self.failed(classify(e)))?;
+        let sink = self.sink();
+        let p = sink.producer();
+        if !self.is_committing() {
+            self.begin()?;
+            // A retriable failure here is simplest treated as abortable: nothing
+            // is committed yet, and the rewind replays the input.
+            p.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
+                .map_err(|e| match classify(e) {
+                    TxnError::Retry(e) => self.failed(TxnError::Abort(e)),
+                    other => self.failed(other),
+                })?;
+        }
         p.commit_transaction(CALL_TIMEOUT)
             .map_err(|e| self.failed(classify(e)))?;
         // A record that failed delivery inside a committed transaction is an
         // error librdkafka reports by failing the commit; this is a second guard.
-        if let Err(SinkError::Undelivered { count, last }) = self.sink.take_failed() {
+        if let Err(SinkError::Undelivered { count, last }) = sink.take_failed() {
             return Err(self.failed(TxnError::Abort(format!(
                 "{count} record(s) undelivered: {last}"
             ))));
@@ -157,32 +220,86 @@ impl Transactions {
     }
 
     fn failed(&self, e: TxnError) -> TxnError {
-        if matches!(e, TxnError::Abort(_)) {
-            self.phase.store(MUST_ABORT, Ordering::Relaxed);
+        let phase = match e {
+            TxnError::Abort(_) => MUST_ABORT,
+            TxnError::Retry(_) => COMMITTING,
+            TxnError::Fatal(_) => BROKEN,
+        };
+        self.phase.store(phase, Ordering::Relaxed);
+        match e {
+            // Replacing the producer is the recovery; only `abort` decides
+            // whether that is still possible.
+            TxnError::Fatal(e) => TxnError::Abort(e),
+            other => other,
         }
-        e
     }
 
-    /// Aborts the open or failed transaction. Fails while the broker cannot be
-    /// reached; the caller tries again later.
+    /// Aborts the open or failed transaction, replacing the producer if it is
+    /// broken. Fails while the broker cannot be reached; the caller tries
+    /// again later.
     pub fn abort(&self) -> Result<(), TxnError> {
-        if self.phase.load(Ordering::Relaxed) == IDLE {
-            return Ok(());
+        match self.phase.load(Ordering::Relaxed) {
+            IDLE => return Ok(()),
+            BROKEN => return self.replace(),
+            _ => {}
         }
-        match self.sink.producer().abort_transaction(CALL_TIMEOUT) {
+        let result = self.sink().producer().abort_transaction(CALL_TIMEOUT);
+        match result {
             Ok(()) => {
-                let _ = self.sink.take_failed();
+                let _ = self.sink().take_failed();
                 self.phase.store(IDLE, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) => Err(classify(e)),
+            Err(e) => match classify(e) {
+                TxnError::Fatal(e) => {
+                    tracing::warn!(error = %e, "the transactional producer is broken; replacing it");
+                    self.phase.store(BROKEN, Ordering::Relaxed);
+                    self.replace()
+                }
+                // An abort that times out is simply called again later.
+                TxnError::Retry(e) | TxnError::Abort(e) => Err(TxnError::Abort(e)),
+            },
         }
+    }
+
+    /// A new producer under the same id: registering it aborts whatever the
+    /// old one left open. Refused when it happens too often.
+    fn replace(&self) -> Result<(), TxnError> {
+        {
+            let mut times = self.replaced_at.lock().unwrap_or_else(|p| p.into_inner());
+            times.retain(|t| t.elapsed() < REPLACEMENT_WINDOW);
+            if times.len() >= MAX_REPLACEMENTS {
+                return Err(TxnError::Fatal(format!(
+                    "the transactional producer was fenced {MAX_REPLACEMENTS} times in {} s: \
+                     another running instance probably uses instance id `{}`; give each \
+                     instance its own `kafka.instance_id`",
+                    REPLACEMENT_WINDOW.as_secs(),
+                    self.transactional_id
+                )));
+            }
+        }
+        let fresh = registered_producer(
+            &self.config,
+            self.metrics.clone(),
+            &self.transactional_id,
+            CALL_TIMEOUT,
+        )
+        .map_err(|e| TxnError::Abort(format!("replacing the producer: {e:#}")))?;
+        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.replaced_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Instant::now());
+        self.phase.store(IDLE, Ordering::Relaxed);
+        tracing::warn!(id = %self.transactional_id, "transactional producer replaced");
+        Ok(())
     }
 }
 
 impl std::fmt::Debug for Transactions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transactions")
+            .field("id", &self.transactional_id)
             .field("phase", &self.phase.load(Ordering::Relaxed))
             .finish()
     }
