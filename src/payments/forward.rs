@@ -63,7 +63,9 @@ impl PaymentForwarder {
                 partition: Some(target),
                 record: ForwardRecord {
                     txn_id: None,
-                    ts: watermark,
+                    // A heartbeat is about its `wm`; `ts` only has to be a valid
+                    // time, and the watermark may be "none yet".
+                    ts: wall_ms,
                     zone: None,
                     category: None,
                     amount_fen: None,
