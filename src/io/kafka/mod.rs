@@ -3,6 +3,7 @@
 //! engine the demo drives.
 
 pub mod admin;
+pub mod changelog;
 pub mod runner;
 pub mod simulate;
 pub mod sink;

@@ -1,0 +1,94 @@
+//! Reading the state changelog back: whole checkpoints only.
+
+use super::client_config;
+use crate::config::Config;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The restore consumer's context: the end-of-partition event it waits for is
+/// also reported as a client "error", which is not one.
+pub struct ChangelogReader;
+
+impl ClientContext for ChangelogReader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "changelog reader error");
+        }
+    }
+}
+
+impl ConsumerContext for ChangelogReader {}
+
+/// The latest value of every key in one changelog partition: every committed
+/// record, up to the end of the partition (for a `read_committed` reader, the
+/// last stable offset, so an open transaction of a dead instance is skipped).
+pub fn read_changelog(
+    reader: &BaseConsumer<ChangelogReader>,
+    topic: &str,
+    partition: i32,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let (low, high) = reader
+        .fetch_watermarks(topic, partition, Duration::from_secs(30))
+        .map_err(|e| format!("changelog {topic}/{partition}: {e}"))?;
+    let mut records = BTreeMap::new();
+    if high <= low {
+        return Ok(records);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match reader.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                if m.partition() != partition {
+                    continue;
+                }
+                if let Some(key) = m.key() {
+                    let key = String::from_utf8_lossy(key).into_owned();
+                    match m.payload() {
+                        Some(v) => records.insert(key, v.to_vec()),
+                        None => records.remove(&key),
+                    };
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => return Err(format!("reading changelog {topic}/{partition}: {e}")),
+            None if Instant::now() > deadline => {
+                return Err(format!(
+                    "changelog {topic}/{partition} not read to its end within 300 s"
+                ))
+            }
+            None => {}
+        }
+    }
+    reader.unassign().map_err(|e| e.to_string())?;
+    Ok(records)
+}
+
+/// A consumer for [`read_changelog`]: `read_committed`, so checkpoints that
+/// were not committed (a crash mid-checkpoint) are never read.
+pub fn changelog_reader(config: &Config) -> Result<BaseConsumer<ChangelogReader>, String> {
+    client_config(
+        config,
+        &[
+            ("group.id", &format!("{}-restore", config.kafka.group_id)),
+            ("enable.auto.commit", "false"),
+            // Whole checkpoints only, and the end is where they end.
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+            // The end of the partition is reported after one empty fetch;
+            // do not let the broker hold that fetch open.
+            ("fetch.wait.max.ms", "10"),
+        ],
+    )
+    .create_with_context(ChangelogReader)
+    .map_err(|e| format!("changelog reader: {e}"))
+}
