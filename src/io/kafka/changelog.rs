@@ -87,6 +87,9 @@ pub fn changelog_reader(config: &Config) -> Result<BaseConsumer<ChangelogReader>
             // The end of the partition is reported after one empty fetch;
             // do not let the broker hold that fetch open.
             ("fetch.wait.max.ms", "10"),
+            // A restore reads one partition start to end: fetch big.
+            ("max.partition.fetch.bytes", "16777216"),
+            ("fetch.max.bytes", "67108864"),
         ],
     )
     .create_with_context(ChangelogReader)
