@@ -126,8 +126,8 @@ launch() {
     exit 1
 }
 
-# Stops the broker process and keeps its data, for `resume`.
-halt() {
+# Stops the broker process (SIGTERM, then SIGKILL after 30 s); $1 says how.
+end_process() {
     if running; then
         local pid
         pid=$(cat "$PIDFILE")
@@ -137,9 +137,14 @@ halt() {
             sleep 0.5
         done
         kill -9 "$pid" 2>/dev/null || true
-        log "halted (pid $pid); data kept"
+        log "$1 (pid $pid)"
     fi
     rm -f "$PIDFILE"
+}
+
+# Stops the broker and keeps its data, for `resume`.
+halt() {
+    end_process "halted; data kept"
 }
 
 resume() {
@@ -152,18 +157,7 @@ resume() {
 }
 
 stop() {
-    if running; then
-        local pid
-        pid=$(cat "$PIDFILE")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        log "stopped (pid $pid)"
-    fi
-    rm -f "$PIDFILE"
+    end_process "stopped"
     if [ -f "$RUN/data-dir" ]; then
         rm -rf "$(cat "$RUN/data-dir")"
         rm -f "$RUN/data-dir"

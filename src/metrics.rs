@@ -50,6 +50,9 @@ fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace("crowdpark")
 }
 
+/// The `reason` of a rewind after a failed checkpoint transaction.
+pub const REWIND_TRANSACTION_FAILED: &str = "transaction failed";
+
 macro_rules! register {
     ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {{
         let m = $kind::new(opts($name, $help), $labels).expect("valid metric definition");
@@ -277,6 +280,10 @@ impl Metrics {
             &["version"]
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for outcome in ["ok", "deferred", "retry", "aborted"] {
+            m.commits.with_label_values(&[outcome]);
+        }
+        m.rewinds.with_label_values(&[REWIND_TRANSACTION_FAILED]);
 
         for z in &catalog.zones {
             m.zone_people.with_label_values(&[&z.id]).set(0);
@@ -422,6 +429,49 @@ impl Metrics {
         self.restore_seconds
             .with_label_values(&[topic, &partition.to_string()])
             .set(seconds);
+    }
+
+    /// Every metric family this exports, whether or not it has series yet
+    /// (labelled families appear in `/metrics` only once used), for checking
+    /// dashboards and alert rules against.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 26] = [
+            &self.zone_people,
+            &self.zone_density,
+            &self.zone_alert_level,
+            &self.lot_spaces,
+            &self.lot_spaces_available,
+            &self.lot_occupancy_ratio,
+            &self.payments_total,
+            &self.payments_amount_fen_total,
+            &self.refunds_total,
+            &self.refunds_amount_fen_total,
+            &self.alerts_total,
+            &self.forecasts_total,
+            &self.consumed,
+            &self.accepted,
+            &self.rejected,
+            &self.duplicates,
+            &self.outputs,
+            &self.event_to_output,
+            &self.consumer_lag,
+            &self.watermark,
+            &self.delivery_errors,
+            &self.commits,
+            &self.rewinds,
+            &self.broker_reachable,
+            &self.partitions_assigned,
+            &self.restore_seconds,
+        ];
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .chain(std::iter::once("crowdpark_build_info".to_string()))
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn set_partitions_assigned(&self, n: usize) {

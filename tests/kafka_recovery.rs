@@ -117,6 +117,24 @@ impl Rng {
     }
 }
 
+/// Waits until each run's consumer group has committed the end of every input
+/// partition.
+fn wait_caught_up(brokers: &str, runs: &[&Names], input: &Names) {
+    for run in runs {
+        wait_until(
+            "every input offset committed",
+            Duration::from_secs(120),
+            || {
+                kafka::caught_up(
+                    brokers,
+                    &format!("{}-engine", run.prefix),
+                    &input_topics(input),
+                )
+            },
+        );
+    }
+}
+
 /// Runs the reference engine over `input` to the end.
 fn reference_run(input: &Names, reference: &Names, guarantee: &str) -> Engine {
     let env = engine_env(reference, input, "engine", "ref", guarantee);
@@ -160,19 +178,7 @@ fn crash_repeatedly(guarantee: &str) {
     let (last, _) = start_engine(&env);
     finish(sim);
     let uninterrupted = reference_run(&input, &reference, guarantee);
-    for group in [&crashed, &reference] {
-        wait_until(
-            "every input offset committed",
-            Duration::from_secs(120),
-            || {
-                kafka::caught_up(
-                    &brokers,
-                    &format!("{}-engine", group.prefix),
-                    &input_topics(&input),
-                )
-            },
-        );
-    }
+    wait_caught_up(&brokers, &[&crashed, &reference], &input);
     assert_same_outputs(&brokers, &reference, &crashed, Duration::from_secs(60));
     if guarantee == "exactly_once" {
         let dups = duplicates(&brokers, &crashed);
@@ -241,19 +247,7 @@ fn survivor_of_two_takes_over_the_killed_instances_partitions() {
         Duration::from_secs(60),
         || owned(&addr_a) == 12.0 && restored(&addr_a) == 12,
     );
-    for group in [&pair, &reference] {
-        wait_until(
-            "every input offset committed",
-            Duration::from_secs(120),
-            || {
-                kafka::caught_up(
-                    &brokers,
-                    &format!("{}-engine", group.prefix),
-                    &input_topics(&input),
-                )
-            },
-        );
-    }
+    wait_caught_up(&brokers, &[&pair, &reference], &input);
     assert_same_outputs(&brokers, &reference, &pair, Duration::from_secs(60));
     assert_eq!(stop_engine(a).code(), Some(0));
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
@@ -374,12 +368,7 @@ fn broker_restart_mid_stream_loses_nothing() {
         health(&addr).0 == 200
     });
     let summary = finish(sim);
-    let group = format!("{}-engine", run.prefix);
-    wait_until(
-        "every input offset committed",
-        Duration::from_secs(120),
-        || kafka::caught_up(&brokers, &group, &input_topics(&input)),
-    );
+    wait_caught_up(&brokers, &[&run], &input);
 
     // The accounting identity, per input topic, and every message seen.
     let m = kafka::metrics(&addr);

@@ -19,6 +19,8 @@ pub struct DistrictRollup {
     /// Per car park: (total, available, occupied, observed).
     lots: BTreeMap<String, (u32, u32, u32, i64)>,
     last: Option<(u32, i64)>,
+    /// Free spaces summed from restored car parks, taken as already published.
+    restored: Option<u32>,
 }
 
 impl DistrictRollup {
@@ -30,6 +32,7 @@ impl DistrictRollup {
             heartbeat,
             lots: BTreeMap::new(),
             last: None,
+            restored: None,
         }
     }
 
@@ -50,7 +53,7 @@ impl DistrictRollup {
         let now = record.emitted_ms;
         let group = self.current()?;
         let due = match self.last {
-            None => true,
+            None => self.restored != Some(group.available_spot_number),
             Some((available, at)) => {
                 (available != group.available_spot_number && now >= at + self.min_interval)
                     || now >= at + self.heartbeat
@@ -63,7 +66,7 @@ impl DistrictRollup {
     }
 
     /// Takes a car park's current figures without publishing anything (after a
-    /// restore).
+    /// restore), as if the sum so far had been published.
     pub fn seed(&mut self, record: &Availability) {
         let figures = (
             record.total_spot_number,
@@ -72,6 +75,12 @@ impl DistrictRollup {
             record.observed_ms,
         );
         self.lots.insert(record.id.clone(), figures);
+        // What the restored car parks add up to was published before the
+        // restart; publish again when it changes, not at once (an exactly-once
+        // consumer would see the same record twice).
+        if self.last.is_none() {
+            self.restored = self.current().map(|g| g.available_spot_number);
+        }
     }
 
     /// The district record from the latest record of each car park.

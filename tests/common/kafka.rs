@@ -114,55 +114,24 @@ pub struct Record {
     pub offset: i64,
 }
 
-/// Reads a topic from the beginning until `done` holds for what was read, or
-/// `timeout` passes; returns everything read.
-pub fn read_until(topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("reader-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
+fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        key: m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        value: m
+            .payload()
+            .map(|p| serde_json::from_slice(p).unwrap())
+            .unwrap_or(serde_json::Value::Null),
+        partition: m.partition(),
+        offset: m.offset(),
     }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let value = m
-                .payload()
-                .map(|p| serde_json::from_slice(p).unwrap())
-                .unwrap_or(serde_json::Value::Null);
-            out.push(Record {
-                key: m
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .unwrap_or_default(),
-                value,
-                partition: m.partition(),
-                offset: m.offset(),
-            });
-            continue;
-        }
-        if done(&out) {
-            break;
-        }
-    }
-    out
 }
 
-/// Every committed record of `topic` on `brokers`, read from the beginning to
-/// the end each partition has now (its end-of-partition event, which for a
-/// `read_committed` reader comes after the last committed record).
-pub fn read_all_on(brokers: &str, topic: &str) -> Vec<Record> {
+/// A `read_committed` consumer assigned to every partition of `topic` from the
+/// beginning (it reports the end of each partition), and the partitions.
+fn reader(brokers: &str, topic: &str) -> (BaseConsumer, Vec<i32>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{topic}"))
@@ -176,13 +145,39 @@ pub fn read_all_on(brokers: &str, topic: &str) -> Vec<Record> {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    let mut open = std::collections::BTreeSet::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .unwrap();
-        open.insert(p.id());
     }
     consumer.assign(&tpl).unwrap();
+    (consumer, partitions)
+}
+
+/// Reads a topic from the beginning until `done` holds for what was read, or
+/// `timeout` passes; returns everything read.
+pub fn read_until(topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+    let (consumer, _) = reader(&brokers(), topic);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        // `done` is asked only when nothing more is there to read right now.
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(record(&m)),
+            Some(Err(_)) => {}
+            None if done(&out) => break,
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every committed record of `topic` on `brokers`, read from the beginning to
+/// the end each partition has now (its end-of-partition event, which for a
+/// `read_committed` reader comes after the last committed record).
+pub fn read_all_on(brokers: &str, topic: &str) -> Vec<Record> {
+    let (consumer, partitions) = reader(brokers, topic);
+    let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !open.is_empty() {
@@ -191,18 +186,7 @@ pub fn read_all_on(brokers: &str, topic: &str) -> Vec<Record> {
             "{topic} not read to its end in 60 s"
         );
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(Record {
-                key: m
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .unwrap_or_default(),
-                value: m
-                    .payload()
-                    .map(|p| serde_json::from_slice(p).unwrap())
-                    .unwrap_or(serde_json::Value::Null),
-                partition: m.partition(),
-                offset: m.offset(),
-            }),
+            Some(Ok(m)) => out.push(record(&m)),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);
             }

@@ -30,6 +30,7 @@ use crate::config::{Config, ProcessingGuarantee};
 use crate::engine::{Engine, InputMessage};
 use crate::http::LiveView;
 use crate::io::demo::refresh_view;
+use crate::metrics::REWIND_TRANSACTION_FAILED;
 use crate::model::InputTopic;
 use crate::output::Output;
 use rdkafka::client::ClientContext;
@@ -141,6 +142,8 @@ struct RunContext {
     health: Arc<Health>,
     /// A rewind failed half-way; processing holds until one succeeds.
     rewind_pending: AtomicBool,
+    /// Where each partition was sought back to while held.
+    put_back: Mutex<BTreeMap<(String, i32), i64>>,
     /// Set by a callback that hit an unrecoverable error; the loop stops on it.
     fatal: Mutex<Option<String>>,
 }
@@ -171,8 +174,17 @@ impl RunContext {
     }
 
     /// While held, a message that still arrives is put back: its partition is
-    /// sought to it, so it is read again once processing resumes.
+    /// sought to it, so it is read again once processing resumes. Only the first
+    /// per partition counts (a later one was fetched before the seek).
     fn put_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
+        {
+            let mut put_back = self.put_back.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (m.topic().to_string(), m.partition());
+            match put_back.get(&key) {
+                Some(at) if *at <= m.offset() => return,
+                _ => put_back.insert(key, m.offset()),
+            };
+        }
         if let Err(e) = consumer.seek(
             m.topic(),
             m.partition(),
@@ -549,6 +561,7 @@ pub fn run(
         state_partitions,
         health: health.clone(),
         rewind_pending: AtomicBool::new(false),
+        put_back: Mutex::new(BTreeMap::new()),
         fatal: Mutex::new(None),
     };
     let budget_kb = (u64::from(config.kafka.max_buffered_mb) * 1024).to_string();
@@ -581,6 +594,7 @@ pub fn run(
         Instant::now(),
     );
     let commit_every = Duration::from_millis(config.kafka.commit_interval.as_ms().max(1) as u64);
+    let mut was_held = false;
     while !shutdown.load(Ordering::Relaxed) {
         if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             anyhow::bail!(e);
@@ -590,6 +604,7 @@ pub fn run(
             last_view = Instant::now();
         }
         if ctx.held() {
+            was_held = true;
             if let Some(Ok(m)) = consumer.poll(POLL_TIMEOUT) {
                 ctx.put_back(&consumer, &m);
             }
@@ -601,11 +616,18 @@ pub fn run(
                         Err(e) => tracing::warn!(error = %e, "commit still not finished"),
                     }
                 } else {
-                    ctx.recover(&consumer, "transaction failed");
+                    ctx.recover(&consumer, REWIND_TRANSACTION_FAILED);
                 }
                 last_recover = Instant::now();
             }
             continue;
+        }
+        if was_held {
+            ctx.put_back
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            was_held = false;
         }
         match consumer.poll(POLL_TIMEOUT) {
             Some(Ok(m)) => {
@@ -669,7 +691,7 @@ pub fn run(
                 Err(TxnError::Abort(e)) => {
                     view.metrics.commit("aborted");
                     tracing::warn!(error = %e, "checkpoint transaction failed");
-                    ctx.recover(&consumer, "transaction failed");
+                    ctx.recover(&consumer, REWIND_TRANSACTION_FAILED);
                     last_recover = Instant::now();
                 }
             }

@@ -107,16 +107,20 @@ impl KafkaSink {
         &self.producer
     }
 
-    /// Forgets the records whose delivery failed; `Err` says how many there were.
-    pub(super) fn take_failed(&self) -> Result<(), SinkError> {
-        let failed = std::mem::take(
+    fn drain_failed(&self) -> Vec<Failed> {
+        std::mem::take(
             &mut *self
                 .producer
                 .context()
                 .failed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
-        );
+        )
+    }
+
+    /// Forgets the records whose delivery failed; `Err` says how many there were.
+    pub(super) fn take_failed(&self) -> Result<(), SinkError> {
+        let failed = self.drain_failed();
         match failed.last() {
             None => Ok(()),
             Some(f) => Err(SinkError::Undelivered {
@@ -169,14 +173,7 @@ impl KafkaSink {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             self.producer.flush(left).map_err(SinkError::Flush)?;
-            let failed: Vec<Failed> = std::mem::take(
-                &mut *self
-                    .producer
-                    .context()
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            );
+            let failed = self.drain_failed();
             if failed.is_empty() {
                 return Ok(());
             }

@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# crowdpark: a static-ish release binary on a slim Debian, run as a non-root user.
+#   docker build -t crowdpark .
+#   docker run --rm -p 9898:9898 crowdpark demo      # no Kafka needed
+
+FROM rust:1-bookworm AS build
+# librdkafka is built from source by the rdkafka crate (C toolchain, OpenSSL).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY config config
+COPY benches benches
+COPY examples examples
+RUN cargo build --release --locked --bin crowdpark \
+ && strip target/release/crowdpark
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crowdpark
+COPY --from=build /src/target/release/crowdpark /usr/local/bin/crowdpark
+USER 10001:10001
+# Inside a container the HTTP API must listen beyond loopback.
+ENV CROWDPARK_HTTP__LISTEN=0.0.0.0:9898
+EXPOSE 9898
+ENTRYPOINT ["/usr/local/bin/crowdpark"]
+CMD ["run"]
