@@ -1,0 +1,280 @@
+//! End-to-end throughput and latency against a real broker, with a baseline
+//! measured in the same run (issue 6):
+//!
+//! ```sh
+//! scripts/kafka.sh start
+//! cargo run --release --example e2e_bench -- [messages (500000)] [rounds (3)] [latency rate (20000)]
+//! ```
+//!
+//! 1. Fills fresh input topics with the simulator's message mix.
+//! 2. Each round measures (a) a bare rdkafka consumer reading and discarding
+//!    the three input topics, and (b) `crowdpark run` (the library's runner,
+//!    at-least-once, every output produced) over the same topics, both from
+//!    their first message to their last; prints events/s and (b)/(a).
+//! 3. Offers `latency rate` events/s for 20 s to a running engine and reports
+//!    p50/p99 of `crowdpark_event_to_output_seconds` (receive to outputs
+//!    queued to the producer) over that period.
+
+use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
+use crowdpark::engine::Engine;
+use crowdpark::io::kafka::admin::create_topics;
+use crowdpark::io::kafka::simulate::{simulate, SimulateOptions};
+use crowdpark::sim::SimOptions;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn config(brokers: &str, inputs: &str, run: &str) -> Config {
+    let mut c = load_str(DEFAULT_CONFIG, Vec::new()).expect("embedded config");
+    let t = &mut c.topics;
+    t.crowd_counts = format!("{inputs}.crowd.counts");
+    t.parking_events = format!("{inputs}.parking.events");
+    t.payments = format!("{inputs}.payments");
+    for (field, base) in [
+        (&mut t.crowd_alerts, "crowd.alerts"),
+        (&mut t.crowd_density, "crowd.density"),
+        (&mut t.parking_availability, "parking.availability"),
+        (&mut t.payments_stats, "payments.stats"),
+        (&mut t.deadletter, "deadletter"),
+        (&mut t.state, "state"),
+        (&mut t.payments_by_zone, "payments-by-zone"),
+    ] {
+        *field = format!("{run}.{base}");
+    }
+    c.kafka.brokers = brokers.to_string();
+    c.kafka.group_id = run.to_string();
+    c.kafka.instance_id = run.to_string();
+    c
+}
+
+fn inputs(c: &Config) -> [String; 3] {
+    [
+        c.topics.crowd_counts.clone(),
+        c.topics.parking_events.clone(),
+        c.topics.payments.clone(),
+    ]
+}
+
+/// (a): read every input message once and drop it; events/s from the first
+/// message to the last.
+fn bare_consumer(c: &Config, total: u64) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.kafka.brokers)
+        .set("group.id", format!("{}-bare", c.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for t in inputs(c) {
+        for p in 0..c.topics.input_partitions {
+            tpl.add_partition_offset(&t, p, Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    let (mut n, mut first) = (0u64, None);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while n < total {
+        anyhow::ensure!(Instant::now() < deadline, "bare consumer read {n} of {total}");
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            n += 1;
+        }
+    }
+    Ok((n - 1) as f64 / first.expect("a message").elapsed().as_secs_f64())
+}
+
+/// The sum of `name` over the input topics in a metrics exposition.
+fn metric(text: &str, name: &str, topics: &[String]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && topics.iter().any(|t| l.contains(&format!("\"{t}\""))))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Histogram buckets (upper bound → cumulative count) of a family.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The `q` quantile of the difference of two bucket snapshots, interpolated
+/// linearly inside the bucket as Prometheus' `histogram_quantile` does.
+fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, c)| {
+            let b = before.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1);
+            (*le, c - b)
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |x| x.1);
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (le, c) in delta {
+        if c >= rank {
+            if le.is_infinite() {
+                return lower.0;
+            }
+            let share = if c > lower.1 { (rank - lower.1) / (c - lower.1) } else { 1.0 };
+            return lower.0 + (le - lower.0) * share;
+        }
+        lower = (le, c);
+    }
+    f64::NAN
+}
+
+/// An engine running on its own thread, as `crowdpark run` runs it.
+struct Running {
+    view: Arc<crowdpark::http::LiveView>,
+    shutdown: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<crowdpark::io::kafka::runner::RunSummary>>,
+}
+
+fn start(c: Config) -> Running {
+    let config = Arc::new(c);
+    let view = crowdpark::io::demo::live_view(&Engine::new(config.clone()));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (view, shutdown) = (view.clone(), shutdown.clone());
+        std::thread::spawn(move || crowdpark::io::kafka::runner::run(config, view, shutdown))
+    };
+    Running {
+        view,
+        shutdown,
+        thread,
+    }
+}
+
+impl Running {
+    fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.store(true, Ordering::Relaxed);
+        self.thread.join().expect("runner thread")?;
+        Ok(())
+    }
+}
+
+/// (b): `crowdpark run` over the filled topics; events/s from its first
+/// consumed message to its last.
+fn engine(c: Config, total: u64) -> anyhow::Result<f64> {
+    let topics = inputs(&c);
+    let running = start(c);
+    let consumed = || metric(&running.view.metrics.render(), "crowdpark_events_consumed_total", &topics);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while consumed() == 0.0 {
+        anyhow::ensure!(Instant::now() < deadline, "the engine consumed nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (first, c0) = (Instant::now(), consumed());
+    while consumed() < total as f64 {
+        anyhow::ensure!(Instant::now() < deadline, "the engine did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rate = (total as f64 - c0) / first.elapsed().as_secs_f64();
+    running.stop()?;
+    Ok(rate)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let total: u64 = args.next().map_or(Ok(500_000), |a| a.parse())?;
+    let rounds: usize = args.next().map_or(Ok(3), |a| a.parse())?;
+    let offered: f64 = args.next().map_or(Ok(20_000.0), |a| a.parse())?;
+    let brokers =
+        std::env::var("CROWDPARK_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let run_id = format!("e2e-bench-{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new()?;
+
+    let fill = config(&brokers, &format!("{run_id}-in"), &format!("{run_id}-fill"));
+    rt.block_on(create_topics(&fill))?;
+    let sim = SimOptions {
+        intensity: 4.0,
+        ..SimOptions::default()
+    };
+    let sent = simulate(
+        &fill,
+        &SimulateOptions {
+            rate: 0.0,
+            duration: Duration::from_secs(3600),
+            max_messages: Some(total),
+            sim: sim.clone(),
+            progress: false,
+        },
+    )?;
+    println!("filled {} messages (the simulator's mix)", sent.sent);
+
+    let (mut bare, mut run, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let c = config(&brokers, &format!("{run_id}-in"), &format!("{run_id}-r{round}"));
+        rt.block_on(create_topics(&c))?;
+        let a = bare_consumer(&c, sent.sent)?;
+        let b = engine(c, sent.sent)?;
+        println!(
+            "round {round}: bare consumer {a:.0} events/s, crowdpark run {b:.0} events/s, ratio {:.2}",
+            b / a
+        );
+        bare.push(a);
+        run.push(b);
+        ratio.push(b / a);
+    }
+    println!(
+        "median: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}",
+        median(bare),
+        median(run),
+        median(ratio)
+    );
+
+    // Latency at a fixed offered rate: the engine runs while the simulator
+    // offers `offered` events/s for 20 s (after a 5 s warm-up).
+    let c = config(&brokers, &format!("{run_id}-live-in"), &format!("{run_id}-live"));
+    rt.block_on(create_topics(&c))?;
+    let running = start(c.clone());
+    std::thread::sleep(Duration::from_secs(5));
+    let producer = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            simulate(
+                &c,
+                &SimulateOptions {
+                    rate: offered,
+                    duration: Duration::from_secs(25),
+                    max_messages: None,
+                    sim,
+                    progress: false,
+                },
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let before = buckets(&running.view.metrics.render(), "crowdpark_event_to_output_seconds");
+    std::thread::sleep(Duration::from_secs(20));
+    let after = buckets(&running.view.metrics.render(), "crowdpark_event_to_output_seconds");
+    let summary = producer.join().expect("simulator thread")?;
+    let observed = after.last().map_or(0.0, |x| x.1) - before.last().map_or(0.0, |x| x.1);
+    println!(
+        "latency at {:.0} events/s offered ({:.0} achieved by the producer): p50 {:.2} ms, p99 {:.2} ms over {observed:.0} messages with outputs",
+        offered,
+        summary.rate,
+        quantile(&before, &after, 0.5) * 1e3,
+        quantile(&before, &after, 0.99) * 1e3
+    );
+    running.stop()?;
+    Ok(())
+}
