@@ -77,7 +77,10 @@ fn bare_consumer(c: &Config, total: u64) -> anyhow::Result<f64> {
     let (mut n, mut first) = (0u64, None);
     let deadline = Instant::now() + Duration::from_secs(600);
     while n < total {
-        anyhow::ensure!(Instant::now() < deadline, "bare consumer read {n} of {total}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "bare consumer read {n} of {total}"
+        );
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
             first.get_or_insert_with(Instant::now);
             n += 1;
@@ -102,7 +105,11 @@ fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
         .filter_map(|l| {
             let rest = l.strip_prefix(&prefix)?;
             let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, count.parse().ok()?))
         })
         .collect();
@@ -128,7 +135,11 @@ fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
             if le.is_infinite() {
                 return lower.0;
             }
-            let share = if c > lower.1 { (rank - lower.1) / (c - lower.1) } else { 1.0 };
+            let share = if c > lower.1 {
+                (rank - lower.1) / (c - lower.1)
+            } else {
+                1.0
+            };
             return lower.0 + (le - lower.0) * share;
         }
         lower = (le, c);
@@ -171,7 +182,13 @@ impl Running {
 fn engine(c: Config, total: u64) -> anyhow::Result<f64> {
     let topics = inputs(&c);
     let running = start(c);
-    let consumed = || metric(&running.view.metrics.render(), "crowdpark_events_consumed_total", &topics);
+    let consumed = || {
+        metric(
+            &running.view.metrics.render(),
+            "crowdpark_events_consumed_total",
+            &topics,
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     while consumed() == 0.0 {
         anyhow::ensure!(Instant::now() < deadline, "the engine consumed nothing");
@@ -222,7 +239,11 @@ fn main() -> anyhow::Result<()> {
 
     let (mut bare, mut run, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let c = config(&brokers, &format!("{run_id}-in"), &format!("{run_id}-r{round}"));
+        let c = config(
+            &brokers,
+            &format!("{run_id}-in"),
+            &format!("{run_id}-r{round}"),
+        );
         rt.block_on(create_topics(&c))?;
         let a = bare_consumer(&c, sent.sent)?;
         let b = engine(c, sent.sent)?;
@@ -243,7 +264,11 @@ fn main() -> anyhow::Result<()> {
 
     // Latency at a fixed offered rate: the engine runs while the simulator
     // offers `offered` events/s for 20 s (after a 5 s warm-up).
-    let c = config(&brokers, &format!("{run_id}-live-in"), &format!("{run_id}-live"));
+    let c = config(
+        &brokers,
+        &format!("{run_id}-live-in"),
+        &format!("{run_id}-live"),
+    );
     rt.block_on(create_topics(&c))?;
     let running = start(c.clone());
     std::thread::sleep(Duration::from_secs(5));
@@ -263,9 +288,15 @@ fn main() -> anyhow::Result<()> {
         })
     };
     std::thread::sleep(Duration::from_secs(5));
-    let before = buckets(&running.view.metrics.render(), "crowdpark_event_to_output_seconds");
+    let before = buckets(
+        &running.view.metrics.render(),
+        "crowdpark_event_to_output_seconds",
+    );
     std::thread::sleep(Duration::from_secs(20));
-    let after = buckets(&running.view.metrics.render(), "crowdpark_event_to_output_seconds");
+    let after = buckets(
+        &running.view.metrics.render(),
+        "crowdpark_event_to_output_seconds",
+    );
     let summary = producer.join().expect("simulator thread")?;
     let observed = after.last().map_or(0.0, |x| x.1) - before.last().map_or(0.0, |x| x.1);
     println!(
