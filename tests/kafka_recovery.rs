@@ -10,7 +10,7 @@ use common::engine::{
     stop_engine, wait_until, Engine,
 };
 use common::kafka::{self, Names};
-use common::{http_get, ChildGuard};
+use common::{free_port, http_get, ChildGuard};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -259,14 +259,6 @@ struct OwnBroker {
     run_dir: std::path::PathBuf,
     port: u16,
     controller_port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl OwnBroker {

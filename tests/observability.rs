@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{http_get, spawn_crowdpark, wait_for_line, ChildGuard};
+use common::{free_port, http_get, spawn_crowdpark, wait_for_line, ChildGuard};
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::Engine;
 use serde_json::Value;
@@ -75,14 +75,6 @@ fn demo() -> (ChildGuard, std::sync::mpsc::Receiver<String>, String) {
         .unwrap()
         .to_string();
     (child, rx, addr)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Every metric family the engine exports (labelled families included before

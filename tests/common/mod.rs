@@ -11,6 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A port nothing listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Kills and reaps the child when dropped, so a failing test leaves nothing behind.
 pub struct ChildGuard(pub Option<Child>);
 
