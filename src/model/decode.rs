@@ -1,6 +1,6 @@
 //! Payload bytes → [`Decoded`] event, or a classified [`Reject`].
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, CategoryIx, ZoneIx};
 use super::event::*;
 use super::fields::{self, id, optional_id, required, string};
 use super::reject::{Reject, RejectReason};
@@ -135,11 +135,20 @@ pub fn decode<'a>(
     }
 }
 
+fn known_zone(catalog: &Catalog, id: &str) -> Result<ZoneIx, Reject> {
+    catalog
+        .zone(id)
+        .ok_or_else(|| Reject::unknown(format!("zone `{id}` is not configured")))
+}
+
+fn known_category(catalog: &Catalog, id: &str) -> Result<CategoryIx, Reject> {
+    catalog
+        .category(id)
+        .ok_or_else(|| Reject::unknown(format!("category `{id}` is not in payments.categories")))
+}
+
 fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
-    let zone_id = id("zone", raw.zone)?;
-    let zone = catalog
-        .zone(&zone_id)
-        .ok_or_else(|| Reject::unknown(format!("zone `{zone_id}` is not configured")))?;
+    let zone = known_zone(catalog, &id("zone", raw.zone)?)?;
     let source = id("source", raw.source)?;
     let reading = match (raw.people, raw.entered.is_some() || raw.exited.is_some()) {
         (Some(_), true) => return Err(Reject::invalid(
@@ -269,9 +278,7 @@ fn decode_payment<'a>(
     // A message's own zone and category win: they describe this sale, the
     // configuration describes the merchant's usual place.
     let zone = match optional_id("zone", raw.zone)? {
-        Some(z) => catalog
-            .zone(&z)
-            .ok_or_else(|| Reject::unknown(format!("zone `{z}` is not configured")))?,
+        Some(z) => known_zone(catalog, &z)?,
         None => merchant.map(|m| m.zone).ok_or_else(|| {
             Reject::unknown(format!(
                 "merchant `{merchant_id}` is not configured and the message has no `zone`"
@@ -279,9 +286,7 @@ fn decode_payment<'a>(
         })?,
     };
     let category = match optional_id("category", raw.category)? {
-        Some(k) => catalog.category(&k).ok_or_else(|| {
-            Reject::unknown(format!("category `{k}` is not in payments.categories"))
-        })?,
+        Some(k) => known_category(catalog, &k)?,
         None => merchant.map(|m| m.category).ok_or_else(|| {
             Reject::unknown(format!(
                 "merchant `{merchant_id}` is not configured and the message has no `category`"
@@ -322,16 +327,8 @@ fn decode_forwarded<'a>(
         });
     }
     let txn_id = id("txn_id", raw.txn_id)?;
-    let zone_id = id("zone", raw.zone)?;
-    let category_id = id("category", raw.category)?;
-    let zone = catalog
-        .zone(&zone_id)
-        .ok_or_else(|| Reject::unknown(format!("zone `{zone_id}` is not configured")))?;
-    let category = catalog.category(&category_id).ok_or_else(|| {
-        Reject::unknown(format!(
-            "category `{category_id}` is not in payments.categories"
-        ))
-    })?;
+    let zone = known_zone(catalog, &id("zone", raw.zone)?)?;
+    let category = known_category(catalog, &id("category", raw.category)?)?;
     let amount = required("amount_fen", raw.amount_fen)?.get();
     let amount_fen: i64 = amount
         .parse()
