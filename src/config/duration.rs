@@ -21,6 +21,10 @@ impl Millis {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1000.0
     }
+    /// As a wall-clock duration; a negative value counts as zero.
+    pub fn as_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
 }
 
 /// Parses `"<integer><unit>"` with unit one of `ms`, `s`, `m`/`min`, `h`, `d`.

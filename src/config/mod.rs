@@ -292,6 +292,11 @@ pub enum ProcessingGuarantee {
 }
 
 impl KafkaSettings {
+    /// `max_buffered_mb` in the unit librdkafka's queue limits take.
+    pub fn buffer_kbytes(&self) -> u64 {
+        u64::from(self.max_buffered_mb) * 1024
+    }
+
     /// `instance_id`, or the default built from the group and the host name.
     pub fn transactional_id(&self) -> String {
         if !self.instance_id.trim().is_empty() {

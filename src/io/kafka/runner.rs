@@ -226,46 +226,43 @@ impl RunContext {
         if self.txn.must_abort() {
             return Err(TxnError::Abort("an earlier transaction failed".into()));
         }
-        if self.txn.is_committing() {
-            // Processing has held since, so the positions are the ones in it.
-            let group = consumer
-                .group_metadata()
-                .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
-            self.txn.commit(&TopicPartitionList::new(), &group)?;
-            s.committed = s.positions.clone();
-            s.summary.commits += 1;
-            return Ok(Commit::Done);
-        }
-        let moved = s
-            .positions
-            .iter()
-            .any(|(k, v)| s.committed.get(k) != Some(v));
-        if !moved && !self.txn.is_open() {
-            return Ok(Commit::Nothing);
-        }
-        if let Some(d) = &self.direct {
-            if let Err(e) = d.flush(FLUSH_TIMEOUT) {
-                return Ok(Commit::Deferred(e.to_string()));
+        let offsets = if self.txn.is_committing() {
+            // Only the commit is retried: its records and offsets are in, and
+            // processing has held since, so the positions are the ones in it.
+            TopicPartitionList::new()
+        } else {
+            let moved = s
+                .positions
+                .iter()
+                .any(|(k, v)| s.committed.get(k) != Some(v));
+            if !moved && !self.txn.is_open() {
+                return Ok(Commit::Nothing);
             }
-        }
-        let state_topic = state_topic(&self.config).to_string();
-        let parts: Vec<(InputTopic, i32)> = s.positions.keys().copied().collect();
-        for (topic, p) in &parts {
-            for r in s.engine.checkpoint_partition(*topic, *p) {
-                self.txn.send(
-                    &state_topic,
-                    Some(p % self.state_partitions),
-                    Some(r.key.as_bytes()),
-                    r.value.as_deref(),
-                )?;
+            if let Some(d) = &self.direct {
+                if let Err(e) = d.flush(FLUSH_TIMEOUT) {
+                    return Ok(Commit::Deferred(e.to_string()));
+                }
             }
-        }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, p), pos) in &s.positions {
+            let state_topic = state_topic(&self.config).to_string();
+            let parts: Vec<(InputTopic, i32)> = s.positions.keys().copied().collect();
+            for (topic, p) in &parts {
+                for r in s.engine.checkpoint_partition(*topic, *p) {
+                    self.txn.send(
+                        &state_topic,
+                        Some(p % self.state_partitions),
+                        Some(r.key.as_bytes()),
+                        r.value.as_deref(),
+                    )?;
+                }
+            }
+            let mut offsets = TopicPartitionList::new();
+            for ((topic, p), pos) in &s.positions {
+                offsets
+                    .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
+                    .map_err(|e| TxnError::Abort(e.to_string()))?;
+            }
             offsets
-                .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
-                .map_err(|e| TxnError::Abort(e.to_string()))?;
-        }
+        };
         let group = consumer
             .group_metadata()
             .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
@@ -528,7 +525,7 @@ pub fn run(
     engine.repartition_through_kafka();
     let state_partitions = changelog_partitions(&config)?;
     let health = Arc::new(Health {
-        unhealthy_after: Duration::from_millis(config.kafka.unhealthy_after.as_ms().max(1) as u64),
+        unhealthy_after: config.kafka.unhealthy_after.as_duration(),
         state: Mutex::new(HealthState {
             reachable_at: Instant::now(),
             last_error: None,
@@ -564,7 +561,7 @@ pub fn run(
         put_back: Mutex::new(BTreeMap::new()),
         fatal: Mutex::new(None),
     };
-    let budget_kb = (u64::from(config.kafka.max_buffered_mb) * 1024).to_string();
+    let budget_kb = config.kafka.buffer_kbytes().to_string();
     let mut settings = CONSUMER_DEFAULTS.to_vec();
     settings.push(("group.id", config.kafka.group_id.as_str()));
     settings.push(("queued.max.messages.kbytes", &budget_kb));
@@ -593,13 +590,14 @@ pub fn run(
         Instant::now(),
         Instant::now(),
     );
-    let commit_every = Duration::from_millis(config.kafka.commit_interval.as_ms().max(1) as u64);
+    let commit_every = config.kafka.commit_interval.as_duration();
     let mut was_held = false;
     while !shutdown.load(Ordering::Relaxed) {
-        if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            anyhow::bail!(e);
-        }
         if last_view.elapsed() >= VIEW_EVERY {
+            // A fatal error set by a callback stops the run within this period.
+            if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                anyhow::bail!(e);
+            }
             refresh_view(&ctx.lock().engine, &view);
             last_view = Instant::now();
         }

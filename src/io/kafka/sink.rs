@@ -92,7 +92,7 @@ impl KafkaSink {
         metrics: Option<Arc<Metrics>>,
         extra: &[(&str, &str)],
     ) -> Result<Self, KafkaError> {
-        let budget_kb = (u64::from(config.kafka.max_buffered_mb) * 1024).to_string();
+        let budget_kb = config.kafka.buffer_kbytes().to_string();
         let mut settings: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
         settings.push(("queue.buffering.max.kbytes", &budget_kb));
         settings.extend_from_slice(extra);
