@@ -5,7 +5,8 @@
 mod common;
 
 use common::engine::{
-    assert_same_outputs, create_topics, start_engine, stop_engine, stop_engine_counting, wait_until,
+    assert_same_outputs, consumed, create_topics, start_engine, stop_engine, stop_engine_counting,
+    wait_until,
 };
 use common::kafka::{self, Names};
 use serde_json::{json, Value};
@@ -166,14 +167,7 @@ fn scripted_input_gives_the_exact_outputs() {
 
     // Nothing was rejected, and the accounting adds up.
     let m = kafka::metrics(&addr);
-    let inputs = ["crowd.counts", "parking.events", "payments"]
-        .map(|b| format!("topic=\"{}\"", names.topic(b)));
-    let sum = |name: &str| {
-        inputs
-            .iter()
-            .map(|l| kafka::metric_sum(&m, name, l))
-            .sum::<f64>()
-    };
+    let sum = |name: &str| names.sum_over_inputs(&m, name);
     assert_eq!(sum("crowdpark_events_consumed_total"), 12.0);
     assert_eq!(sum("crowdpark_events_accepted_total"), 12.0);
     assert_eq!(
@@ -305,18 +299,6 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
         ("CROWDPARK_CROWD__THRESHOLDS__RED", "1.3"),
         ("CROWDPARK_CROWD__MIN_DWELL", "30s"),
     ];
-    // Messages consumed from the three input topics (not the internal one).
-    let inputs: Vec<String> = ["crowd.counts", "parking.events", "payments"]
-        .iter()
-        .map(|b| format!("topic=\"{}\"", input.topic(b)))
-        .collect();
-    let consumed = |addr: &str| {
-        let m = kafka::metrics(addr);
-        inputs
-            .iter()
-            .map(|l| kafka::metric_sum(&m, "crowdpark_events_consumed_total", l))
-            .sum::<f64>()
-    };
     let env_for = |names: &Names| {
         let mut env = names.env("engine", Some(&input));
         env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -349,7 +331,7 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
         .unwrap();
     let (first, addr) = start_engine(&env_for(&restarted));
     wait_until("some input processed", Duration::from_secs(60), || {
-        consumed(&addr) >= 2_500.0
+        consumed(&addr, &input) >= 2_500.0
     });
     let (status, consumed_first) = stop_engine_counting(first);
     assert_eq!(status.code(), Some(0));
@@ -361,7 +343,7 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
     wait_until(
         "the reference run to process all input",
         Duration::from_secs(90),
-        || consumed(&ref_addr) >= total,
+        || consumed(&ref_addr, &input) >= total,
     );
     // The restarted engine resumes at its checkpoint: together its two runs
     // consume every message, and one more message than that would have been
@@ -371,11 +353,11 @@ fn restart_mid_stream_skips_nothing_and_counts_nothing_twice() {
         "the restarted run to process the rest",
         Duration::from_secs(90),
         || {
-            consumed_second = consumed(&addr2);
+            consumed_second = consumed(&addr2, &input);
             consumed_first + consumed_second >= total
         },
     );
-    let consumed_second = consumed(&addr2);
+    let consumed_second = consumed(&addr2, &input);
     assert!(
         consumed_first + consumed_second >= total,
         "input skipped: {consumed_first} + {consumed_second} < {total}"

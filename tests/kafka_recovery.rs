@@ -50,13 +50,6 @@ fn engine_env(
     env
 }
 
-fn input_topics(input: &Names) -> Vec<String> {
-    ["crowd.counts", "parking.events", "payments"]
-        .iter()
-        .map(|b| input.topic(b))
-        .collect()
-}
-
 /// Starts `crowdpark simulate` filling `input` at `rate` messages/s.
 fn simulate(input: &Names, brokers: &str, rate: u32, messages: u32) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
@@ -128,7 +121,7 @@ fn wait_caught_up(brokers: &str, runs: &[&Names], input: &Names) {
                 kafka::caught_up(
                     brokers,
                     &format!("{}-engine", run.prefix),
-                    &input_topics(input),
+                    &input.input_topics(),
                 )
             },
         );

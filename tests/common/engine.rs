@@ -103,17 +103,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 /// Messages consumed from the three input topics of `input` (not the internal
 /// repartition topic), by the engine at `addr`.
 pub fn consumed(addr: &str, input: &Names) -> f64 {
-    let m = kafka::metrics(addr);
-    ["crowd.counts", "parking.events", "payments"]
-        .iter()
-        .map(|b| {
-            kafka::metric_sum(
-                &m,
-                "crowdpark_events_consumed_total",
-                &format!("topic=\"{}\"", input.topic(b)),
-            )
-        })
-        .sum()
+    input.sum_over_inputs(&kafka::metrics(addr), "crowdpark_events_consumed_total")
 }
 
 /// Everything a run published, reduced to what must not depend on restarts:

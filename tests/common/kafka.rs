@@ -59,6 +59,22 @@ impl Names {
         format!("{}.{base}", self.prefix)
     }
 
+    /// The three input topics (not the internal repartition topic).
+    pub fn input_topics(&self) -> Vec<String> {
+        ["crowd.counts", "parking.events", "payments"]
+            .iter()
+            .map(|b| self.topic(b))
+            .collect()
+    }
+
+    /// The sum of `metric` over the input topics, in an engine's metrics.
+    pub fn sum_over_inputs(&self, metrics: &BTreeMap<String, f64>, metric: &str) -> f64 {
+        self.input_topics()
+            .iter()
+            .map(|t| metric_sum(metrics, metric, &format!("topic=\"{t}\"")))
+            .sum()
+    }
+
     /// Environment for a `crowdpark` process using these names; `inputs_from`
     /// lets two engines read the same input topics and write different outputs.
     pub fn env(&self, group: &str, inputs_from: Option<&Names>) -> Vec<(String, String)> {
