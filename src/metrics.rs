@@ -52,6 +52,8 @@ fn opts(name: &str, help: &str) -> Opts {
 
 /// The `reason` of a rewind after a failed checkpoint transaction.
 pub const REWIND_TRANSACTION_FAILED: &str = "transaction failed";
+/// The `reason` of a rewind that retries a failed restore or seek.
+pub const REWIND_RESTORE_FAILED: &str = "restore or seek failed";
 
 macro_rules! register {
     ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {{
@@ -283,7 +285,9 @@ impl Metrics {
         for outcome in ["ok", "deferred", "retry", "aborted"] {
             m.commits.with_label_values(&[outcome]);
         }
-        m.rewinds.with_label_values(&[REWIND_TRANSACTION_FAILED]);
+        for reason in [REWIND_TRANSACTION_FAILED, REWIND_RESTORE_FAILED] {
+            m.rewinds.with_label_values(&[reason]);
+        }
 
         for z in &catalog.zones {
             m.zone_people.with_label_values(&[&z.id]).set(0);

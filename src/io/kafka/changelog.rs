@@ -32,9 +32,19 @@ pub fn read_changelog(
     topic: &str,
     partition: i32,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let (low, high) = reader
-        .fetch_watermarks(topic, partition, Duration::from_secs(30))
-        .map_err(|e| format!("changelog {topic}/{partition}: {e}"))?;
+    // Right after the topic is created, or while its leader moves, the broker
+    // may not know the partition's leader yet: ask again for a while.
+    let asked = Instant::now();
+    let (low, high) = loop {
+        match reader.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => break w,
+            Err(e) if asked.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!(error = %e, topic, partition, "changelog offsets not known yet");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(format!("changelog {topic}/{partition}: {e}")),
+        }
+    };
     let mut records = BTreeMap::new();
     if high <= low {
         return Ok(records);

@@ -30,7 +30,7 @@ use crate::config::{Config, ProcessingGuarantee};
 use crate::engine::{Engine, InputMessage};
 use crate::http::LiveView;
 use crate::io::demo::refresh_view;
-use crate::metrics::REWIND_TRANSACTION_FAILED;
+use crate::metrics::{REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
 use crate::model::InputTopic;
 use crate::output::Output;
 use rdkafka::client::ClientContext;
@@ -290,6 +290,9 @@ impl RunContext {
         match self.rewind(consumer) {
             Ok(n) => {
                 self.rewind_pending.store(false, Ordering::Relaxed);
+                self.health.lock().restore_failed = None;
+                self.view.metrics.set_partitions_assigned(n);
+                self.view.set_ready(true);
                 self.view.metrics.rewind(reason);
                 tracing::warn!(partitions = n, reason, "rewound to the last checkpoint");
                 true
@@ -479,9 +482,11 @@ impl ConsumerContext for RunContext {
                     self.view.set_ready(true);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "state restore failed; not processing");
+                    // Keep the partitions (nobody else would process them) and
+                    // hold; the loop retries the restore every second.
+                    tracing::error!(error = %e, "state restore failed; holding and retrying");
                     self.health.lock().restore_failed = Some(e);
-                    let _ = consumer.unassign();
+                    self.rewind_pending.store(true, Ordering::Relaxed);
                 }
             }
         }
@@ -613,8 +618,10 @@ pub fn run(
                         Err(TxnError::Fatal(e)) => anyhow::bail!(e),
                         Err(e) => tracing::warn!(error = %e, "commit still not finished"),
                     }
-                } else {
+                } else if ctx.txn.must_abort() {
                     ctx.recover(&consumer, REWIND_TRANSACTION_FAILED);
+                } else {
+                    ctx.recover(&consumer, REWIND_RESTORE_FAILED);
                 }
                 last_recover = Instant::now();
             }
