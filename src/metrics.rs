@@ -10,8 +10,8 @@ use crate::model::{Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
 use crate::output::{AlertKind, Availability, Output};
 use crate::payments::Tally;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::collections::BTreeMap;
 
@@ -44,6 +44,30 @@ pub struct Metrics {
     partitions_assigned: prometheus::IntGauge,
     restore_seconds: GaugeVec,
     last_totals: std::sync::Mutex<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
+}
+
+/// See [`Metrics::input_counters`].
+#[derive(Clone)]
+pub struct InputCounters {
+    topic: String,
+    consumed: IntCounter,
+    accepted: IntCounter,
+    duplicates: IntCounter,
+}
+
+impl InputCounters {
+    pub fn count(&self, metrics: &Metrics, d: Disposition) {
+        self.consumed.inc();
+        match d {
+            Disposition::Accepted => self.accepted.inc(),
+            Disposition::Duplicate => self.duplicates.inc(),
+            // Rare: the label lookup is fine here.
+            Disposition::Rejected(r) => metrics
+                .rejected
+                .with_label_values(&[&self.topic, r.as_str()])
+                .inc(),
+        }
+    }
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -323,18 +347,29 @@ impl Metrics {
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 
+    /// Messages consumed from `topic` so far, without rendering the exposition.
+    pub fn consumed(&self, topic: &str) -> u64 {
+        self.consumed.with_label_values(&[topic]).get()
+    }
+
     /// Counts a message by what became of it.
     pub fn count_input(&self, topic: &str, d: Disposition) {
-        self.consumed.with_label_values(&[topic]).inc();
-        match d {
-            Disposition::Accepted => self.accepted.with_label_values(&[topic]).inc(),
-            Disposition::Duplicate => self.duplicates.with_label_values(&[topic]).inc(),
-            Disposition::Rejected(r) => self.rejected.with_label_values(&[topic, r.as_str()]).inc(),
+        self.input_counters(topic).count(self, d);
+    }
+
+    /// One input topic's counters, looked up once, so counting a message on the
+    /// hot path is an atomic add rather than hashing a label.
+    pub fn input_counters(&self, topic: &str) -> InputCounters {
+        InputCounters {
+            topic: topic.to_string(),
+            consumed: self.consumed.with_label_values(&[topic]),
+            accepted: self.accepted.with_label_values(&[topic]),
+            duplicates: self.duplicates.with_label_values(&[topic]),
         }
     }
 
     /// Counts published records and alerts.
-    pub fn count_outputs(&self, outputs: &[Output], topic_name: impl Fn(&Output) -> String) {
+    pub fn count_outputs<'a>(&self, outputs: &[Output], topic_name: impl Fn(&Output) -> &'a str) {
         for o in outputs {
             self.outputs.with_label_values(&[&topic_name(o)]).inc();
             if let Output::Alert(a) = o {

@@ -172,6 +172,12 @@ impl PartitionTask {
     }
 }
 
+/// Chunk numbers are zero-padded so that key order, in which a restore reads
+/// them, is write order.
+fn ids_key(prefix: &str, seq: u64) -> String {
+    format!("{prefix}ids/{seq:020}")
+}
+
 /// The watermark's part of a checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
@@ -187,12 +193,15 @@ struct Meta {
 impl PartitionTask {
     /// Appends changelog records for everything changed since the last call.
     pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
-        let (added, forgotten) = self.dedup.take_changes();
-        for (id, ts) in added {
-            out.push(StateRecord::put(format!("{prefix}id/{id}"), &ts));
+        let ids = self.dedup.take_changes();
+        for seq in ids.expired {
+            out.push(StateRecord::delete(ids_key(prefix, seq)));
         }
-        for id in forgotten {
-            out.push(StateRecord::delete(format!("{prefix}id/{id}")));
+        for chunk in ids.added {
+            out.push(StateRecord {
+                key: ids_key(prefix, chunk.seq),
+                value: Some(chunk.ids),
+            });
         }
         match &mut self.op {
             Operator::Crowd(op) => op.checkpoint(prefix, out),
@@ -233,7 +242,17 @@ impl PartitionTask {
                         merged.report(from, wm, wall_ms);
                     }
                 }
+            } else if let Some(seq) = key.strip_prefix("ids/") {
+                let bad = |problem: String| RestoreError {
+                    key: key.to_string(),
+                    problem,
+                };
+                let seq = seq.parse().map_err(|e| bad(format!("chunk number: {e}")))?;
+                self.dedup
+                    .restore_chunk(seq, value)
+                    .map_err(|e| bad(e.to_string()))?;
             } else if let Some(id) = key.strip_prefix("id/") {
+                // One record per id, as versions before 0.2 wrote them.
                 self.dedup.restore(id, read(key, value)?);
             } else {
                 match &mut self.op {

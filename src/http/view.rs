@@ -92,7 +92,10 @@ impl LiveView {
             if let Output::Group(g) = o {
                 *self.district.write().unwrap_or_else(|e| e.into_inner()) = Some(g.clone());
             }
-            // No subscriber is not an error.
+            // No subscriber is not an error; nor worth serialising for.
+            if self.stream.receiver_count() == 0 {
+                continue;
+            }
             let _ = self.stream.send(StreamEvent {
                 event,
                 data: String::from_utf8(o.to_json()).expect("JSON is UTF-8"),

@@ -16,7 +16,7 @@ pub fn publish_local(engine: &Engine, view: &LiveView, out: &[Output]) {
         return;
     }
     view.metrics
-        .count_outputs(out, |o| engine.output_topic_name(o.topic()).to_string());
+        .count_outputs(out, |o| engine.output_topic_name(o.topic()));
     view.publish(out);
     if out.iter().any(|o| matches!(o, Output::Alert(_))) {
         for z in engine.zone_statuses() {

@@ -30,7 +30,7 @@ use crate::config::{Config, ProcessingGuarantee};
 use crate::engine::{Engine, InputMessage};
 use crate::http::LiveView;
 use crate::io::demo::refresh_view;
-use crate::metrics::{REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
+use crate::metrics::{InputCounters, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
 use crate::model::InputTopic;
 use crate::output::Output;
 use rdkafka::client::ClientContext;
@@ -57,6 +57,27 @@ fn wall_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Wall-clock milliseconds derived from a monotonic reading, so the loop reads
+/// the clock once per message instead of three times (reads showed up at 5 % of
+/// the profile). Re-based every `VIEW_EVERY` to follow clock adjustments.
+struct Clock {
+    base: Instant,
+    base_wall_ms: i64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            base_wall_ms: wall_ms(),
+        }
+    }
+
+    fn wall_ms(&self, now: Instant) -> i64 {
+        self.base_wall_ms + now.saturating_duration_since(self.base).as_millis() as i64
+    }
 }
 
 /// What a run did, for its closing log line.
@@ -508,6 +529,11 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "10000"),
     ("statistics.interval.ms", "1000"),
     ("fetch.wait.max.ms", "50"),
+    // When a partition's prefetch queue is full, librdkafka postpones its next
+    // fetch by this much (default 1 s); the loop drains a full queue in well
+    // under that and then sat idle in poll (measured: 2–5 empty 100 ms polls
+    // per second with lag outstanding).
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// Runs until `shutdown` is set, then checkpoints, commits and leaves the group.
@@ -588,6 +614,12 @@ pub fn run(
     );
 
     let ctx = consumer.context().clone();
+    let counters: Vec<(InputTopic, InputCounters)> = InputTopic::ALL
+        .iter()
+        .chain([&InputTopic::PaymentsByZone])
+        .map(|t| (*t, view.metrics.input_counters(ctx.topic_name(*t))))
+        .collect();
+    let mut clock = Clock::new();
     let mut out: Vec<Output> = Vec::new();
     let (mut last_tick, mut last_view, mut last_commit, mut last_recover) = (
         Instant::now(),
@@ -598,13 +630,15 @@ pub fn run(
     let commit_every = config.kafka.commit_interval.as_duration();
     let mut was_held = false;
     while !shutdown.load(Ordering::Relaxed) {
-        if last_view.elapsed() >= VIEW_EVERY {
+        let now = Instant::now();
+        if now.duration_since(last_view) >= VIEW_EVERY {
             // A fatal error set by a callback stops the run within this period.
             if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
                 anyhow::bail!(e);
             }
             refresh_view(&ctx.lock().engine, &view);
-            last_view = Instant::now();
+            clock = Clock::new();
+            last_view = now;
         }
         if ctx.held() {
             was_held = true;
@@ -647,7 +681,7 @@ pub fn run(
                     offset: m.offset(),
                     key: m.key(),
                     payload: m.payload().unwrap_or(&[]),
-                    wall_ms: wall_ms(),
+                    wall_ms: clock.wall_ms(received),
                 };
                 out.clear();
                 let d = s.engine.process(&msg, &mut out);
@@ -656,7 +690,9 @@ pub fn run(
                 if topic != InputTopic::PaymentsByZone {
                     s.summary.consumed += 1;
                 }
-                view.metrics.count_input(m.topic(), d);
+                if let Some((_, c)) = counters.iter().find(|(t, _)| *t == topic) {
+                    c.count(&view.metrics, d);
+                }
                 publish(&s.engine, &ctx, &view, &out)?;
                 if !out.is_empty() {
                     view.metrics
@@ -672,14 +708,14 @@ pub fn run(
             }
             None => {}
         }
-        if last_tick.elapsed() >= TICK_EVERY && !ctx.held() {
+        if now.duration_since(last_tick) >= TICK_EVERY && !ctx.held() {
             let mut s = ctx.lock();
             out.clear();
-            s.engine.tick(wall_ms(), &mut out);
+            s.engine.tick(clock.wall_ms(now), &mut out);
             publish(&s.engine, &ctx, &view, &out)?;
-            last_tick = Instant::now();
+            last_tick = now;
         }
-        if last_commit.elapsed() >= commit_every && !ctx.held() {
+        if now.duration_since(last_commit) >= commit_every && !ctx.held() {
             match ctx.commit(&consumer) {
                 Ok(Commit::Done) => view.metrics.commit("ok"),
                 Ok(Commit::Nothing) => {}

@@ -100,6 +100,12 @@ fn registered_producer(
             ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
             // Inside a transaction a record may not outlive it.
             ("message.timeout.ms", TRANSACTION_TIMEOUT_MS),
+            // A transaction begun right after the last commit gets
+            // CONCURRENT_TRANSACTIONS while the coordinator writes the previous
+            // one's markers; librdkafka retries after this backoff. Its default
+            // (100 ms) held the loop 100–200 ms per checkpoint; the Java
+            // client uses 20 ms for the same case (KAFKA-5477).
+            ("retry.backoff.ms", "20"),
         ],
     )?;
     let deadline = Instant::now() + wait;
