@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! scripts/kafka.sh start
-//! cargo run --release --example e2e_bench -- [messages (500000)] [rounds (3)] [latency rate (20000)]
+//! cargo run --release --example e2e_bench -- [messages (2000000)] [rounds (3)] [latency rate (20000)]
 //! ```
 //!
 //! 1. Fills fresh input topics with the simulator's message mix.
