@@ -242,7 +242,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let total: u64 = args.next().map_or(Ok(500_000), |a| a.parse())?;
+    let total: u64 = args.next().map_or(Ok(2_000_000), |a| a.parse())?;
     let rounds: usize = args.next().map_or(Ok(3), |a| a.parse())?;
     let offered: f64 = args.next().map_or(Ok(20_000.0), |a| a.parse())?;
     let brokers =
