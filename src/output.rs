@@ -85,6 +85,13 @@ pub enum ParkingStatus {
     Unknown,
 }
 
+impl ParkingStatus {
+    /// Open and counted: the free-space figure means something.
+    pub fn is_known(self) -> bool {
+        !matches!(self, ParkingStatus::Closed | ParkingStatus::Unknown)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OccupancyTrend {
@@ -122,11 +129,23 @@ pub struct Availability {
     pub observation_date_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<GeoPoint>,
+    /// Free spaces expected 15, 30 and 60 minutes after the observation (see
+    /// `parking::forecast`); empty while the car park is closed or unknown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecast: Vec<ForecastPoint>,
     #[serde(skip)]
     pub observed_ms: i64,
     /// Event time at which the record was published (the partition's clock).
     #[serde(skip)]
     pub emitted_ms: i64,
+}
+
+/// One point of a car park's free-space forecast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastPoint {
+    pub minutes: u32,
+    pub available_spot_number: u32,
 }
 
 /// `parking.availability` under the district's key: FIWARE `ParkingGroup`.

@@ -1,6 +1,7 @@
 //! The configuration's entities as dense indices, for lookups on the hot path.
 
 use crate::config::{Config, Detection, Thresholds};
+use crate::parking::forecast::Calendar;
 use crate::parking::OpeningHours;
 use crate::time::UtcOffset;
 use foldhash::{HashMap, HashMapExt};
@@ -41,6 +42,8 @@ pub struct MerchantInfo {
 pub struct Catalog {
     pub district_id: String,
     pub utc_offset: UtcOffset,
+    /// Weekdays and public holidays, for forecasts.
+    pub calendar: Calendar,
     pub zones: Vec<ZoneInfo>,
     pub lots: Vec<LotInfo>,
     pub categories: Vec<String>,
@@ -121,9 +124,11 @@ impl Catalog {
                 .or_insert(0) += area;
             merchants.insert(m.id.clone(), MerchantInfo { zone, category });
         }
+        let utc_offset = UtcOffset::parse(&c.district.utc_offset).expect("validated offset");
         Catalog {
             district_id: c.district.id.clone(),
-            utc_offset: UtcOffset::parse(&c.district.utc_offset).expect("validated offset"),
+            utc_offset,
+            calendar: Calendar::new(utc_offset, &c.district.holidays),
             zones,
             lots,
             categories: c.payments.categories.clone(),

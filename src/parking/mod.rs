@@ -2,6 +2,7 @@
 //! FIWARE availability records with status and trend, rate-limited with a heartbeat,
 //! and the district roll-up. Pure and deterministic: no I/O, no clock.
 
+pub mod forecast;
 mod group;
 mod hours;
 pub(crate) mod lot;

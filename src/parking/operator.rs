@@ -1,9 +1,12 @@
 //! Turns parking events into availability records.
 
+use super::forecast::{self, Now, Profile, HORIZONS_MIN};
 use super::lot::{LotState, SWEEP_EVERY_MS};
 use crate::config::{Config, Detection};
 use crate::model::{Catalog, LotIx, ParkingEvent, ParkingReading, Reject};
-use crate::output::{round3, Availability, GeoPoint, OccupancyTrend, Output, ParkingStatus};
+use crate::output::{
+    round3, Availability, ForecastPoint, GeoPoint, OccupancyTrend, Output, ParkingStatus,
+};
 use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::format_ts;
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +43,12 @@ struct LotEntry {
     published: Option<(u32, ParkingStatus)>,
     last_emit_at: i64,
     dirty: bool,
+    /// Checkpointed under its own key, and only when it learned something: it
+    /// is large next to the counts and changes about once a minute.
+    #[serde(skip)]
+    profile: Profile,
+    #[serde(skip)]
+    profile_changed: bool,
 }
 
 /// The parking operator of one input partition. Space readings are applied as they
@@ -88,6 +97,8 @@ impl ParkingOperator {
             published: None,
             last_emit_at: i64::MIN,
             dirty: true,
+            profile: Profile::default(),
+            profile_changed: false,
         });
         self.changed.insert(event.lot);
         let before = entry.state.available();
@@ -144,8 +155,12 @@ impl ParkingOperator {
         let rate_ok = now >= entry.last_emit_at.saturating_add(params.min_emit_interval);
         let heartbeat = now >= entry.last_emit_at.saturating_add(params.heartbeat);
         if (changed && rate_ok) || heartbeat {
-            sample_history(&mut entry.state, now);
-            let record = availability(catalog, ix, &entry.state, status, now);
+            if sample_history(&mut entry.state, now) && status.is_known() {
+                let used_share = 1.0 - entry.state.available() as f64 / entry.state.spaces as f64;
+                entry.profile.learn(&catalog.calendar, now, used_share);
+                entry.profile_changed = true;
+            }
+            let record = availability(catalog, ix, &entry.state, &entry.profile, status, now);
             entry.published = Some((record.available_spot_number, status));
             entry.last_emit_at = now;
             entry.dirty = false;
@@ -171,7 +186,7 @@ impl ParkingOperator {
             .map(|(ix, e)| {
                 let now = e.state.last_event_ts.max(watermark);
                 let status = status_of(catalog, params, *ix, &e.state, now);
-                availability(catalog, *ix, &e.state, status, now)
+                availability(catalog, *ix, &e.state, &e.profile, status, now)
             })
             .collect()
     }
@@ -186,6 +201,12 @@ impl ParkingOperator {
             };
             let id = &self.catalog.lots[ix as usize].id;
             out.push(StateRecord::put(format!("{prefix}lot/{id}"), &*entry));
+            if std::mem::take(&mut entry.profile_changed) {
+                out.push(StateRecord::put(
+                    format!("{prefix}profile/{id}"),
+                    &entry.profile,
+                ));
+            }
             for (slot, r) in entry.state.slots.iter_mut() {
                 if r.changed {
                     r.changed = false;
@@ -208,6 +229,15 @@ impl ParkingOperator {
             };
             self.lots.insert(ix, read(key, value)?);
             self.next_due = i64::MIN;
+        } else if let Some(lot_id) = key.strip_prefix("profile/") {
+            // `lot/` sorts before `profile/`: the car park is in already.
+            if let Some(entry) = self
+                .catalog
+                .lot(lot_id)
+                .and_then(|ix| self.lots.get_mut(&ix))
+            {
+                entry.profile = read(key, value)?;
+            }
         } else if let Some(rest) = key.strip_prefix("slot/") {
             let (lot_id, slot) = rest.split_once('/').ok_or_else(|| unknown_key(key))?;
             let Some(entry) = self
@@ -255,24 +285,62 @@ fn status_of(
     }
 }
 
-/// Builds the record, and records the occupancy sample the trend needs.
 /// Records the occupancy sample the trend compares against: about one a minute,
 /// taken only when a record is published so the trend depends on event time
-/// alone, never on who looked at the car park when.
-fn sample_history(lot: &mut LotState, now: i64) {
+/// alone, never on who looked at the car park when. True when a sample was
+/// taken (the forecast profile learns from the same samples).
+fn sample_history(lot: &mut LotState, now: i64) -> bool {
     let used = lot.spaces - lot.available();
-    if lot.history.back().is_none_or(|(t, _)| now - t >= 60_000) {
+    let taken = lot.history.back().is_none_or(|(t, _)| now - t >= 60_000);
+    if taken {
         lot.history.push_back((now, used));
     }
     while lot.history.len() > 2 && lot.history[1].0 <= now - TREND_SPAN_MS {
         lot.history.pop_front();
     }
+    taken
+}
+
+/// Arrivals minus departures per minute over the trend span, once it covers
+/// two minutes.
+fn trend_per_min(lot: &LotState, now: i64) -> Option<f64> {
+    let (t0, u0) = *lot.history.front()?;
+    let minutes = (now - t0) as f64 / 60_000.0;
+    let used = (lot.spaces - lot.available()) as f64;
+    (minutes >= 2.0).then(|| (used - u0 as f64) / minutes)
+}
+
+fn forecast(
+    catalog: &Catalog,
+    lot: &LotState,
+    profile: &Profile,
+    status: ParkingStatus,
+    now: i64,
+) -> Vec<ForecastPoint> {
+    if !status.is_known() {
+        return Vec::new();
+    }
+    let start = Now {
+        ts: now,
+        spaces: lot.spaces,
+        used: lot.spaces - lot.available(),
+        trend_per_min: trend_per_min(lot, now),
+    };
+    HORIZONS_MIN
+        .iter()
+        .map(|&minutes| ForecastPoint {
+            minutes,
+            available_spot_number: lot.spaces
+                - forecast::used_in(profile, &catalog.calendar, start, minutes),
+        })
+        .collect()
 }
 
 fn availability(
     catalog: &Catalog,
     ix: LotIx,
     lot: &LotState,
+    profile: &Profile,
     status: ParkingStatus,
     now: i64,
 ) -> Availability {
@@ -311,6 +379,7 @@ fn availability(
             }),
             _ => None,
         },
+        forecast: forecast(catalog, lot, profile, status, now),
         observed_ms: lot.last_event_ts,
         emitted_ms: now,
     }
