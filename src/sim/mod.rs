@@ -13,6 +13,7 @@ mod crowd;
 mod parking;
 mod payments;
 mod rng;
+pub mod weeks;
 
 pub use rng::Rng;
 
