@@ -4,7 +4,8 @@ mod view;
 
 pub use view::{LiveView, StreamEvent};
 
-use axum::extract::{Path, State};
+use crate::parking::recommend::Near;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub fn router(view: Arc<LiveView>) -> Router {
             "/api/v1/lots",
             get(|State(v): State<Arc<LiveView>>| async move { Json(v.lots_json()) }),
         )
+        .route("/api/v1/lots/recommend", get(recommend))
         .route("/api/v1/lots/{id}", get(lot))
         .route(
             "/api/v1/district",
@@ -103,6 +106,48 @@ async fn zone(State(v): State<Arc<LiveView>>, Path(id): Path<String>) -> Respons
         Some(z) => Json(z).into_response(),
         None => not_found(format!("unknown zone `{id}`")),
     }
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": message.into()})),
+    )
+        .into_response()
+}
+
+/// Longest `arrive_in` accepted: the forecast reaches an hour, and beyond a few
+/// hours a recommendation is a guess.
+const MAX_ARRIVE_IN_MIN: u32 = 240;
+
+/// `GET /api/v1/lots/recommend?near=<lot id | lat,lon>&arrive_in=<minutes>`.
+async fn recommend(
+    State(v): State<Arc<LiveView>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(near_text) = q.get("near") else {
+        return bad_request("`near` is required: a car park id or `lat,lon`");
+    };
+    let near = match Near::parse(near_text, |s| v.catalog.lot(s).is_some()) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    let arrive_in = match q.get("arrive_in").map(|s| s.parse::<u32>()) {
+        None => 0,
+        Some(Ok(m)) if m <= MAX_ARRIVE_IN_MIN => m,
+        Some(_) => {
+            return bad_request(format!(
+                "`arrive_in` must be whole minutes from 0 to {MAX_ARRIVE_IN_MIN}"
+            ))
+        }
+    };
+    let ranked = crate::parking::recommend::recommend(&v.candidates(), &near, arrive_in);
+    Json(json!({
+        "near": near_text,
+        "arrive_in": arrive_in,
+        "recommendations": ranked,
+    }))
+    .into_response()
 }
 
 async fn lot(State(v): State<Arc<LiveView>>, Path(id): Path<String>) -> Response {

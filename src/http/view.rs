@@ -8,6 +8,7 @@ use crate::crowd::ZoneStatus;
 use crate::metrics::Metrics;
 use crate::model::Catalog;
 use crate::output::{Availability, Output, ParkingGroup};
+use crate::parking::recommend::Candidate;
 use dashmap::DashMap;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,6 +163,21 @@ impl LiveView {
                 })
             }
         })
+    }
+
+    /// Every configured car park with its latest record, for recommendations.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.catalog
+            .lots
+            .iter()
+            .map(|l| Candidate {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                spaces: l.spaces,
+                position: l.lat.zip(l.lon),
+                latest: self.lots.get(&l.id).map(|a| a.clone()),
+            })
+            .collect()
     }
 
     pub fn lots_json(&self) -> Value {

@@ -7,6 +7,7 @@ mod group;
 mod hours;
 pub(crate) mod lot;
 mod operator;
+pub mod recommend;
 
 pub use group::DistrictRollup;
 pub use hours::OpeningHours;
