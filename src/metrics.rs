@@ -35,6 +35,7 @@ pub struct Metrics {
     duplicates: IntCounterVec,
     outputs: IntCounterVec,
     event_to_output: Histogram,
+    forecast_lead: Histogram,
     consumer_lag: IntGaugeVec,
     watermark: GaugeVec,
     delivery_errors: IntCounterVec,
@@ -214,6 +215,20 @@ impl Metrics {
                 "Records published, by output topic.",
                 &["topic"]
             ),
+            forecast_lead: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "forecast_lead_seconds",
+                        "Event time from a zone's first forecast alert to its red level alert.",
+                    )
+                    .namespace("crowdpark")
+                    .buckets(vec![0.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0]),
+                )
+                .expect("valid histogram");
+                r.register(Box::new(h.clone()))
+                    .expect("metric registered once");
+                h
+            },
             event_to_output: {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
@@ -373,6 +388,9 @@ impl Metrics {
         for o in outputs {
             self.outputs.with_label_values(&[&topic_name(o)]).inc();
             if let Output::Alert(a) = o {
+                if let Some(lead) = a.forecast_lead_s {
+                    self.forecast_lead.observe(lead as f64);
+                }
                 match a.kind {
                     AlertKind::Level => self
                         .alerts_total
@@ -475,7 +493,7 @@ impl Metrics {
     /// dashboards and alert rules against.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 26] = [
+        let collectors: [&dyn Collector; 27] = [
             &self.zone_people,
             &self.zone_density,
             &self.zone_alert_level,
@@ -494,6 +512,7 @@ impl Metrics {
             &self.duplicates,
             &self.outputs,
             &self.event_to_output,
+            &self.forecast_lead,
             &self.consumer_lag,
             &self.watermark,
             &self.delivery_errors,

@@ -55,6 +55,10 @@ pub struct CrowdAlert {
     /// Forecasts only: seconds until the trend reaches red.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub red_in_s: Option<u32>,
+    /// Red level alerts only: seconds since the first forecast alert of this
+    /// climb, the warning's lead time; absent when red came unforecast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_lead_s: Option<u32>,
     #[serde(skip)]
     pub ts_ms: i64,
 }

@@ -63,6 +63,10 @@ struct ZoneState {
     level_since: i64,
     /// A forecast alert was published and has not been cleared since.
     forecast_active: bool,
+    /// When the first forecast of the current climb towards red was published;
+    /// the red alert reports how long before it the warning came.
+    #[serde(default)]
+    forecast_since: Option<i64>,
     red_in_s: Option<u32>,
     first_ms: i64,
     updated_ms: i64,
@@ -195,6 +199,7 @@ impl CrowdOperator {
             level: Level::Green,
             level_since: p.ts,
             forecast_active: false,
+            forecast_since: None,
             red_in_s: None,
             first_ms: p.ts,
             updated_ms: p.ts,
@@ -216,29 +221,53 @@ impl CrowdOperator {
             hysteresis: params.hysteresis,
             min_dwell_ms: params.min_dwell,
         };
-        let alert =
-            |kind: AlertKind, level: Level, previous: Level, red_in_s: Option<u32>, people: u32| {
-                let tag = match kind {
-                    AlertKind::Level => level.as_str(),
-                    AlertKind::Forecast => "forecast",
-                };
-                Output::Alert(CrowdAlert {
-                    alert_id: format!("{}:{}:{}", info.id, p.ts, tag),
-                    zone: info.id.clone(),
-                    kind,
-                    level,
-                    previous,
-                    density: round3(density),
-                    people,
-                    area_m2: info.area_m2,
-                    ts: format_ts(p.ts),
-                    thresholds: info.thresholds,
-                    red_in_s,
-                    ts_ms: p.ts,
-                })
+        let alert = |kind: AlertKind,
+                     level: Level,
+                     previous: Level,
+                     red_in_s: Option<u32>,
+                     lead_s: Option<u32>,
+                     people: u32| {
+            let tag = match kind {
+                AlertKind::Level => level.as_str(),
+                AlertKind::Forecast => "forecast",
             };
+            Output::Alert(CrowdAlert {
+                alert_id: format!("{}:{}:{}", info.id, p.ts, tag),
+                zone: info.id.clone(),
+                kind,
+                level,
+                previous,
+                density: round3(density),
+                people,
+                area_m2: info.area_m2,
+                ts: format_ts(p.ts),
+                thresholds: info.thresholds,
+                red_in_s,
+                forecast_lead_s: lead_s,
+                ts_ms: p.ts,
+            })
+        };
         if let Some(next) = rules.next(z.level, z.level_since, density, p.ts) {
-            out.push(alert(AlertKind::Level, next, z.level, None, z.people));
+            let lead_s = match next {
+                Level::Red => z
+                    .forecast_since
+                    .take()
+                    .map(|since| ((p.ts - since).max(0) / 1000) as u32),
+                // Falling back ends the climb its forecast was about.
+                _ if next < z.level => {
+                    z.forecast_since = None;
+                    None
+                }
+                _ => None,
+            };
+            out.push(alert(
+                AlertKind::Level,
+                next,
+                z.level,
+                None,
+                lead_s,
+                z.people,
+            ));
             z.level = next;
             z.level_since = p.ts;
             // A new level allows a new forecast (SPEC §2).
@@ -248,21 +277,27 @@ impl CrowdOperator {
         // Right after a zone is first seen its cameras trickle in one by one and the
         // average is still catching up: a rising line there is start-up, not crowd.
         let warm = p.ts - z.first_ms >= params.trend_window.max(2 * params.half_life);
-        z.red_in_s = if warm {
+        let etas = if warm {
             red_eta_s(&z.trend, density, info.thresholds.red, z.level)
         } else {
             None
         };
+        z.red_in_s = etas.map(|e| e.0);
         let horizon_s = params.forecast_horizon as f64 / 1000.0;
+        let sure = etas.and_then(|e| e.1);
         match z.red_in_s {
-            Some(eta) if (eta as f64) <= horizon_s => {
+            Some(eta)
+                if (eta as f64) <= horizon_s && sure.is_some_and(|s| s as f64 <= horizon_s) =>
+            {
                 if !z.forecast_active {
                     z.forecast_active = true;
+                    z.forecast_since.get_or_insert(p.ts);
                     out.push(alert(
                         AlertKind::Forecast,
                         z.level,
                         z.level,
                         Some(eta),
+                        None,
                         z.people,
                     ));
                 }
@@ -270,7 +305,12 @@ impl CrowdOperator {
             // Clear only well beyond the horizon, so a forecast hovering at the
             // horizon does not repeat.
             Some(eta) if (eta as f64) <= 1.5 * horizon_s => {}
-            _ => z.forecast_active = false,
+            // At red the climb is over; anything else means the trend turned.
+            _ if z.level == Level::Red => z.forecast_active = false,
+            _ => {
+                z.forecast_active = false;
+                z.forecast_since = None;
+            }
         }
         if z.red_in_s.is_some_and(|eta| eta as f64 > horizon_s) {
             z.red_in_s = None;
@@ -373,16 +413,29 @@ impl CrowdOperator {
     }
 }
 
+/// How many standard errors below its fitted value the slope must still reach
+/// red within the horizon before a forecast alert goes out, so that a line
+/// tilted by camera noise alone does not raise one. (The samples are smoothed,
+/// hence correlated, and the textbook error understates the spread; the
+/// margin is deliberately wide. A steady climb still gets its warning 8–11
+/// minutes ahead of red in `tests/crowd_forecast.rs`.)
+const FORECAST_CONFIDENCE_SE: f64 = 2.0;
+
 /// Seconds until the fitted trend of the smoothed density reaches `red`, when the
-/// zone is below red and the density is rising.
-fn red_eta_s(trend: &Trend, density: f64, red: f64, level: Level) -> Option<u32> {
+/// zone is below red and the density is rising: (as fitted, as the slope's
+/// lower bound allows). The first is what zones report; the second decides
+/// whether an alert goes out, so noise that merely tilts the line does not.
+fn red_eta_s(trend: &Trend, density: f64, red: f64, level: Level) -> Option<(u32, Option<u32>)> {
     if level == Level::Red || density >= red {
         return None;
     }
-    let slope = trend.slope_per_s()?;
-    if slope <= 1e-9 {
-        return None;
-    }
-    let eta = (red - density) / slope;
-    (eta.is_finite() && eta < u32::MAX as f64).then(|| eta.ceil() as u32)
+    let fit = trend.fit()?;
+    let eta = |slope: f64| {
+        let eta = (red - density) / slope;
+        (slope > 1e-9 && eta.is_finite() && eta < u32::MAX as f64).then(|| eta.ceil() as u32)
+    };
+    Some((
+        eta(fit.slope)?,
+        eta(fit.slope - FORECAST_CONFIDENCE_SE * fit.slope_se),
+    ))
 }

@@ -11,6 +11,13 @@ pub struct Trend {
     samples: VecDeque<(i64, f64)>,
 }
 
+/// A fitted line: slope in units per second and its standard error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    pub slope: f64,
+    pub slope_se: f64,
+}
+
 /// Samples kept at most; beyond it the oldest go first.
 const MAX_SAMPLES: usize = 512;
 
@@ -43,22 +50,41 @@ impl Trend {
     /// Slope in units per second, once the samples span at least a third of the
     /// window; `None` before that.
     pub fn slope_per_s(&self) -> Option<f64> {
+        self.fit().map(|f| f.slope)
+    }
+
+    /// The least-squares line with its slope's standard error, once the samples
+    /// span at least a third of the window.
+    pub fn fit(&self) -> Option<Fit> {
         let (first, last) = (self.samples.front()?, self.samples.back()?);
         if self.samples.len() < 4 || last.0 - first.0 < self.window_ms / 3 {
             return None;
         }
         let n = self.samples.len() as f64;
         let t0 = first.0;
-        let (mut st, mut sv, mut stt, mut stv) = (0.0, 0.0, 0.0, 0.0);
+        let t = |ts: i64| (ts - t0) as f64 / 1000.0;
+        let mean_t = self.samples.iter().map(|s| t(s.0)).sum::<f64>() / n;
+        let mean_v = self.samples.iter().map(|s| s.1).sum::<f64>() / n;
+        let (mut sxx, mut sxy) = (0.0, 0.0);
         for &(ts, v) in &self.samples {
-            let t = (ts - t0) as f64 / 1000.0;
-            st += t;
-            sv += v;
-            stt += t * t;
-            stv += t * v;
+            let dt = t(ts) - mean_t;
+            sxx += dt * dt;
+            sxy += dt * (v - mean_v);
         }
-        let denom = n * stt - st * st;
-        (denom > 0.0).then(|| (n * stv - st * sv) / denom)
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        let residuals: f64 = self
+            .samples
+            .iter()
+            .map(|&(ts, v)| {
+                let r = v - (mean_v + slope * (t(ts) - mean_t));
+                r * r
+            })
+            .sum();
+        let slope_se = (residuals / (n - 2.0) / sxx).sqrt();
+        Some(Fit { slope, slope_se })
     }
 
     pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
@@ -79,6 +105,10 @@ mod tests {
         }
         let s = t.slope_per_s().unwrap();
         assert!((s - 0.01).abs() < 1e-9, "{s}");
+        assert!(
+            t.fit().unwrap().slope_se < 1e-9,
+            "an exact line has no error"
+        );
         // Only the window is kept.
         assert!(t.samples().next().unwrap().0 >= 190_000 - 180_000);
     }
