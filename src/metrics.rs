@@ -8,6 +8,7 @@ use crate::crowd::ZoneStatus;
 use crate::engine::Disposition;
 use crate::model::{Catalog, CategoryIx, InputTopic, RejectReason, ZoneIx};
 use crate::output::{AlertKind, Availability, Output};
+use crate::parking::LotAnalytics;
 use crate::payments::Tally;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
@@ -23,6 +24,13 @@ pub struct Metrics {
     lot_spaces: IntGaugeVec,
     lot_spaces_available: IntGaugeVec,
     lot_occupancy_ratio: GaugeVec,
+    lot_sessions: IntCounterVec,
+    lot_stays: IntCounterVec,
+    lot_stay_seconds: IntCounterVec,
+    lot_occupied_space_seconds: IntCounterVec,
+    lot_capacity_space_seconds: IntCounterVec,
+    lot_revenue_fen: IntCounterVec,
+    last_lot: std::sync::Mutex<BTreeMap<String, (LotAnalytics, i64)>>,
     payments_total: IntCounterVec,
     payments_amount_fen_total: IntCounterVec,
     refunds_total: IntCounterVec,
@@ -138,6 +146,49 @@ impl Metrics {
                 "Share of spaces not known to be free, 0 to 1.",
                 &["lot"]
             ),
+            lot_sessions: register!(
+                r,
+                IntCounterVec,
+                "lot_sessions_total",
+                "Arrivals: a space turning taken, or cars through an entry gate (turnover = increase / spaces / days).",
+                &["lot"]
+            ),
+            lot_stays: register!(
+                r,
+                IntCounterVec,
+                "lot_stays_total",
+                "Departures whose arrival a space sensor saw, so whose stay is known.",
+                &["lot"]
+            ),
+            lot_stay_seconds: register!(
+                r,
+                IntCounterVec,
+                "lot_stay_seconds_total",
+                "Sum of the measured stays (average stay = increase / increase of lot_stays_total).",
+                &["lot"]
+            ),
+            lot_occupied_space_seconds: register!(
+                r,
+                IntCounterVec,
+                "lot_occupied_space_seconds_total",
+                "Event-time integral of spaces in use.",
+                &["lot"]
+            ),
+            lot_capacity_space_seconds: register!(
+                r,
+                IntCounterVec,
+                "lot_capacity_space_seconds_total",
+                "Event-time integral of spaces (parking index = occupied / capacity).",
+                &["lot"]
+            ),
+            lot_revenue_fen: register!(
+                r,
+                IntCounterVec,
+                "lot_revenue_fen_total",
+                "Net parking revenue in fen from payments that name the car park (refunds subtracted).",
+                &["lot"]
+            ),
+            last_lot: std::sync::Mutex::new(BTreeMap::new()),
             payments_total: register!(
                 r,
                 IntCounterVec,
@@ -341,6 +392,7 @@ impl Metrics {
             m.lot_spaces
                 .with_label_values(&[&l.id])
                 .set(l.spaces as i64);
+            m.set_lot_analytics(&l.id, &LotAnalytics::default(), Some(0));
         }
         for (_, name) in topic_names {
             m.consumed.with_label_values(&[name]);
@@ -414,6 +466,42 @@ impl Metrics {
         self.zone_alert_level
             .with_label_values(&[&z.id])
             .set(z.level.as_number());
+    }
+
+    /// Moves the car park's analytics counters up to the running totals in
+    /// `a` and `revenue_fen` (a total that went down, as when a partition
+    /// moved to another instance, adds nothing).
+    pub fn set_lot_analytics(&self, id: &str, a: &LotAnalytics, revenue_fen: Option<i64>) {
+        let mut last = self.last_lot.lock().unwrap_or_else(|e| e.into_inner());
+        let (before, before_rev) = last.get(id).copied().unwrap_or_default();
+        let up = |now: i64, then: i64| (now - then).max(0) as u64;
+        let l = [id];
+        self.lot_sessions
+            .with_label_values(&l)
+            .inc_by(up(a.sessions as i64, before.sessions as i64));
+        self.lot_stays
+            .with_label_values(&l)
+            .inc_by(up(a.stays as i64, before.stays as i64));
+        self.lot_stay_seconds
+            .with_label_values(&l)
+            .inc_by(up(a.stay_ms / 1000, before.stay_ms / 1000));
+        self.lot_occupied_space_seconds
+            .with_label_values(&l)
+            .inc_by(up(
+                a.occupied_space_ms / 1000,
+                before.occupied_space_ms / 1000,
+            ));
+        self.lot_capacity_space_seconds
+            .with_label_values(&l)
+            .inc_by(up(
+                a.capacity_space_ms / 1000,
+                before.capacity_space_ms / 1000,
+            ));
+        let revenue = revenue_fen.unwrap_or(before_rev);
+        self.lot_revenue_fen
+            .with_label_values(&l)
+            .inc_by(up(revenue, before_rev));
+        last.insert(id.to_string(), (*a, revenue));
     }
 
     pub fn set_lot(&self, a: &Availability) {
@@ -493,13 +581,19 @@ impl Metrics {
     /// dashboards and alert rules against.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 27] = [
+        let collectors: [&dyn Collector; 33] = [
             &self.zone_people,
             &self.zone_density,
             &self.zone_alert_level,
             &self.lot_spaces,
             &self.lot_spaces_available,
             &self.lot_occupancy_ratio,
+            &self.lot_sessions,
+            &self.lot_stays,
+            &self.lot_stay_seconds,
+            &self.lot_occupied_space_seconds,
+            &self.lot_capacity_space_seconds,
+            &self.lot_revenue_fen,
             &self.payments_total,
             &self.payments_amount_fen_total,
             &self.refunds_total,

@@ -137,6 +137,9 @@ pub struct Availability {
     /// `parking::forecast`); empty while the car park is closed or unknown.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forecast: Vec<ForecastPoint>,
+    /// Not in the FIWARE record: the HTTP API and the metrics show it.
+    #[serde(skip)]
+    pub analytics: crate::parking::LotAnalytics,
     #[serde(skip)]
     pub observed_ms: i64,
     /// Event time at which the record was published (the partition's clock).
@@ -250,6 +253,8 @@ pub struct ForwardRecord {
     pub category: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
     pub upstream: i32,
     pub wm: i64,
     #[serde(skip)]

@@ -10,7 +10,9 @@ mod partition;
 
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
-use crate::model::{decode, Catalog, CategoryIx, Decoded, Event, InputTopic, RejectReason, ZoneIx};
+use crate::model::{
+    decode, Catalog, CategoryIx, Decoded, Event, InputTopic, LotIx, RejectReason, ZoneIx,
+};
 use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
@@ -390,6 +392,20 @@ impl Engine {
         for task in self.tasks.values() {
             if let Operator::Payments(op) = &task.op {
                 for (k, t) in op.totals() {
+                    totals.entry(*k).or_default().absorb(t);
+                }
+            }
+        }
+        totals
+    }
+
+    /// Revenue per car park from the payments that name one, summed over this
+    /// instance's partitions.
+    pub fn lot_revenue(&self) -> BTreeMap<LotIx, Tally> {
+        let mut totals: BTreeMap<LotIx, Tally> = BTreeMap::new();
+        for task in self.tasks.values() {
+            if let Operator::Payments(op) = &task.op {
+                for (k, t) in op.lot_totals() {
                     totals.entry(*k).or_default().absorb(t);
                 }
             }

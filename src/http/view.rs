@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::model::Catalog;
 use crate::output::{Availability, Output, ParkingGroup};
 use crate::parking::recommend::Candidate;
+use crate::parking::LotAnalytics;
 use dashmap::DashMap;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,8 @@ pub struct LiveView {
     pub metrics: Arc<Metrics>,
     zones: DashMap<String, ZoneStatus>,
     lots: DashMap<String, Availability>,
+    /// Net parking revenue in fen per car park, from payments naming it.
+    lot_revenue: DashMap<String, i64>,
     district: RwLock<Option<ParkingGroup>>,
     stream: broadcast::Sender<StreamEvent>,
     ready: AtomicBool,
@@ -41,6 +44,7 @@ impl LiveView {
             metrics,
             zones: DashMap::new(),
             lots: DashMap::new(),
+            lot_revenue: DashMap::new(),
             district: RwLock::new(None),
             stream: broadcast::channel(4096).0,
             ready: AtomicBool::new(false),
@@ -109,8 +113,14 @@ impl LiveView {
         self.zones.insert(z.id.clone(), z);
     }
 
+    pub fn update_lot_revenue(&self, id: &str, net_fen: i64) {
+        self.lot_revenue.insert(id.to_string(), net_fen);
+    }
+
     pub fn update_lot(&self, a: Availability) {
         self.metrics.set_lot(&a);
+        let revenue = self.lot_revenue.get(&a.id).map(|r| *r);
+        self.metrics.set_lot_analytics(&a.id, &a.analytics, revenue);
         self.lots.insert(a.id.clone(), a);
     }
 
@@ -150,16 +160,22 @@ impl LiveView {
     /// record says nothing is known.
     pub fn lot_json(&self, id: &str) -> Option<Value> {
         let ix = self.catalog.lot(id)?;
+        let info = &self.catalog.lots[ix as usize];
+        let revenue = self.lot_revenue.get(id).map(|r| *r);
         Some(match self.lots.get(id) {
-            Some(a) => serde_json::to_value(&*a).expect("serialisable"),
+            Some(a) => {
+                let mut v = serde_json::to_value(&*a).expect("serialisable");
+                v["analytics"] = analytics_json(&a.analytics, info.spaces, revenue);
+                v
+            }
             None => {
-                let info = &self.catalog.lots[ix as usize];
                 json!({
                     "id": info.id, "type": "OffStreetParking", "name": info.name,
                     "totalSpotNumber": info.spaces, "availableSpotNumber": null,
                     "occupiedSpotNumber": null, "unknownSpotNumber": info.spaces,
                     "occupancy": null, "status": null, "occupancyTrend": null,
                     "observationDateTime": null,
+                    "analytics": analytics_json(&Default::default(), info.spaces, revenue),
                 })
             }
         })
@@ -198,4 +214,21 @@ impl LiveView {
             }
         }
     }
+}
+
+/// A car park's analytics since it was first heard of (SPEC issue 7: turnover,
+/// average stay, parking index, revenue per space). Windows of any length come
+/// from the `crowdpark_lot_*_total` counters.
+fn analytics_json(a: &LotAnalytics, spaces: u32, revenue_fen: Option<i64>) -> Value {
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    json!({
+        "observedHours": round(a.capacity_space_ms as f64 / spaces.max(1) as f64 / 3_600_000.0),
+        "sessions": a.sessions,
+        "turnoverPerSpacePerDay": a.turnover_per_day(spaces).map(round),
+        "averageStayMinutes": a.average_stay_ms().map(|ms| round(ms as f64 / 60_000.0)),
+        "measuredStays": a.stays,
+        "parkingIndex": a.parking_index().map(round),
+        "revenueFen": revenue_fen,
+        "revenuePerSpace": revenue_fen.map(|r| crate::model::format_fen(r / spaces.max(1) as i64)),
+    })
 }

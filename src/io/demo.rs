@@ -56,6 +56,12 @@ pub fn refresh_view(engine: &Engine, view: &LiveView) {
     for z in engine.zone_statuses() {
         view.update_zone(z);
     }
+    for (lot, t) in engine.lot_revenue() {
+        view.update_lot_revenue(
+            &engine.catalog().lots[lot as usize].id,
+            t.sales_fen - t.refund_fen,
+        );
+    }
     for a in engine.lot_snapshots() {
         view.update_lot(a);
     }

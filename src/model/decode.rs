@@ -1,6 +1,6 @@
 //! Payload bytes → [`Decoded`] event, or a classified [`Reject`].
 
-use super::catalog::{Catalog, CategoryIx, ZoneIx};
+use super::catalog::{Catalog, CategoryIx, LotIx, ZoneIx};
 use super::event::*;
 use super::fields::{self, id, optional_id, required, string};
 use super::reject::{Reject, RejectReason};
@@ -141,6 +141,19 @@ fn known_zone(catalog: &Catalog, id: &str) -> Result<ZoneIx, Reject> {
         .ok_or_else(|| Reject::unknown(format!("zone `{id}` is not configured")))
 }
 
+fn known_lot(catalog: &Catalog, id: &str) -> Result<LotIx, Reject> {
+    catalog
+        .lot(id)
+        .ok_or_else(|| Reject::unknown(format!("car park `{id}` is not configured")))
+}
+
+/// A payment's optional `lot`: it must name a configured car park.
+fn optional_lot(catalog: &Catalog, raw: Option<&RawValue>) -> Result<Option<LotIx>, Reject> {
+    optional_id("lot", raw)?
+        .map(|l| known_lot(catalog, &l))
+        .transpose()
+}
+
 fn known_category(catalog: &Catalog, id: &str) -> Result<CategoryIx, Reject> {
     catalog
         .category(id)
@@ -187,9 +200,7 @@ fn decode_parking<'a>(
     catalog: &Catalog,
 ) -> Result<Decoded<'a>, Reject> {
     let lot_id = id("lot", raw.lot)?;
-    let lot = catalog
-        .lot(&lot_id)
-        .ok_or_else(|| Reject::unknown(format!("car park `{lot_id}` is not configured")))?;
+    let lot = known_lot(catalog, &lot_id)?;
     let detection = catalog.lots[lot as usize].detection;
     let reading = match (raw.slot.is_some() || raw.state.is_some(), raw.gate) {
         (true, Some(_)) => {
@@ -293,6 +304,7 @@ fn decode_payment<'a>(
             ))
         })?,
     };
+    let lot = optional_lot(catalog, raw.lot)?;
     Ok(Decoded {
         ts,
         dedup_id: Some(txn_id),
@@ -300,6 +312,7 @@ fn decode_payment<'a>(
             zone,
             category,
             amount_fen,
+            lot,
         }),
         upstream: None,
     })
@@ -339,6 +352,7 @@ fn decode_forwarded<'a>(
                 "field `amount_fen` is {amount}, not a whole number of fen in range"
             ))
         })?;
+    let lot = optional_lot(catalog, raw.lot)?;
     Ok(Decoded {
         ts,
         dedup_id: Some(txn_id),
@@ -346,6 +360,7 @@ fn decode_forwarded<'a>(
             zone,
             category,
             amount_fen,
+            lot,
         }),
         upstream,
     })

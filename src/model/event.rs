@@ -37,6 +37,8 @@ pub struct Payment {
     pub category: CategoryIx,
     /// Negative for a refund.
     pub amount_fen: i64,
+    /// The car park a parking payment paid for, when the message names one.
+    pub lot: Option<LotIx>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

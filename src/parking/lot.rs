@@ -5,10 +5,14 @@ use crate::model::Reject;
 use foldhash::{HashMap, HashMapExt};
 use std::collections::VecDeque;
 
-/// One space's last sensor reading. 16 bytes: the map entry, not this, dominates.
+/// One space's last sensor reading. 24 bytes: the map entry, not this, dominates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlotReading {
     pub ts: i64,
+    /// When the space last changed between free and taken: a departure's stay
+    /// is measured from it (a sensor's heartbeat repeats `ts`, not this).
+    #[serde(default = "unseen_arrival")]
+    pub since: i64,
     pub occupied: bool,
     /// False once the sensor has been silent longer than `slot_ttl`.
     pub fresh: bool,
@@ -33,6 +37,51 @@ pub struct LotState {
     pub last_sweep_ts: i64,
     /// `(ts, spaces not free)`, about one a minute, for the trend.
     pub history: VecDeque<(i64, u32)>,
+    #[serde(default)]
+    pub analytics: LotAnalytics,
+}
+
+/// Running totals since the car park was first heard of, in event time, from
+/// which turnover, average stay and the parking index follow for any window
+/// (as differences: Prometheus' `increase()` does that from the counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LotAnalytics {
+    /// Arrivals: a space turning taken, or cars through an entry gate.
+    pub sessions: u64,
+    /// Departures measured by a space sensor, and their stays.
+    pub stays: u64,
+    pub stay_ms: i64,
+    /// ∫ spaces in use dt and ∫ spaces dt, in space-milliseconds.
+    pub occupied_space_ms: i64,
+    pub capacity_space_ms: i64,
+    /// Event time the integrals reach.
+    pub integrated_to: Option<i64>,
+}
+
+impl LotAnalytics {
+    /// Average stay of the departures measured so far.
+    pub fn average_stay_ms(&self) -> Option<i64> {
+        (self.stays > 0).then(|| self.stay_ms / self.stays as i64)
+    }
+
+    /// Occupied space-hours over capacity space-hours.
+    pub fn parking_index(&self) -> Option<f64> {
+        (self.capacity_space_ms > 0)
+            .then(|| self.occupied_space_ms as f64 / self.capacity_space_ms as f64)
+    }
+
+    /// Sessions per space per day over the time observed.
+    pub fn turnover_per_day(&self, spaces: u32) -> Option<f64> {
+        let days = self.capacity_space_ms as f64 / spaces.max(1) as f64 / 86_400_000.0;
+        (days > 0.0).then(|| self.sessions as f64 / spaces.max(1) as f64 / days)
+    }
+}
+
+/// `since` of a space first heard taken: when its car came is not known.
+const UNSEEN_ARRIVAL: i64 = i64::MIN;
+
+fn unseen_arrival() -> i64 {
+    UNSEEN_ARRIVAL
 }
 
 /// How often silent sensors are looked for, in event time: a full pass over a car
@@ -50,6 +99,24 @@ impl LotState {
             last_event_ts: i64::MIN,
             last_sweep_ts: i64::MIN,
             history: VecDeque::new(),
+            analytics: LotAnalytics::default(),
+        }
+    }
+
+    /// Extends the occupancy integrals to `ts` with the counts as they were
+    /// before it; only forwards in event time, so a late reading is not
+    /// integrated twice.
+    fn integrate_to(&mut self, ts: i64) {
+        let used = (self.spaces - self.available()) as i64;
+        let a = &mut self.analytics;
+        match a.integrated_to {
+            Some(t) if ts > t => {
+                a.occupied_space_ms += used * (ts - t);
+                a.capacity_space_ms += self.spaces as i64 * (ts - t);
+                a.integrated_to = Some(ts);
+            }
+            Some(_) => {}
+            None => a.integrated_to = Some(ts),
         }
     }
 
@@ -65,22 +132,37 @@ impl LotState {
         ttl: i64,
     ) -> Result<(), Reject> {
         let fresh = ts + ttl > now;
-        let reading = SlotReading {
+        let mut reading = SlotReading {
             ts,
+            since: ts,
             occupied,
             fresh,
             changed: true,
         };
+        self.integrate_to(ts);
         match self.slots.get_mut(slot) {
             Some(old) => {
                 if old.ts > ts {
                     return Ok(());
                 }
                 let before = *old;
+                if before.occupied == occupied {
+                    reading.since = before.since;
+                } else if occupied {
+                    self.analytics.sessions += 1;
+                } else if before.since != UNSEEN_ARRIVAL {
+                    self.analytics.stays += 1;
+                    self.analytics.stay_ms += ts - before.since;
+                }
                 *old = reading;
                 self.uncount(before);
             }
             None => {
+                // A space first heard taken: its car's arrival was not seen, so
+                // it counts as neither a session nor, later, a measured stay.
+                if occupied {
+                    reading.since = UNSEEN_ARRIVAL;
+                }
                 if self.slots.len() >= self.spaces as usize {
                     return Err(Reject::range(format!(
                         "car park `{lot_id}` has {} spaces, and space `{slot}` would be one more distinct space than that",
@@ -97,6 +179,10 @@ impl LotState {
 
     /// Applies `count` cars through a gate.
     pub fn gate(&mut self, entry: bool, count: u32, ts: i64) {
+        self.integrate_to(ts);
+        if entry {
+            self.analytics.sessions += count as u64;
+        }
         self.occupied = if entry {
             (self.occupied + count).min(self.spaces)
         } else {
@@ -212,6 +298,27 @@ mod tests {
         );
         assert!(l.sweep(1_010, 1_000));
         assert_eq!((l.available(), l.occupied, l.unknown()), (1, 0, 2));
+    }
+
+    #[test]
+    fn analytics_count_sessions_stays_and_space_hours() {
+        let mut l = LotState::new(2, Detection::SingleSpace);
+        let h = 3_600_000;
+        l.space("p", "a", true, 0, 0, 10 * h).unwrap(); // arrival not seen
+        l.space("p", "b", false, 0, 0, 10 * h).unwrap();
+        l.space("p", "b", true, h, h, 10 * h).unwrap(); // arrives at 1 h
+        l.space("p", "b", true, 2 * h, 2 * h, 10 * h).unwrap(); // heartbeat
+        l.space("p", "b", false, 3 * h, 3 * h, 10 * h).unwrap(); // leaves at 3 h
+        l.space("p", "a", false, 4 * h, 4 * h, 10 * h).unwrap();
+        let a = l.analytics;
+        assert_eq!(a.sessions, 1);
+        assert_eq!((a.stays, a.average_stay_ms()), (1, Some(2 * h)));
+        // In use: a for 0–4 h, b for 1–3 h: 6 space-hours of 8.
+        assert_eq!(a.occupied_space_ms, 6 * h);
+        assert_eq!(a.capacity_space_ms, 8 * h);
+        assert_eq!(a.parking_index(), Some(0.75));
+        // One session on 2 spaces over 4 hours: 3 per space per day.
+        assert!((a.turnover_per_day(2).unwrap() - 3.0).abs() < 1e-9);
     }
 
     #[test]

@@ -11,5 +11,5 @@ pub mod recommend;
 
 pub use group::DistrictRollup;
 pub use hours::OpeningHours;
-pub use lot::LotState;
+pub use lot::{LotAnalytics, LotState};
 pub use operator::{ParkingOperator, ParkingParams};

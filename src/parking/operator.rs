@@ -380,6 +380,7 @@ fn availability(
             _ => None,
         },
         forecast: forecast(catalog, lot, profile, status, now),
+        analytics: lot.analytics,
         observed_ms: lot.last_event_ts,
         emitted_ms: now,
     }

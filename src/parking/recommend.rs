@@ -205,6 +205,7 @@ mod tests {
                     available_spot_number: n,
                 })
                 .collect(),
+            analytics: Default::default(),
             observed_ms: 0,
             emitted_ms: 0,
         }

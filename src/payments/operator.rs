@@ -2,7 +2,7 @@
 
 use super::Tally;
 use crate::config::Config;
-use crate::model::{Catalog, CategoryIx, Payment, ZoneIx};
+use crate::model::{Catalog, CategoryIx, LotIx, Payment, ZoneIx};
 use crate::output::{Output, PaymentStats};
 use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::{format_ts, WindowSpec, WindowStore};
@@ -41,6 +41,8 @@ pub struct PaymentsOperator {
     windows: WindowStore<ZoneIx, ZoneWindow>,
     /// Running totals since start, for the `crowdpark_payments_*` counters.
     totals: BTreeMap<(ZoneIx, CategoryIx), Tally>,
+    /// Running totals of payments that name a car park.
+    lot_totals: BTreeMap<LotIx, Tally>,
     changed_windows: BTreeSet<i64>,
     closed_windows: BTreeSet<i64>,
     totals_changed: bool,
@@ -52,6 +54,7 @@ impl PaymentsOperator {
             catalog,
             windows: WindowStore::new(params.window, params.lateness),
             totals: BTreeMap::new(),
+            lot_totals: BTreeMap::new(),
             changed_windows: BTreeSet::new(),
             closed_windows: BTreeSet::new(),
             totals_changed: false,
@@ -77,6 +80,9 @@ impl PaymentsOperator {
             .entry((p.zone, p.category))
             .or_default()
             .add(p.amount_fen);
+        if let Some(lot) = p.lot {
+            self.lot_totals.entry(lot).or_default().add(p.amount_fen);
+        }
     }
 
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
@@ -143,6 +149,14 @@ impl PaymentsOperator {
                 .map(|((z, k), t)| (zone_id(*z), cat_id(*k), *t))
                 .collect();
             out.push(StateRecord::put(format!("{prefix}totals"), &named));
+            if !self.lot_totals.is_empty() {
+                let by_lot: Vec<(&str, Tally)> = self
+                    .lot_totals
+                    .iter()
+                    .map(|(l, t)| (self.catalog.lots[*l as usize].id.as_str(), *t))
+                    .collect();
+                out.push(StateRecord::put(format!("{prefix}lot-totals"), &by_lot));
+            }
         }
     }
 
@@ -177,6 +191,12 @@ impl PaymentsOperator {
                 .into_iter()
                 .filter_map(|(z, k, t)| Some(((catalog.zone(&z)?, catalog.category(&k)?), t)))
                 .collect();
+        } else if key == "lot-totals" {
+            let named: Vec<(String, Tally)> = read(key, value)?;
+            self.lot_totals = named
+                .into_iter()
+                .filter_map(|(l, t)| Some((catalog.lot(&l)?, t)))
+                .collect();
         } else {
             return Err(unknown_key(key));
         }
@@ -186,6 +206,11 @@ impl PaymentsOperator {
     /// Running totals per zone and category.
     pub fn totals(&self) -> &BTreeMap<(ZoneIx, CategoryIx), Tally> {
         &self.totals
+    }
+
+    /// Running totals per car park, of the payments that name one.
+    pub fn lot_totals(&self) -> &BTreeMap<LotIx, Tally> {
+        &self.lot_totals
     }
 }
 

@@ -10,6 +10,8 @@ pub struct PaymentsSim {
     by_zone: Vec<Vec<(String, String)>>,
     currency: String,
     seq: u64,
+    lots: Vec<String>,
+    zones: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -20,7 +22,21 @@ struct PaymentMsg<'a> {
     amount: String,
     currency: &'a str,
     channel: &'static str,
+    /// Parking fees: paid at a car park's exit, to the district's parking
+    /// operator, naming the car park.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lot: Option<&'a str>,
 }
+
+/// The merchant parking fees are paid to; not a shop, so it has no selling
+/// area and each payment names its zone and category itself.
+const PARKING_OPERATOR: &str = "hubin-parking-operator";
+/// Parking fees per second across the district (about one every 15 s).
+const PARKING_FEES_PER_S: f64 = 1.0 / 15.0;
 
 /// Typical ticket range in fen per category.
 fn ticket_range(category: &str) -> (u64, u64) {
@@ -49,6 +65,8 @@ impl PaymentsSim {
             by_zone,
             currency: catalog.currency.clone(),
             seq: 0,
+            lots: catalog.lots.iter().map(|l| l.id.clone()).collect(),
+            zones: catalog.zones.iter().map(|z| z.id.clone()).collect(),
         }
     }
 
@@ -91,6 +109,9 @@ impl PaymentsSim {
                     amount: format_fen(fen),
                     currency: &self.currency,
                     channel,
+                    zone: None,
+                    category: None,
+                    lot: None,
                 };
                 out.push((
                     InputTopic::Payments,
@@ -99,6 +120,35 @@ impl PaymentsSim {
                     serde_json::to_vec(&msg).expect("plain struct"),
                 ));
             }
+        }
+        if self.lots.is_empty() || self.zones.is_empty() {
+            return;
+        }
+        let seconds = (t1 - t0) as f64 / 1000.0;
+        for _ in 0..rng.poisson(PARKING_FEES_PER_S * seconds * intensity) {
+            self.seq += 1;
+            let (lo, hi) = ticket_range("parking");
+            let fen = (rng.range(lo, hi) as i64 / 100) * 100;
+            let lot = rng.pick(&self.lots);
+            let zone = rng.pick(&self.zones);
+            let ts = rng.range(t0 as u64, t1 as u64) as i64;
+            let msg = PaymentMsg {
+                txn_id: format!("pk-{}-{:08}", t0 / 86_400_000, self.seq),
+                ts,
+                merchant: PARKING_OPERATOR,
+                amount: format_fen(fen),
+                currency: &self.currency,
+                channel: "etc",
+                zone: Some(zone),
+                category: Some("parking"),
+                lot: Some(lot),
+            };
+            out.push((
+                InputTopic::Payments,
+                PARKING_OPERATOR.to_string(),
+                ts,
+                serde_json::to_vec(&msg).expect("plain struct"),
+            ));
         }
     }
 }
