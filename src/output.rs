@@ -76,6 +76,8 @@ pub struct DensityRecord {
     pub density_max: f64,
     /// The highest level the zone was at during the window.
     pub level: Level,
+    #[serde(skip)]
+    pub window_ms: (i64, i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -199,6 +201,10 @@ pub struct PaymentStats {
     #[serde(flatten)]
     pub figures: PaymentFigures,
     pub by_category: BTreeMap<String, PaymentFigures>,
+    #[serde(skip)]
+    pub window_ms: (i64, i64),
+    #[serde(skip)]
+    pub tally: crate::payments::Tally,
 }
 
 /// `crowdpark.deadletter`: a rejected input and why.
@@ -271,6 +277,52 @@ pub enum Output {
     Payments(PaymentStats),
     DeadLetter(DeadLetter),
     Forward(Forwarded),
+    /// District KPIs for a closed window, on `crowd.density` or `payments.stats`.
+    District(DistrictRecord),
+}
+
+/// Which window a district record sums up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistrictScope {
+    Crowd,
+    Payments,
+}
+
+/// The district roll-up of one closed window (issue 7): on `crowd.density`
+/// with the crowd's figures, on `payments.stats` with the sales', both keyed by
+/// the district id. Each instance sums the partitions it owns (as the parking
+/// roll-up does); with one instance that is the whole district.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DistrictRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub district: String,
+    pub scope: DistrictScope,
+    pub window_start: String,
+    pub window_end: String,
+    /// Crowd: mean people summed over zones, and zones by their highest level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub people: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zones_by_level: Option<BTreeMap<&'static str, u32>>,
+    /// Free spaces across the district's car parks when the window closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_spot_number: Option<u32>,
+    /// Payments: district sales, per m² of selling area, and per visitor
+    /// counted entering through counting lines in the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sales_per_m2: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions_per_visitor: Option<f64>,
+    #[serde(skip)]
+    pub window_ms: (i64, i64),
 }
 
 impl Output {
@@ -282,6 +334,10 @@ impl Output {
             Output::Payments(_) => OutputTopic::PaymentsStats,
             Output::DeadLetter(_) => OutputTopic::DeadLetter,
             Output::Forward(_) => OutputTopic::PaymentsByZone,
+            Output::District(d) => match d.scope {
+                DistrictScope::Crowd => OutputTopic::CrowdDensity,
+                DistrictScope::Payments => OutputTopic::PaymentsStats,
+            },
         }
     }
 
@@ -295,6 +351,7 @@ impl Output {
             Output::Payments(p) => &p.zone,
             Output::DeadLetter(d) => d.key.as_deref().unwrap_or(&d.topic),
             Output::Forward(f) => &f.key,
+            Output::District(d) => &d.district,
         }
     }
 
@@ -315,6 +372,7 @@ impl Output {
             Output::Payments(p) => serde_json::to_vec(p),
             Output::DeadLetter(d) => serde_json::to_vec(d),
             Output::Forward(f) => serde_json::to_vec(&f.record),
+            Output::District(d) => serde_json::to_vec(d),
         };
         r.expect("output records contain only serialisable fields")
     }

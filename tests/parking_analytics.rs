@@ -1,7 +1,7 @@
 //! Parking analytics from an hour and a half of the simulated afternoon:
 //! turnover, average stay (space sensors only), parking index and revenue per
 //! space (parking fees that name their car park), in `/api/v1/lots/{id}` and as
-//! `crowdpark_lot_*_total` counters.
+//! `crowdpark_lot_*_total` counters; and the district KPIs in `/api/v1/district`.
 
 use crowdpark::config::{load_str, Detection, DEFAULT_CONFIG};
 use crowdpark::engine::{Engine, InputMessage};
@@ -33,8 +33,18 @@ fn analytics_per_car_park_from_the_simulated_afternoon() {
             },
             &mut out,
         );
+        crowdpark::io::publish_local(&engine, &view, &out);
     }
     crowdpark::io::demo::refresh_view(&engine, &view);
+
+    // `/api/v1/district`: the parking roll-up with the latest district KPIs.
+    let district = view.district_json();
+    assert_eq!(district["type"], "ParkingGroup");
+    assert_eq!(district["crowd"]["scope"], "crowd", "{district}");
+    assert!(district["crowd"]["people"].as_f64().unwrap() > 0.0);
+    assert!(district["crowd"]["zones_by_level"]["green"].is_u64());
+    assert_eq!(district["payments"]["scope"], "payments", "{district}");
+    assert!(district["payments"]["transactions"].as_u64().unwrap() > 0);
 
     let mut revenue_total = 0;
     for lot in &config.lots {

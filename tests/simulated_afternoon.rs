@@ -133,3 +133,80 @@ fn bad_and_duplicate_messages_are_classified_as_the_simulator_meant() {
         );
     }
 }
+
+/// The district KPI records sum their window's zone records exactly, each
+/// window once, and relate sales to the visitors counted entering.
+#[test]
+fn district_records_sum_each_closed_window() {
+    use crowdpark::output::DistrictScope;
+    use std::collections::BTreeMap;
+    let (out, _) = run(40, SimOptions::default());
+    let mut zone_people: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+    let mut zone_sales: BTreeMap<i64, u32> = BTreeMap::new();
+    for o in &out {
+        match o {
+            Output::Density(d) => {
+                let e = zone_people.entry(d.window_ms.0).or_default();
+                e.0 += d.people_avg;
+                e.1 += 1;
+            }
+            Output::Payments(p) => {
+                *zone_sales.entry(p.window_ms.0).or_default() += p.figures.transactions
+            }
+            _ => {}
+        }
+    }
+    let districts: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::District(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let crowd: Vec<_> = districts
+        .iter()
+        .filter(|d| d.scope == DistrictScope::Crowd)
+        .collect();
+    let payments: Vec<_> = districts
+        .iter()
+        .filter(|d| d.scope == DistrictScope::Payments)
+        .collect();
+    assert!(crowd.len() >= 30, "{} crowd district records", crowd.len());
+    assert!(
+        payments.len() >= 6,
+        "{} payments district records",
+        payments.len()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &crowd {
+        assert!(
+            seen.insert(("crowd", d.window_ms.0)),
+            "one record per window"
+        );
+        let (people, zones) = zone_people[&d.window_ms.0];
+        assert!((d.people.unwrap() - people).abs() < 0.11, "{d:?}");
+        let levels = d.zones_by_level.as_ref().unwrap();
+        assert_eq!(levels.values().sum::<u32>(), zones, "{d:?}");
+        assert!(d.available_spot_number.is_some_and(|n| n <= 2413));
+    }
+    assert!(
+        crowd
+            .iter()
+            .any(|d| d.zones_by_level.as_ref().unwrap()["red"] > 0),
+        "the afternoon's red shows in the district"
+    );
+    for d in &payments {
+        assert!(
+            seen.insert(("payments", d.window_ms.0)),
+            "one record per window"
+        );
+        assert_eq!(d.transactions, Some(zone_sales[&d.window_ms.0]), "{d:?}");
+        assert!(d.sales_per_m2.is_some());
+    }
+    assert!(
+        payments
+            .iter()
+            .any(|d| d.entries.is_some_and(|e| e > 0) && d.transactions_per_visitor.is_some()),
+        "counting lines give visitors to relate sales to"
+    );
+}

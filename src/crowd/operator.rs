@@ -183,6 +183,7 @@ impl CrowdOperator {
                     density_avg: round3(agg.density_sum / n),
                     density_max: round3(agg.density_max),
                     level: agg.level_max,
+                    window_ms: (start, end),
                 }));
             });
     }

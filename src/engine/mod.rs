@@ -6,18 +6,21 @@
 //! appended to a caller's buffer. The demo, the Kafka runner, the tests and the
 //! benchmarks all drive the very same code this way.
 
+mod district;
 mod partition;
 
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{
-    decode, Catalog, CategoryIx, Decoded, Event, InputTopic, LotIx, RejectReason, ZoneIx,
+    decode, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event, InputTopic, LotIx,
+    RejectReason, ZoneIx,
 };
 use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
 use crate::state::{partition_prefix, RestoreError, StateRecord};
 use crate::time::MergedWatermark;
+use district::DistrictKpis;
 use partition::{Operator, PartitionTask};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +51,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     tasks: BTreeMap<(InputTopic, i32), PartitionTask>,
     rollup: DistrictRollup,
+    kpis: DistrictKpis,
     checkpointing: bool,
     /// Route re-keyed payments to their zone's task directly, instead of leaving
     /// them in the outputs for a repartition topic.
@@ -63,11 +67,13 @@ impl Engine {
             config.parking.min_emit_interval.as_ms(),
             config.parking.heartbeat.as_ms(),
         );
+        let payments_window = config.payments.window.as_ms();
         Engine {
             config,
             catalog,
             tasks: BTreeMap::new(),
             rollup,
+            kpis: DistrictKpis::new(payments_window),
             checkpointing: false,
             inline_repartition: true,
         }
@@ -231,6 +237,18 @@ impl Engine {
         let max_bytes = self.config.engine.max_message_bytes;
         let skew = self.config.engine.max_future_skew.as_ms();
         let decoded = decode(msg.topic, msg.payload, &self.catalog, max_bytes);
+        let entered = match &decoded {
+            Ok(Decoded {
+                ts,
+                event:
+                    Event::Crowd(CrowdEvent {
+                        reading: CrowdReading::Line { entered, .. },
+                        ..
+                    }),
+                ..
+            }) => Some((*ts, *entered)),
+            _ => None,
+        };
         let task = self.task(msg.topic, msg.partition, msg.wall_ms);
         task.next_offset = Some(msg.offset + 1);
         let disposition = decoded.and_then(|d| task.process(&d, msg.wall_ms, skew, out));
@@ -250,6 +268,9 @@ impl Engine {
                 Disposition::Rejected(reason)
             }
         };
+        if let (Disposition::Accepted, Some((ts, n))) = (disposition, entered) {
+            self.kpis.entered(ts, n);
+        }
         if self.inline_repartition {
             self.route_forwarded(first, msg.wall_ms, out);
         }
@@ -334,14 +355,40 @@ impl Engine {
 
     fn roll_up(&mut self, first: usize, out: &mut Vec<Output>) {
         let mut groups = Vec::new();
+        let mut windows = false;
         for o in &out[first..] {
-            if let Output::Availability(a) = o {
-                if let Some(g) = self.rollup.update(a) {
-                    groups.push(Output::Group(g));
+            match o {
+                Output::Availability(a) => {
+                    if let Some(g) = self.rollup.update(a) {
+                        groups.push(Output::Group(g));
+                    }
                 }
+                Output::Density(_) | Output::Payments(_) => windows = true,
+                _ => {}
             }
         }
         out.extend(groups);
+        if windows {
+            self.kpis.observe(&out[first..]);
+        }
+        if self.kpis.has_pending() {
+            let lateness = self.config.engine.allowed_lateness.as_ms();
+            let done = |payments: bool| {
+                self.tasks
+                    .values()
+                    .filter(|t| match t.op {
+                        Operator::Crowd(_) => !payments,
+                        Operator::Payments(_) => payments,
+                        _ => false,
+                    })
+                    .map(|t| t.watermark.current().saturating_sub(lateness))
+                    .min()
+            };
+            let (crowd_done, payments_done) = (done(false), done(true));
+            let free = self.rollup.current().map(|g| g.available_spot_number);
+            self.kpis
+                .publish(&self.catalog, crowd_done, payments_done, free, out);
+        }
     }
 
     /// Live state of every zone seen, newest observation first per zone.

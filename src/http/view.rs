@@ -7,7 +7,7 @@
 use crate::crowd::ZoneStatus;
 use crate::metrics::Metrics;
 use crate::model::Catalog;
-use crate::output::{Availability, Output, ParkingGroup};
+use crate::output::{Availability, DistrictRecord, DistrictScope, Output, ParkingGroup};
 use crate::parking::recommend::Candidate;
 use crate::parking::LotAnalytics;
 use dashmap::DashMap;
@@ -31,6 +31,8 @@ pub struct LiveView {
     /// Net parking revenue in fen per car park, from payments naming it.
     lot_revenue: DashMap<String, i64>,
     district: RwLock<Option<ParkingGroup>>,
+    /// The latest district KPI records: crowd window, payments window.
+    district_kpis: RwLock<(Option<DistrictRecord>, Option<DistrictRecord>)>,
     stream: broadcast::Sender<StreamEvent>,
     ready: AtomicBool,
     healthy: AtomicBool,
@@ -46,6 +48,7 @@ impl LiveView {
             lots: DashMap::new(),
             lot_revenue: DashMap::new(),
             district: RwLock::new(None),
+            district_kpis: RwLock::new((None, None)),
             stream: broadcast::channel(4096).0,
             ready: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
@@ -89,10 +92,21 @@ impl LiveView {
             let event = match o {
                 Output::Alert(_) => "alert",
                 Output::Availability(_) | Output::Group(_) => "availability",
+                Output::District(_) => "district",
                 _ => continue,
             };
             if let Output::Availability(a) = o {
                 self.lots.insert(a.id.clone(), a.clone());
+            }
+            if let Output::District(d) = o {
+                let mut k = self
+                    .district_kpis
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                match d.scope {
+                    DistrictScope::Crowd => k.0 = Some(d.clone()),
+                    DistrictScope::Payments => k.1 = Some(d.clone()),
+                }
             }
             if let Output::Group(g) = o {
                 *self.district.write().unwrap_or_else(|e| e.into_inner()) = Some(g.clone());
@@ -206,13 +220,20 @@ impl LiveView {
         )
     }
 
+    /// The parking roll-up (FIWARE `ParkingGroup`) with the district KPIs of
+    /// the latest closed crowd and payments windows under `crowd` and
+    /// `payments` (`null` until one has closed).
     pub fn district_json(&self) -> Value {
-        match &*self.district.read().unwrap_or_else(|e| e.into_inner()) {
+        let mut v = match &*self.district.read().unwrap_or_else(|e| e.into_inner()) {
             Some(g) => serde_json::to_value(g).expect("serialisable"),
             None => {
                 json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null})
             }
-        }
+        };
+        let k = self.district_kpis.read().unwrap_or_else(|e| e.into_inner());
+        v["crowd"] = serde_json::to_value(&k.0).expect("serialisable");
+        v["payments"] = serde_json::to_value(&k.1).expect("serialisable");
+        v
     }
 }
 

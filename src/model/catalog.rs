@@ -157,6 +157,11 @@ impl Catalog {
     pub fn zone_selling_area_centi(&self, zone: ZoneIx) -> u64 {
         self.zone_area_centi[zone as usize]
     }
+    /// Selling area of the whole district, in hundredths of m².
+    pub fn district_selling_area_centi(&self) -> u64 {
+        self.zone_area_centi.iter().sum()
+    }
+
     pub fn category_selling_area_centi(&self, zone: ZoneIx, category: CategoryIx) -> u64 {
         self.zone_category_area_centi
             .get(&(zone, category))

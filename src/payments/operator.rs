@@ -112,6 +112,8 @@ impl PaymentsOperator {
                         )
                     })
                     .collect(),
+                window_ms: (start, end),
+                tally: w.total,
             }));
         });
     }

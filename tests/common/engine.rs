@@ -125,7 +125,11 @@ pub fn published_on(brokers: &str, names: &Names) -> Published {
     let read = |base: &str| kafka::read_all_on(brokers, &names.topic(base));
     let windowed = |records: Vec<kafka::Record>| {
         let mut map: BTreeMap<(String, String), Value> = BTreeMap::new();
-        for r in records {
+        // The district KPI records are per instance, like the parking roll-up.
+        for r in records
+            .into_iter()
+            .filter(|r| r.value["type"] != "district")
+        {
             let key = (
                 r.key.clone(),
                 r.value["window_start"].as_str().unwrap().to_string(),

@@ -1,0 +1,143 @@
+//! District KPIs: one record per closed crowd window and per closed payments
+//! window, summed over the zones this instance owns.
+//!
+//! A window's zone records close partition by partition, each when its own
+//! watermark passes; the district record waits until every partition of the
+//! stage has passed the window (the slowest watermark), so it sums all of
+//! them and is published once.
+
+use crate::model::Catalog;
+use crate::output::{DistrictRecord, DistrictScope, Output};
+use crate::payments::Tally;
+use crate::time::format_ts;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+struct CrowdWindow {
+    end: i64,
+    people: f64,
+    levels: BTreeMap<&'static str, u32>,
+}
+
+#[derive(Debug, Default)]
+struct PaymentsWindow {
+    end: i64,
+    tally: Tally,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct DistrictKpis {
+    crowd: BTreeMap<i64, CrowdWindow>,
+    payments: BTreeMap<i64, PaymentsWindow>,
+    /// People counted entering through counting lines, per payments window.
+    entries: BTreeMap<i64, u64>,
+    payments_window_ms: i64,
+}
+
+/// Entries are kept this many payments windows back at most (a window whose
+/// payments never close, say with no sales at all, must not grow memory).
+const KEEP_WINDOWS: i64 = 48;
+
+impl DistrictKpis {
+    pub fn new(payments_window_ms: i64) -> Self {
+        DistrictKpis {
+            payments_window_ms: payments_window_ms.max(1),
+            ..Default::default()
+        }
+    }
+
+    /// People entering at event time `ts` (accepted counting-line reports).
+    pub fn entered(&mut self, ts: i64, people: u32) {
+        let start = ts - ts.rem_euclid(self.payments_window_ms);
+        *self.entries.entry(start).or_default() += people as u64;
+        let oldest = start - KEEP_WINDOWS * self.payments_window_ms;
+        self.entries = self.entries.split_off(&oldest);
+    }
+
+    /// Zone windows wait for the other partitions.
+    pub fn has_pending(&self) -> bool {
+        !self.crowd.is_empty() || !self.payments.is_empty()
+    }
+
+    /// Takes in the zone records among `outputs`.
+    pub fn observe(&mut self, outputs: &[Output]) {
+        for o in outputs {
+            match o {
+                Output::Density(d) => {
+                    let w = self.crowd.entry(d.window_ms.0).or_default();
+                    w.end = d.window_ms.1;
+                    w.people += d.people_avg;
+                    *w.levels.entry(d.level.as_str()).or_default() += 1;
+                }
+                Output::Payments(p) => {
+                    let w = self.payments.entry(p.window_ms.0).or_default();
+                    w.end = p.window_ms.1;
+                    w.tally.absorb(&p.tally);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Publishes the windows every partition has closed: crowd windows whose
+    /// end all crowd partitions' watermarks passed (`crowd_done`), payments
+    /// windows likewise (`payments_done`).
+    pub fn publish(
+        &mut self,
+        catalog: &Catalog,
+        crowd_done: Option<i64>,
+        payments_done: Option<i64>,
+        free_spaces: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
+        let record = |scope, (start, end): (i64, i64)| DistrictRecord {
+            kind: "district",
+            district: catalog.district_id.clone(),
+            scope,
+            window_start: format_ts(start),
+            window_end: format_ts(end),
+            people: None,
+            zones_by_level: None,
+            available_spot_number: None,
+            transactions: None,
+            amount: None,
+            sales_per_m2: None,
+            entries: None,
+            transactions_per_visitor: None,
+            window_ms: (start, end),
+        };
+        while let Some(entry) = self.crowd.first_entry() {
+            if crowd_done.is_none_or(|done| entry.get().end > done) {
+                break;
+            }
+            let (start, w) = entry.remove_entry();
+            let mut r = record(DistrictScope::Crowd, (start, w.end));
+            r.people = Some((w.people * 10.0).round() / 10.0);
+            let mut levels: BTreeMap<&'static str, u32> =
+                ["green", "yellow", "red"].iter().map(|l| (*l, 0)).collect();
+            levels.extend(w.levels);
+            r.zones_by_level = Some(levels);
+            r.available_spot_number = free_spaces;
+            out.push(Output::District(r));
+        }
+        while let Some(entry) = self.payments.first_entry() {
+            if payments_done.is_none_or(|done| entry.get().end > done) {
+                break;
+            }
+            let (start, w) = entry.remove_entry();
+            let mut r = record(DistrictScope::Payments, (start, w.end));
+            let figures = w
+                .tally
+                .figures(&catalog.currency, catalog.district_selling_area_centi());
+            let entries = self.entries.remove(&start);
+            r.transactions = Some(figures.transactions);
+            r.transactions_per_visitor = entries
+                .filter(|e| *e > 0)
+                .map(|e| (figures.transactions as f64 / e as f64 * 1000.0).round() / 1000.0);
+            r.entries = entries;
+            r.amount = Some(figures.amount);
+            r.sales_per_m2 = figures.sales_per_m2;
+            out.push(Output::District(r));
+        }
+    }
+}
