@@ -264,6 +264,7 @@ fn main() -> anyhow::Result<()> {
             max_messages: Some(total),
             sim: sim.clone(),
             progress: false,
+            weeks: None,
         },
     )?;
     println!("filled {} messages (the simulator's mix)", sent.sent);
@@ -320,6 +321,7 @@ fn main() -> anyhow::Result<()> {
                     max_messages: None,
                     sim,
                     progress: false,
+                    weeks: None,
                 },
             )
         })

@@ -83,9 +83,14 @@ pub enum Command {
         /// Simulator seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Simulated start time (RFC 3339); default 2026-10-01T13:00:00+08:00.
+        /// Simulated start time (RFC 3339); default 2026-10-01T13:00:00+08:00,
+        /// or with --weeks Monday 2026-08-31T00:00:00+08:00.
         #[arg(long)]
         start: Option<String>,
+        /// Multi-week mode: this many weeks of gate counts for every car park
+        /// (weekday and holiday patterns, noise), for forecasts; parking only.
+        #[arg(long)]
+        weeks: Option<u32>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -181,6 +186,7 @@ pub fn main() -> ExitCode {
             duplicate_ratio,
             seed,
             start,
+            weeks,
             config,
         } => {
             let mut cfg = match load_config(config.as_deref()) {
@@ -194,7 +200,11 @@ pub fn main() -> ExitCode {
             if !(rate >= 0.0 && duration > 0.0) {
                 return usage_error("--rate must be >= 0 and --duration > 0");
             }
+            if weeks.is_some_and(|w| w == 0 || w > 52) {
+                return usage_error("--weeks must be 1 to 52");
+            }
             let start_ms = match start.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+                None if weeks.is_some() => crate::sim::weeks::DEFAULT_WEEKS_START_MS,
                 None => crate::sim::DEFAULT_START_MS,
                 Some(Ok(t)) => t.timestamp_millis(),
                 Some(Err(e)) => return usage_error(&format!("--start: {e}")),
@@ -211,6 +221,7 @@ pub fn main() -> ExitCode {
                     ..SimOptions::default()
                 },
                 progress: true,
+                weeks,
             };
             match crate::io::kafka::simulate::simulate(&cfg, &opts) {
                 Ok(summary) => {

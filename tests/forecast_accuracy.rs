@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// 2026-08-31 00:00 +08:00, a Monday. The embedded configuration's holidays
 /// then fall in the scored weeks: Mid-Autumn (Friday 25 September) and National
 /// Day week (1–7 October).
-const START_MS: i64 = 1_788_105_600_000;
+const START_MS: i64 = crowdpark::sim::weeks::DEFAULT_WEEKS_START_MS;
 const WEEK_MS: i64 = 7 * 86_400_000;
 const WEEKS: u32 = 5;
 const SCORED_FROM: i64 = START_MS + 3 * WEEK_MS;

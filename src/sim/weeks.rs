@@ -15,6 +15,10 @@ use crate::model::{Catalog, InputTopic};
 use crate::parking::forecast::Calendar;
 use serde::Serialize;
 
+/// 2026-08-31T00:00:00+08:00, a Monday: five weeks from it take in the
+/// embedded configuration's Mid-Autumn day and National Day week.
+pub const DEFAULT_WEEKS_START_MS: i64 = 1_788_105_600_000;
+
 #[derive(Debug, Clone)]
 pub struct WeeksOptions {
     /// Local midnight the simulation starts at.

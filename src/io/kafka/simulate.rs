@@ -4,8 +4,9 @@
 
 use super::sink::KafkaSink;
 use crate::config::Config;
-use crate::model::InputTopic;
-use crate::sim::{Expect, SimOptions, Simulator};
+use crate::model::{Catalog, InputTopic};
+use crate::sim::weeks::{parking_weeks, WeeksOptions};
+use crate::sim::{Expect, SimMessage, SimOptions, Simulator};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +22,9 @@ pub struct SimulateOptions {
     pub sim: SimOptions,
     /// Print progress lines to stderr once a second.
     pub progress: bool,
+    /// Multi-week mode: this many weeks of gate counts for every car park
+    /// (`sim::weeks`) from `sim.start_ms`, instead of the afternoon.
+    pub weeks: Option<u32>,
 }
 
 /// What was sent, and what the engine must make of it: the accounting that a
@@ -45,52 +49,77 @@ pub struct SimulateSummary {
 
 pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<SimulateSummary> {
     let sink = KafkaSink::new(config, None)?;
-    let mut sim = Simulator::new(config, opts.sim.clone());
     let name = |t: InputTopic| config.topics.input(t);
     let mut summary = SimulateSummary::default();
     let started = Instant::now();
     let mut last_progress = Instant::now();
-    let mut sim_clock = opts.sim.start_ms;
-    'outer: loop {
-        sim_clock += 1_000;
-        for m in sim.advance_to(sim_clock) {
-            let elapsed = started.elapsed();
-            if elapsed >= opts.duration || opts.max_messages.is_some_and(|n| summary.sent >= n) {
-                break 'outer;
+    // Sends one message; false once the duration or count is reached.
+    let mut send = |m: SimMessage| -> anyhow::Result<bool> {
+        let elapsed = started.elapsed();
+        if elapsed >= opts.duration || opts.max_messages.is_some_and(|n| summary.sent >= n) {
+            return Ok(false);
+        }
+        if opts.rate > 0.0 {
+            // Pace to the rate: sleep while ahead of schedule.
+            let due = Duration::from_secs_f64(summary.sent as f64 / opts.rate);
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
             }
-            if opts.rate > 0.0 {
-                // Pace to the rate: sleep while ahead of schedule.
-                let due = Duration::from_secs_f64(summary.sent as f64 / opts.rate);
-                if due > elapsed {
-                    std::thread::sleep(due - elapsed);
+        }
+        sink.send(
+            name(m.topic),
+            None,
+            Some(m.key.as_bytes()),
+            Some(&m.payload),
+        )?;
+        summary.sent += 1;
+        summary.first_ts = Some(summary.first_ts.map_or(m.ts_ms, |t| t.min(m.ts_ms)));
+        summary.last_ts = Some(summary.last_ts.map_or(m.ts_ms, |t| t.max(m.ts_ms)));
+        let c = summary.topics.entry(name(m.topic).to_string()).or_default();
+        c.sent += 1;
+        match m.expect {
+            Expect::Accept => c.accept += 1,
+            Expect::Duplicate => c.duplicate += 1,
+            Expect::Reject(r) => *c.reject.entry(r.as_str().to_string()).or_insert(0) += 1,
+        }
+        if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+            let secs = started.elapsed().as_secs_f64();
+            let _ = writeln!(
+                std::io::stderr(),
+                "simulate: {} sent in {:.0} s ({:.0}/s)",
+                summary.sent,
+                secs,
+                summary.sent as f64 / secs
+            );
+            last_progress = Instant::now();
+        }
+        Ok(true)
+    };
+    if let Some(weeks) = opts.weeks {
+        let catalog = Catalog::new(config);
+        let msgs = parking_weeks(
+            &catalog,
+            &catalog.calendar,
+            &WeeksOptions {
+                start_ms: opts.sim.start_ms,
+                weeks,
+                seed: opts.sim.seed,
+            },
+        );
+        for m in msgs {
+            if !send(m)? {
+                break;
+            }
+        }
+    } else {
+        let mut sim = Simulator::new(config, opts.sim.clone());
+        let mut sim_clock = opts.sim.start_ms;
+        'outer: loop {
+            sim_clock += 1_000;
+            for m in sim.advance_to(sim_clock) {
+                if !send(m)? {
+                    break 'outer;
                 }
-            }
-            sink.send(
-                name(m.topic),
-                None,
-                Some(m.key.as_bytes()),
-                Some(&m.payload),
-            )?;
-            summary.sent += 1;
-            summary.first_ts = Some(summary.first_ts.map_or(m.ts_ms, |t| t.min(m.ts_ms)));
-            summary.last_ts = Some(summary.last_ts.map_or(m.ts_ms, |t| t.max(m.ts_ms)));
-            let c = summary.topics.entry(name(m.topic).to_string()).or_default();
-            c.sent += 1;
-            match m.expect {
-                Expect::Accept => c.accept += 1,
-                Expect::Duplicate => c.duplicate += 1,
-                Expect::Reject(r) => *c.reject.entry(r.as_str().to_string()).or_insert(0) += 1,
-            }
-            if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-                let secs = started.elapsed().as_secs_f64();
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "simulate: {} sent in {:.0} s ({:.0}/s)",
-                    summary.sent,
-                    secs,
-                    summary.sent as f64 / secs
-                );
-                last_progress = Instant::now();
             }
         }
     }
