@@ -97,10 +97,11 @@ fn scripted_input_gives_the_exact_outputs() {
     let alerts = kafka::read_until(&names.topic("crowd.alerts"), Duration::from_secs(60), |r| {
         r.len() >= 3
     });
+    // The zone's window record and the district's.
     let stats = kafka::read_until(
         &names.topic("payments.stats"),
         Duration::from_secs(60),
-        |r| !r.is_empty(),
+        |r| r.len() >= 2,
     );
     let availability = kafka::read_until(
         &names.topic("parking.availability"),
@@ -140,6 +141,16 @@ fn scripted_input_gives_the_exact_outputs() {
         assert_eq!(r.value["thresholds"], json!({"yellow": 2.0, "red": 3.5}));
     }
 
+    // The zone's window, and the district's record of the same window.
+    let (district, stats): (Vec<_>, Vec<_>) = stats
+        .into_iter()
+        .partition(|r| r.value["type"] == "district");
+    assert_eq!(district.len(), 1, "{district:?}");
+    assert_eq!(district[0].key, "hubin");
+    assert_eq!(district[0].value["scope"], "payments");
+    assert_eq!(district[0].value["window_start"], "2026-10-01T06:00:00Z");
+    assert_eq!(district[0].value["transactions"], 3);
+    assert_eq!(district[0].value["amount"], "25.30");
     assert_eq!(stats.len(), 1, "{stats:?}");
     assert_eq!(stats[0].key, "in77-atrium");
     // Selling areas from config/crowdpark.toml: in77-atrium 1038.5 m², of which
