@@ -1,7 +1,7 @@
 //! Runs the benchmark workload through the pipeline in a loop, for `perf record`.
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Engine, InputMessage};
-use crowdpark::sim::{partition_for, SimOptions, Simulator};
+use crowdpark::engine::Engine;
+use crowdpark::sim::{SimOptions, Simulator};
 use std::sync::Arc;
 
 fn main() {
@@ -20,15 +20,7 @@ fn main() {
         let mut engine = Engine::new(config.clone());
         let mut out = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
-            let msg = InputMessage {
-                topic: m.topic,
-                partition: partition_for(m.key.as_bytes(), 3),
-                offset: i as i64,
-                key: Some(m.key.as_bytes()),
-                payload: &m.payload,
-                wall_ms: m.deliver_ms,
-            };
-            engine.process(&msg, &mut out);
+            engine.process(&m.as_input(3, i as i64), &mut out);
             out.clear();
         }
     }

@@ -2,9 +2,9 @@
 //! exactly as if the engine had never stopped: same outputs, byte for byte.
 
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Disposition, Engine, InputMessage};
+use crowdpark::engine::{Disposition, Engine};
 use crowdpark::output::Output;
-use crowdpark::sim::{partition_for, SimMessage, SimOptions, Simulator};
+use crowdpark::sim::{SimMessage, SimOptions, Simulator};
 use crowdpark::state::StateRecord;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,15 +12,7 @@ use std::sync::Arc;
 fn feed(engine: &mut Engine, msgs: &[SimMessage], first_offset: usize) -> Vec<Output> {
     let mut out = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
-        let msg = InputMessage {
-            topic: m.topic,
-            partition: partition_for(m.key.as_bytes(), 3),
-            offset: (first_offset + i) as i64,
-            key: Some(m.key.as_bytes()),
-            payload: &m.payload,
-            wall_ms: m.deliver_ms,
-        };
-        engine.process(&msg, &mut out);
+        engine.process(&m.as_input(3, (first_offset + i) as i64), &mut out);
     }
     out
 }
@@ -116,15 +108,10 @@ fn restored_engine_continues_identically() {
         let mut out = Vec::new();
         let delivered = &msgs[split.saturating_sub(200)..split];
         for (i, m) in delivered.iter().enumerate() {
-            let msg = InputMessage {
-                topic: m.topic,
-                partition: partition_for(m.key.as_bytes(), 3),
-                offset: (split - delivered.len() + i) as i64,
-                key: Some(m.key.as_bytes()),
-                payload: &m.payload,
-                wall_ms: m.deliver_ms,
-            };
-            let d = replay.process(&msg, &mut out);
+            let d = replay.process(
+                &m.as_input(3, (split - delivered.len() + i) as i64),
+                &mut out,
+            );
             assert_ne!(
                 d,
                 Disposition::Accepted,

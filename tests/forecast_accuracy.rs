@@ -5,9 +5,8 @@
 //! forecasts of the last two are scored.
 
 use crowdpark::config::{load_str, Detection, DEFAULT_CONFIG};
-use crowdpark::engine::{Engine, InputMessage};
+use crowdpark::engine::Engine;
 use crowdpark::output::Output;
-use crowdpark::sim::partition_for;
 use crowdpark::sim::weeks::{parking_weeks, WeeksOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,15 +57,7 @@ fn thirty_minute_forecast_beats_seasonal_naive_and_carry_forward() {
     let mut out = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         out.clear();
-        let msg = InputMessage {
-            topic: m.topic,
-            partition: partition_for(m.key.as_bytes(), 3),
-            offset: i as i64,
-            key: Some(m.key.as_bytes()),
-            payload: &m.payload,
-            wall_ms: m.deliver_ms,
-        };
-        engine.process(&msg, &mut out);
+        engine.process(&m.as_input(3, i as i64), &mut out);
         for o in &out {
             if let Output::Availability(a) = o {
                 let forecast_30 = a

@@ -4,8 +4,8 @@
 //! `crowdpark_lot_*_total` counters; and the district KPIs in `/api/v1/district`.
 
 use crowdpark::config::{load_str, Detection, DEFAULT_CONFIG};
-use crowdpark::engine::{Engine, InputMessage};
-use crowdpark::sim::{partition_for, SimOptions, Simulator};
+use crowdpark::engine::Engine;
+use crowdpark::sim::{SimOptions, Simulator};
 use std::sync::Arc;
 
 #[test]
@@ -22,17 +22,7 @@ fn analytics_per_car_park_from_the_simulated_afternoon() {
         .enumerate()
     {
         out.clear();
-        engine.process(
-            &InputMessage {
-                topic: m.topic,
-                partition: partition_for(m.key.as_bytes(), 3),
-                offset: offset as i64,
-                key: Some(m.key.as_bytes()),
-                payload: &m.payload,
-                wall_ms: m.deliver_ms,
-            },
-            &mut out,
-        );
+        engine.process(&m.as_input(3, offset as i64), &mut out);
         crowdpark::io::publish_local(&engine, &view, &out);
     }
     crowdpark::io::demo::refresh_view(&engine, &view);

@@ -37,23 +37,23 @@ fn the_nearest_car_park_forecast_full_is_passed_over_for_one_with_room() {
     let t0 = DEFAULT_START_MS;
     // p02 (380 spaces, gates) fills at 15 cars a minute; the other gate car
     // parks hold steady with plenty of room.
-    gate(&mut engine, &view, "p02-in77-d", t0, 200);
-    for lot in [
+    let steady = [
         "p04-hubin-yintai",
         "p05-xihu-culture-square",
         "p09-shangcheng-hotel",
-    ] {
-        gate(&mut engine, &view, lot, t0, 60);
-    }
-    for minute in 1..=6 {
+    ];
+    for minute in 0..=6 {
         let ts = t0 + minute * 60_000;
-        gate(&mut engine, &view, "p02-in77-d", ts, 15);
-        for lot in [
-            "p04-hubin-yintai",
-            "p05-xihu-culture-square",
-            "p09-shangcheng-hotel",
-        ] {
-            gate(&mut engine, &view, lot, ts, 1);
+        let first = minute == 0;
+        gate(
+            &mut engine,
+            &view,
+            "p02-in77-d",
+            ts,
+            if first { 200 } else { 15 },
+        );
+        for lot in steady {
+            gate(&mut engine, &view, lot, ts, if first { 60 } else { 1 });
         }
     }
 

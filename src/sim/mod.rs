@@ -73,6 +73,21 @@ pub struct SimMessage {
     pub expect: Expect,
 }
 
+impl SimMessage {
+    /// The message as the engine takes it: partitioned by its key as Kafka's
+    /// default partitioner would over `partitions`, received when delivered.
+    pub fn as_input(&self, partitions: i32, offset: i64) -> crate::engine::InputMessage<'_> {
+        crate::engine::InputMessage {
+            topic: self.topic,
+            partition: partition_for(self.key.as_bytes(), partitions),
+            offset,
+            key: Some(self.key.as_bytes()),
+            payload: &self.payload,
+            wall_ms: self.deliver_ms,
+        }
+    }
+}
+
 impl PartialOrd for SimMessage {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
