@@ -385,7 +385,7 @@ impl Engine {
                     .min()
             };
             let (crowd_done, payments_done) = (done(false), done(true));
-            let free = self.rollup.current().map(|g| g.available_spot_number);
+            let free = self.rollup.available();
             self.kpis
                 .publish(&self.catalog, crowd_done, payments_done, free, out);
         }
@@ -435,24 +435,24 @@ impl Engine {
 
     /// Running payment totals per zone and category since start.
     pub fn payment_totals(&self) -> BTreeMap<(ZoneIx, CategoryIx), Tally> {
-        let mut totals: BTreeMap<(ZoneIx, CategoryIx), Tally> = BTreeMap::new();
-        for task in self.tasks.values() {
-            if let Operator::Payments(op) = &task.op {
-                for (k, t) in op.totals() {
-                    totals.entry(*k).or_default().absorb(t);
-                }
-            }
-        }
-        totals
+        self.sum_payment_tallies(PaymentsOperator::totals)
     }
 
     /// Revenue per car park from the payments that name one, summed over this
     /// instance's partitions.
     pub fn lot_revenue(&self) -> BTreeMap<LotIx, Tally> {
-        let mut totals: BTreeMap<LotIx, Tally> = BTreeMap::new();
+        self.sum_payment_tallies(PaymentsOperator::lot_totals)
+    }
+
+    /// One of the payments stage's running tallies, summed over its partitions.
+    fn sum_payment_tallies<K: Ord + Copy>(
+        &self,
+        tallies: impl Fn(&PaymentsOperator) -> &BTreeMap<K, Tally>,
+    ) -> BTreeMap<K, Tally> {
+        let mut totals: BTreeMap<K, Tally> = BTreeMap::new();
         for task in self.tasks.values() {
             if let Operator::Payments(op) = &task.op {
-                for (k, t) in op.lot_totals() {
+                for (k, t) in tallies(op) {
                     totals.entry(*k).or_default().absorb(t);
                 }
             }

@@ -57,10 +57,7 @@ pub fn refresh_view(engine: &Engine, view: &LiveView) {
         view.update_zone(z);
     }
     for (lot, t) in engine.lot_revenue() {
-        view.update_lot_revenue(
-            &engine.catalog().lots[lot as usize].id,
-            t.sales_fen - t.refund_fen,
-        );
+        view.update_lot_revenue(&engine.catalog().lots[lot as usize].id, t.net_fen());
     }
     for a in engine.lot_snapshots() {
         view.update_lot(a);

@@ -83,6 +83,11 @@ impl DistrictRollup {
         }
     }
 
+    /// Free spaces over the car parks heard of, without building the record.
+    pub fn available(&self) -> Option<u32> {
+        (!self.lots.is_empty()).then(|| self.lots.values().map(|l| l.1).sum())
+    }
+
     /// The district record from the latest record of each car park.
     pub fn current(&self) -> Option<ParkingGroup> {
         if self.lots.is_empty() {
