@@ -107,7 +107,7 @@ impl LotState {
     /// before it; only forwards in event time, so a late reading is not
     /// integrated twice.
     fn integrate_to(&mut self, ts: i64) {
-        let used = (self.spaces - self.available()) as i64;
+        let used = self.in_use() as i64;
         let a = &mut self.analytics;
         match a.integrated_to {
             Some(t) if ts > t => {
@@ -265,6 +265,11 @@ impl LotState {
             Detection::SingleSpace => self.vacant,
             Detection::Gate => self.spaces - self.occupied,
         }
+    }
+
+    /// Spaces not known to be free: taken, or unknown.
+    pub fn in_use(&self) -> u32 {
+        self.spaces - self.available()
     }
 
     pub fn unknown(&self) -> u32 {

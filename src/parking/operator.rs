@@ -156,8 +156,9 @@ impl ParkingOperator {
         let heartbeat = now >= entry.last_emit_at.saturating_add(params.heartbeat);
         if (changed && rate_ok) || heartbeat {
             if sample_history(&mut entry.state, now) && status.is_known() {
-                let used_share = 1.0 - entry.state.available() as f64 / entry.state.spaces as f64;
-                entry.profile.learn(&catalog.calendar, now, used_share);
+                entry
+                    .profile
+                    .learn(&catalog.calendar, now, entry.state.occupancy());
                 entry.profile_changed = true;
             }
             let record = availability(catalog, ix, &entry.state, &entry.profile, status, now);
@@ -290,7 +291,7 @@ fn status_of(
 /// alone, never on who looked at the car park when. True when a sample was
 /// taken (the forecast profile learns from the same samples).
 fn sample_history(lot: &mut LotState, now: i64) -> bool {
-    let used = lot.spaces - lot.available();
+    let used = lot.in_use();
     let taken = lot.history.back().is_none_or(|(t, _)| now - t >= 60_000);
     if taken {
         lot.history.push_back((now, used));
@@ -306,7 +307,7 @@ fn sample_history(lot: &mut LotState, now: i64) -> bool {
 fn trend_per_min(lot: &LotState, now: i64) -> Option<f64> {
     let (t0, u0) = *lot.history.front()?;
     let minutes = (now - t0) as f64 / 60_000.0;
-    let used = (lot.spaces - lot.available()) as f64;
+    let used = lot.in_use() as f64;
     (minutes >= 2.0).then(|| (used - u0 as f64) / minutes)
 }
 
@@ -323,7 +324,7 @@ fn forecast(
     let start = Now {
         ts: now,
         spaces: lot.spaces,
-        used: lot.spaces - lot.available(),
+        used: lot.in_use(),
         trend_per_min: trend_per_min(lot, now),
     };
     HORIZONS_MIN
@@ -345,7 +346,7 @@ fn availability(
     now: i64,
 ) -> Availability {
     let info = &catalog.lots[ix as usize];
-    let used = lot.spaces - lot.available();
+    let used = lot.in_use();
     let reference = lot.history.front().map_or(used, |(_, u)| *u);
     let step = (lot.spaces / 100).max(1) as i64;
     let delta = used as i64 - reference as i64;
