@@ -88,6 +88,18 @@ pub const REWIND_TRANSACTION_FAILED: &str = "transaction failed";
 /// The `reason` of a rewind that retries a failed restore or seek.
 pub const REWIND_RESTORE_FAILED: &str = "restore or seek failed";
 
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(
+        HistogramOpts::new(name, help)
+            .namespace("crowdpark")
+            .buckets(buckets),
+    )
+    .expect("valid histogram");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
 macro_rules! register {
     ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {{
         let m = $kind::new(opts($name, $help), $labels).expect("valid metric definition");
@@ -266,37 +278,21 @@ impl Metrics {
                 "Records published, by output topic.",
                 &["topic"]
             ),
-            forecast_lead: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "forecast_lead_seconds",
-                        "Event time from a zone's first forecast alert to its red level alert.",
-                    )
-                    .namespace("crowdpark")
-                    .buckets(vec![0.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0]),
-                )
-                .expect("valid histogram");
-                r.register(Box::new(h.clone()))
-                    .expect("metric registered once");
-                h
-            },
-            event_to_output: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "event_to_output_seconds",
-                        "Wall time from receiving a message to publishing the outputs it caused.",
-                    )
-                    .namespace("crowdpark")
-                    .buckets(vec![
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    ]),
-                )
-                .expect("valid histogram");
-                r.register(Box::new(h.clone()))
-                    .expect("metric registered once");
-                h
-            },
+            forecast_lead: histogram(
+                &r,
+                "forecast_lead_seconds",
+                "Event time from a zone's first forecast alert to its red level alert.",
+                vec![0.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0],
+            ),
+            event_to_output: histogram(
+                &r,
+                "event_to_output_seconds",
+                "Wall time from receiving a message to publishing the outputs it caused.",
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
             consumer_lag: register!(
                 r,
                 IntGaugeVec,

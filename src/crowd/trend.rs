@@ -47,12 +47,6 @@ impl Trend {
         }
     }
 
-    /// Slope in units per second, once the samples span at least a third of the
-    /// window; `None` before that.
-    pub fn slope_per_s(&self) -> Option<f64> {
-        self.fit().map(|f| f.slope)
-    }
-
     /// The least-squares line with its slope's standard error, once the samples
     /// span at least a third of the window.
     pub fn fit(&self) -> Option<Fit> {
@@ -99,11 +93,11 @@ mod tests {
     #[test]
     fn fits_a_line() {
         let mut t = Trend::new(180_000);
-        assert_eq!(t.slope_per_s(), None);
+        assert_eq!(t.fit(), None);
         for i in 0..20 {
             t.push(i * 10_000, 1.0 + 0.01 * (i * 10) as f64);
         }
-        let s = t.slope_per_s().unwrap();
+        let s = t.fit().unwrap().slope;
         assert!((s - 0.01).abs() < 1e-9, "{s}");
         assert!(
             t.fit().unwrap().slope_se < 1e-9,
