@@ -10,7 +10,10 @@
 //! 2. Each round measures (a) a bare rdkafka consumer reading and discarding
 //!    the three input topics, and (b) `crowdpark run` (the library's runner,
 //!    at-least-once, every output produced) over the same topics, both from
-//!    their first message to their last; prints events/s and (b)/(a).
+//!    their first message to their last; prints events/s and (b)/(a), and the
+//!    CPU each spent per event, in this process and in the broker (from
+//!    `/proc`, when the broker runs on this machine): the budget that bounds
+//!    what two cores can reach.
 //! 3. Offers `latency rate` events/s for 20 s to a running engine and reports
 //!    p50/p99 of `crowdpark_event_to_output_seconds` (receive to outputs
 //!    queued to the producer) over that period.
@@ -58,9 +61,98 @@ fn inputs(c: &Config) -> [String; 3] {
     ]
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`
+/// (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The local Kafka broker's process (`scripts/kafka.sh` runs `kafka.Kafka`).
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        (cmd.contains("kafka.Kafka") && cmd.contains("java")).then_some(pid)
+    })
+}
+
+/// CPU used by this process and the broker between two instants.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    own: f64,
+    broker: Option<f64>,
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now(broker: Option<u32>) -> Self {
+        CpuMark {
+            own: cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
+            broker: broker.and_then(cpu_seconds),
+            at: Instant::now(),
+        }
+    }
+
+    /// (µs of this process's CPU per event, µs of the broker's, cores busy in all).
+    fn per_event(&self, later: &CpuMark, events: f64) -> (f64, Option<f64>, f64) {
+        let own = later.own - self.own;
+        let broker = match (self.broker, later.broker) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let secs = later.at.duration_since(self.at).as_secs_f64();
+        (
+            own / events * 1e6,
+            broker.map(|b| b / events * 1e6),
+            (own + broker.unwrap_or(0.0)) / secs,
+        )
+    }
+}
+
+/// A phase's rate and CPU use.
+struct Measured {
+    rate: f64,
+    own_us: f64,
+    broker_us: Option<f64>,
+    cores: f64,
+}
+
+impl Measured {
+    fn new(first: CpuMark, last: CpuMark, events: f64) -> Self {
+        let (own_us, broker_us, cores) = first.per_event(&last, events);
+        Measured {
+            rate: events / last.at.duration_since(first.at).as_secs_f64(),
+            own_us,
+            broker_us,
+            cores,
+        }
+    }
+
+    /// CPU µs per event, this process and broker together.
+    fn total_us(&self) -> f64 {
+        self.own_us + self.broker_us.unwrap_or(0.0)
+    }
+
+    fn describe(&self) -> String {
+        let broker = self.broker_us.map_or("broker not local".to_string(), |b| {
+            format!("{b:.2} µs broker")
+        });
+        format!(
+            "{:.0} events/s; CPU per event {:.2} µs client + {broker}; {:.2} cores busy",
+            self.rate, self.own_us, self.cores
+        )
+    }
+}
+
 /// (a): read every input message once and drop it; events/s from the first
 /// message to the last.
-fn bare_consumer(c: &Config, total: u64) -> anyhow::Result<f64> {
+fn bare_consumer(c: &Config, total: u64, broker: Option<u32>) -> anyhow::Result<Measured> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &c.kafka.brokers)
         .set("group.id", format!("{}-bare", c.kafka.group_id))
@@ -83,11 +175,16 @@ fn bare_consumer(c: &Config, total: u64) -> anyhow::Result<f64> {
             "bare consumer read {n} of {total}"
         );
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(|| CpuMark::now(broker));
             n += 1;
         }
     }
-    Ok((n - 1) as f64 / first.expect("a message").elapsed().as_secs_f64())
+    let last = CpuMark::now(broker);
+    Ok(Measured::new(
+        first.expect("a message"),
+        last,
+        (n - 1) as f64,
+    ))
 }
 
 /// Histogram buckets (upper bound → cumulative count) of a family.
@@ -172,7 +269,7 @@ impl Running {
 
 /// (b): `crowdpark run` over the filled topics; events/s from its first
 /// consumed message to its last.
-fn engine(c: Config, total: u64) -> anyhow::Result<f64> {
+fn engine(c: Config, total: u64, broker: Option<u32>) -> anyhow::Result<Measured> {
     let topics = inputs(&c);
     let running = start(c);
     // Read the counters themselves: rendering the exposition 50 times a second
@@ -189,14 +286,14 @@ fn engine(c: Config, total: u64) -> anyhow::Result<f64> {
         anyhow::ensure!(Instant::now() < deadline, "the engine consumed nothing");
         std::thread::sleep(LOOK_EVERY);
     }
-    let (first, c0) = (Instant::now(), consumed());
+    let (first, c0) = (CpuMark::now(broker), consumed());
     while consumed() < total as f64 {
         anyhow::ensure!(Instant::now() < deadline, "the engine did not finish");
         std::thread::sleep(LOOK_EVERY);
     }
-    let rate = (total as f64 - c0) / first.elapsed().as_secs_f64();
+    let measured = Measured::new(first, CpuMark::now(broker), total as f64 - c0);
     running.stop()?;
-    Ok(rate)
+    Ok(measured)
 }
 
 /// Records in a topic: the sum of its partitions' high watermarks.
@@ -269,7 +366,10 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!("filled {} messages (the simulator's mix)", sent.sent);
 
-    let (mut bare, mut run, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let broker = broker_pid();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (mut bare, mut run, mut ratio, mut bound) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let c = config(
             &brokers,
@@ -277,27 +377,34 @@ fn main() -> anyhow::Result<()> {
             &format!("{run_id}-r{round}"),
         );
         rt.block_on(create_topics(&c))?;
-        let a = bare_consumer(&c, sent.sent)?;
-        let b = engine(c.clone(), sent.sent)?;
+        let a = bare_consumer(&c, sent.sent, broker)?;
+        let b = engine(c.clone(), sent.sent, broker)?;
         if round == 1 {
             println!(
                 "records written per input message: {}",
                 outputs_per_input(&c, sent.sent)?
             );
         }
+        // Were every core busy with nothing else, the engine's CPU per event
+        // (its own and the broker's) would allow at most this ratio.
+        let ceiling = cores * 1e6 / b.total_us() / a.rate;
         println!(
-            "round {round}: bare consumer {a:.0} events/s, crowdpark run {b:.0} events/s, ratio {:.2}",
-            b / a
+            "round {round}:\n  (a) bare consumer: {}\n  (b) crowdpark run: {}\n  ratio (b)/(a) {:.2}; CPU ceiling on {cores} cores {ceiling:.2}",
+            a.describe(),
+            b.describe(),
+            b.rate / a.rate
         );
-        bare.push(a);
-        run.push(b);
-        ratio.push(b / a);
+        bare.push(a.rate);
+        run.push(b.rate);
+        ratio.push(b.rate / a.rate);
+        bound.push(ceiling);
     }
     println!(
-        "median: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}",
+        "median: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}, CPU ceiling {:.2}",
         median(bare),
         median(run),
-        median(ratio)
+        median(ratio),
+        median(bound)
     );
 
     // Latency at a fixed offered rate: the engine runs while the simulator

@@ -364,15 +364,23 @@ impl Output {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
+        let mut json = Vec::new();
+        self.write_json(&mut json);
+        json
+    }
+
+    /// Appends the record's JSON to `buf`, so a sink can reuse one buffer.
+    pub fn write_json(&self, buf: &mut Vec<u8>) {
+        let w = &mut *buf;
         let r = match self {
-            Output::Alert(a) => serde_json::to_vec(a),
-            Output::Density(d) => serde_json::to_vec(d),
-            Output::Availability(a) => serde_json::to_vec(a),
-            Output::Group(g) => serde_json::to_vec(g),
-            Output::Payments(p) => serde_json::to_vec(p),
-            Output::DeadLetter(d) => serde_json::to_vec(d),
-            Output::Forward(f) => serde_json::to_vec(&f.record),
-            Output::District(d) => serde_json::to_vec(d),
+            Output::Alert(a) => serde_json::to_writer(w, a),
+            Output::Density(d) => serde_json::to_writer(w, d),
+            Output::Availability(a) => serde_json::to_writer(w, a),
+            Output::Group(g) => serde_json::to_writer(w, g),
+            Output::Payments(p) => serde_json::to_writer(w, p),
+            Output::DeadLetter(d) => serde_json::to_writer(w, d),
+            Output::Forward(f) => serde_json::to_writer(w, &f.record),
+            Output::District(d) => serde_json::to_writer(w, d),
         };
         r.expect("output records contain only serialisable fields")
     }

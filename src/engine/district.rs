@@ -51,7 +51,14 @@ impl DistrictKpis {
         let start = ts - ts.rem_euclid(self.payments_window_ms);
         *self.entries.entry(start).or_default() += people as u64;
         let oldest = start - KEEP_WINDOWS * self.payments_window_ms;
-        self.entries = self.entries.split_off(&oldest);
+        // split_off builds a new tree; only pay for it when something expired.
+        if self
+            .entries
+            .first_key_value()
+            .is_some_and(|(k, _)| *k < oldest)
+        {
+            self.entries = self.entries.split_off(&oldest);
+        }
     }
 
     /// Zone windows wait for the other partitions.

@@ -12,8 +12,8 @@ mod partition;
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{
-    decode, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event, InputTopic, LotIx,
-    RejectReason, ZoneIx,
+    decode, forwarded_lines, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event,
+    InputTopic, LotIx, RejectReason, ZoneIx,
 };
 use crate::output::{Availability, DeadLetter, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
@@ -229,6 +229,33 @@ impl Engine {
             .into_iter()
             .chain([InputTopic::PaymentsByZone])
             .find(|t| self.topic_name(*t) == name)
+    }
+
+    /// Processes one consumed message and tells `each` what became of every
+    /// event in it: one event, except on the repartition topic, whose messages
+    /// are batches of re-keyed payments ([`forwarded_lines`]). Each line is
+    /// deduplicated, checked and dead-lettered (with the batch's offset) alone.
+    pub fn process_each(
+        &mut self,
+        msg: &InputMessage<'_>,
+        out: &mut Vec<Output>,
+        mut each: impl FnMut(Disposition),
+    ) {
+        let mut lines = forwarded_lines(msg.payload).peekable();
+        // A message with no line at all is processed whole, to be dead-lettered.
+        if msg.topic != InputTopic::PaymentsByZone || lines.peek().is_none() {
+            each(self.process(msg, out));
+            return;
+        }
+        for line in lines {
+            each(self.process(
+                &InputMessage {
+                    payload: line,
+                    ..*msg
+                },
+                out,
+            ));
+        }
     }
 
     /// Processes one message, appending what it caused to `out`.

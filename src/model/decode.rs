@@ -318,6 +318,13 @@ fn decode_payment<'a>(
     })
 }
 
+/// The records in one message of the repartition topic: the engine gathers
+/// re-keyed payments (and heartbeats) into one message per target partition, one
+/// JSON record per line, so a message without a newline is a batch of one.
+pub fn forwarded_lines(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    payload.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+}
+
 /// A payment this engine accepted and re-keyed by zone: ids are configured ones,
 /// the amount is already fen. Checked all the same, since a topic is a boundary.
 fn decode_forwarded<'a>(

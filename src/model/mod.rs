@@ -12,7 +12,7 @@ mod money;
 mod reject;
 
 pub use catalog::{area_to_centi, Catalog, CategoryIx, LotIx, ZoneIx};
-pub use decode::{decode, InputTopic};
+pub use decode::{decode, forwarded_lines, InputTopic};
 pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
 pub use money::{format_fen, parse_fen, MAX_ABS_FEN};
 pub use reject::{Reject, RejectReason};

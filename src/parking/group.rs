@@ -51,18 +51,20 @@ impl DistrictRollup {
             }
         }
         let now = record.emitted_ms;
-        let group = self.current()?;
+        // Decide on the sum alone: the whole record (names, ids, formatted
+        // time) is built only when it goes out, not on every car park update.
+        let free = self.available()?;
         let due = match self.last {
-            None => self.restored != Some(group.available_spot_number),
+            None => self.restored != Some(free),
             Some((available, at)) => {
-                (available != group.available_spot_number && now >= at + self.min_interval)
-                    || now >= at + self.heartbeat
+                (available != free && now >= at + self.min_interval) || now >= at + self.heartbeat
             }
         };
-        due.then(|| {
-            self.last = Some((group.available_spot_number, now));
-            group
-        })
+        if !due {
+            return None;
+        }
+        self.last = Some((free, now));
+        self.current()
     }
 
     /// Takes a car park's current figures without publishing anything (after a

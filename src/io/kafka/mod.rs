@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod changelog;
+pub mod repartition;
 pub mod runner;
 pub mod simulate;
 pub mod sink;
