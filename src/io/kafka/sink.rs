@@ -170,13 +170,38 @@ impl KafkaSink {
         }
     }
 
+    /// Waits until no record is queued or in flight (each acknowledged, or failed
+    /// and kept for re-sending), or until `deadline`.
+    ///
+    /// Not rdkafka's `Producer::flush`: between its checks it polls the event
+    /// queue for up to 100 ms, and with delivery reports for failures only,
+    /// served by the `ThreadedProducer`'s own thread, no event ends that wait
+    /// early. Every flush took at least 100 ms; under load that was 100 ms of
+    /// each one-second commit interval with the engine thread stalled. This
+    /// asks librdkafka to send at once (a flush that does not wait, which skips
+    /// `linger.ms`) and then watches the in-flight count.
+    fn wait_in_flight(&self, deadline: Instant) -> Result<(), SinkError> {
+        // Timing out is the point of a zero timeout; the count below decides.
+        let _ = self.producer.flush(Duration::ZERO);
+        let mut pause = Duration::from_micros(100);
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(SinkError::Flush(KafkaError::Flush(
+                    RDKafkaErrorCode::OperationTimedOut,
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
     /// Waits until every queued record is acknowledged, sending failed ones again,
     /// for at most `timeout`. Only after `Ok` may input offsets be committed.
     pub fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.producer.flush(left).map_err(SinkError::Flush)?;
+            self.wait_in_flight(deadline)?;
             let failed = self.drain_failed();
             if failed.is_empty() {
                 return Ok(());
