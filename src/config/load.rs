@@ -171,6 +171,27 @@ mod tests {
     }
 
     #[test]
+    fn more_entities_than_their_index_numbers_are_refused() {
+        let mut c = load_str(DEFAULT_CONFIG, env(&[])).unwrap();
+        let categories = c.payments.categories.clone();
+        c.payments.categories = (0..=usize::from(u16::MAX))
+            .map(|i| format!("category-{i}"))
+            .collect();
+        let e = validate::validate(&c).unwrap_err();
+        assert_eq!(e.key, "payments.categories");
+        assert!(e.problem.contains("65536 entries"), "{e}");
+        // Zones are numbered wider: 100,000 are fine.
+        c.payments.categories = categories;
+        let template = c.zones[0].clone();
+        for i in 0..100_000 {
+            let mut z = template.clone();
+            z.id = format!("zone-{i}");
+            c.zones.push(z);
+        }
+        validate::validate(&c).unwrap();
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = load_str(
             DEFAULT_CONFIG,

@@ -23,6 +23,25 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
 
+    // Entities are numbered by compact indices; more would wrap around and
+    // mix two of them up.
+    for (key, n, max) in [
+        ("zones", c.zones.len(), crate::model::ZoneIx::MAX as usize),
+        ("lots", c.lots.len(), crate::model::LotIx::MAX as usize),
+        (
+            "payments.categories",
+            c.payments.categories.len(),
+            crate::model::CategoryIx::MAX as usize,
+        ),
+    ] {
+        if n > max {
+            return err(
+                key.into(),
+                format!("{n} entries; at most {max} are supported"),
+            );
+        }
+    }
+
     let e = &c.engine;
     if e.dedup_horizon <= crate::config::Millis(e.max_out_of_orderness.0 + e.allowed_lateness.0) {
         return err(

@@ -6,7 +6,10 @@ use crate::parking::OpeningHours;
 use crate::time::UtcOffset;
 use foldhash::{HashMap, HashMapExt};
 
-pub type ZoneIx = u16;
+/// Districts with more than 65,536 zones exist in simulation at least (issue
+/// 6's memory benchmark has 100,000); car parks and categories stay far fewer,
+/// and `config::validate` refuses more than their index can number.
+pub type ZoneIx = u32;
 pub type LotIx = u16;
 pub type CategoryIx = u16;
 
