@@ -18,6 +18,9 @@
 //!    p50/p99 of `crowdpark_event_to_output_seconds` (receive to outputs
 //!    queued to the producer) over that period.
 
+mod common;
+use common::median;
+
 use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
 use crowdpark::engine::Engine;
 use crowdpark::io::kafka::admin::create_topics;
@@ -330,11 +333,6 @@ fn outputs_per_input(c: &Config, total: u64) -> anyhow::Result<String> {
         parts.push(format!("{short} {:.3}", n as f64 / total as f64));
     }
     Ok(parts.join(", "))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {

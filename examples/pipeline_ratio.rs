@@ -11,6 +11,9 @@
 //! the median of the per-round ratios is reported: noise that lasts longer
 //! than a round hits both sides of it.
 
+mod common;
+use common::median;
+
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::Engine;
 use crowdpark::sim::{SimMessage, SimOptions, Simulator};
@@ -55,11 +58,6 @@ fn pipeline(config: &Arc<crowdpark::config::Config>, msgs: &[SimMessage]) -> f64
     let rate = msgs.len() as f64 / started.elapsed().as_secs_f64();
     std::hint::black_box(engine);
     rate
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -12,6 +12,9 @@
 //! messages carry no `event_id`, so no dedup memory is in the figure (that grows
 //! with the event rate, not with the zones: see `restore_bench`).
 
+mod common;
+use common::resident_bytes;
+
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
@@ -21,14 +24,6 @@ use std::time::Instant;
 
 /// 2026-10-01T14:00:00+08:00.
 const T0: i64 = 1_790_834_400_000;
-
-/// Resident set size of this process, from `/proc/self/statm`.
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
 
 fn main() -> anyhow::Result<()> {
     let zones: usize = std::env::args().nth(1).map_or(Ok(100_000), |a| a.parse())?;
