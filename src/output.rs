@@ -245,6 +245,16 @@ pub struct Forwarded {
     pub record: ForwardRecord,
 }
 
+impl Forwarded {
+    /// The repartition partition it goes to: its own for a heartbeat, else the
+    /// one Kafka's murmur2 partitioner gives its key, so in-process routing and
+    /// batched records land where a record keyed by zone would.
+    pub fn target_partition(&self, partitions: i32) -> i32 {
+        self.partition
+            .unwrap_or_else(|| crate::sim::partition_for(self.key.as_bytes(), partitions))
+    }
+}
+
 /// The repartition topic's record: a payment in configured ids and fen, or (no
 /// `txn_id`) a watermark heartbeat. Serialised only when it goes through Kafka;
 /// in process the typed payment is handed over as it is.

@@ -325,9 +325,7 @@ impl Engine {
         let partitions = self.config.topics.input_partitions;
         let skew = self.config.engine.max_future_skew.as_ms();
         for f in forwarded {
-            let partition = f
-                .partition
-                .unwrap_or_else(|| crate::sim::partition_for(f.key.as_bytes(), partitions));
+            let partition = f.target_partition(partitions);
             // In process the typed payment is handed over without a JSON round
             // trip, and without a second dedup: stage 1 saw every id, and nothing
             // is replayed in process (through Kafka, stage 2 dedups replays).

@@ -16,7 +16,6 @@
 //! ones with the state that made them.
 
 use crate::output::Forwarded;
-use crate::sim::partition_for;
 
 /// Upper bound of one batch record, well below the broker's default
 /// `message.max.bytes` (1 MB) and the producer's `message.max.bytes`.
@@ -41,12 +40,7 @@ impl RepartitionBatches {
     /// must be sent now, as `(partition, payload)`.
     pub fn add(&mut self, f: &Forwarded) -> Option<(i32, Vec<u8>)> {
         let n = self.pending.len() as i32;
-        // Placed as the producer's murmur2 partitioner would place the key, so
-        // a payment lands where an unbatched record keyed by zone did.
-        let p = f
-            .partition
-            .unwrap_or_else(|| partition_for(f.key.as_bytes(), n))
-            .rem_euclid(n);
+        let p = f.target_partition(n).rem_euclid(n);
         let buf = &mut self.pending[p as usize];
         if !buf.is_empty() {
             buf.push(b'\n');
@@ -82,6 +76,7 @@ mod tests {
     use super::*;
     use crate::model::forwarded_lines;
     use crate::output::ForwardRecord;
+    use crate::sim::partition_for;
 
     fn payment(zone: &str, txn: &str) -> Forwarded {
         Forwarded {
