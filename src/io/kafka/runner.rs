@@ -755,6 +755,8 @@ pub fn run(
         .collect();
     let mut clock = Clock::new();
     let mut out: Vec<Output> = Vec::new();
+    // Every output is serialised into this one buffer, which librdkafka copies.
+    let mut json: Vec<u8> = Vec::new();
     let (mut last_tick, mut last_view, mut last_commit, mut last_recover) = (
         Instant::now(),
         Instant::now(),
@@ -835,7 +837,7 @@ pub fn run(
                 if topic != InputTopic::PaymentsByZone {
                     s.summary.consumed += 1;
                 }
-                publish(&s.engine, &ctx, &view, &mut s.batches, &out)?;
+                publish(&s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
                 if !out.is_empty() {
                     view.metrics
                         .observe_latency(received.elapsed().as_secs_f64());
@@ -855,7 +857,7 @@ pub fn run(
             let s = &mut *guard;
             out.clear();
             s.engine.tick(clock.wall_ms(now), &mut out);
-            publish(&s.engine, &ctx, &view, &mut s.batches, &out)?;
+            publish(&s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
             if let Err(e) = send_batches(&s.engine, &ctx, &mut s.batches) {
                 on_send_error(e)?;
             }
@@ -909,12 +911,12 @@ fn publish(
     ctx: &RunContext,
     view: &LiveView,
     batches: &mut RepartitionBatches,
+    json: &mut Vec<u8>,
     out: &[Output],
 ) -> anyhow::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let mut json = Vec::new();
     for o in out {
         let sent = match o {
             Output::Forward(f) => match batches.add(f) {
@@ -923,9 +925,9 @@ fn publish(
             },
             _ => {
                 json.clear();
-                o.write_json(&mut json);
+                o.write_json(json);
                 let topic = engine.output_topic_name(o.topic());
-                ctx.send_output(topic, o.partition(), o.key().as_bytes(), &json)
+                ctx.send_output(topic, o.partition(), o.key().as_bytes(), json)
             }
         };
         if let Err(e) = sent {
