@@ -43,6 +43,28 @@ fn deliver(
     }
 }
 
+/// The runner's publish: takes the re-keyed payments made since `first` out of
+/// `out` into their batches; returns the batches that filled, and counts the
+/// payments (not heartbeats) in `forwarded`.
+fn batch_forwarded(
+    out: &mut Vec<Output>,
+    first: usize,
+    batches: &mut RepartitionBatches,
+    forwarded: &mut u64,
+) -> Vec<(i32, Vec<u8>)> {
+    let mut full = Vec::new();
+    for o in out.drain(first..).collect::<Vec<_>>() {
+        match o {
+            Output::Forward(f) => {
+                *forwarded += u64::from(f.record.txn_id.is_some());
+                full.extend(batches.add(&f));
+            }
+            other => out.push(other),
+        }
+    }
+    full
+}
+
 fn payments_stats(out: &[Output]) -> Vec<String> {
     let mut v: Vec<String> = out
         .iter()
@@ -69,7 +91,6 @@ fn batched_repartition_matches_in_process_routing() {
     let mut batches = RepartitionBatches::new(partitions);
     let mut sim = Simulator::new(&config, opts.clone());
     let (mut out_inline, mut out_batched) = (Vec::new(), Vec::new());
-    let mut offsets = BTreeMap::new();
     let mut repartition_offsets = BTreeMap::new();
     let mut tally = BTreeMap::new();
     let mut forwarded = 0u64;
@@ -88,17 +109,7 @@ fn batched_repartition_matches_in_process_routing() {
             inline.process(&msg, &mut out_inline);
             let first = out_batched.len();
             batched.process(&msg, &mut out_batched);
-            // The runner's publish: re-keyed payments go into their batch.
-            let mut full = Vec::new();
-            for o in out_batched.drain(first..).collect::<Vec<_>>() {
-                match o {
-                    Output::Forward(f) => {
-                        forwarded += u64::from(f.record.txn_id.is_some());
-                        full.extend(batches.add(&f));
-                    }
-                    other => out_batched.push(other),
-                }
-            }
+            let full = batch_forwarded(&mut out_batched, first, &mut batches, &mut forwarded);
             deliver(
                 &mut batched,
                 full,
@@ -107,21 +118,13 @@ fn batched_repartition_matches_in_process_routing() {
                 &mut out_batched,
                 &mut tally,
             );
-            *offsets.entry(msg.partition).or_insert(0) += 1;
         }
         inline.tick(now, &mut out_inline);
         let first = out_batched.len();
         batched.tick(now, &mut out_batched);
-        for o in out_batched.drain(first..).collect::<Vec<_>>() {
-            match o {
-                Output::Forward(f) => {
-                    batches.add(&f);
-                }
-                other => out_batched.push(other),
-            }
-        }
+        let mut pending = batch_forwarded(&mut out_batched, first, &mut batches, &mut forwarded);
         // The runner sends what is pending on every tick.
-        let pending: Vec<_> = batches.drain().collect();
+        pending.extend(batches.drain());
         deliver(
             &mut batched,
             pending,
