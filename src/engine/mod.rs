@@ -15,10 +15,10 @@ use crate::model::{
     decode, forwarded_lines, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event,
     InputTopic, LotIx, RejectReason, ZoneIx,
 };
-use crate::output::{Availability, DeadLetter, Output, OutputTopic};
+use crate::output::{Availability, DeadLetter, Origin, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
-use crate::state::{partition_prefix, RestoreError, StateRecord};
+use crate::state::{joined, partition_prefix, RestoreError, StateRecord, DEFAULT_PART_BYTES};
 use crate::time::MergedWatermark;
 use district::DistrictKpis;
 use partition::{Operator, PartitionTask};
@@ -56,6 +56,7 @@ pub struct Engine {
     /// Route re-keyed payments to their zone's task directly, instead of leaving
     /// them in the outputs for a repartition topic.
     inline_repartition: bool,
+    state_part_bytes: usize,
 }
 
 impl Engine {
@@ -76,7 +77,15 @@ impl Engine {
             kpis: DistrictKpis::new(payments_window),
             checkpointing: false,
             inline_repartition: true,
+            state_part_bytes: DEFAULT_PART_BYTES,
         }
+    }
+
+    /// The largest changelog value written as one record; larger ones are
+    /// written in parts (the runner sizes this from the changelog topic's
+    /// `max.message.bytes`).
+    pub fn set_state_part_bytes(&mut self, bytes: usize) {
+        self.state_part_bytes = bytes;
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -173,7 +182,9 @@ impl Engine {
         let prefix = partition_prefix(self.topic_name(topic), partition);
         let mut out = Vec::new();
         if let Some(task) = self.tasks.get_mut(&(topic, partition)) {
-            task.checkpoint(&prefix, &mut out);
+            let mut whole = Vec::new();
+            task.checkpoint(&prefix, &mut whole);
+            task.split.split(whole, self.state_part_bytes, &mut out);
         }
         out
     }
@@ -195,11 +206,8 @@ impl Engine {
         let prefix = partition_prefix(self.topic_name(topic), partition);
         self.tasks.remove(&(topic, partition));
         let task = self.task(topic, partition, wall_ms);
-        let own = records
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (&k[prefix.len()..], v.as_slice()));
-        task.restore(own, wall_ms)?;
+        let own = joined(records, &prefix, &mut task.split)?;
+        task.restore(own.iter().map(|(k, v)| (*k, v.as_ref())), wall_ms)?;
         // The district roll-up spans partitions; let it know the restored car
         // parks so its next record sums all of them, not just those heard since.
         if let Operator::Parking(op) = &task.op {
@@ -283,15 +291,17 @@ impl Engine {
             Ok(d) => d,
             Err(reject) => {
                 let reason = reject.reason;
-                out.push(Output::DeadLetter(DeadLetter {
-                    topic: self.topic_name(msg.topic).to_string(),
+                let origin = Origin {
+                    topic: self.topic_name(msg.topic),
                     partition: msg.partition,
                     offset: msg.offset,
-                    key: msg.key.map(|k| String::from_utf8_lossy(k).into_owned()),
-                    reason,
-                    error: reject.error,
-                    payload: DeadLetter::payload_text(msg.payload),
-                }));
+                    key: msg.key,
+                };
+                out.push(Output::DeadLetter(DeadLetter::new(
+                    origin,
+                    reject,
+                    msg.payload,
+                )));
                 Disposition::Rejected(reason)
             }
         };
@@ -342,15 +352,15 @@ impl Engine {
             let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
             if let Err(reject) = task.process(&decoded, wall_ms, skew, out) {
                 let payload = Output::Forward(f.clone()).to_json();
-                out.push(Output::DeadLetter(DeadLetter {
-                    topic: self.topic_name(InputTopic::PaymentsByZone).to_string(),
+                let origin = Origin {
+                    topic: self.topic_name(InputTopic::PaymentsByZone),
                     partition,
                     offset: -1,
-                    key: Some(f.key.clone()),
-                    reason: reject.reason,
-                    error: reject.error,
-                    payload: DeadLetter::payload_text(&payload),
-                }));
+                    key: Some(f.key.as_bytes()),
+                };
+                out.push(Output::DeadLetter(DeadLetter::new(
+                    origin, reject, &payload,
+                )));
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::model::{Decoded, Event, Reject, RejectReason};
 use crate::output::Output;
 use crate::parking::ParkingOperator;
 use crate::payments::{PaymentForwarder, PaymentsOperator};
-use crate::state::{read, RestoreError, StateRecord};
+use crate::state::{read, RestoreError, Splitter, StateRecord};
 use crate::time::{format_ts, Dedup, MergedWatermark, Watermark};
 
 pub(crate) enum Operator {
@@ -46,6 +46,8 @@ pub(crate) struct PartitionTask {
     pub partition: i32,
     /// Stages fed through a repartition topic follow their upstreams' watermarks.
     pub merged: Option<MergedWatermark>,
+    /// Which of this partition's changelog values are written in parts.
+    pub split: Splitter,
 }
 
 impl PartitionTask {
@@ -60,6 +62,7 @@ impl PartitionTask {
             next_offset: None,
             partition: 0,
             merged: None,
+            split: Splitter::default(),
         }
     }
 

@@ -59,3 +59,6 @@ pub fn unknown_key(key: &str) -> RestoreError {
 pub fn partition_prefix(topic_name: &str, partition: i32) -> String {
     format!("{topic_name}/{partition}/")
 }
+
+mod split;
+pub use split::{joined, Splitter, DEFAULT_PART_BYTES};

@@ -94,3 +94,27 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
     }
     Ok(lines)
 }
+
+/// A topic's `max.message.bytes` as the broker applies it (the topic's own
+/// setting, or the broker's default), for sizing what the engine writes there.
+pub fn max_message_bytes(c: &Config, topic: &str) -> anyhow::Result<usize> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = client_config(c, &[]).create()?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &opts))?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no configuration returned for topic `{topic}`"))?
+        .map_err(|code| anyhow::anyhow!("describing topic `{topic}`: {code}"))?;
+    let value = resource
+        .get("max.message.bytes")
+        .and_then(|e| e.value.as_deref())
+        .ok_or_else(|| anyhow::anyhow!("topic `{topic}` reports no max.message.bytes"))?;
+    value
+        .parse()
+        .map_err(|e| anyhow::anyhow!("topic `{topic}`: max.message.bytes `{value}`: {e}"))
+}

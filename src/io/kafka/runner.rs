@@ -59,6 +59,15 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const TICK_EVERY: Duration = Duration::from_millis(100);
 const VIEW_EVERY: Duration = Duration::from_millis(250);
 const RECOVER_EVERY: Duration = Duration::from_secs(1);
+/// A record's bytes beyond key and value in a batch of one (headers, varints,
+/// batch header), rounded up.
+const RECORD_OVERHEAD: usize = 128;
+
+/// The part size for changelog values: a quarter of what the changelog topic
+/// takes, at most the default.
+fn part_bytes(topic_max: usize) -> usize {
+    (topic_max / 4).clamp(1024, crate::state::DEFAULT_PART_BYTES)
+}
 
 fn wall_ms() -> i64 {
     SystemTime::now()
@@ -191,6 +200,8 @@ struct RunContext {
     direct: Option<KafkaSink>,
     view: Arc<LiveView>,
     state_partitions: i32,
+    /// The changelog topic's `max.message.bytes`: no state record may be larger.
+    state_max_bytes: usize,
     health: Arc<Health>,
     /// A rewind failed half-way; processing holds until one succeeds.
     rewind_pending: AtomicBool,
@@ -246,6 +257,22 @@ impl RunContext {
             tracing::warn!(error = %e, "could not put a message back; the rewind will");
             self.rewind_pending.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Refuses a changelog record the topic would refuse: retrying it could
+    /// only fail again, so the run stops with the reason instead of rewinding
+    /// forever. (Values are split to fit; only an absurd key can get here.)
+    fn fits_changelog(&self, r: &crate::state::StateRecord) -> Result<(), TxnError> {
+        let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+        if size <= self.state_max_bytes {
+            return Ok(());
+        }
+        let shown: String = r.key.chars().take(120).collect();
+        Err(TxnError::Fatal(format!(
+            "state record `{shown}` is {size} bytes, more than the {} bytes `max.message.bytes` of `{}` allows",
+            self.state_max_bytes,
+            state_topic(&self.config)
+        )))
     }
 
     fn set_fatal(&self, e: String) {
@@ -394,6 +421,7 @@ impl RunContext {
             let parts: Vec<(InputTopic, i32)> = s.positions.keys().copied().collect();
             for (topic, p) in &parts {
                 for r in s.engine.checkpoint_partition(*topic, *p) {
+                    self.fits_changelog(&r)?;
                     self.txn.send(
                         &state_topic,
                         Some(p % self.state_partitions),
@@ -586,7 +614,18 @@ impl ConsumerContext for RunContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
             self.view.set_ready(false);
-            match self.commit(consumer) {
+            let failed = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let committed = match failed {
+                // Positions may be ahead of what was delivered: commit nothing,
+                // and let the next owner resume from the last checkpoint.
+                Some(e) => {
+                    tracing::warn!(error = %e, "not committing revoked partitions after an error");
+                    let _ = self.settle(true);
+                    Err(TxnError::Abort(e))
+                }
+                None => self.commit(consumer),
+            };
+            match committed {
                 Ok(Commit::Deferred(e)) => {
                     tracing::warn!(error = %e, "outputs not acknowledged; the new owner resumes from the last commit")
                 }
@@ -686,6 +725,8 @@ pub fn run(
     engine.enable_checkpoints();
     engine.repartition_through_kafka();
     let state_partitions = changelog_partitions(&config)?;
+    let state_max_bytes = super::admin::max_message_bytes(&config, state_topic(&config))?;
+    engine.set_state_part_bytes(part_bytes(state_max_bytes));
     let health = Arc::new(Health {
         unhealthy_after: config.kafka.unhealthy_after.as_duration(),
         state: Mutex::new(HealthState {
@@ -721,6 +762,7 @@ pub fn run(
         direct,
         view: view.clone(),
         state_partitions,
+        state_max_bytes,
         health: health.clone(),
         rewind_pending: AtomicBool::new(false),
         put_back: Mutex::new(BTreeMap::new()),
@@ -748,6 +790,9 @@ pub fn run(
     );
 
     let ctx = consumer.context().clone();
+    // Declared after the consumer, so dropped before it: an error return marks
+    // the run failed before the consumer's close runs the revoke callback.
+    let mut failing = FailOnDrop(Some(ctx.clone()));
     let counters: Vec<(InputTopic, InputCounters)> = InputTopic::ALL
         .iter()
         .chain([&InputTopic::PaymentsByZone])
@@ -900,7 +945,25 @@ pub fn run(
         d.flush(FLUSH_TIMEOUT)?;
     }
     let summary = ctx.lock().summary.clone();
+    failing.0 = None;
     Ok(summary)
+}
+
+/// Marks the run failed when dropped armed (any error return), so that closing
+/// the consumer, which revokes its partitions, commits nothing: after a failed
+/// produce the positions are ahead of what was delivered, and committing them
+/// would skip those messages for good.
+struct FailOnDrop(Option<Arc<RunContext>>);
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.0.take() {
+            ctx.fatal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| "the run stopped on an error".into());
+        }
+    }
 }
 
 /// Sends outputs to their topics (re-keyed payments into their batch) and to
