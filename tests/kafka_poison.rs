@@ -129,3 +129,65 @@ fn oversized_dead_letters_are_cut_at_least_once() {
 fn oversized_dead_letters_are_cut_exactly_once() {
     oversized_dead_letters("exactly_once");
 }
+
+/// A message keyed by another entity than the one it is about, or not keyed,
+/// lands on a partition that does not hold that entity's state: a crowd message
+/// for one zone keyed by another raised a red alert from half the cameras, and
+/// parking messages keyed otherwise gave a car park more spaces than it has.
+/// Each is dead-lettered `key_mismatch`, and the correctly keyed ones count.
+#[test]
+fn messages_keyed_by_another_entity_are_dead_lettered() {
+    kafka::require_broker();
+    let names = Names::new("miskeyed");
+    let mut env = names.env("engine", None);
+    quick(&mut env, "at_least_once");
+    create_topics(&env);
+    let p = kafka::producer();
+    let crowd = names.topic("crowd.counts");
+    let parking = names.topic("parking.events");
+    let payments = names.topic("payments");
+    let zone_msg = |people: u32| {
+        format!(r#"{{"zone":"lakeside-promenade","ts":{T0},"source":"cam-1","people":{people}}}"#)
+    };
+    kafka::produce(&p, &crowd, "east-pier-queue", &zone_msg(1500));
+    kafka::produce(&p, &crowd, "lakeside-promenade", &zone_msg(400));
+    let space = format!(r#"{{"lot":"p01-in77-a","ts":{T0},"slot":"A-001","occupied":true}}"#);
+    kafka::produce(&p, &parking, "p02-in77-d", &space);
+    p.send(BaseRecord::<str, str>::to(&parking).payload(&space))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let sale = format!(r#"{{"txn_id":"wx-1","ts":{T0},"merchant":"m-1001","amount":"10.00"}}"#);
+    kafka::produce(&p, &payments, "m-1002", &sale);
+    kafka::flush(&p);
+
+    let (engine, addr) = start_engine(&env);
+    let dead = names.topic("crowdpark.deadletter");
+    let letters = kafka::read_until(&dead, Duration::from_secs(60), |r| r.len() >= 4);
+    assert_eq!(letters.len(), 4, "{letters:?}");
+    for l in &letters {
+        assert_eq!(l.value["reason"], "key_mismatch", "{}", l.value);
+    }
+    let errors: Vec<&str> = letters
+        .iter()
+        .map(|l| l.value["error"].as_str().unwrap())
+        .collect();
+    assert!(errors
+        .iter()
+        .any(|e| e.contains("keyed `east-pier-queue`") && e.contains("zone `lakeside-promenade`")));
+    assert!(errors.iter().any(|e| e.contains("no key")));
+    let m = kafka::metrics(&addr);
+    assert_eq!(
+        kafka::metric_sum(
+            &m,
+            "crowdpark_events_rejected_total",
+            "reason=\"key_mismatch\""
+        ),
+        4.0
+    );
+    assert_eq!(
+        kafka::metric_sum(&m, "crowdpark_events_accepted_total", &crowd),
+        1.0,
+        "the correctly keyed reading counts"
+    );
+    assert!(stop_engine(engine).success());
+}

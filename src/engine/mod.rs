@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{
     decode, forwarded_lines, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event,
-    InputTopic, LotIx, RejectReason, ZoneIx,
+    InputTopic, LotIx, Reject, RejectReason, ZoneIx,
 };
 use crate::output::{Availability, DeadLetter, Origin, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
@@ -57,6 +57,7 @@ pub struct Engine {
     /// them in the outputs for a repartition topic.
     inline_repartition: bool,
     state_part_bytes: usize,
+    check_keys: bool,
 }
 
 impl Engine {
@@ -78,6 +79,7 @@ impl Engine {
             checkpointing: false,
             inline_repartition: true,
             state_part_bytes: DEFAULT_PART_BYTES,
+            check_keys: false,
         }
     }
 
@@ -166,6 +168,13 @@ impl Engine {
     /// (the Kafka runner). By default they are routed in process.
     pub fn repartition_through_kafka(&mut self) {
         self.inline_repartition = false;
+    }
+
+    /// Refuses input messages not keyed by their entity (`key_mismatch`).
+    /// Wherever the key chooses the partition (Kafka) it must; callers that
+    /// choose partitions themselves (tests, benchmarks) may leave keys out.
+    pub fn require_entity_keys(&mut self) {
+        self.check_keys = true;
     }
 
     /// Turns on change tracking for [`checkpoint`](Self::checkpoint). Off by
@@ -266,6 +275,39 @@ impl Engine {
         }
     }
 
+    /// Refuses a message not keyed by the entity it is about. All of an
+    /// entity's state lives in the partition its key hashes to; a message keyed
+    /// otherwise (or not at all) lands elsewhere and would start a second,
+    /// partial state there (a red alert from half the cameras, a car park with
+    /// more spaces than it has). Re-routing it would hide the producer's bug,
+    /// and the message would still be out of order with the entity's others.
+    fn check_key(&self, msg: &InputMessage<'_>, d: &Decoded<'_>) -> Result<(), Reject> {
+        let c = &self.catalog;
+        let (what, entity) = match &d.event {
+            Event::Crowd(e) => ("zone", c.zones[e.zone as usize].id.as_str()),
+            Event::Parking(e) => ("car park", c.lots[e.lot as usize].id.as_str()),
+            Event::Payment(_) => match &d.merchant {
+                Some(m) => ("merchant", m.as_ref()),
+                None => return Ok(()),
+            },
+            Event::Heartbeat => return Ok(()),
+        };
+        match msg.key {
+            Some(k) if k == entity.as_bytes() => Ok(()),
+            Some(k) => {
+                let shown: String = String::from_utf8_lossy(k).chars().take(200).collect();
+                Err(Reject::new(
+                    RejectReason::KeyMismatch,
+                    format!("message is keyed `{shown}` but is about {what} `{entity}`; key every message by its {what}"),
+                ))
+            }
+            None => Err(Reject::new(
+                RejectReason::KeyMismatch,
+                format!("message has no key; key it by its {what} (`{entity}`)"),
+            )),
+        }
+    }
+
     /// Processes one message, appending what it caused to `out`.
     pub fn process(&mut self, msg: &InputMessage<'_>, out: &mut Vec<Output>) -> Disposition {
         let first = out.len();
@@ -283,6 +325,10 @@ impl Engine {
                 ..
             }) => Some((*ts, *entered)),
             _ => None,
+        };
+        let decoded = match decoded {
+            Ok(d) if self.check_keys => self.check_key(msg, &d).map(|()| d),
+            other => other,
         };
         let task = self.task(msg.topic, msg.partition, msg.wall_ms);
         task.next_offset = Some(msg.offset + 1);
@@ -348,6 +394,7 @@ impl Engine {
                     None => Event::Heartbeat,
                 },
                 upstream: Some((r.upstream, r.wm)),
+                merchant: None,
             };
             let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
             if let Err(reject) = task.process(&decoded, wall_ms, skew, out) {

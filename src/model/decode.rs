@@ -191,6 +191,7 @@ fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<De
             reading,
         }),
         upstream: None,
+        merchant: None,
     })
 }
 
@@ -265,6 +266,7 @@ fn decode_parking<'a>(
         dedup_id: optional_id("event_id", raw.event_id)?,
         event: Event::Parking(ParkingEvent { lot, reading }),
         upstream: None,
+        merchant: None,
     })
 }
 
@@ -315,6 +317,7 @@ fn decode_payment<'a>(
             lot,
         }),
         upstream: None,
+        merchant: Some(merchant_id),
     })
 }
 
@@ -344,6 +347,7 @@ fn decode_forwarded<'a>(
             dedup_id: None,
             event: Event::Heartbeat,
             upstream,
+            merchant: None,
         });
     }
     let txn_id = id("txn_id", raw.txn_id)?;
@@ -370,6 +374,7 @@ fn decode_forwarded<'a>(
             lot,
         }),
         upstream,
+        merchant: None,
     })
 }
 

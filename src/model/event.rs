@@ -58,4 +58,6 @@ pub struct Decoded<'a> {
     pub event: Event<'a>,
     /// Repartitioned records only: (upstream partition, its watermark).
     pub upstream: Option<(i32, i64)>,
+    /// Payments only: the merchant, by which the message must be keyed.
+    pub merchant: Option<Cow<'a, str>>,
 }

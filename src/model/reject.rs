@@ -18,16 +18,20 @@ pub enum RejectReason {
     Late,
     /// Larger than `engine.max_message_bytes`; not parsed.
     TooLarge,
+    /// Keyed by another entity than the one it is about, or not keyed: it may
+    /// sit on another partition than that entity's state.
+    KeyMismatch,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::MalformedJson,
         RejectReason::InvalidField,
         RejectReason::UnknownEntity,
         RejectReason::OutOfRange,
         RejectReason::Late,
         RejectReason::TooLarge,
+        RejectReason::KeyMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +42,7 @@ impl RejectReason {
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::Late => "late",
             RejectReason::TooLarge => "too_large",
+            RejectReason::KeyMismatch => "key_mismatch",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod kafka;
+pub mod scenario;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -724,6 +724,7 @@ pub fn run(
     let mut engine = Engine::new(config.clone());
     engine.enable_checkpoints();
     engine.repartition_through_kafka();
+    engine.require_entity_keys();
     let state_partitions = changelog_partitions(&config)?;
     let state_max_bytes = super::admin::max_message_bytes(&config, state_topic(&config))?;
     engine.set_state_part_bytes(part_bytes(state_max_bytes));

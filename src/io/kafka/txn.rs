@@ -32,6 +32,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// instances with one id), not by outages: stop rather than fence it back.
 const MAX_REPLACEMENTS: usize = 5;
 const REPLACEMENT_WINDOW: Duration = Duration::from_secs(600);
+/// Aborts failing this many times in a row (each waits `CALL_TIMEOUT`) mean
+/// the producer is stuck, not the broker slow: it is replaced.
+const STUCK_ABORTS: u8 = 3;
 
 /// Why a transaction did not commit, and so what the caller must do.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,8 @@ pub struct Transactions {
     sink: RwLock<KafkaSink>,
     phase: AtomicU8,
     replaced_at: Mutex<Vec<Instant>>,
+    /// Aborts that failed in a row; see `abort`.
+    failed_aborts: AtomicU8,
 }
 
 /// librdkafka's three kinds of transactional error, as the caller must treat
@@ -138,6 +143,7 @@ impl Transactions {
             sink: RwLock::new(sink),
             phase: AtomicU8::new(IDLE),
             replaced_at: Mutex::new(Vec::new()),
+            failed_aborts: AtomicU8::new(0),
         })
     }
 
@@ -253,8 +259,20 @@ impl Transactions {
         match result {
             Ok(()) => {
                 let _ = self.sink().take_failed();
+                self.failed_aborts.store(0, Ordering::Relaxed);
                 self.phase.store(IDLE, Ordering::Relaxed);
                 Ok(())
+            }
+            // Measured: after a produce failed inside the transaction and
+            // records to another partition then timed out ("requires epoch
+            // bump"), librdkafka's abort timed out on every call, for good,
+            // with the broker up, and processing held forever. A new producer
+            // under the same id gets there another way: registering it fences
+            // the old one and the coordinator aborts the transaction.
+            Err(e) if self.failed_aborts.fetch_add(1, Ordering::Relaxed) + 1 >= STUCK_ABORTS => {
+                tracing::warn!(error = %e, attempts = STUCK_ABORTS, "the transaction cannot be aborted; replacing the producer");
+                self.phase.store(BROKEN, Ordering::Relaxed);
+                self.replace()
             }
             Err(e) => match classify(e) {
                 TxnError::Fatal(e) => {
@@ -292,6 +310,7 @@ impl Transactions {
         )
         .map_err(|e| TxnError::Abort(format!("replacing the producer: {e:#}")))?;
         *self.sink.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.failed_aborts.store(0, Ordering::Relaxed);
         self.replaced_at
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,130 @@
+//! A simulated district fed into Kafka and engines run over it with the
+//! settings the recovery and fault tests share: alerts within a few simulated
+//! minutes, heartbeats off, short sessions. Compare a disturbed run with an
+//! uninterrupted one through `engine::assert_same_outputs`.
+
+use super::engine::{create_topics, start_engine, wait_until, Engine};
+use super::kafka::{self, Names};
+use super::ChildGuard;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Event-time settings that raise alerts within a few simulated minutes, with
+/// heartbeats off (their timing follows the wall clock once input ends).
+pub const SETTINGS: [(&str, &str); 7] = [
+    ("CROWDPARK_PARKING__HEARTBEAT", "1h"),
+    ("CROWDPARK_ENGINE__IDLE_TIMEOUT", "3s"),
+    ("CROWDPARK_CROWD__THRESHOLDS__YELLOW", "0.9"),
+    ("CROWDPARK_CROWD__THRESHOLDS__RED", "1.3"),
+    ("CROWDPARK_CROWD__MIN_DWELL", "30s"),
+    ("CROWDPARK_KAFKA__COMMIT_INTERVAL", "500ms"),
+    // A killed instance leaves the group when its session expires; the
+    // broker's minimum keeps the wait for its partitions short.
+    ("CROWDPARK_KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000"),
+];
+
+pub fn engine_env(
+    names: &Names,
+    input: &Names,
+    group: &str,
+    instance: &str,
+    guarantee: &str,
+) -> Vec<(String, String)> {
+    let mut env = names.env(group, Some(input));
+    env.extend(SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env.push((
+        "CROWDPARK_KAFKA__INSTANCE_ID".into(),
+        format!("{}-{instance}", names.prefix),
+    ));
+    env.push((
+        "CROWDPARK_KAFKA__PROCESSING_GUARANTEE".into(),
+        guarantee.into(),
+    ));
+    env
+}
+
+/// Starts `crowdpark simulate` filling `input` at `rate` messages/s.
+pub fn simulate(input: &Names, brokers: &str, rate: u32, messages: u32) -> ChildGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args([
+            "simulate",
+            "--brokers",
+            brokers,
+            "--rate",
+            &rate.to_string(),
+            "--messages",
+            &messages.to_string(),
+            "--duplicate-ratio",
+            "0.01",
+            "--bad-ratio",
+            "0.01",
+        ])
+        .envs(input.env("sim", None))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ChildGuard(Some(child))
+}
+
+/// Waits for the simulator; its summary (what it sent, per topic).
+pub fn finish(mut sim: ChildGuard) -> Value {
+    let child = sim.0.take().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "simulate failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A small deterministic generator (the seed is printed, so a failing run can
+/// be repeated with `CROWDPARK_TEST_SEED`).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env_or_clock() -> Self {
+        let seed = std::env::var("CROWDPARK_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("kill points from CROWDPARK_TEST_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Waits until each run's consumer group has committed the end of every input
+/// partition.
+pub fn wait_caught_up(brokers: &str, runs: &[&Names], input: &Names) {
+    for run in runs {
+        wait_until(
+            "every input offset committed",
+            Duration::from_secs(120),
+            || {
+                kafka::caught_up(
+                    brokers,
+                    &format!("{}-engine", run.prefix),
+                    &input.input_topics(),
+                )
+            },
+        );
+    }
+}
+
+/// Runs the reference engine over `input` to the end.
+pub fn reference_run(input: &Names, reference: &Names, guarantee: &str) -> Engine {
+    let env = engine_env(reference, input, "engine", "ref", guarantee);
+    create_topics(&env);
+    start_engine(&env).0
+}

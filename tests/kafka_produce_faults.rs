@@ -1,0 +1,113 @@
+//! Produce failures against `crowdpark run` on the real broker. While the
+//! simulated district streams in, an output topic (or the internal repartition
+//! topic) stops taking records for a few seconds: its `max.message.bytes` is
+//! lowered below every record's size, which the broker answers with a
+//! permanent error for each record, as it does when a write ACL is revoked.
+//! The engine may stall or stop, but it must not lose or double-count
+//! anything: restarted with the topic healthy again, it must finish with the
+//! payment windows, density windows, alert ids and availability of a run that
+//! never saw a failure.
+
+mod common;
+
+use common::engine::{assert_same_outputs, consumed, create_topics, start_engine, stop_engine};
+use common::kafka::{self, Names};
+use common::scenario::{engine_env, finish, reference_run, simulate, wait_caught_up, Rng};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use std::time::{Duration, Instant};
+
+/// Topics whose records can be made to fail, and whether they are compacted
+/// (a non-incremental config change resets what it does not name).
+const TARGETS: [(&str, bool); 5] = [
+    ("parking.availability", true),
+    ("payments.stats", false),
+    ("crowd.alerts", false),
+    ("crowdpark.deadletter", false),
+    ("crowdpark.payments-by-zone", false),
+];
+
+fn set_max_message_bytes(topic: &str, compacted: bool, bytes: usize) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka::brokers())
+        .create()
+        .unwrap();
+    let bytes = bytes.to_string();
+    let mut change =
+        AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &bytes);
+    if compacted {
+        change = change.set("cleanup.policy", "compact");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(admin.alter_configs([&change], &AdminOptions::new()))
+        .unwrap();
+    assert!(r.iter().all(|r| r.is_ok()), "alter {topic}: {r:?}");
+}
+
+fn faults(guarantee: &str) {
+    kafka::require_broker();
+    let brokers = kafka::brokers();
+    let input = Names::new(&format!("fault-in-{guarantee}"));
+    let reference = Names::new(&format!("fault-ref-{guarantee}"));
+    let faulty = Names::new(&format!("fault-run-{guarantee}"));
+    create_topics(&input.env("sim", None));
+    let env = engine_env(&faulty, &input, "engine", "a", guarantee);
+    create_topics(&env);
+
+    let sim = simulate(&input, &brokers, 400, 14_000);
+    let mut rng = Rng::from_env_or_clock();
+    let mut engine = None;
+    let mut stopped_by_fault = 0;
+    for _ in 0..3 {
+        let (e, addr) = match engine.take() {
+            Some(running) => running,
+            None => start_engine(&env),
+        };
+        let started = Instant::now();
+        while consumed(&addr, &input) == 0.0 && started.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
+        let (base, compacted) = TARGETS[rng.below(TARGETS.len() as u64) as usize];
+        let topic = faulty.topic(base);
+        eprintln!("failing every record to {topic} for 4 s");
+        set_max_message_bytes(&topic, compacted, 64);
+        std::thread::sleep(Duration::from_secs(4));
+        set_max_message_bytes(&topic, compacted, 1_048_588);
+        let mut e = e;
+        match e.child.0.as_mut().unwrap().try_wait().unwrap() {
+            Some(status) => {
+                eprintln!("the engine stopped on the fault: {status}");
+                e.child.0 = None;
+                stopped_by_fault += 1;
+            }
+            None => engine = Some((e, addr)),
+        }
+    }
+    eprintln!("{stopped_by_fault} of 3 faults stopped the engine");
+    let last = match engine.take() {
+        Some((e, _)) => e,
+        None => start_engine(&env).0,
+    };
+    finish(sim);
+    let uninterrupted = reference_run(&input, &reference, guarantee);
+    wait_caught_up(&brokers, &[&faulty, &reference], &input);
+    assert_same_outputs(&brokers, &reference, &faulty, Duration::from_secs(60));
+    assert_eq!(stop_engine(last).code(), Some(0));
+    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+}
+
+#[test]
+fn failed_produces_lose_nothing_at_least_once() {
+    faults("at_least_once");
+}
+
+#[test]
+fn failed_produces_lose_nothing_exactly_once() {
+    faults("exactly_once");
+}
