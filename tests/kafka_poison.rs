@@ -151,7 +151,7 @@ fn messages_keyed_by_another_entity_are_dead_lettered() {
     };
     kafka::produce(&p, &crowd, "east-pier-queue", &zone_msg(1500));
     kafka::produce(&p, &crowd, "lakeside-promenade", &zone_msg(400));
-    let space = format!(r#"{{"lot":"p01-in77-a","ts":{T0},"slot":"A-001","occupied":true}}"#);
+    let space = format!(r#"{{"lot":"p01-in77-a","ts":{T0},"slot":"A-001","state":"occupied"}}"#);
     kafka::produce(&p, &parking, "p02-in77-d", &space);
     p.send(BaseRecord::<str, str>::to(&parking).payload(&space))
         .map_err(|(e, _)| e)
