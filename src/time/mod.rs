@@ -14,5 +14,5 @@ mod window;
 pub use dedup::Dedup;
 pub use merged::MergedWatermark;
 pub use offset::{format_ts, UtcOffset};
-pub use watermark::Watermark;
+pub use watermark::{Leader, Watermark};
 pub use window::{WindowSpec, WindowStore};

@@ -7,14 +7,39 @@
 /// assumed to keep flowing with the wall clock, so windows still close and car parks
 /// still send their heartbeat when a stream stops (SPEC §2). The wall clock is always
 /// passed in, never read here, so tests and the simulator control it.
+///
+/// One sensor cannot move it alone. A sensor whose clock is 59 minutes ahead
+/// once moved the partition's watermark 59 minutes on, and every other zone,
+/// car park and merchant on that partition was dead-lettered `late`. Like
+/// Flink's per-split watermarks, the watermark here follows what the sensors
+/// agree on: the newest event time of the *second* most advanced sensor (two
+/// leaders are kept; their per-sensor maxima only grow, so the top two are
+/// exact without a table of sensors). A runaway sensor therefore waits until
+/// another one reaches its time. When the runner-up falls silent for
+/// `idle_timeout`, its time is taken to flow with the wall clock, as an idle
+/// partition's does, up to the leader's: a lone live sensor still advances
+/// the watermark at the pace of real time, never by a jump. A partition with
+/// a single sensor follows it. And event times ahead of the wall clock (up to
+/// `max_future_skew` is accepted) count as the wall clock's time.
 #[derive(Debug, Clone)]
 pub struct Watermark {
     out_of_orderness: i64,
     idle_timeout: i64,
     max_ts: Option<i64>,
+    /// The two sensors with the newest event times, most advanced first.
+    leaders: [Option<Leader>; 2],
     /// Wall time of the last event that moved or matched the watermark's input.
     last_event_wall: i64,
     current: i64,
+}
+
+/// A sensor (by a stable hash of its identity), its newest event time and
+/// when that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Leader {
+    pub sensor: u64,
+    pub ts: i64,
+    pub wall: i64,
 }
 
 impl Watermark {
@@ -23,6 +48,7 @@ impl Watermark {
             out_of_orderness: out_of_orderness_ms,
             idle_timeout: idle_timeout_ms,
             max_ts: None,
+            leaders: [None, None],
             last_event_wall: i64::MIN,
             current: i64::MIN,
         }
@@ -38,26 +64,77 @@ impl Watermark {
         self.max_ts
     }
 
-    /// Accounts for an accepted event at `ts`, received at wall time `wall`.
-    pub fn observe(&mut self, ts: i64, wall: i64) {
+    /// Accounts for an accepted event at `ts` from `sensor`, received at wall
+    /// time `wall`.
+    pub fn observe(&mut self, sensor: u64, ts: i64, wall: i64) {
         self.last_event_wall = wall;
         if self.max_ts.is_none_or(|m| ts > m) {
             self.max_ts = Some(ts);
         }
-        self.current = self.current.max(ts - self.out_of_orderness);
+        self.rank(Leader { sensor, ts, wall });
+        if let Some(agreed) = self.agreed(wall) {
+            self.current = self.current.max(agreed - self.out_of_orderness);
+        }
     }
 
-    /// Advances an idle partition by the wall-clock time since its last event.
-    /// Returns true when the watermark moved.
+    /// Keeps the two most advanced sensors, most advanced first.
+    fn rank(&mut self, seen: Leader) {
+        let [first, second] = &mut self.leaders;
+        match (first.as_mut(), second.as_mut()) {
+            (Some(a), _) if a.sensor == seen.sensor => {
+                a.ts = a.ts.max(seen.ts);
+                a.wall = seen.wall;
+            }
+            (_, Some(b)) if b.sensor == seen.sensor => {
+                b.ts = b.ts.max(seen.ts);
+                b.wall = seen.wall;
+            }
+            (None, _) => *first = Some(seen),
+            (Some(_), None) => *second = Some(seen),
+            (Some(_), Some(b)) if seen.ts > b.ts => *b = seen,
+            _ => {}
+        }
+        if let (Some(a), Some(b)) = (*first, *second) {
+            if b.ts > a.ts {
+                self.leaders = [Some(b), Some(a)];
+            }
+        }
+    }
+
+    /// The event time the sensors agree the partition has reached, never past
+    /// the wall clock (so a first or lone sensor ahead of the clock cannot
+    /// carry the watermark into the future either).
+    fn agreed(&self, wall: i64) -> Option<i64> {
+        let agreed = match self.leaders {
+            [Some(a), Some(b)] => {
+                let idle = wall
+                    .saturating_sub(b.wall)
+                    .saturating_sub(self.idle_timeout);
+                if idle > 0 {
+                    a.ts.min(b.ts.saturating_add(idle))
+                } else {
+                    b.ts
+                }
+            }
+            [Some(a), None] => a.ts,
+            _ => return None,
+        };
+        Some(agreed.min(wall))
+    }
+
+    /// Advances by the wall clock: a silent runner-up's time flows with it, and
+    /// an idle partition's (no event for `idle_timeout`) from what the sensors
+    /// agreed. Returns true when the watermark moved.
     pub fn on_wall_clock(&mut self, wall: i64) -> bool {
-        let Some(max_ts) = self.max_ts else {
+        let Some(agreed) = self.agreed(wall) else {
             return false;
         };
         let silent_for = wall.saturating_sub(self.last_event_wall);
-        if silent_for < self.idle_timeout {
-            return false;
-        }
-        let advanced = max_ts - self.out_of_orderness + silent_for;
+        let advanced = if silent_for < self.idle_timeout {
+            agreed - self.out_of_orderness
+        } else {
+            agreed - self.out_of_orderness + silent_for
+        };
         if advanced > self.current {
             self.current = advanced;
             true
@@ -71,16 +148,24 @@ impl Watermark {
         self.current = self.current.max(watermark);
     }
 
-    /// State for a checkpoint: (max event time, watermark).
-    pub fn snapshot(&self) -> (Option<i64>, i64) {
-        (self.max_ts, self.current)
+    /// State for a checkpoint: (max event time, watermark, leading sensors).
+    pub fn snapshot(&self) -> (Option<i64>, i64, Vec<Leader>) {
+        (
+            self.max_ts,
+            self.current,
+            self.leaders.iter().flatten().copied().collect(),
+        )
     }
 
     /// Restores from a checkpoint; idle time counts from `wall`.
-    pub fn restore(&mut self, max_ts: Option<i64>, current: i64, wall: i64) {
+    pub fn restore(&mut self, max_ts: Option<i64>, current: i64, leaders: &[Leader], wall: i64) {
         self.max_ts = max_ts;
         self.current = current;
         self.last_event_wall = wall;
+        self.leaders = [None, None];
+        for l in leaders {
+            self.rank(Leader { wall, ..*l });
+        }
     }
 }
 
@@ -88,15 +173,18 @@ impl Watermark {
 mod tests {
     use super::*;
 
+    /// Wall-clock times in these tests are well after their event times.
+    const W: i64 = 10_000_000_000;
+
     #[test]
     fn lags_behind_the_newest_event_and_never_goes_back() {
         let mut w = Watermark::new(5_000, 30_000);
         assert_eq!(w.current(), i64::MIN);
-        w.observe(100_000, 0);
+        w.observe(1, 100_000, W);
         assert_eq!(w.current(), 95_000);
-        w.observe(90_000, 1);
+        w.observe(1, 90_000, W + 1);
         assert_eq!(w.current(), 95_000);
-        w.observe(101_000, 2);
+        w.observe(1, 101_000, W + 2);
         assert_eq!(w.current(), 96_000);
     }
 
@@ -104,19 +192,79 @@ mod tests {
     fn idle_partition_follows_the_wall_clock() {
         let mut w = Watermark::new(5_000, 30_000);
         assert!(
-            !w.on_wall_clock(1_000_000),
+            !w.on_wall_clock(W + 1_000_000),
             "no events: nothing to advance from"
         );
-        w.observe(100_000, 1_000);
-        assert!(!w.on_wall_clock(30_999));
+        w.observe(1, 100_000, W + 1_000);
+        assert!(!w.on_wall_clock(W + 30_999));
         assert_eq!(w.current(), 95_000);
-        assert!(w.on_wall_clock(31_000));
+        assert!(w.on_wall_clock(W + 31_000));
         assert_eq!(w.current(), 125_000);
-        assert!(w.on_wall_clock(61_000));
+        assert!(w.on_wall_clock(W + 61_000));
         assert_eq!(w.current(), 155_000);
         // A fresh event resets the idle clock; the watermark stays where it got to.
-        w.observe(110_000, 61_500);
+        w.observe(1, 110_000, W + 61_500);
         assert_eq!(w.current(), 155_000);
-        assert!(!w.on_wall_clock(70_000));
+        assert!(!w.on_wall_clock(W + 70_000));
+    }
+
+    #[test]
+    fn one_sensor_ahead_does_not_move_the_watermark_alone() {
+        let mut w = Watermark::new(5_000, 30_000);
+        for s in 1..=3 {
+            w.observe(s, 100_000, W);
+        }
+        assert_eq!(w.current(), 95_000);
+        // Sensor 9's clock is 59 minutes fast.
+        w.observe(9, 100_000 + 59 * 60_000, W + 100);
+        assert_eq!(w.current(), 95_000, "the others have not got there");
+        w.observe(2, 101_000, W + 200);
+        assert_eq!(w.current(), 96_000, "the others still move it");
+        // Its next readings, still fast, change nothing either (no ratchet).
+        w.observe(9, 100_000 + 118 * 60_000, W + 300);
+        w.observe(3, 102_000, W + 400);
+        assert_eq!(w.current(), 97_000);
+    }
+
+    #[test]
+    fn a_silent_runner_up_lets_the_leader_advance_at_wall_clock_pace() {
+        let mut w = Watermark::new(5_000, 30_000);
+        w.observe(1, 100_000, W);
+        w.observe(2, 100_000, W);
+        // Only sensor 1 goes on; sensor 2 is silent from wall time 0.
+        for i in 1..=60 {
+            w.observe(1, 100_000 + i * 1_000, W + i * 1_000);
+        }
+        // 60 s of wall clock, 30 of them past the idle timeout.
+        assert_eq!(w.current(), 100_000 + 30_000 - 5_000);
+        assert!(!w.on_wall_clock(W + 60_000));
+        assert!(w.on_wall_clock(W + 61_000));
+        assert_eq!(w.current(), 100_000 + 31_000 - 5_000);
+    }
+
+    #[test]
+    fn leaders_survive_a_restore() {
+        let mut w = Watermark::new(5_000, 30_000);
+        w.observe(1, 100_000, W);
+        w.observe(9, 5_000_000, W);
+        let (max_ts, current, leaders) = w.snapshot();
+        let mut r = Watermark::new(5_000, 30_000);
+        r.restore(max_ts, current, &leaders, W + 10);
+        r.observe(9, 5_001_000, W + 20);
+        assert_eq!(
+            r.current(),
+            95_000,
+            "the runaway still waits for the others"
+        );
+    }
+
+    #[test]
+    fn event_times_ahead_of_the_clock_count_as_the_clock() {
+        let mut w = Watermark::new(5_000, 30_000);
+        let now = 1_790_834_400_000;
+        w.observe(1, now + 59 * 60_000, now);
+        assert_eq!(w.current(), now - 5_000, "a lone sensor an hour fast");
+        w.observe(2, now + 1_000, now + 1_000);
+        assert_eq!(w.current(), now - 4_000);
     }
 }
