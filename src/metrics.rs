@@ -41,6 +41,9 @@ pub struct Metrics {
     accepted: IntCounterVec,
     rejected: IntCounterVec,
     duplicates: IntCounterVec,
+    dedup_evicted: IntCounterVec,
+    /// The engine's running totals last seen by `set_dedup_evicted`.
+    dedup_evicted_seen: std::sync::Mutex<BTreeMap<String, u64>>,
     outputs: IntCounterVec,
     event_to_output: Histogram,
     forecast_lead: Histogram,
@@ -271,6 +274,14 @@ impl Metrics {
                 "Input messages whose id was already seen within the dedup horizon.",
                 &["topic"]
             ),
+            dedup_evicted: register!(
+                r,
+                IntCounterVec,
+                "dedup_evicted_total",
+                "Remembered ids dropped before their dedup horizon because dedup_max_ids was reached; a resent message with such an id is counted again.",
+                &["topic"]
+            ),
+            dedup_evicted_seen: Default::default(),
             outputs: register!(
                 r,
                 IntCounterVec,
@@ -394,6 +405,7 @@ impl Metrics {
             m.consumed.with_label_values(&[name]);
             m.accepted.with_label_values(&[name]);
             m.duplicates.with_label_values(&[name]);
+            m.dedup_evicted.with_label_values(&[name]);
             for reason in RejectReason::ALL {
                 m.rejected.with_label_values(&[name, reason.as_str()]);
             }
@@ -418,6 +430,21 @@ impl Metrics {
     /// Counts a message by what became of it.
     pub fn count_input(&self, topic: &str, d: Disposition) {
         self.input_counters(topic).count(self, d);
+    }
+
+    /// Brings `dedup_evicted_total{topic}` up to the engine's running total.
+    pub fn set_dedup_evicted(&self, topic: &str, total: u64) {
+        let mut seen = self
+            .dedup_evicted_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let last = seen.entry(topic.to_string()).or_insert(0);
+        if total > *last {
+            self.dedup_evicted
+                .with_label_values(&[topic])
+                .inc_by(total - *last);
+            *last = total;
+        }
     }
 
     /// One input topic's counters, looked up once, so counting a message on the

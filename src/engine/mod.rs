@@ -58,6 +58,8 @@ pub struct Engine {
     inline_repartition: bool,
     state_part_bytes: usize,
     check_keys: bool,
+    /// Dedup evictions of partitions no longer held (see `dedup_evicted`).
+    evicted_retired: BTreeMap<InputTopic, u64>,
 }
 
 impl Engine {
@@ -80,6 +82,7 @@ impl Engine {
             inline_repartition: true,
             state_part_bytes: DEFAULT_PART_BYTES,
             check_keys: false,
+            evicted_retired: BTreeMap::new(),
         }
     }
 
@@ -213,7 +216,7 @@ impl Engine {
         wall_ms: i64,
     ) -> Result<(), RestoreError> {
         let prefix = partition_prefix(self.topic_name(topic), partition);
-        self.tasks.remove(&(topic, partition));
+        self.drop_partition(topic, partition);
         let task = self.task(topic, partition, wall_ms);
         let own = joined(records, &prefix, &mut task.split)?;
         task.restore(own.iter().map(|(k, v)| (*k, v.as_ref())), wall_ms)?;
@@ -237,7 +240,19 @@ impl Engine {
 
     /// Forgets a partition (it was revoked and its state checkpointed).
     pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
-        self.tasks.remove(&(topic, partition));
+        if let Some(t) = self.tasks.remove(&(topic, partition)) {
+            *self.evicted_retired.entry(topic).or_default() += t.dedup.evicted_early();
+        }
+    }
+
+    /// Per input topic, how many remembered ids were dropped before their
+    /// horizon because `dedup_max_ids` was reached, since the engine started.
+    pub fn dedup_evicted(&self) -> BTreeMap<InputTopic, u64> {
+        let mut total = self.evicted_retired.clone();
+        for ((topic, _), t) in &self.tasks {
+            *total.entry(*topic).or_default() += t.dedup.evicted_early();
+        }
+        total
     }
 
     /// Input topic for a configured topic name.

@@ -65,6 +65,9 @@ pub fn refresh_view(engine: &Engine, view: &LiveView) {
     view.update_district(engine.district());
     view.metrics
         .set_payment_totals(engine.catalog(), &engine.payment_totals());
+    for (topic, n) in engine.dedup_evicted() {
+        view.metrics.set_dedup_evicted(engine.topic_name(topic), n);
+    }
     for (topic, partition, wm) in engine.watermarks() {
         view.metrics
             .set_watermark(engine.topic_name(topic), partition, wm);
