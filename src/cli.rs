@@ -282,6 +282,9 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// How long `run` may take to stop after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(4500);
+
 /// Resolves when SIGTERM or SIGINT (Ctrl-C) arrives.
 async fn termination() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -331,7 +334,20 @@ async fn run_kafka(cfg: Config) -> ExitCode {
         _ = termination() => {
             tracing::info!("signal received; shutting down");
             shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
-            (&mut done_rx).await
+            // The final checkpoint normally takes well under a second; a
+            // broker that is away must not keep an orchestrator's SIGTERM
+            // waiting. Leaving without it is as safe as a crash: the next run
+            // resumes from the last committed checkpoint.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut done_rx).await {
+                Ok(r) => r,
+                Err(_) => {
+                    eprintln!(
+                        "error: the final checkpoint did not finish within {} s; exiting without it (the next run resumes from the last committed checkpoint)",
+                        SHUTDOWN_GRACE.as_secs_f64()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
         }
         r = &mut done_rx => r,
     };
@@ -397,10 +413,8 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
     let server = tokio::spawn(crate::http::serve(listener, view.clone(), async {
         let _ = http_stopped.await;
     }));
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let result = demo::run(config.clone(), view, engine, opts, ctrl_c).await;
+    // SIGTERM (docker stop, systemd) is Ctrl-C: stop and print the summary.
+    let result = demo::run(config.clone(), view, engine, opts, termination()).await;
     let _ = stop_http.send(());
     let _ = server.await;
     match result {

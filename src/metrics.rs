@@ -53,6 +53,8 @@ pub struct Metrics {
     commits: IntCounterVec,
     rewinds: IntCounterVec,
     broker_reachable: prometheus::IntGauge,
+    healthy: prometheus::IntGauge,
+    seconds_since_progress: prometheus::Gauge,
     partitions_assigned: prometheus::IntGauge,
     restore_seconds: GaugeVec,
     last_totals: std::sync::Mutex<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
@@ -350,6 +352,28 @@ impl Metrics {
                     .expect("metric registered once");
                 g
             },
+            healthy: {
+                let g = prometheus::IntGauge::with_opts(opts(
+                    "healthy",
+                    "1 while /healthz answers 200; 0 while it answers 503 (its body says why).",
+                ))
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g.set(1);
+                g
+            },
+            seconds_since_progress: {
+                let g = prometheus::Gauge::with_opts(opts(
+                    "seconds_since_progress",
+                    "Kafka mode: seconds since a checkpoint was last committed, or since \
+                     there was last nothing to commit.",
+                ))
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             partitions_assigned: {
                 let g = prometheus::IntGauge::with_opts(opts(
                     "partitions_assigned",
@@ -589,6 +613,14 @@ impl Metrics {
         self.rewinds.with_label_values(&[reason]).inc();
     }
 
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.set(i64::from(healthy));
+    }
+
+    pub fn set_seconds_since_progress(&self, seconds: f64) {
+        self.seconds_since_progress.set(seconds);
+    }
+
     pub fn set_broker_reachable(&self, up: bool) {
         self.broker_reachable.set(i64::from(up));
     }
@@ -604,7 +636,7 @@ impl Metrics {
     /// dashboards and alert rules against.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 33] = [
+        let collectors: [&dyn Collector; 36] = [
             &self.zone_people,
             &self.zone_density,
             &self.zone_alert_level,
@@ -627,6 +659,7 @@ impl Metrics {
             &self.accepted,
             &self.rejected,
             &self.duplicates,
+            &self.dedup_evicted,
             &self.outputs,
             &self.event_to_output,
             &self.forecast_lead,
@@ -636,6 +669,8 @@ impl Metrics {
             &self.commits,
             &self.rewinds,
             &self.broker_reachable,
+            &self.healthy,
+            &self.seconds_since_progress,
             &self.partitions_assigned,
             &self.restore_seconds,
         ];

@@ -163,8 +163,9 @@ fn check_config_names_the_bad_key_and_exits_2() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn ctrl_c_stops_the_demo_cleanly() {
+/// Ctrl-C and SIGTERM (docker stop, systemd) both stop the demo cleanly,
+/// with its summary. SIGTERM used to kill it: exit 143, no summary.
+fn signal_stops_the_demo_cleanly(signal: &str) {
     let (mut child, rx) = spawn_crowdpark(
         &["demo", "--listen", "127.0.0.1:0", "--quiet"],
         &[] as &[(&str, &str)],
@@ -174,13 +175,23 @@ fn ctrl_c_stops_the_demo_cleanly() {
     std::thread::sleep(Duration::from_secs(2));
     let pid = child.0.as_ref().unwrap().id().to_string();
     assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
     let status = child.0.as_mut().unwrap().wait().unwrap();
-    assert!(status.success(), "demo exited with {status} on Ctrl-C");
+    assert!(status.success(), "demo exited with {status} on {signal}");
     let summary = wait_for_line(&rx, "summary:", Duration::from_secs(5), &mut lines)
-        .expect("summary after Ctrl-C");
+        .unwrap_or_else(|| panic!("summary after {signal}"));
     assert!(summary.contains("consumed"), "{summary}");
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_cleanly() {
+    signal_stops_the_demo_cleanly("-INT");
+}
+
+#[test]
+fn sigterm_stops_the_demo_cleanly() {
+    signal_stops_the_demo_cleanly("-TERM");
 }

@@ -66,6 +66,7 @@ impl LiveView {
 
     pub fn set_health(&self, healthy: bool, reason: &str) {
         self.healthy.store(healthy, Ordering::Release);
+        self.metrics.set_healthy(healthy);
         *self
             .unhealthy_reason
             .write()

@@ -99,7 +99,8 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
 /// setting, or the broker's default), for sizing what the engine writes there.
 pub fn max_message_bytes(c: &Config, topic: &str) -> anyhow::Result<usize> {
     use rdkafka::admin::ResourceSpecifier;
-    let admin: AdminClient<DefaultClientContext> = client_config(c, &[]).create()?;
+    let admin: AdminClient<super::logs::Quiet> =
+        client_config(c, &[]).create_with_context(super::logs::Quiet)?;
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

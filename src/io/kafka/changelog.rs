@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 pub struct ChangelogReader;
 
 impl ClientContext for ChangelogReader {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::logs::client_log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(%error, reason, "changelog reader error");
+            super::logs::client_error("changelog reader", &error, reason);
         }
     }
 }

@@ -4,10 +4,13 @@
 
 pub mod admin;
 pub mod changelog;
+pub mod health;
+pub mod logs;
 pub mod repartition;
 pub mod runner;
 pub mod simulate;
 pub mod sink;
+pub mod startup;
 pub mod txn;
 
 use crate::config::Config;

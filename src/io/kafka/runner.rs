@@ -28,8 +28,10 @@
 //! memory bounded by the clients' buffers.
 
 use super::changelog::{changelog_reader, read_changelog};
+use super::health::Health;
 use super::repartition::RepartitionBatches;
 use super::sink::KafkaSink;
+use super::startup::{connect, Connected};
 use super::txn::{Transactions, TxnError};
 use super::{client_config, state_topic};
 use crate::config::{Config, ProcessingGuarantee};
@@ -146,49 +148,6 @@ struct InFlight {
     started: Instant,
 }
 
-/// What `/healthz` reports in Kafka mode. It is refreshed by its own thread, so
-/// it stays true while the poll loop waits (for a full producer queue, say).
-struct Health {
-    unhealthy_after: Duration,
-    state: Mutex<HealthState>,
-}
-
-struct HealthState {
-    /// Last time the consumer had a connection to a broker.
-    reachable_at: Instant,
-    last_error: Option<String>,
-    /// Why the last assignment could not be restored (the instance then owns
-    /// no partitions).
-    restore_failed: Option<String>,
-}
-
-impl Health {
-    fn lock(&self) -> MutexGuard<'_, HealthState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Unhealthy once no broker has been reachable for `kafka.unhealthy_after`,
-    /// or while restored state is missing; healthy again as soon as neither holds.
-    fn publish(&self, view: &LiveView) {
-        let h = self.lock();
-        let away = h.reachable_at.elapsed();
-        if away > self.unhealthy_after {
-            view.set_health(
-                false,
-                &format!(
-                    "no Kafka broker reachable for {} s (last client error: {})",
-                    away.as_secs(),
-                    h.last_error.as_deref().unwrap_or("none")
-                ),
-            );
-        } else if let Some(e) = &h.restore_failed {
-            view.set_health(false, &format!("state restore failed: {e}"));
-        } else {
-            view.set_health(true, "");
-        }
-    }
-}
-
 struct RunContext {
     config: Arc<Config>,
     shared: Mutex<Shared>,
@@ -254,7 +213,7 @@ impl RunContext {
             Offset::Offset(m.offset()),
             Duration::from_secs(10),
         ) {
-            tracing::warn!(error = %e, "could not put a message back; the rewind will");
+            super::logs::warn("could not put a message back; the rewind will", &e);
             self.rewind_pending.store(true, Ordering::Relaxed);
         }
     }
@@ -458,14 +417,14 @@ impl RunContext {
                 return false;
             }
             Err(e @ (TxnError::Abort(_) | TxnError::Retry(_))) => {
-                tracing::warn!(error = %e, "abort failed; holding processing and trying again");
+                super::logs::warn("abort failed; holding processing and trying again", &e);
                 return false;
             }
         }
         match self.rewind(consumer) {
             Ok(n) => {
                 self.rewind_pending.store(false, Ordering::Relaxed);
-                self.health.lock().restore_failed = None;
+                self.health.restore_failed(None);
                 self.view.metrics.set_partitions_assigned(n);
                 self.view.set_ready(true);
                 self.view.metrics.rewind(reason);
@@ -473,7 +432,7 @@ impl RunContext {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "rewind failed; trying again");
+                super::logs::warn("rewind failed; trying again", &e);
                 // Keep processing held: the state may be half restored.
                 self.rewind_pending.store(true, Ordering::Relaxed);
                 false
@@ -598,14 +557,19 @@ impl ClientContext for RunContext {
         }
         let up = stats.brokers.values().any(|b| b.state == "UP");
         if up {
-            self.health.lock().reachable_at = Instant::now();
+            self.health.reachable();
+            super::health::broker_up();
         }
         self.view.metrics.set_broker_reachable(up);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::logs::client_log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "kafka client error");
-        self.health.lock().last_error = Some(format!("{error}: {reason}"));
+        super::logs::client_error("consumer", &error, reason);
+        self.health.note_error(format!("{error}: {reason}"));
     }
 }
 
@@ -669,14 +633,14 @@ impl ConsumerContext for RunContext {
                     }
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
                     self.view.metrics.set_partitions_assigned(parts.len());
-                    self.health.lock().restore_failed = None;
+                    self.health.restore_failed(None);
                     self.view.set_ready(true);
                 }
                 Err(e) => {
                     // Keep the partitions (nobody else would process them) and
                     // hold; the loop retries the restore every second.
                     tracing::error!(error = %e, "state restore failed; holding and retrying");
-                    self.health.lock().restore_failed = Some(e);
+                    self.health.restore_failed(Some(e));
                     self.rewind_pending.store(true, Ordering::Relaxed);
                 }
             }
@@ -712,42 +676,26 @@ pub fn run(
     view: Arc<LiveView>,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
-    let metrics = Some(view.metrics.clone());
     let exactly_once = config.kafka.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
-    let direct = if exactly_once {
-        None
-    } else {
-        Some(KafkaSink::new(&config, metrics.clone())?)
+    let health = Arc::new(Health::new(config.kafka.unhealthy_after.as_duration()));
+    // Stops with the run, whichever way it ends.
+    let _watcher = health.watch(view.clone());
+    let Some(Connected {
+        direct,
+        txn,
+        state_partitions,
+        state_max_bytes,
+    }) = connect(&config, &view.metrics, &health, &shutdown)?
+    else {
+        tracing::info!("stopped while waiting for the broker");
+        return Ok(RunSummary::default());
     };
     let transactional_id = config.kafka.transactional_id();
-    let txn = Transactions::new(&config, metrics, &transactional_id, Duration::from_secs(60))?;
     let mut engine = Engine::new(config.clone());
     engine.enable_checkpoints();
     engine.repartition_through_kafka();
     engine.require_entity_keys();
-    let state_partitions = changelog_partitions(&config)?;
-    let state_max_bytes = super::admin::max_message_bytes(&config, state_topic(&config))?;
     engine.set_state_part_bytes(part_bytes(state_max_bytes));
-    let health = Arc::new(Health {
-        unhealthy_after: config.kafka.unhealthy_after.as_duration(),
-        state: Mutex::new(HealthState {
-            reachable_at: Instant::now(),
-            last_error: None,
-            restore_failed: None,
-        }),
-    });
-    // Stops with the run, whichever way it ends.
-    let _watcher = {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (health, view, flag) = (health.clone(), view.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                health.publish(&view);
-                std::thread::sleep(VIEW_EVERY);
-            }
-        });
-        StopOnDrop(stop)
-    };
     let context = RunContext {
         config: config.clone(),
         shared: Mutex::new(Shared {
@@ -825,6 +773,10 @@ pub fn run(
             last_view = now;
         }
         if ctx.held() {
+            if !was_held {
+                // Not serving fresh results while held (`/readyz` 503).
+                view.set_ready(false);
+            }
             was_held = true;
             if let Some(Ok(m)) = consumer.poll(POLL_TIMEOUT) {
                 ctx.put_back(&consumer, &m);
@@ -832,9 +784,12 @@ pub fn run(
             if last_recover.elapsed() >= RECOVER_EVERY {
                 if ctx.txn.is_committing() {
                     match ctx.commit(&consumer) {
-                        Ok(_) => view.metrics.commit("ok"),
+                        Ok(_) => {
+                            view.metrics.commit("ok");
+                            ctx.health.progress();
+                        }
                         Err(TxnError::Fatal(e)) => anyhow::bail!(e),
-                        Err(e) => tracing::warn!(error = %e, "commit still not finished"),
+                        Err(e) => super::logs::warn("commit still not finished", &e),
                     }
                 } else if ctx.txn.must_abort() {
                     ctx.recover(&consumer, REWIND_TRANSACTION_FAILED);
@@ -847,6 +802,7 @@ pub fn run(
             continue;
         }
         if was_held {
+            view.set_ready(true);
             ctx.put_back
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -893,7 +849,7 @@ pub fn run(
                 anyhow::bail!("the consumer failed for good: {code}");
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer error");
+                super::logs::warn("consumer error", &e);
                 std::thread::sleep(Duration::from_millis(100));
             }
             None => {}
@@ -1012,21 +968,28 @@ fn on_commit(
     last_recover: &mut Instant,
 ) -> anyhow::Result<()> {
     match r {
-        Ok(Commit::Done) => view.metrics.commit("ok"),
-        Ok(Commit::Nothing | Commit::Started) => {}
+        Ok(Commit::Done) => {
+            view.metrics.commit("ok");
+            ctx.health.progress();
+        }
+        Ok(Commit::Nothing) => ctx.health.progress(),
+        Ok(Commit::Started) => {}
         Ok(Commit::Deferred(e)) => {
+            ctx.health.note_error(e.clone());
             view.metrics.commit("deferred");
-            tracing::warn!(error = %e, "outputs not yet acknowledged; commit deferred");
+            super::logs::warn("outputs not yet acknowledged; commit deferred", &e);
         }
         Err(TxnError::Fatal(e)) => anyhow::bail!(e),
         Err(TxnError::Retry(e)) => {
+            ctx.health.note_error(e.clone());
             view.metrics.commit("retry");
-            tracing::warn!(error = %e, "commit not finished; holding until it is");
+            super::logs::warn("commit not finished; holding until it is", &e);
             *last_recover = Instant::now();
         }
         Err(TxnError::Abort(e)) => {
+            ctx.health.note_error(e.clone());
             view.metrics.commit("aborted");
-            tracing::warn!(error = %e, "checkpoint transaction failed");
+            super::logs::warn("checkpoint transaction failed", &e);
             ctx.recover(consumer, REWIND_TRANSACTION_FAILED);
             *last_recover = Instant::now();
         }
@@ -1039,7 +1002,7 @@ fn on_commit(
 fn on_send_error(e: TxnError) -> anyhow::Result<()> {
     match e {
         TxnError::Abort(e) | TxnError::Retry(e) => {
-            tracing::warn!(error = %e, "output not added to the transaction");
+            super::logs::warn("output not added to the transaction", &e);
             Ok(())
         }
         TxnError::Fatal(e) => anyhow::bail!(e),
@@ -1066,34 +1029,4 @@ fn send_batches(
         send_batch(engine, ctx, p, &batch)?;
     }
     Ok(())
-}
-
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Partition count of the changelog topic (it must exist: `topics create`).
-fn changelog_partitions(config: &Config) -> anyhow::Result<i32> {
-    let probe: BaseConsumer = client_config(config, &[]).create()?;
-    let topic = state_topic(config);
-    // A topic created a moment ago may take a little while to show in metadata.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let md = probe.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-        let n = md
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len() as i32);
-        if n > 0 {
-            return Ok(n);
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("the state changelog topic `{topic}` does not exist; run `crowdpark topics create` first");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }

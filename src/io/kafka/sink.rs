@@ -30,7 +30,21 @@ pub struct DeliveryTracker {
     metrics: Option<Arc<Metrics>>,
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::logs::client_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::logs::client_error("producer", &error, reason);
+    }
+
+    fn stats(&self, stats: rdkafka::statistics::Statistics) {
+        if stats.brokers.values().any(|b| b.state == "UP") {
+            super::health::broker_up();
+        }
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
@@ -82,6 +96,8 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // Only failures need a report (they are re-sent); flush() still waits for
     // every record, and skipping the per-record callback saves a wake-up each.
     ("delivery.report.only.error", "true"),
+    // Broker reachability for `/healthz`, from a thread that never blocks.
+    ("statistics.interval.ms", "1000"),
 ];
 
 impl KafkaSink {
@@ -218,7 +234,15 @@ impl KafkaSink {
                     .extend(failed);
                 return Err(SinkError::Undelivered { count, last });
             }
-            tracing::warn!(count = failed.len(), error = %failed[0].error, "re-sending records whose delivery failed");
+            let what = format!(
+                "re-sending records whose delivery failed: {}",
+                failed[0].error
+            );
+            if let super::logs::Verdict::Log { repeated } =
+                super::logs::limiter().check(&what, Instant::now())
+            {
+                tracing::warn!(count = failed.len(), repeated, "{what}");
+            }
             for f in &failed {
                 self.send(
                     &f.topic,

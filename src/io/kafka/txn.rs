@@ -115,10 +115,13 @@ fn registered_producer(
     )?;
     let deadline = Instant::now() + wait;
     loop {
-        match sink.producer().init_transactions(CALL_TIMEOUT) {
+        match sink.producer().init_transactions(CALL_TIMEOUT.min(wait)) {
             Ok(()) => return Ok(sink),
             Err(KafkaError::Transaction(t)) if t.is_retriable() && Instant::now() < deadline => {
-                tracing::warn!(error = %t, "waiting for the broker to register the transactional producer");
+                super::logs::warn(
+                    "waiting for the broker to register the transactional producer",
+                    &t,
+                );
             }
             Err(e) => anyhow::bail!("registering transactional id `{transactional_id}`: {e}"),
         }

@@ -1,0 +1,208 @@
+//! What `/healthz` and `/readyz` report in Kafka mode, kept by its own thread
+//! so it stays true while the engine thread waits (for a broker, a full
+//! producer queue, a stuck transaction).
+//!
+//! `/healthz` is 503, with the reason in its body and `crowdpark_healthy` 0,
+//! once for `kafka.unhealthy_after`:
+//! - start-up has not reached the broker (the engine keeps trying);
+//! - no broker has been reachable;
+//! - a restore has failed (the instance holds its partitions and retries);
+//! - no checkpoint has been committed while there was input to commit: a
+//!   commit deferred again and again, a transaction that cannot be aborted,
+//!   a checkpoint that fails every time. Consuming alone is not progress: a
+//!   rewind loop consumes the same messages forever.
+
+use crate::http::LiveView;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// When any client last saw a broker up, in ms since `EPOCH`. The consumer's
+/// statistics arrive only while its thread polls, which a long flush or a
+/// restore holds up; the producers' arrive on their own threads.
+static LAST_UP_MS: AtomicU64 = AtomicU64::new(0);
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A client's statistics showed a broker connection up.
+pub fn broker_up() {
+    let ms = epoch().elapsed().as_millis() as u64;
+    LAST_UP_MS.fetch_max(ms, Ordering::Relaxed);
+}
+
+fn last_up() -> Option<Instant> {
+    match LAST_UP_MS.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(epoch() + Duration::from_millis(ms)),
+    }
+}
+
+pub struct Health {
+    unhealthy_after: Duration,
+    state: Mutex<HealthState>,
+}
+
+struct HealthState {
+    started: Instant,
+    /// Start-up reached the broker (producer registered, topics found).
+    connected: bool,
+    /// Last time a client had a connection to a broker.
+    reachable_at: Instant,
+    /// Last checkpoint committed, or last time there was nothing to commit.
+    progress_at: Instant,
+    last_error: Option<String>,
+    restore_failed: Option<String>,
+}
+
+impl Health {
+    pub fn new(unhealthy_after: Duration) -> Self {
+        epoch();
+        let now = Instant::now();
+        Health {
+            unhealthy_after,
+            state: Mutex::new(HealthState {
+                started: now,
+                connected: false,
+                reachable_at: now,
+                progress_at: now,
+                last_error: None,
+                restore_failed: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start-up is done; the progress clock starts now.
+    pub fn connected(&self) {
+        let mut h = self.lock();
+        h.connected = true;
+        h.reachable_at = Instant::now();
+        h.progress_at = Instant::now();
+    }
+
+    pub fn reachable(&self) {
+        self.lock().reachable_at = Instant::now();
+    }
+
+    /// A checkpoint was committed, or there was nothing to commit.
+    pub fn progress(&self) {
+        self.lock().progress_at = Instant::now();
+    }
+
+    pub fn note_error(&self, e: String) {
+        self.lock().last_error = Some(e);
+    }
+
+    pub fn restore_failed(&self, e: Option<String>) {
+        let mut h = self.lock();
+        if e.is_none() && h.restore_failed.is_some() {
+            // Restored: the progress clock starts again from here.
+            h.progress_at = Instant::now();
+        }
+        h.restore_failed = e;
+    }
+
+    /// Why the engine is unhealthy now, if it is.
+    pub fn verdict(&self) -> Option<String> {
+        let h = self.lock();
+        let limit = self.unhealthy_after;
+        let last = h.last_error.as_deref().unwrap_or("none");
+        if !h.connected {
+            let waiting = h.started.elapsed();
+            return (waiting > limit).then(|| {
+                format!(
+                    "starting for {} s and not yet connected to Kafka (last error: {last})",
+                    waiting.as_secs()
+                )
+            });
+        }
+        let seen = last_up().map_or(h.reachable_at, |t| t.max(h.reachable_at));
+        let away = seen.elapsed();
+        if away > limit {
+            return Some(format!(
+                "no Kafka broker reachable for {} s (last client error: {last})",
+                away.as_secs()
+            ));
+        }
+        if let Some(e) = &h.restore_failed {
+            return Some(format!("state restore failed: {e}"));
+        }
+        let stalled = h.progress_at.elapsed();
+        (stalled > limit).then(|| {
+            format!(
+                "no progress for {} s: no checkpoint committed while input waits (last error: {last})",
+                stalled.as_secs()
+            )
+        })
+    }
+
+    fn publish(&self, view: &LiveView) {
+        let stalled = self.lock().progress_at.elapsed().as_secs_f64();
+        view.metrics.set_seconds_since_progress(stalled);
+        match self.verdict() {
+            Some(reason) => view.set_health(false, &reason),
+            None => view.set_health(true, ""),
+        }
+    }
+
+    /// Publishes the verdict every 250 ms until the returned guard is dropped.
+    pub fn watch(self: &Arc<Self>, view: Arc<LiveView>) -> StopOnDrop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (health, flag) = (self.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                health.publish(&view);
+                std::thread::sleep(PUBLISH_EVERY);
+            }
+        });
+        StopOnDrop(stop)
+    }
+}
+
+pub struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_without_a_broker_turns_unhealthy_with_the_reason() {
+        let h = Health::new(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        h.note_error("Local: Broker transport failure".into());
+        let v = h.verdict().expect("unhealthy");
+        assert!(
+            v.starts_with("starting for") && v.contains("transport failure"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn no_commit_while_connected_is_no_progress_and_a_commit_clears_it() {
+        let h = Health::new(Duration::from_millis(50));
+        h.connected();
+        assert_eq!(h.verdict(), None);
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(20));
+            h.reachable();
+        }
+        let v = h.verdict().expect("stalled");
+        assert!(v.starts_with("no progress for"), "{v}");
+        h.progress();
+        assert_eq!(h.verdict(), None);
+    }
+}
