@@ -46,15 +46,16 @@ fn ids_evicted_before_their_horizon_are_counted() {
             &payments,
         ) >= 500.0
     });
-    let m = kafka::metrics(&addr);
-    let on = |name: &str| kafka::metric_sum(&m, name, &format!("topic=\"{payments}\""));
+    let on = |name: &str| {
+        let m = kafka::metrics(&addr);
+        kafka::metric_sum(&m, name, &format!("topic=\"{payments}\""))
+    };
     let counted_again = on("crowdpark_events_accepted_total") - 400.0;
-    let evicted = on("crowdpark_dedup_evicted_total");
     assert!(counted_again > 0.0, "the cap of 100 ids forgot some of 400");
-    assert!(
-        evicted >= counted_again,
-        "{counted_again} resent payments counted again, {evicted} evictions shown"
-    );
+    // The counter follows the engine's tally within a quarter second.
+    wait_until("the evictions shown", Duration::from_secs(10), || {
+        on("crowdpark_dedup_evicted_total") >= counted_again
+    });
     assert_eq!(
         on("crowdpark_events_duplicate_total") + counted_again,
         100.0

@@ -7,13 +7,14 @@
 //! benchmarks all drive the very same code this way.
 
 mod district;
+mod keys;
 mod partition;
 
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{
     decode, forwarded_lines, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event,
-    InputTopic, LotIx, Reject, RejectReason, ZoneIx,
+    InputTopic, LotIx, RejectReason, ZoneIx,
 };
 use crate::output::{Availability, DeadLetter, Origin, Output, OutputTopic};
 use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
@@ -290,39 +291,6 @@ impl Engine {
         }
     }
 
-    /// Refuses a message not keyed by the entity it is about. All of an
-    /// entity's state lives in the partition its key hashes to; a message keyed
-    /// otherwise (or not at all) lands elsewhere and would start a second,
-    /// partial state there (a red alert from half the cameras, a car park with
-    /// more spaces than it has). Re-routing it would hide the producer's bug,
-    /// and the message would still be out of order with the entity's others.
-    fn check_key(&self, msg: &InputMessage<'_>, d: &Decoded<'_>) -> Result<(), Reject> {
-        let c = &self.catalog;
-        let (what, entity) = match &d.event {
-            Event::Crowd(e) => ("zone", c.zones[e.zone as usize].id.as_str()),
-            Event::Parking(e) => ("car park", c.lots[e.lot as usize].id.as_str()),
-            Event::Payment(_) => match &d.merchant {
-                Some(m) => ("merchant", m.as_ref()),
-                None => return Ok(()),
-            },
-            Event::Heartbeat => return Ok(()),
-        };
-        match msg.key {
-            Some(k) if k == entity.as_bytes() => Ok(()),
-            Some(k) => {
-                let shown: String = String::from_utf8_lossy(k).chars().take(200).collect();
-                Err(Reject::new(
-                    RejectReason::KeyMismatch,
-                    format!("message is keyed `{shown}` but is about {what} `{entity}`; key every message by its {what}"),
-                ))
-            }
-            None => Err(Reject::new(
-                RejectReason::KeyMismatch,
-                format!("message has no key; key it by its {what} (`{entity}`)"),
-            )),
-        }
-    }
-
     /// Processes one message, appending what it caused to `out`.
     pub fn process(&mut self, msg: &InputMessage<'_>, out: &mut Vec<Output>) -> Disposition {
         let first = out.len();
@@ -342,7 +310,7 @@ impl Engine {
             _ => None,
         };
         let decoded = match decoded {
-            Ok(d) if self.check_keys => self.check_key(msg, &d).map(|()| d),
+            Ok(d) if self.check_keys => keys::check_key(&self.catalog, msg, &d).map(|()| d),
             other => other,
         };
         let task = self.task(msg.topic, msg.partition, msg.wall_ms);
