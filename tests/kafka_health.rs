@@ -14,9 +14,6 @@ mod common;
 use common::engine::{create_topics, start_engine, stop_engine, wait_until};
 use common::kafka::{self, Names};
 use common::{free_port, http_get, ChildGuard};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -116,25 +113,6 @@ fn no_broker_at_start_up_is_waited_for_reported_and_logged_once() {
     assert!(status.success(), "exit status {status}");
 }
 
-fn set_max_message_bytes(topic: &str, bytes: usize) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka::brokers())
-        .create()
-        .unwrap();
-    let bytes = bytes.to_string();
-    let change = AlterConfig::new(ResourceSpecifier::Topic(topic))
-        .set("max.message.bytes", &bytes)
-        .set("cleanup.policy", "compact");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt
-        .block_on(admin.alter_configs([&change], &AdminOptions::new()))
-        .unwrap();
-    assert!(r.iter().all(|r| r.is_ok()), "alter {topic}: {r:?}");
-}
-
 #[test]
 fn a_checkpoint_that_cannot_complete_turns_health_503_until_it_can() {
     kafka::require_broker();
@@ -145,7 +123,7 @@ fn a_checkpoint_that_cannot_complete_turns_health_503_until_it_can() {
     create_topics(&env);
     let (engine, addr) = start_engine(&env);
     let availability = names.topic("parking.availability");
-    set_max_message_bytes(&availability, 100);
+    kafka::set_max_message_bytes(&availability, true, 100);
 
     let p = kafka::producer();
     let parking = names.topic("parking.events");
@@ -164,7 +142,7 @@ fn a_checkpoint_that_cannot_complete_turns_health_503_until_it_can() {
     assert!(body.contains("no progress"), "{body}");
     assert!(kafka::metrics(&addr)["crowdpark_seconds_since_progress"] > 3.0);
 
-    set_max_message_bytes(&availability, 1_048_588);
+    kafka::set_max_message_bytes(&availability, true, 1_048_588);
     wait_until(
         "/healthz 200 once records are taken",
         Duration::from_secs(60),

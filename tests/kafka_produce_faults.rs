@@ -14,9 +14,6 @@ mod common;
 use common::engine::{assert_same_outputs, consumed, create_topics, start_engine, stop_engine};
 use common::kafka::{self, Names};
 use common::scenario::{engine_env, finish, reference_run, simulate, wait_caught_up, Rng};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use std::time::{Duration, Instant};
 
 /// Topics whose records can be made to fail, and whether they are compacted
@@ -34,27 +31,6 @@ const TARGETS: [(&str, bool); 5] = [
 /// write the commit or abort marker, and the transaction hangs in the broker
 /// whatever the client does (a broker limitation, not the failure under test).
 const REFUSING: usize = 100;
-
-fn set_max_message_bytes(topic: &str, compacted: bool, bytes: usize) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka::brokers())
-        .create()
-        .unwrap();
-    let bytes = bytes.to_string();
-    let mut change =
-        AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &bytes);
-    if compacted {
-        change = change.set("cleanup.policy", "compact");
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt
-        .block_on(admin.alter_configs([&change], &AdminOptions::new()))
-        .unwrap();
-    assert!(r.iter().all(|r| r.is_ok()), "alter {topic}: {r:?}");
-}
 
 fn faults(guarantee: &str) {
     kafka::require_broker();
@@ -83,9 +59,9 @@ fn faults(guarantee: &str) {
         let (base, compacted) = TARGETS[rng.below(TARGETS.len() as u64) as usize];
         let topic = faulty.topic(base);
         eprintln!("failing every record to {topic} for 4 s");
-        set_max_message_bytes(&topic, compacted, REFUSING);
+        kafka::set_max_message_bytes(&topic, compacted, REFUSING);
         std::thread::sleep(Duration::from_secs(4));
-        set_max_message_bytes(&topic, compacted, 1_048_588);
+        kafka::set_max_message_bytes(&topic, compacted, 1_048_588);
         let mut e = e;
         match e.child.0.as_mut().unwrap().try_wait().unwrap() {
             Some(status) => {

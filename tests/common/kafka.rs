@@ -279,3 +279,27 @@ pub fn metric_sum(m: &BTreeMap<String, f64>, name: &str, filter: &str) -> f64 {
         .map(|(_, v)| v)
         .sum()
 }
+
+/// Sets a topic's `max.message.bytes` on the broker (and keeps it compacted if
+/// `compacted`: a config change through this API resets what it does not name).
+pub fn set_max_message_bytes(topic: &str, compacted: bool, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let bytes = bytes.to_string();
+    let mut change =
+        AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &bytes);
+    if compacted {
+        change = change.set("cleanup.policy", "compact");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(admin.alter_configs([&change], &AdminOptions::new()))
+        .unwrap();
+    assert!(r.iter().all(|r| r.is_ok()), "alter {topic}: {r:?}");
+}
