@@ -15,11 +15,10 @@
 /// agree on: the newest event time of the *second* most advanced sensor (two
 /// leaders are kept; their per-sensor maxima only grow, so the top two are
 /// exact without a table of sensors). A runaway sensor therefore waits until
-/// another one reaches its time. When the runner-up falls silent for
-/// `idle_timeout`, its time is taken to flow with the wall clock, as an idle
-/// partition's does, up to the leader's: a lone live sensor still advances
-/// the watermark at the pace of real time, never by a jump. A partition with
-/// a single sensor follows it. And event times ahead of the wall clock (up to
+/// another one reaches its time. A runner-up silent for `idle_timeout` makes
+/// way for any sensor still reporting; when none is, the leader alone moves
+/// the watermark (a dead camera must not stop its zone's windows). A
+/// partition with a single sensor follows it. And event times ahead of the wall clock (up to
 /// `max_future_skew` is accepted) count as the wall clock's time.
 #[derive(Debug, Clone)]
 pub struct Watermark {
@@ -92,6 +91,9 @@ impl Watermark {
             (None, _) => *first = Some(seen),
             (Some(_), None) => *second = Some(seen),
             (Some(_), Some(b)) if seen.ts > b.ts => *b = seen,
+            // A runner-up silent for `idle_timeout` gives its place to any
+            // sensor still talking, so a dead one never holds the watermark.
+            (Some(_), Some(b)) if seen.wall.saturating_sub(b.wall) > self.idle_timeout => *b = seen,
             _ => {}
         }
         if let (Some(a), Some(b)) = (*first, *second) {
@@ -106,25 +108,18 @@ impl Watermark {
     /// carry the watermark into the future either).
     fn agreed(&self, wall: i64) -> Option<i64> {
         let agreed = match self.leaders {
-            [Some(a), Some(b)] => {
-                let idle = wall
-                    .saturating_sub(b.wall)
-                    .saturating_sub(self.idle_timeout);
-                if idle > 0 {
-                    a.ts.min(b.ts.saturating_add(idle))
-                } else {
-                    b.ts
-                }
-            }
+            [Some(a), Some(b)] if wall.saturating_sub(b.wall) > self.idle_timeout => a.ts,
+            [Some(_), Some(b)] => b.ts,
             [Some(a), None] => a.ts,
             _ => return None,
         };
         Some(agreed.min(wall))
     }
 
-    /// Advances by the wall clock: a silent runner-up's time flows with it, and
-    /// an idle partition's (no event for `idle_timeout`) from what the sensors
-    /// agreed. Returns true when the watermark moved.
+    /// Advances by the wall clock: an idle partition's (no event for
+    /// `idle_timeout`) from what the sensors agreed, and the leader's once the
+    /// runner-up has been silent that long. Returns true when the watermark
+    /// moved.
     pub fn on_wall_clock(&mut self, wall: i64) -> bool {
         let Some(agreed) = self.agreed(wall) else {
             return false;
@@ -227,19 +222,22 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_runner_up_lets_the_leader_advance_at_wall_clock_pace() {
+    fn a_silent_runner_up_makes_way() {
         let mut w = Watermark::new(5_000, 30_000);
         w.observe(1, 100_000, W);
         w.observe(2, 100_000, W);
-        // Only sensor 1 goes on; sensor 2 is silent from wall time 0.
-        for i in 1..=60 {
-            w.observe(1, 100_000 + i * 1_000, W + i * 1_000);
-        }
-        // 60 s of wall clock, 30 of them past the idle timeout.
-        assert_eq!(w.current(), 100_000 + 30_000 - 5_000);
-        assert!(!w.on_wall_clock(W + 60_000));
-        assert!(w.on_wall_clock(W + 61_000));
-        assert_eq!(w.current(), 100_000 + 31_000 - 5_000);
+        // Sensor 2 dies; sensor 1 alone goes on, and after the idle timeout
+        // it moves the watermark by itself.
+        w.observe(1, 120_000, W + 20_000);
+        assert_eq!(w.current(), 95_000);
+        w.observe(1, 140_000, W + 40_000);
+        assert_eq!(w.current(), 135_000);
+        // Sensor 9, an hour fast, and sensor 3, on time: 3 takes the dead
+        // runner-up's place and 9 cannot jump the watermark.
+        w.observe(9, 140_000 + 3_600_000, W + 41_000);
+        w.observe(3, 141_000, W + 42_000);
+        w.observe(1, 142_000, W + 42_000);
+        assert_eq!(w.current(), 137_000);
     }
 
     #[test]
