@@ -1,9 +1,13 @@
 //! Produce failures against `crowdpark run` on the real broker. While the
 //! simulated district streams in, an output topic (or the internal repartition
-//! topic) stops taking records for a few seconds: its `max.message.bytes` is
-//! lowered below every record's size, which the broker answers with a
-//! permanent error for each record, as it does when a write ACL is revoked.
-//! (An ACL needs a secured broker; the engine sees the same kind of failure.)
+//! topic) stops taking records for a few seconds, in one of two ways:
+//! - permanently refused: its `max.message.bytes` is lowered below every
+//!   record's size, which the broker answers with a permanent error for each
+//!   record, the kind a revoked write ACL gives;
+//! - unavailable: its `min.insync.replicas` is raised above its one replica,
+//!   which the broker answers with `NOT_ENOUGH_REPLICAS`, a retriable error
+//!   (as while a partition's followers are down).
+//!
 //! The engine may stall or stop, but it must not lose or double-count
 //! anything: restarted with the topic healthy again, it must finish with the
 //! payment windows, density windows, alert ids and availability of a run that
@@ -58,10 +62,23 @@ fn faults(guarantee: &str) {
         std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
         let (base, compacted) = TARGETS[rng.below(TARGETS.len() as u64) as usize];
         let topic = faulty.topic(base);
-        eprintln!("failing every record to {topic} for 4 s");
-        kafka::set_max_message_bytes(&topic, compacted, REFUSING);
+        let refusing = REFUSING.to_string();
+        let fault: (&str, &str) = if rng.below(2) == 0 {
+            ("max.message.bytes", &refusing)
+        } else {
+            ("min.insync.replicas", "2")
+        };
+        eprintln!("{topic}: {}={} for 4 s", fault.0, fault.1);
+        kafka::alter_topic(&topic, compacted, &[fault]);
         std::thread::sleep(Duration::from_secs(4));
-        kafka::set_max_message_bytes(&topic, compacted, 1_048_588);
+        kafka::alter_topic(
+            &topic,
+            compacted,
+            &[
+                ("max.message.bytes", "1048588"),
+                ("min.insync.replicas", "1"),
+            ],
+        );
         let mut e = e;
         match e.child.0.as_mut().unwrap().try_wait().unwrap() {
             Some(status) => {

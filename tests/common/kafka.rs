@@ -283,14 +283,25 @@ pub fn metric_sum(m: &BTreeMap<String, f64>, name: &str, filter: &str) -> f64 {
 /// Sets a topic's `max.message.bytes` on the broker (and keeps it compacted if
 /// `compacted`: a config change through this API resets what it does not name).
 pub fn set_max_message_bytes(topic: &str, compacted: bool, bytes: usize) {
+    alter_topic(
+        topic,
+        compacted,
+        &[("max.message.bytes", &bytes.to_string())],
+    );
+}
+
+/// Replaces a topic's configuration with `settings` (plus compaction if
+/// `compacted`): the AlterConfigs API resets every setting it does not name.
+pub fn alter_topic(topic: &str, compacted: bool, settings: &[(&str, &str)]) {
     use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
         .unwrap();
-    let bytes = bytes.to_string();
-    let mut change =
-        AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &bytes);
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (k, v) in settings {
+        change = change.set(k, v);
+    }
     if compacted {
         change = change.set("cleanup.policy", "compact");
     }

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// No client statistics showing a broker up for this long (they come every
+/// second) means the broker is away.
+const AWAY: Duration = Duration::from_millis(2500);
 
 /// When any client last saw a broker up, in ms since `EPOCH`. The consumer's
 /// statistics arrive only while its thread polls, which a long flush or a
@@ -135,8 +138,10 @@ impl Health {
         if let Some(e) = &h.restore_failed {
             return Some(format!("state restore failed: {e}"));
         }
+        // While the broker is away, the outage above is the reason, and it is
+        // given once the broker has been away for `unhealthy_after`.
         let stalled = h.progress_at.elapsed();
-        (stalled > limit).then(|| {
+        (stalled > limit && away < AWAY).then(|| {
             format!(
                 "no progress for {} s: no checkpoint committed while input waits (last error: {last})",
                 stalled.as_secs()
