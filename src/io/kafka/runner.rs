@@ -159,7 +159,8 @@ struct RunContext {
     direct: Option<KafkaSink>,
     view: Arc<LiveView>,
     state_partitions: i32,
-    /// The changelog topic's `max.message.bytes`: no state record may be larger.
+    /// The changelog topic's `max.message.bytes`, or the producer's if lower:
+    /// no state record may be larger.
     state_max_bytes: usize,
     health: Arc<Health>,
     /// A rewind failed half-way; processing holds until one succeeds.
@@ -228,7 +229,7 @@ impl RunContext {
         }
         let shown: String = r.key.chars().take(120).collect();
         Err(TxnError::Fatal(format!(
-            "state record `{shown}` is {size} bytes, more than the {} bytes `max.message.bytes` of `{}` allows",
+            "state record `{shown}` is {size} bytes, more than the {} bytes `{}` and its producer take (max.message.bytes)",
             self.state_max_bytes,
             state_topic(&self.config)
         )))

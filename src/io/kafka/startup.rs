@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 /// answered quickly.
 const ATTEMPT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 /// The clients and facts a run needs from the broker.
 pub struct Connected {
@@ -27,7 +29,8 @@ pub struct Connected {
     pub direct: Option<KafkaSink>,
     pub txn: Transactions,
     pub state_partitions: i32,
-    /// The changelog topic's `max.message.bytes`.
+    /// The largest changelog record that can be written: the changelog
+    /// topic's `max.message.bytes`, or the producer's own limit if lower.
     pub state_max_bytes: usize,
 }
 
@@ -81,8 +84,18 @@ fn attempt(config: &Config, metrics: &Arc<Metrics>) -> Result<Connected, Failure
     let txn =
         Transactions::new(config, Some(metrics.clone()), &id, ATTEMPT).map_err(Failure::Waiting)?;
     let state_partitions = changelog_partitions(config)?;
-    let state_max_bytes =
+    let topic_max =
         super::admin::max_message_bytes(config, state_topic(config)).map_err(Failure::Waiting)?;
+    // The producer refuses larger records itself, before the broker sees them.
+    let producer_max = match config.kafka.client.get("message.max.bytes") {
+        Some(v) => v.parse().map_err(|e| {
+            Failure::Final(anyhow::anyhow!(
+                "kafka.client: message.max.bytes `{v}`: {e}"
+            ))
+        })?,
+        None => LIBRDKAFKA_MESSAGE_MAX_BYTES,
+    };
+    let state_max_bytes = topic_max.min(producer_max);
     Ok(Connected {
         direct,
         txn,
