@@ -34,6 +34,8 @@ fn forty_thousand_cameras_in_one_zone_checkpoint_without_a_stall() {
         ("CROWDPARK_ENGINE__MAX_OUT_OF_ORDERNESS", "1s"),
         ("CROWDPARK_ENGINE__IDLE_TIMEOUT", "2s"),
         ("CROWDPARK_KAFKA__COMMIT_INTERVAL", "500ms"),
+        // Above the 40,000 cameras (the default keeps 10,000 per zone).
+        ("CROWDPARK_CROWD__MAX_SOURCES_PER_ZONE", "50000"),
     ] {
         env.push((k.into(), v.into()));
     }

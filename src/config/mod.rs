@@ -113,6 +113,10 @@ pub struct Thresholds {
 #[serde(deny_unknown_fields, default)]
 pub struct CrowdSettings {
     pub source_ttl: Millis,
+    /// Headcount sources (cameras) a zone keeps at most; a reading from a new
+    /// one past this is refused (`out_of_range`), so memory stays bounded
+    /// whatever ids a feed invents.
+    pub max_sources_per_zone: usize,
     pub ewma_half_life: Millis,
     /// A level is left only below this fraction of its threshold.
     pub hysteresis: f64,
@@ -130,6 +134,7 @@ impl Default for CrowdSettings {
     fn default() -> Self {
         CrowdSettings {
             source_ttl: Millis::from_secs(120),
+            max_sources_per_zone: 10_000,
             ewma_half_life: Millis::from_secs(60),
             hysteresis: 0.85,
             min_dwell: Millis::from_secs(120),

@@ -70,6 +70,12 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
 
     let cr = &c.crowd;
+    if cr.max_sources_per_zone == 0 {
+        return err(
+            "crowd.max_sources_per_zone".into(),
+            "must be at least 1".into(),
+        );
+    }
     if !(cr.hysteresis > 0.0 && cr.hysteresis <= 1.0) {
         return err(
             "crowd.hysteresis".into(),

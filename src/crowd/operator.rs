@@ -2,7 +2,7 @@
 
 use super::{Ewma, Level, LevelRules, PeopleEstimate, Trend};
 use crate::config::{Config, Thresholds};
-use crate::model::{Catalog, CrowdEvent, CrowdReading, ZoneIx};
+use crate::model::{Catalog, CrowdEvent, CrowdReading, Reject, ZoneIx};
 use crate::output::{round3, AlertKind, CrowdAlert, DensityRecord, Output};
 use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::{format_ts, WindowSpec, WindowStore};
@@ -20,6 +20,7 @@ pub struct CrowdParams {
     pub min_dwell: i64,
     pub forecast_horizon: i64,
     pub trend_window: i64,
+    pub max_sources: usize,
     pub window: WindowSpec,
     pub lateness: i64,
 }
@@ -35,6 +36,7 @@ impl CrowdParams {
             min_dwell: cr.min_dwell.as_ms(),
             forecast_horizon: cr.forecast_horizon.as_ms(),
             trend_window: cr.trend_window.as_ms(),
+            max_sources: cr.max_sources_per_zone,
             window: WindowSpec::hopping(size, cr.window_advance.map_or(size, |a| a.as_ms())),
             lateness: c.engine.allowed_lateness.as_ms(),
         }
@@ -147,8 +149,24 @@ impl CrowdOperator {
         self.windows.is_late(ts, watermark)
     }
 
-    /// Queues a reading; it takes effect in [`advance`](Self::advance).
-    pub fn accept(&mut self, ts: i64, event: &CrowdEvent<'_>) {
+    /// Queues a reading; it takes effect in [`advance`](Self::advance). A
+    /// headcount from a new source is refused once its zone has
+    /// `max_sources` (readings still waiting for the watermark are not
+    /// counted, so the bound is that plus what arrives within the
+    /// out-of-orderness).
+    pub fn accept(&mut self, ts: i64, event: &CrowdEvent<'_>) -> Result<(), Reject> {
+        if let (CrowdReading::Headcount { .. }, Some(z)) =
+            (&event.reading, self.zones.get(&event.zone))
+        {
+            let n = z.estimate.source_count();
+            if n >= self.params.max_sources && !z.estimate.knows(&event.source) {
+                let shown: String = event.source.chars().take(100).collect();
+                return Err(Reject::range(format!(
+                    "zone `{}` already has {n} headcount sources heard within source_ttl (crowd.max_sources_per_zone); new source `{shown}` refused",
+                    self.catalog.zones[event.zone as usize].id
+                )));
+            }
+        }
         self.changes.pending = true;
         self.pending.push(Reverse(Pending {
             ts,
@@ -156,6 +174,7 @@ impl CrowdOperator {
             source: event.source.as_ref().into(),
             reading: event.reading.clone(),
         }));
+        Ok(())
     }
 
     /// Applies every queued reading at or before `watermark`, then closes the
@@ -439,4 +458,45 @@ fn red_eta_s(trend: &Trend, density: f64, red: f64, level: Level) -> Option<(u32
         eta(fit.slope)?,
         eta(fit.slope - FORECAST_CONFIDENCE_SE * fit.slope_se),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, DEFAULT_CONFIG};
+    use crate::model::RejectReason;
+
+    /// A zone keeps at most `max_sources_per_zone` cameras; a new one past
+    /// that is refused with a reason, a known one is still heard.
+    #[test]
+    fn cameras_past_the_cap_are_refused() {
+        let env = vec![(
+            "CROWDPARK_CROWD__MAX_SOURCES_PER_ZONE".to_string(),
+            "3".to_string(),
+        )];
+        let config = load_str(DEFAULT_CONFIG, env).unwrap();
+        let catalog = Arc::new(Catalog::new(&config));
+        let mut op = CrowdOperator::new(catalog.clone(), CrowdParams::from_config(&config));
+        let zone = catalog.zone("lakeside-promenade").unwrap();
+        let reading = |cam: &str| CrowdEvent {
+            zone,
+            source: cam.to_string().into(),
+            reading: CrowdReading::Headcount { people: 10 },
+        };
+        let t0 = 1_790_834_400_000;
+        for cam in ["cam-1", "cam-2", "cam-3"] {
+            op.accept(t0, &reading(cam)).unwrap();
+        }
+        op.advance(t0, &mut Vec::new());
+        let refused = op.accept(t0 + 1_000, &reading("cam-4")).unwrap_err();
+        assert_eq!(refused.reason, RejectReason::OutOfRange);
+        assert!(
+            refused.error.contains("max_sources_per_zone"),
+            "{}",
+            refused.error
+        );
+        op.accept(t0 + 1_000, &reading("cam-2")).unwrap();
+        op.advance(t0 + 1_000, &mut Vec::new());
+        assert_eq!(op.zone_statuses()[0].people, 30);
+    }
 }

@@ -102,6 +102,15 @@ impl PeopleEstimate {
         clamp_u32(next)
     }
 
+    /// True when `source` is one of the headcount sources heard within the ttl.
+    pub fn knows(&self, source: &str) -> bool {
+        self.headcounts.contains_key(source)
+    }
+
+    pub fn source_count(&self) -> usize {
+        self.headcounts.len()
+    }
+
     /// Headcount sources with their last report, for checkpoints and the API.
     pub fn sources(&self) -> impl Iterator<Item = (&str, i64, u32)> {
         self.headcounts.iter().map(|(s, (ts, p))| (&**s, *ts, *p))

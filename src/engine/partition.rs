@@ -116,7 +116,7 @@ impl PartitionTask {
             ));
         }
         match (&mut self.op, &d.event) {
-            (Operator::Crowd(op), Event::Crowd(e)) => op.accept(d.ts, e),
+            (Operator::Crowd(op), Event::Crowd(e)) => op.accept(d.ts, e)?,
             (Operator::Parking(op), Event::Parking(e)) => op.accept(d.ts, e, wm, out)?,
             (Operator::Forward(op), Event::Payment(p)) => op.accept(
                 d.ts,
