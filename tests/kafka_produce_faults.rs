@@ -15,10 +15,10 @@
 
 mod common;
 
-use common::engine::{assert_same_outputs, consumed, create_topics, start_engine, stop_engine};
-use common::kafka::{self, Names};
-use common::scenario::{engine_env, finish, reference_run, simulate, wait_caught_up, Rng};
-use std::time::{Duration, Instant};
+use common::engine::{start_engine, stop_engine};
+use common::kafka;
+use common::scenario::{simulate, Disturbed, Rng};
+use std::time::Duration;
 
 /// Topics whose records can be made to fail, and whether they are compacted
 /// (a non-incremental config change resets what it does not name).
@@ -37,31 +37,20 @@ const TARGETS: [(&str, bool); 5] = [
 const REFUSING: usize = 100;
 
 fn faults(guarantee: &str) {
-    kafka::require_broker();
-    let brokers = kafka::brokers();
-    let input = Names::new(&format!("fault-in-{guarantee}"));
-    let reference = Names::new(&format!("fault-ref-{guarantee}"));
-    let faulty = Names::new(&format!("fault-run-{guarantee}"));
-    create_topics(&input.env("sim", None));
-    let env = engine_env(&faulty, &input, "engine", "a", guarantee);
-    create_topics(&env);
-
-    let sim = simulate(&input, &brokers, 400, 14_000);
+    let d = Disturbed::new("fault", guarantee);
+    let sim = simulate(&d.input, &d.brokers, 400, 14_000);
     let mut rng = Rng::from_env_or_clock();
     let mut engine = None;
     let mut stopped_by_fault = 0;
     for _ in 0..3 {
         let (e, addr) = match engine.take() {
             Some(running) => running,
-            None => start_engine(&env),
+            None => start_engine(&d.env),
         };
-        let started = Instant::now();
-        while consumed(&addr, &input) == 0.0 && started.elapsed() < Duration::from_secs(15) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        d.wait_consuming(&addr);
         std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
         let (base, compacted) = TARGETS[rng.below(TARGETS.len() as u64) as usize];
-        let topic = faulty.topic(base);
+        let topic = d.run.topic(base);
         let refusing = REFUSING.to_string();
         let fault: (&str, &str) = if rng.below(2) == 0 {
             ("max.message.bytes", &refusing)
@@ -92,12 +81,9 @@ fn faults(guarantee: &str) {
     eprintln!("{stopped_by_fault} of 3 faults stopped the engine");
     let last = match engine.take() {
         Some((e, _)) => e,
-        None => start_engine(&env).0,
+        None => start_engine(&d.env).0,
     };
-    finish(sim);
-    let uninterrupted = reference_run(&input, &reference, guarantee);
-    wait_caught_up(&brokers, &[&faulty, &reference], &input);
-    assert_same_outputs(&brokers, &reference, &faulty, Duration::from_secs(60));
+    let uninterrupted = d.assert_same_as_uninterrupted(sim);
     assert_eq!(stop_engine(last).code(), Some(0));
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
 }

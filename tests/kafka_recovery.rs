@@ -10,37 +10,29 @@ use common::engine::{
     stop_engine, wait_until,
 };
 use common::kafka::{self, Names};
-use common::scenario::{engine_env, finish, reference_run, simulate, wait_caught_up, Rng};
+use common::scenario::{
+    engine_env, finish, reference_run, simulate, wait_caught_up, Disturbed, Rng,
+};
 use common::{free_port, http_get};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn crash_repeatedly(guarantee: &str) {
-    kafka::require_broker();
-    let brokers = kafka::brokers();
-    let input = Names::new(&format!("crash-in-{guarantee}"));
-    let reference = Names::new(&format!("crash-ref-{guarantee}"));
-    let crashed = Names::new(&format!("crash-run-{guarantee}"));
-    create_topics(&input.env("sim", None));
-    let env = engine_env(&crashed, &input, "engine", "a", guarantee);
-    create_topics(&env);
+    let d = Disturbed::new("crash", guarantee);
 
     // Input arrives over ~40 s; the engine is killed four times while it does,
     // each time a random 0–2 s after it started processing (in the middle of a
     // message, an output, a checkpoint transaction: wherever the kill lands).
     // Each restart waits for the killed instance's session to expire (6 s).
-    let sim = simulate(&input, &brokers, 400, 16_000);
+    let sim = simulate(&d.input, &d.brokers, 400, 16_000);
     let mut rng = Rng::from_env_or_clock();
     let mut kills_mid_stream = 0;
     for _ in 0..4 {
-        let (engine, addr) = start_engine(&env);
-        let started = Instant::now();
-        while consumed(&addr, &input) == 0.0 && started.elapsed() < Duration::from_secs(15) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (engine, addr) = start_engine(&d.env);
+        d.wait_consuming(&addr);
         std::thread::sleep(Duration::from_millis(rng.below(2000)));
-        if consumed(&addr, &input) > 0.0 {
+        if consumed(&addr, &d.input) > 0.0 {
             kills_mid_stream += 1;
         }
         kill_engine(engine);
@@ -49,13 +41,10 @@ fn crash_repeatedly(guarantee: &str) {
         kills_mid_stream >= 2,
         "only {kills_mid_stream} kills landed mid-stream"
     );
-    let (last, _) = start_engine(&env);
-    finish(sim);
-    let uninterrupted = reference_run(&input, &reference, guarantee);
-    wait_caught_up(&brokers, &[&crashed, &reference], &input);
-    assert_same_outputs(&brokers, &reference, &crashed, Duration::from_secs(60));
+    let (last, _) = start_engine(&d.env);
+    let uninterrupted = d.assert_same_as_uninterrupted(sim);
     if guarantee == "exactly_once" {
-        let dups = duplicates(&brokers, &crashed);
+        let dups = duplicates(&d.brokers, &d.run);
         assert!(
             dups.is_empty(),
             "a read_committed consumer saw duplicates: {dups:?}"

@@ -3,7 +3,9 @@
 //! minutes, heartbeats off, short sessions. Compare a disturbed run with an
 //! uninterrupted one through `engine::assert_same_outputs`.
 
-use super::engine::{create_topics, start_engine, wait_until, Engine};
+use super::engine::{
+    assert_same_outputs, consumed, create_topics, start_engine, wait_until, Engine,
+};
 use super::kafka::{self, Names};
 use super::ChildGuard;
 use serde_json::Value;
@@ -127,4 +129,61 @@ pub fn reference_run(input: &Names, reference: &Names, guarantee: &str) -> Engin
     let env = engine_env(reference, input, "engine", "ref", guarantee);
     create_topics(&env);
     start_engine(&env).0
+}
+
+/// A run that is disturbed (killed, starved of its outputs, ...) over the
+/// simulated district, and what it is compared with: the same input topics
+/// read by an uninterrupted reference engine.
+pub struct Disturbed {
+    pub brokers: String,
+    pub input: Names,
+    pub reference: Names,
+    pub run: Names,
+    /// The disturbed engine's environment (instance `a`).
+    pub env: Vec<(String, String)>,
+    guarantee: String,
+}
+
+impl Disturbed {
+    /// Names and topics for a disturbed run called `kind`.
+    pub fn new(kind: &str, guarantee: &str) -> Self {
+        kafka::require_broker();
+        let input = Names::new(&format!("{kind}-in-{guarantee}"));
+        let reference = Names::new(&format!("{kind}-ref-{guarantee}"));
+        let run = Names::new(&format!("{kind}-run-{guarantee}"));
+        create_topics(&input.env("sim", None));
+        let env = engine_env(&run, &input, "engine", "a", guarantee);
+        create_topics(&env);
+        Disturbed {
+            brokers: kafka::brokers(),
+            input,
+            reference,
+            run,
+            env,
+            guarantee: guarantee.to_string(),
+        }
+    }
+
+    /// Waits, at most 15 s, until the engine at `addr` has consumed input.
+    pub fn wait_consuming(&self, addr: &str) {
+        let started = std::time::Instant::now();
+        while consumed(addr, &self.input) == 0.0 && started.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Once the simulator is done, runs the reference to the end and asserts
+    /// that the disturbed run published the same; returns the reference.
+    pub fn assert_same_as_uninterrupted(&self, sim: ChildGuard) -> Engine {
+        finish(sim);
+        let uninterrupted = reference_run(&self.input, &self.reference, &self.guarantee);
+        wait_caught_up(&self.brokers, &[&self.run, &self.reference], &self.input);
+        assert_same_outputs(
+            &self.brokers,
+            &self.reference,
+            &self.run,
+            Duration::from_secs(60),
+        );
+        uninterrupted
+    }
 }
