@@ -55,37 +55,37 @@ impl Splitter {
         let part_bytes = part_bytes.max(1);
         for r in records {
             let old = self.parts.get(&r.key).copied().unwrap_or(0);
-            let new = match &r.value {
-                Some(v) if v.len() > part_bytes => {
-                    let mut n = 0;
-                    for chunk in v.chunks(part_bytes) {
-                        out.push(StateRecord {
-                            key: part_key(&r.key, n),
-                            value: Some(chunk.to_vec()),
-                        });
-                        n += 1;
-                    }
-                    let mut head = HEAD.to_vec();
-                    head.extend_from_slice(n.to_string().as_bytes());
-                    out.push(StateRecord {
-                        key: r.key.clone(),
-                        value: Some(head),
-                    });
-                    n
+            let whole = r.value.as_ref().is_none_or(|v| v.len() <= part_bytes);
+            if whole {
+                for i in 0..old {
+                    out.push(StateRecord::delete(part_key(&r.key, i)));
                 }
-                _ => {
-                    out.push(r.clone());
-                    0
+                if old > 0 {
+                    self.parts.remove(&r.key);
                 }
-            };
+                // Nearly every record: passed on as it is, not copied.
+                out.push(r);
+                continue;
+            }
+            let value = r.value.as_deref().unwrap_or_default();
+            let mut new = 0;
+            for chunk in value.chunks(part_bytes) {
+                out.push(StateRecord {
+                    key: part_key(&r.key, new),
+                    value: Some(chunk.to_vec()),
+                });
+                new += 1;
+            }
             for i in new..old {
                 out.push(StateRecord::delete(part_key(&r.key, i)));
             }
-            if new > 0 {
-                self.parts.insert(r.key, new);
-            } else if old > 0 {
-                self.parts.remove(&r.key);
-            }
+            let mut head = HEAD.to_vec();
+            head.extend_from_slice(new.to_string().as_bytes());
+            out.push(StateRecord {
+                key: r.key.clone(),
+                value: Some(head),
+            });
+            self.parts.insert(r.key, new);
         }
     }
 
