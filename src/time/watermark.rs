@@ -24,8 +24,8 @@
 pub struct Watermark {
     out_of_orderness: i64,
     idle_timeout: i64,
-    max_ts: Option<i64>,
-    /// The two sensors with the newest event times, most advanced first.
+    /// The two sensors with the newest event times, most advanced first (so
+    /// the first holds the newest event time seen).
     leaders: [Option<Leader>; 2],
     /// Wall time of the last event that moved or matched the watermark's input.
     last_event_wall: i64,
@@ -46,7 +46,6 @@ impl Watermark {
         Watermark {
             out_of_orderness: out_of_orderness_ms,
             idle_timeout: idle_timeout_ms,
-            max_ts: None,
             leaders: [None, None],
             last_event_wall: i64::MIN,
             current: i64::MIN,
@@ -58,18 +57,10 @@ impl Watermark {
         self.current
     }
 
-    /// The newest event time seen on this partition.
-    pub fn max_event_time(&self) -> Option<i64> {
-        self.max_ts
-    }
-
     /// Accounts for an accepted event at `ts` from `sensor`, received at wall
     /// time `wall`.
     pub fn observe(&mut self, sensor: u64, ts: i64, wall: i64) {
         self.last_event_wall = wall;
-        if self.max_ts.is_none_or(|m| ts > m) {
-            self.max_ts = Some(ts);
-        }
         self.rank(Leader { sensor, ts, wall });
         if let Some(agreed) = self.agreed(wall) {
             self.current = self.current.max(agreed - self.out_of_orderness);
@@ -125,11 +116,12 @@ impl Watermark {
             return false;
         };
         let silent_for = wall.saturating_sub(self.last_event_wall);
-        let advanced = if silent_for < self.idle_timeout {
-            agreed - self.out_of_orderness
+        let idle = if silent_for < self.idle_timeout {
+            0
         } else {
-            agreed - self.out_of_orderness + silent_for
+            silent_for
         };
+        let advanced = agreed - self.out_of_orderness + idle;
         if advanced > self.current {
             self.current = advanced;
             true
@@ -146,20 +138,28 @@ impl Watermark {
     /// State for a checkpoint: (max event time, watermark, leading sensors).
     pub fn snapshot(&self) -> (Option<i64>, i64, Vec<Leader>) {
         (
-            self.max_ts,
+            self.leaders[0].map(|l| l.ts),
             self.current,
             self.leaders.iter().flatten().copied().collect(),
         )
     }
 
-    /// Restores from a checkpoint; idle time counts from `wall`.
+    /// Restores from a checkpoint; idle time counts from `wall`. A checkpoint
+    /// written before sensors were tracked has only its newest event time,
+    /// which stands in as one sensor.
     pub fn restore(&mut self, max_ts: Option<i64>, current: i64, leaders: &[Leader], wall: i64) {
-        self.max_ts = max_ts;
         self.current = current;
         self.last_event_wall = wall;
         self.leaders = [None, None];
         for l in leaders {
             self.rank(Leader { wall, ..*l });
+        }
+        if let (None, Some(ts)) = (self.leaders[0], max_ts) {
+            self.rank(Leader {
+                sensor: 0,
+                ts,
+                wall,
+            });
         }
     }
 }
@@ -264,5 +264,16 @@ mod tests {
         assert_eq!(w.current(), now - 5_000, "a lone sensor an hour fast");
         w.observe(2, now + 1_000, now + 1_000);
         assert_eq!(w.current(), now - 4_000);
+    }
+
+    #[test]
+    fn a_checkpoint_without_sensors_restores_its_newest_event_time() {
+        let mut w = Watermark::new(5_000, 30_000);
+        w.restore(Some(100_000), 95_000, &[], W);
+        assert!(
+            w.on_wall_clock(W + 31_000),
+            "an idle restored partition moves on"
+        );
+        assert_eq!(w.current(), 126_000);
     }
 }
