@@ -32,10 +32,20 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// A client's statistics showed a broker connection up.
-pub fn broker_up() {
+/// Notes a broker seen up now.
+fn broker_up() {
     let ms = epoch().elapsed().as_millis() as u64;
     LAST_UP_MS.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// Reads reachability from a client's statistics: true, and noted, when a
+/// broker connection is up. Every client reports through this one place.
+pub fn note_statistics(stats: &rdkafka::statistics::Statistics) -> bool {
+    let up = stats.brokers.values().any(|b| b.state == "UP");
+    if up {
+        broker_up();
+    }
+    up
 }
 
 fn last_up() -> Option<Instant> {
@@ -54,8 +64,6 @@ struct HealthState {
     started: Instant,
     /// Start-up reached the broker (producer registered, topics found).
     connected: bool,
-    /// Last time a client had a connection to a broker.
-    reachable_at: Instant,
     /// Last checkpoint committed, or last time there was nothing to commit.
     progress_at: Instant,
     last_error: Option<String>,
@@ -71,7 +79,6 @@ impl Health {
             state: Mutex::new(HealthState {
                 started: now,
                 connected: false,
-                reachable_at: now,
                 progress_at: now,
                 last_error: None,
                 restore_failed: None,
@@ -87,12 +94,9 @@ impl Health {
     pub fn connected(&self) {
         let mut h = self.lock();
         h.connected = true;
-        h.reachable_at = Instant::now();
         h.progress_at = Instant::now();
-    }
-
-    pub fn reachable(&self) {
-        self.lock().reachable_at = Instant::now();
+        // Start-up has just talked to the broker.
+        broker_up();
     }
 
     /// A checkpoint was committed, or there was nothing to commit.
@@ -127,8 +131,7 @@ impl Health {
                 )
             });
         }
-        let seen = last_up().map_or(h.reachable_at, |t| t.max(h.reachable_at));
-        let away = seen.elapsed();
+        let away = last_up().unwrap_or(h.started).elapsed();
         if away > limit {
             return Some(format!(
                 "no Kafka broker reachable for {} s (last client error: {last})",
@@ -203,7 +206,7 @@ mod tests {
         assert_eq!(h.verdict(), None);
         for _ in 0..5 {
             std::thread::sleep(Duration::from_millis(20));
-            h.reachable();
+            broker_up();
         }
         let v = h.verdict().expect("stalled");
         assert!(v.starts_with("no progress for"), "{v}");

@@ -237,6 +237,12 @@ impl RunContext {
 
     fn set_fatal(&self, e: String) {
         tracing::error!(error = %e, "stopping");
+        self.mark_failed(e);
+    }
+
+    /// Records why the run must stop (the first reason wins); the loop stops
+    /// on it and the revoke callback then commits nothing.
+    fn mark_failed(&self, e: String) {
         self.fatal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -556,11 +562,7 @@ impl ClientContext for RunContext {
                 }
             }
         }
-        let up = stats.brokers.values().any(|b| b.state == "UP");
-        if up {
-            self.health.reachable();
-            super::health::broker_up();
-        }
+        let up = super::health::note_statistics(&stats);
         self.view.metrics.set_broker_reachable(up);
     }
 
@@ -916,10 +918,7 @@ struct FailOnDrop(Option<Arc<RunContext>>);
 impl Drop for FailOnDrop {
     fn drop(&mut self) {
         if let Some(ctx) = self.0.take() {
-            ctx.fatal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert_with(|| "the run stopped on an error".into());
+            ctx.mark_failed("the run stopped on an error".into());
         }
     }
 }

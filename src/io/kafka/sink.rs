@@ -40,9 +40,7 @@ impl ClientContext for DeliveryTracker {
     }
 
     fn stats(&self, stats: rdkafka::statistics::Statistics) {
-        if stats.brokers.values().any(|b| b.state == "UP") {
-            super::health::broker_up();
-        }
+        super::health::note_statistics(&stats);
     }
 }
 
@@ -234,15 +232,15 @@ impl KafkaSink {
                     .extend(failed);
                 return Err(SinkError::Undelivered { count, last });
             }
-            let what = format!(
-                "re-sending records whose delivery failed: {}",
-                failed[0].error
+            // The count is in the text; the limiter masks numbers, so one
+            // failing topic is one line per interval whatever the counts.
+            super::logs::warn(
+                &format!(
+                    "re-sending {} record(s) whose delivery failed",
+                    failed.len()
+                ),
+                &failed[0].error,
             );
-            if let super::logs::Verdict::Log { repeated } =
-                super::logs::limiter().check(&what, Instant::now())
-            {
-                tracing::warn!(count = failed.len(), repeated, "{what}");
-            }
             for f in &failed {
                 self.send(
                     &f.topic,
