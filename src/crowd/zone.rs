@@ -31,6 +31,19 @@ struct Index {
     expiry: BinaryHeap<Reverse<(i64, Box<str>)>>,
 }
 
+impl Index {
+    /// Built from the sources, after a restore.
+    fn of(headcounts: &HashMap<Box<str>, (i64, u32)>) -> Self {
+        Index {
+            sum: headcounts.values().map(|(_, p)| *p as u64).sum(),
+            expiry: headcounts
+                .iter()
+                .map(|(s, (ts, _))| Reverse((*ts, s.clone())))
+                .collect(),
+        }
+    }
+}
+
 impl PeopleEstimate {
     pub fn with_baseline(baseline: u32) -> Self {
         PeopleEstimate {
@@ -40,21 +53,11 @@ impl PeopleEstimate {
         }
     }
 
-    fn index(&mut self) -> &mut Index {
-        let headcounts = &self.headcounts;
-        self.index.get_or_insert_with(|| Index {
-            sum: headcounts.values().map(|(_, p)| *p as u64).sum(),
-            expiry: headcounts
-                .iter()
-                .map(|(s, (ts, _))| Reverse((*ts, s.clone())))
-                .collect(),
-        })
-    }
-
     /// Records a headcount; returns the zone's people estimate after it.
     pub fn headcount(&mut self, source: &str, ts: i64, people: u32, ttl: i64) -> u32 {
-        self.index();
-        let index = self.index.as_mut().expect("just built");
+        let index = self
+            .index
+            .get_or_insert_with(|| Index::of(&self.headcounts));
         match self.headcounts.get_mut(source) {
             Some(slot) if slot.0 > ts => {}
             Some(slot) => {
@@ -95,7 +98,11 @@ impl PeopleEstimate {
     pub fn line(&mut self, entered: u32, exited: u32) -> u32 {
         let base = match self.line_occupancy {
             Some(o) => o,
-            None => self.index().sum,
+            None => {
+                self.index
+                    .get_or_insert_with(|| Index::of(&self.headcounts))
+                    .sum
+            }
         };
         let next = (base + entered as u64).saturating_sub(exited as u64);
         self.line_occupancy = Some(next);
