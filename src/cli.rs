@@ -1,4 +1,4 @@
-//! The `crowdpark` command line (SPEC §5).
+//! The `crowdpark` command line (contract §5).
 
 use crate::config::{self, Config, ConfigError, DEFAULT_CONFIG};
 use crate::engine::Engine;

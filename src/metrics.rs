@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §7).
+//! Prometheus metrics (contract §7).
 //!
 //! Labels are only ever zone, car park, category, topic, partition, reason and
 //! level, all bounded by the configuration: a space or transaction id never

@@ -1,4 +1,4 @@
-//! Output records (SPEC §3) and the envelope the operators hand to the sinks.
+//! Output records (contract §3) and the envelope the operators hand to the sinks.
 //!
 //! Every record carries a deterministic id or key derived from event time and
 //! entity, never from wall clock or a counter, so a consumer that sees the same record

@@ -1,5 +1,5 @@
 //! `crowdpark demo` as a user runs it: a bounded run of the binary must tell the
-//! whole story (red alert, a car park filling, payments) and serve the SPEC's HTTP
+//! whole story (red alert, a car park filling, payments) and serve the contract's HTTP
 //! API and metric names while it runs.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Recovery against a real Apache Kafka broker (SPEC §4): `kill -9` at random
+//! Recovery against a real Apache Kafka broker (contract §4): `kill -9` at random
 //! points, a second instance dying mid-stream, and the broker itself stopping
 //! and coming back. Each run's final outputs are compared with those of an
 //! uninterrupted run over the same input topics.

@@ -284,7 +284,7 @@ pub struct KafkaSettings {
     pub max_buffered_mb: u32,
 }
 
-/// SPEC §4 `processing.guarantee`.
+/// contract §4 `processing.guarantee`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessingGuarantee {
@@ -335,7 +335,7 @@ impl Default for KafkaSettings {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ZoneKind {
-    /// A moving crowd: the SPEC's default thresholds apply.
+    /// A moving crowd: the contract's default thresholds apply.
     Walkway,
     /// People standing in a queue tolerate less before it turns dangerous.
     Queue,

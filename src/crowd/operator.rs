@@ -290,7 +290,7 @@ impl CrowdOperator {
             ));
             z.level = next;
             z.level_since = p.ts;
-            // A new level allows a new forecast (SPEC §2).
+            // A new level allows a new forecast (contract §2).
             z.forecast_active = false;
         }
 

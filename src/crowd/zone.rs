@@ -4,7 +4,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Combines the zone's sources into one estimate (SPEC §2): the sum of the latest
+/// Combines the zone's sources into one estimate (contract §2): the sum of the latest
 /// headcount of each headcount source heard within `source_ttl`; where counting
 /// lines exist, an occupancy `baseline + entered − exited` (never below zero) that is
 /// re-based to that sum whenever a fresh headcount arrives, so the lines carry the

@@ -39,7 +39,7 @@ pub struct InputMessage<'a> {
     pub wall_ms: i64,
 }
 
-/// What became of a message: the three terms of SPEC §4's accounting identity.
+/// What became of a message: the three terms of contract §4's accounting identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     Accepted,

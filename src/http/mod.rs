@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §6): metrics, health, zones, car parks and a live stream.
+//! The HTTP API (contract §6): metrics, health, zones, car parks and a live stream.
 
 mod view;
 

@@ -238,7 +238,7 @@ impl LiveView {
     }
 }
 
-/// A car park's analytics since it was first heard of (SPEC issue 7: turnover,
+/// A car park's analytics since it was first heard of (turnover,
 /// average stay, parking index, revenue per space). Windows of any length come
 /// from the `crowdpark_lot_*_total` counters.
 fn analytics_json(a: &LotAnalytics, spaces: u32, revenue_fen: Option<i64>) -> Value {

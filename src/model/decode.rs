@@ -26,7 +26,7 @@ impl InputTopic {
         InputTopic::Payments,
     ];
 
-    /// The default topic name (SPEC §1); configuration may rename topics.
+    /// The default topic name (contract §1); configuration may rename topics.
     pub fn default_name(self) -> &'static str {
         match self {
             InputTopic::CrowdCounts => "crowd.counts",

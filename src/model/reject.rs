@@ -1,4 +1,4 @@
-//! Why an input was refused, in the SPEC's dead-letter vocabulary.
+//! Why an input was refused, in the contract's dead-letter vocabulary (docs/contract.md §3).
 
 use serde::Serialize;
 use std::fmt;

@@ -1,6 +1,6 @@
 //! The first stage of payments: re-keying accepted payments by zone.
 //!
-//! Payments arrive keyed by merchant (SPEC §1), but statistics are per zone, and
+//! Payments arrive keyed by merchant (contract §1), but statistics are per zone, and
 //! one zone's merchants are spread over every partition. Like a Kafka Streams
 //! `groupBy`, this stage validates, deduplicates and checks lateness where the
 //! message arrived (so the input topic's accounting holds), then forwards the

@@ -5,7 +5,7 @@
 ///
 /// When a partition goes quiet for `idle_timeout` of wall clock, its event time is
 /// assumed to keep flowing with the wall clock, so windows still close and car parks
-/// still send their heartbeat when a stream stops (SPEC §2). The wall clock is always
+/// still send their heartbeat when a stream stops (contract §2). The wall clock is always
 /// passed in, never read here, so tests and the simulator control it.
 ///
 /// One sensor cannot move it alone. A sensor whose clock is 59 minutes ahead
