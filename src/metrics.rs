@@ -93,26 +93,32 @@ pub const REWIND_TRANSACTION_FAILED: &str = "transaction failed";
 /// The `reason` of a rewind that retries a failed restore or seek.
 pub const REWIND_RESTORE_FAILED: &str = "restore or seek failed";
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(
-        HistogramOpts::new(name, help)
-            .namespace("crowdpark")
-            .buckets(buckets),
-    )
-    .expect("valid histogram");
-    r.register(Box::new(h.clone()))
+/// Registers a metric built in place (whose definition is a literal, so valid).
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let m = metric.expect("valid metric definition");
+    r.register(Box::new(m.clone()))
         .expect("metric registered once");
-    h
+    m
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    registered(
+        r,
+        Histogram::with_opts(
+            HistogramOpts::new(name, help)
+                .namespace("crowdpark")
+                .buckets(buckets),
+        ),
+    )
 }
 
 macro_rules! register {
-    ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {{
-        let m = $kind::new(opts($name, $help), $labels).expect("valid metric definition");
-        $registry
-            .register(Box::new(m.clone()))
-            .expect("metric registered once");
-        m
-    }};
+    ($registry:expr, $kind:ident, $name:expr, $help:expr, $labels:expr) => {
+        registered(&$registry, $kind::new(opts($name, $help), $labels))
+    };
 }
 
 impl Metrics {
@@ -342,49 +348,28 @@ impl Metrics {
                  transaction failed (the input since then is processed again).",
                 &["reason"]
             ),
-            broker_reachable: {
-                let g = prometheus::IntGauge::with_opts(opts(
+            broker_reachable: registered(&r, prometheus::IntGauge::with_opts(opts(
                     "broker_reachable",
                     "1 while the consumer has a connection to at least one broker.",
-                ))
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
+                ))),
             healthy: {
-                let g = prometheus::IntGauge::with_opts(opts(
+                let g = registered(&r, prometheus::IntGauge::with_opts(opts(
                     "healthy",
                     "1 while /healthz answers 200; 0 while it answers 503 (its body says why).",
-                ))
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric registered once");
+                )));
                 g.set(1);
                 g
             },
-            seconds_since_progress: {
-                let g = prometheus::Gauge::with_opts(opts(
+            seconds_since_progress: registered(&r, prometheus::Gauge::with_opts(opts(
                     "seconds_since_progress",
                     "Kafka mode: seconds since a checkpoint was last committed, or since \
                      there was last nothing to commit.",
-                ))
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
-            partitions_assigned: {
-                let g = prometheus::IntGauge::with_opts(opts(
+                ))),
+            partitions_assigned: registered(&r, prometheus::IntGauge::with_opts(opts(
                     "partitions_assigned",
                     "Input partitions (all input topics, and the internal repartition \
                      topic) this instance owns.",
-                ))
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
+                ))),
             restore_seconds: register!(
                 r,
                 GaugeVec,
