@@ -7,28 +7,61 @@
 #   scripts/kafka.sh resume   start it again on the kept data
 #   scripts/kafka.sh status   say whether it runs
 #
+# With --secure (e.g. `scripts/kafka.sh start --secure`) the same commands run a
+# second, locked-down broker beside the first, as a production cluster is set up:
+# a private CA and a broker certificate made with openssl at start (SAN 127.0.0.1
+# and localhost), one SASL_SSL listener with SCRAM-SHA-512 users created at format
+# time, the StandardAuthorizer with `allow.everyone.if.no.acl.found=false`, and
+# super user `admin`. Its extra commands:
+#
+#   scripts/kafka.sh acl --secure grant|revoke|list [kafka-acls options]
+#       e.g. acl --secure grant --allow-principal User:crowdpark --operation Read --topic crowd.headcounts
+#   scripts/kafka.sh user --secure NAME    create a SCRAM-SHA-512 user; its password is in $RUN/users/NAME
+#
+# Its files, under $RUN (.cache/kafka-secure-run): tls/ca.pem (the CA clients trust),
+# users/<name> (passwords, mode 600), admin.properties (for Kafka's own tools). A
+# second listener on KAFKA_MISMATCH_PORT (9096) presents a certificate for another
+# host name, so a client's host-name check can be tested on 127.0.0.1.
+#
 # The broker's jars come from Maven Central through scripts/kafka/pom.xml and are
 # cached in .cache/kafka (git-ignored); a second start reuses them. Data lives in
 # a temporary folder that `stop` removes. CROWDPARK_KAFKA_RUN names the folder for
-# the pid, logs and configuration, so a second broker can run beside the first. Ports: KAFKA_PORT (9092) for clients,
-# KAFKA_CONTROLLER_PORT (9093) for the KRaft controller; KAFKA_HEAP_OPTS the JVM heap.
+# the pid, logs and configuration, so a second broker can run beside the first. Ports: KAFKA_PORT (9092; 9094
+# with --secure) for clients, KAFKA_CONTROLLER_PORT (9093; 9095) for the KRaft
+# controller; KAFKA_HEAP_OPTS the JVM heap.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SECURE=0
+args=()
+for arg in "$@"; do
+    if [ "$arg" = --secure ]; then SECURE=1; else args+=("$arg"); fi
+done
+set -- "${args[@]+"${args[@]}"}"
 CACHE=${CROWDPARK_KAFKA_CACHE:-$ROOT/.cache/kafka}
-RUN=${CROWDPARK_KAFKA_RUN:-$ROOT/.cache/kafka-run}
-PORT=${KAFKA_PORT:-9092}
-CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+if [ "$SECURE" = 1 ]; then
+    RUN=${CROWDPARK_KAFKA_RUN:-$ROOT/.cache/kafka-secure-run}
+    PORT=${KAFKA_SECURE_PORT:-9094}
+    CONTROLLER_PORT=${KAFKA_SECURE_CONTROLLER_PORT:-9095}
+    MISMATCH_PORT=${KAFKA_MISMATCH_PORT:-9096}
+else
+    RUN=${CROWDPARK_KAFKA_RUN:-$ROOT/.cache/kafka-run}
+    PORT=${KAFKA_PORT:-9092}
+    CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+fi
 PIDFILE=$RUN/kafka.pid
 cp="$CACHE/libs/*"
-read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx$([ "$SECURE" = 1 ] && echo 512m || echo 1g)}"
 java_opts=("${heap[@]}" -XX:+UseG1GC -Djava.awt.headless=true
     "-Dkafka.logs.dir=$RUN" "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.properties")
 
 log() { echo "kafka.sh: $*" >&2; }
 
 fetch() {
-    if [ -f "$CACHE/libs/.complete" ]; then
+    # The marker holds the pom's checksum, so a changed pom fetches again.
+    local want
+    want=$(sha256sum "$ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1)
+    if [ "$(cat "$CACHE/libs/.complete" 2>/dev/null)" = "$want" ]; then
         return
     fi
     command -v mvn >/dev/null || { log "Maven (mvn) is needed to fetch Apache Kafka"; exit 1; }
@@ -44,7 +77,7 @@ fetch() {
         log "  nisshi broker --listener-url tcp://127.0.0.1:$PORT --advertised-listener-url tcp://127.0.0.1:$PORT --storage-engine memory://nisshi/"
         exit 1
     fi
-    touch "$CACHE/libs/.complete"
+    echo "$want" >"$CACHE/libs/.complete"
 }
 
 running() {
@@ -53,6 +86,147 @@ running() {
 
 port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# The settings both brokers share; $1 is the data folder.
+common_properties() {
+    cat <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+log.dirs=$1/logs
+num.partitions=3
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.backoff.ms=1000
+PROPS
+}
+
+plain_properties() {
+    {
+        common_properties "$1"
+        cat <<PROPS
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+PROPS
+    } >"$RUN/server.properties"
+}
+
+# The secured broker: clients on SASL_SSL (SCRAM-SHA-512), the controller on
+# mutual TLS (its principal, the broker certificate's CN, is a super user, so no
+# anonymous principal needs rights), every other principal only what ACLs grant.
+secure_properties() {
+    make_certificates
+    local store_pass
+    store_pass=$(cat "$RUN/tls/store-pass")
+    {
+        common_properties "$1"
+        cat <<PROPS
+listeners=SASL_SSL://127.0.0.1:$PORT,MISMATCH://127.0.0.1:$MISMATCH_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$PORT,MISMATCH://127.0.0.1:$MISMATCH_PORT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,MISMATCH:SASL_SSL,CONTROLLER:SSL
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password admin)";
+listener.name.mismatch.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$RUN/tls/broker.p12
+ssl.keystore.password=$store_pass
+ssl.truststore.type=PEM
+ssl.truststore.location=$RUN/tls/ca.pem
+listener.name.mismatch.ssl.keystore.location=$RUN/tls/mismatch.p12
+listener.name.mismatch.ssl.keystore.password=$store_pass
+listener.name.controller.ssl.client.auth=required
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:CN=broker
+PROPS
+    } >"$RUN/server.properties"
+    cat >"$RUN/admin.properties" <<PROPS
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password admin)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$RUN/tls/ca.pem
+PROPS
+    chmod 600 "$RUN/server.properties" "$RUN/admin.properties"
+}
+
+# A user's password: made once per run folder, kept in $RUN/users/<name>.
+password() {
+    local file=$RUN/users/$1
+    if [ ! -f "$file" ]; then
+        mkdir -p "$RUN/users"
+        chmod 700 "$RUN/users"
+        (umask 077 && openssl rand -hex 16 >"$file")
+    fi
+    cat "$file"
+}
+
+# A private CA, the broker's certificate (SAN 127.0.0.1 and localhost) and a
+# second one for a host name no client uses, each with its key in a PKCS12
+# keystore for the broker. Made fresh at every start: nothing here is kept.
+make_certificates() {
+    command -v openssl >/dev/null || { log "openssl is needed for --secure"; exit 1; }
+    local tls=$RUN/tls
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    openssl rand -hex 16 >"$tls/store-pass"
+    local pass
+    pass=$(cat "$tls/store-pass")
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=crowdpark test CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+    issue() { # name, subject alternative names
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=broker" \
+            -keyout "$tls/$1.key" -out "$tls/$1.csr" 2>/dev/null
+        openssl x509 -req -in "$tls/$1.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+            -CAcreateserial -days 2 -out "$tls/$1.pem" \
+            -extfile <(printf 'subjectAltName=%s\n' "$2") 2>/dev/null
+        openssl pkcs12 -export -name broker -in "$tls/$1.pem" -inkey "$tls/$1.key" \
+            -certfile "$tls/ca.pem" -out "$tls/$1.p12" -passout "pass:$pass"
+    }
+    issue broker "IP:127.0.0.1,DNS:localhost"
+    issue mismatch "DNS:some-other-host.invalid"
+    chmod 600 "$tls"/*.key "$tls/store-pass"
+}
+
+# Kafka's own command-line tools, as the secured broker's super user.
+kafka_tool() {
+    [ "$SECURE" = 1 ] || { log "$1 needs --secure"; exit 2; }
+    running || { log "the secured broker is not running"; exit 1; }
+    java -cp "$cp" -Xmx256m "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.properties" "${@:2}" \
+        --bootstrap-server "127.0.0.1:$PORT" --command-config "$RUN/admin.properties"
+}
+
+# acl grant|revoke|list [kafka-acls options]
+acl() {
+    local action=${1:-}
+    shift || true
+    case "$action" in
+        grant) kafka_tool acl org.apache.kafka.tools.AclCommand --add --force "$@" ;;
+        revoke) kafka_tool acl org.apache.kafka.tools.AclCommand --remove --force "$@" ;;
+        list) kafka_tool acl org.apache.kafka.tools.AclCommand --list "$@" ;;
+        *) echo "usage: $0 acl --secure grant|revoke|list [kafka-acls options]" >&2; exit 2 ;;
+    esac
+}
+
+# user NAME: a SCRAM-SHA-512 user whose password is kept in $RUN/users/NAME.
+user() {
+    [ -n "${1:-}" ] || { echo "usage: $0 user --secure NAME" >&2; exit 2; }
+    kafka_tool user kafka.admin.ConfigCommand --alter --entity-type users --entity-name "$1" \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$(password "$1")]" >/dev/null
+    log "user $1 created (password in $RUN/users/$1)"
 }
 
 start() {
@@ -69,32 +243,20 @@ start() {
     local data
     data=$(mktemp -d "${TMPDIR:-/tmp}/crowdpark-kafka.XXXXXX")
     echo "$data" >"$RUN/data-dir"
-    cat >"$RUN/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$data/logs
-num.partitions=3
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=5
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=5
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-log.cleaner.backoff.ms=1000
-PROPS
-    local cluster_id
+    if [ "$SECURE" = 1 ]; then
+        secure_properties "$data"
+    else
+        plain_properties "$data"
+    fi
+    local cluster_id scram=()
+    if [ "$SECURE" = 1 ]; then
+        for user in admin crowdpark; do
+            scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(password "$user")]")
+        done
+    fi
     cluster_id=$(java -cp "$cp" "${java_opts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
     java -cp "$cp" "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
-        -c "$RUN/server.properties" --standalone >"$RUN/format.log" 2>&1 \
+        -c "$RUN/server.properties" --standalone "${scram[@]+"${scram[@]}"}" >"$RUN/format.log" 2>&1 \
         || { log "formatting storage failed:"; cat "$RUN/format.log" >&2; exit 1; }
     launch
 }
@@ -111,7 +273,7 @@ launch() {
     for _ in $(seq 1 120); do
         if ! running; then
             log "broker exited during start-up:"
-            tail -30 "$RUN/kafka.out" "$RUN/server.log" >&2 || true
+            tail -n 30 "$RUN/kafka.out" "$RUN/server.log" >&2 || true
             exit 1
         fi
         if grep -q "Kafka Server started" "$RUN/server.log" 2>/dev/null && port_open "$PORT"; then
@@ -121,7 +283,7 @@ launch() {
         sleep 0.5
     done
     log "broker not ready after 60 s:"
-    tail -30 "$RUN/server.log" >&2 || true
+    tail -n 30 "$RUN/server.log" >&2 || true
     stop
     exit 1
 }
@@ -172,5 +334,7 @@ case "${1:-}" in
     status)
         if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo "not running"; exit 1; fi ;;
     fetch) fetch ;;
-    *) echo "usage: $0 start|stop|halt|resume|status|fetch" >&2; exit 2 ;;
+    acl) acl "${@:2}" ;;
+    user) user "${@:2}" ;;
+    *) echo "usage: $0 start|stop|halt|resume|status|fetch [--secure]; acl|user --secure ..." >&2; exit 2 ;;
 esac

@@ -112,6 +112,16 @@ pub enum TopicsAction {
         #[arg(long)]
         brokers: Option<String>,
     },
+    /// Print the Kafka ACLs `run` needs with this configuration, one
+    /// `kafka-acls --add` option list per line (the guarantee, group and
+    /// instance id decide some of them).
+    Acls {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The engine's principal, e.g. `User:crowdpark`.
+        #[arg(long)]
+        principal: String,
+    },
 }
 
 /// Loads `path`, or the embedded default, with environment overrides.
@@ -177,6 +187,17 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Topics {
+            action: TopicsAction::Acls { config, principal },
+        } => match load_config(config.as_deref()) {
+            Ok(cfg) => {
+                for grant in crate::io::kafka::acls::grants(&cfg) {
+                    println!("{}", grant.options(&principal));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e),
+        },
         Command::Simulate {
             brokers,
             rate,

@@ -10,17 +10,32 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// The brokers the tests use: the secured broker once a test has chosen it
+/// (`secure::use_secure_cluster`), else `CROWDPARK_KAFKA_BROKERS`.
 pub fn brokers() -> String {
+    if let Some(cluster) = super::secure::chosen() {
+        return cluster.brokers.clone();
+    }
     std::env::var("CROWDPARK_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A client configuration for `brokers`, with the secured broker's super-user
+/// credentials when a test has chosen that broker.
+pub fn client_on(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    if let Some(cluster) = super::secure::chosen() {
+        for (k, v) in cluster.client_properties("admin") {
+            c.set(k, v);
+        }
+    }
+    c
 }
 
 /// Fails with instructions when no broker answers.
 pub fn require_broker() {
     let b = brokers();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &b)
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = client_on(&b).create().unwrap();
     if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
         panic!("no Kafka broker at {b} ({e}). Start one with `scripts/kafka.sh start`, or run `scripts/test.sh`, which does.");
     }
@@ -89,6 +104,9 @@ impl Names {
             })
             .collect();
         env.push(("CROWDPARK_KAFKA__BROKERS".into(), brokers()));
+        if let Some(cluster) = super::secure::chosen() {
+            env.extend(cluster.engine_env("admin"));
+        }
         env.push((
             "CROWDPARK_KAFKA__GROUP_ID".into(),
             format!("{}-{group}", self.prefix),
@@ -98,8 +116,7 @@ impl Names {
 }
 
 pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+    client_on(&brokers())
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
@@ -148,8 +165,7 @@ fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 /// A `read_committed` consumer assigned to every partition of `topic` from the
 /// beginning (it reports the end of each partition), and the partitions.
 fn reader(brokers: &str, topic: &str) -> (BaseConsumer, Vec<i32>) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client_on(brokers)
         .set("group.id", format!("reader-{topic}"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -219,8 +235,7 @@ pub fn read_all(topic: &str) -> Vec<Record> {
 /// True when `group` has committed, for every partition of `topics`, the end
 /// offset the partition has now.
 pub fn caught_up(brokers: &str, group: &str, topics: &[String]) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client_on(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -294,10 +309,8 @@ pub fn set_max_message_bytes(topic: &str, compacted: bool, bytes: usize) {
 /// `compacted`): the AlterConfigs API resets every setting it does not name.
 pub fn alter_topic(topic: &str, compacted: bool, settings: &[(&str, &str)]) {
     use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_on(&brokers()).create().unwrap();
     let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
     for (k, v) in settings {
         change = change.set(k, v);

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod kafka;
 pub mod scenario;
+pub mod secure;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

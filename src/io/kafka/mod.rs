@@ -2,6 +2,7 @@
 //! administration and the traffic generator. Everything between them is the same
 //! engine the demo drives.
 
+pub mod acls;
 pub mod admin;
 pub mod changelog;
 pub mod health;
