@@ -126,11 +126,16 @@ pub enum TopicsAction {
 
 /// Loads `path`, or the embedded default, with environment overrides.
 pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
-    match path {
-        Some(p) => config::load_file(p).map_err(|e| format!("{}: {e}", p.display())),
-        None => config::load_str(DEFAULT_CONFIG, std::env::vars())
-            .map_err(|e| format!("embedded config: {e}")),
-    }
+    let (source, loaded) = match path {
+        Some(p) => (p.display().to_string(), config::load_file(p)),
+        None => (
+            "embedded config".to_string(),
+            config::load_str(DEFAULT_CONFIG, std::env::vars()),
+        ),
+    };
+    loaded
+        .and_then(|c| crate::io::kafka::check_client_properties(&c).map(|()| c))
+        .map_err(|e| format!("{source}: {e}"))
 }
 
 /// [`load_config`], with `--brokers` overriding `kafka.brokers` when given.
@@ -461,7 +466,9 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
 }
 
 fn check_config(file: &Path) -> ExitCode {
-    let c = match config::load_file(file) {
+    let loaded = config::load_file(file)
+        .and_then(|c| crate::io::kafka::check_client_properties(&c).map(|()| c));
+    let c = match loaded {
         Ok(c) => c,
         Err(ConfigError { key, problem }) => {
             eprintln!("error: {}: {key}: {problem}", file.display());
@@ -523,5 +530,18 @@ fn check_config(file: &Path) -> ExitCode {
         c.topics.payments_stats,
         c.topics.deadletter
     );
+    print_kafka_settings(&c);
     ExitCode::SUCCESS
+}
+
+/// The Kafka settings `run` would use, secrets masked.
+fn print_kafka_settings(c: &Config) {
+    use config::secrets::shown;
+    println!(
+        "kafka     brokers {}, group {}, {:?}, commit every {}",
+        c.kafka.brokers, c.kafka.group_id, c.kafka.processing_guarantee, c.kafka.commit_interval
+    );
+    for (key, value) in &c.kafka.client {
+        println!("  {key} = {}", shown(key, value));
+    }
 }

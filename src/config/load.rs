@@ -1,6 +1,6 @@
 //! Reading a configuration: TOML text, environment overrides, typed deserialisation.
 
-use super::{validate, Config};
+use super::{secrets, validate, Config};
 use std::fmt;
 use std::path::Path;
 
@@ -44,9 +44,9 @@ pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigError::new("(file)", e.to_string().trim().to_string())
-    })?;
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| syntax_error(text, &e))?;
     let mut overrides: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
@@ -55,6 +55,7 @@ pub fn load_str(
     for (name, value) in overrides {
         apply_override(&mut doc, &name, &value)?;
     }
+    flatten_client_properties(&mut doc)?;
     let config: Config =
         serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
             let path = e.path().to_string();
@@ -63,10 +64,99 @@ pub fn load_str(
             } else {
                 path
             };
-            ConfigError::new(key, e.into_inner().to_string())
+            let problem = e.into_inner().to_string();
+            let problem = if secrets::hide_value_of(&key) {
+                without_value(&problem)
+            } else {
+                problem
+            };
+            ConfigError::new(key, problem)
         })?;
     validate::validate(&config)?;
     Ok(config)
+}
+
+/// A TOML syntax error as a line, a column and the parser's message, without
+/// the offending line the parser quotes: it may hold a secret.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: ")
+        }
+        None => String::new(),
+    };
+    ConfigError::new(
+        "(file)",
+        format!("invalid TOML at {at}{}", e.message().trim().replace('\n', "; ")),
+    )
+}
+
+/// A deserialiser's message with the value it quotes left out: `invalid type:
+/// integer `123`, expected a string` becomes `invalid value (not shown),
+/// expected a string`.
+fn without_value(problem: &str) -> String {
+    // These name a field, never a value.
+    if ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| problem.starts_with(p))
+    {
+        return problem.to_string();
+    }
+    match problem.find("expected") {
+        Some(i) => format!("invalid value (not shown), {}", &problem[i..]),
+        None => "invalid value (not shown)".into(),
+    }
+}
+
+/// `kafka.client` holds librdkafka properties, all strings to librdkafka. A
+/// file may write them as TOML dotted keys (`security.protocol = "SASL_SSL"`
+/// under `[kafka.client]` is a nested table to TOML) and numbers or booleans
+/// unquoted: both are read as the property librdkafka expects.
+fn flatten_client_properties(doc: &mut toml::Table) -> Result<(), ConfigError> {
+    let Some(client) = doc
+        .get_mut("kafka")
+        .and_then(|k| k.as_table_mut())
+        .and_then(|k| k.get_mut("client"))
+    else {
+        return Ok(());
+    };
+    let toml::Value::Table(table) = client else {
+        return Err(ConfigError::new(
+            "kafka.client",
+            "must be a table of librdkafka properties (the value is not shown)",
+        ));
+    };
+    let mut flat = toml::Table::new();
+    flatten_into(&mut flat, "", std::mem::take(table))?;
+    *table = flat;
+    Ok(())
+}
+
+fn flatten_into(flat: &mut toml::Table, prefix: &str, table: toml::Table) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let name = format!("{prefix}{key}");
+        let text = match value {
+            toml::Value::Table(inner) => {
+                flatten_into(flat, &format!("{name}."), inner)?;
+                continue;
+            }
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(_) | toml::Value::Datetime(_) => {
+                return Err(ConfigError::new(
+                    format!("kafka.client.{name}"),
+                    "must be a string, number or boolean (the value is not shown)",
+                ))
+            }
+        };
+        flat.insert(name, toml::Value::String(text));
+    }
+    Ok(())
 }
 
 /// `CROWDPARK_CROWD__MIN_DWELL=90s` sets `crowd.min_dwell`. Keys under
@@ -215,5 +305,25 @@ mod tests {
 
         let e = load_str("[district\nid=1", env(&[])).unwrap_err();
         assert_eq!(e.key, "(file)");
+    }
+
+    #[test]
+    fn client_properties_are_flat_strings_and_errors_quote_no_secret() {
+        let text = format!(
+            "{DEFAULT_CONFIG}\n[kafka.client]\nsasl.password = 12345\n\"socket.keepalive.enable\" = true\n"
+        );
+        let c = load_str(&text, env(&[])).unwrap();
+        assert_eq!(c.kafka.client["sasl.password"], "12345");
+        assert_eq!(c.kafka.client["socket.keepalive.enable"], "true");
+
+        let text = format!("{DEFAULT_CONFIG}\n[kafka.client]\n\"sasl.password\" = hunter2\n");
+        let e = load_str(&text, env(&[])).unwrap_err();
+        assert!(e.problem.starts_with("invalid TOML at line"), "{e}");
+        assert!(!e.problem.contains("hunter2"), "{e}");
+
+        let text = format!("{DEFAULT_CONFIG}\n[kafka.client]\n\"sasl.password\" = [\"hunter2\"]\n");
+        let e = load_str(&text, env(&[])).unwrap_err();
+        assert_eq!(e.key, "kafka.client.sasl.password");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

@@ -9,6 +9,7 @@
 
 mod duration;
 mod load;
+pub mod secrets;
 mod validate;
 
 pub use duration::{parse_duration, Millis};

@@ -14,8 +14,9 @@ pub mod sink;
 pub mod startup;
 pub mod txn;
 
-use crate::config::Config;
+use crate::config::{secrets, Config, ConfigError};
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 
 /// A client configuration: brokers, then crowdpark's settings for the role, then
 /// the user's `kafka.client` properties, which win (SASL, TLS, tuning pass through
@@ -31,6 +32,28 @@ pub fn client_config(config: &Config, role_defaults: &[(&str, &str)]) -> ClientC
         c.set(k, v);
     }
     c
+}
+
+/// Checks every `kafka.client` property against librdkafka (name and value, as
+/// a client would be configured, without connecting), so a mistyped property is
+/// a configuration error of every command before any client exists. The error
+/// names the property and never quotes its value.
+pub fn check_client_properties(config: &Config) -> Result<(), ConfigError> {
+    for (key, value) in &config.kafka.client {
+        let mut one = ClientConfig::new();
+        one.set(key, value);
+        if let Err(e) = one.create_native_config() {
+            let problem = match e {
+                KafkaError::ClientConfig(_, description, _, _) => description,
+                other => other.to_string(),
+            };
+            return Err(ConfigError::new(
+                format!("kafka.client.{key}"),
+                secrets::redact(&problem, value),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Name of the changelog topic that holds checkpointed operator state.
