@@ -166,7 +166,10 @@ fn numbers_and_dotted_keys_are_properties_and_secrets_are_masked() {
         "valid, environment",
         None,
         &[
-            ("CROWDPARK_KAFKA__CLIENT__SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            (
+                "CROWDPARK_KAFKA__CLIENT__SECURITY_PROTOCOL",
+                "SASL_PLAINTEXT",
+            ),
             ("CROWDPARK_KAFKA__CLIENT__SASL_MECHANISM", "SCRAM-SHA-512"),
             ("CROWDPARK_KAFKA__CLIENT__SASL_USERNAME", "crowdpark"),
             ("CROWDPARK_KAFKA__CLIENT__SASL_PASSWORD", SECRET),

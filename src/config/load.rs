@@ -90,7 +90,10 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     };
     ConfigError::new(
         "(file)",
-        format!("invalid TOML at {at}{}", e.message().trim().replace('\n', "; ")),
+        format!(
+            "invalid TOML at {at}{}",
+            e.message().trim().replace('\n', "; ")
+        ),
     )
 }
 
@@ -135,7 +138,11 @@ fn flatten_client_properties(doc: &mut toml::Table) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn flatten_into(flat: &mut toml::Table, prefix: &str, table: toml::Table) -> Result<(), ConfigError> {
+fn flatten_into(
+    flat: &mut toml::Table,
+    prefix: &str,
+    table: toml::Table,
+) -> Result<(), ConfigError> {
     for (key, value) in table {
         let name = format!("{prefix}{key}");
         let text = match value {

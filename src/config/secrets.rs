@@ -70,6 +70,9 @@ mod tests {
         assert!(hide_value_of("kafka.client.sasl.passwrd"));
         assert!(hide_value_of("kafka.client"));
         assert!(!hide_value_of("crowd.min_dwell"));
-        assert_eq!(redact("bad value \"x1\" for p", "x1"), "bad value \"***\" for p");
+        assert_eq!(
+            redact("bad value \"x1\" for p", "x1"),
+            "bad value \"***\" for p"
+        );
     }
 }

@@ -3,7 +3,6 @@
 use super::client_config;
 use crate::config::Config;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use std::time::Duration;
 
@@ -51,8 +50,15 @@ pub fn topic_specs(c: &Config) -> Vec<TopicSpec> {
 }
 
 /// Creates every topic that does not exist yet. Returns one line per topic.
+///
+/// Gives up within `kafka.unhealthy_after` when no broker answers, and at once
+/// when the clients name a cause that waiting will not cure (refused
+/// credentials, an untrusted certificate, a plaintext client on a TLS port).
 pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
-    let admin: AdminClient<DefaultClientContext> = client_config(c, &[]).create()?;
+    let probe = c.clone();
+    tokio::task::spawn_blocking(move || reach_brokers(&probe)).await??;
+    let admin: AdminClient<super::logs::Quiet> =
+        client_config(c, &[]).create_with_context(super::logs::Quiet)?;
     let specs = topic_specs(c);
     let new: Vec<NewTopic<'_>> = specs
         .iter()
@@ -68,7 +74,10 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
             n
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let limit = c.kafka.unhealthy_after.as_duration();
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(limit));
     let results = admin.create_topics(new.iter(), &opts).await?;
     let mut lines = Vec::new();
     let mut failed = Vec::new();
@@ -93,6 +102,40 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
         anyhow::bail!("could not create topics: {}", failed.join("; "));
     }
     Ok(lines)
+}
+
+/// Waits until a broker answers a metadata request, at most
+/// `kafka.unhealthy_after`; fails at once when the clients name a cause (the
+/// admin client reports none of its connection failures, a consumer does).
+fn reach_brokers(c: &Config) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let limit = c.kafka.unhealthy_after.as_duration();
+    // A producer: it needs no group, so no group ACL.
+    let probe: BaseProducer<super::logs::Quiet> =
+        client_config(c, &[]).create_with_context(super::logs::Quiet)?;
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = probe
+            .client()
+            .fetch_metadata(None, Duration::from_millis(500));
+        // Serves the error callbacks, where the causes are noted.
+        let _ = probe.poll(Duration::ZERO);
+        match attempt {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                if let Some(cause) = super::cause::settled(started.elapsed()) {
+                    anyhow::bail!("cannot reach Kafka at {}: {cause}", c.kafka.brokers);
+                }
+                if started.elapsed() > limit {
+                    anyhow::bail!(
+                        "no Kafka broker at {} answered within {} ({e})",
+                        c.kafka.brokers,
+                        c.kafka.unhealthy_after
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// A topic's `max.message.bytes` as the broker applies it (the topic's own

@@ -121,7 +121,13 @@ impl Health {
     pub fn verdict(&self) -> Option<String> {
         let h = self.lock();
         let limit = self.unhealthy_after;
-        let last = h.last_error.as_deref().unwrap_or("none");
+        // A recognised cause (refused credentials, an untrusted certificate,
+        // a missing ACL) says more than the time-out it leads to.
+        let cause = super::cause::recent(limit.max(Duration::from_secs(30)));
+        let last = cause
+            .as_deref()
+            .or(h.last_error.as_deref())
+            .unwrap_or("none");
         if !h.connected {
             let waiting = h.started.elapsed();
             return (waiting > limit).then(|| {

@@ -104,6 +104,7 @@ pub fn limiter() -> &'static Limiter {
 /// message.
 pub fn warn(what: &str, error: &dyn std::fmt::Display) {
     let message = format!("{what}: {error}");
+    super::cause::note(&message);
     if let Verdict::Log { repeated } = limiter().check(&message, Instant::now()) {
         tracing::warn!(repeated, "{message}");
     }
@@ -112,6 +113,11 @@ pub fn warn(what: &str, error: &dyn std::fmt::Display) {
 /// A client error callback's report, rate-limited.
 pub fn client_error(role: &str, error: &dyn std::fmt::Display, reason: &str) {
     let message = format!("{error}: {reason}");
+    if super::cause::note(&message) || super::cause::explains(&message) {
+        // The cause's own line says it; librdkafka's words stay at debug.
+        tracing::debug!(client = role, "kafka client error: {message}");
+        return;
+    }
     if let Verdict::Log { repeated } = limiter().check(&message, Instant::now()) {
         tracing::warn!(client = role, repeated, "kafka client error: {message}");
     }
@@ -121,6 +127,11 @@ pub fn client_error(role: &str, error: &dyn std::fmt::Display, reason: &str) {
 /// error callback (facilities `FAIL` and `ERROR`) are logged there and only at
 /// debug level here, so each is one line, not two.
 pub fn client_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    // A disconnect at the first request is only an INFO line here, and the
+    // cause of everything after it.
+    if fac == "FAIL" {
+        super::cause::note(message);
+    }
     let duplicate = matches!(fac, "FAIL" | "ERROR");
     let serious = (level as i32) <= (RDKafkaLogLevel::Warning as i32);
     if duplicate || !serious {
@@ -152,6 +163,11 @@ impl rdkafka::client::ClientContext for Quiet {
 }
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+impl rdkafka::producer::ProducerContext for Quiet {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
 
 #[cfg(test)]
 mod tests {

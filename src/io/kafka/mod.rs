@@ -4,6 +4,7 @@
 
 pub mod acls;
 pub mod admin;
+pub mod cause;
 pub mod changelog;
 pub mod health;
 pub mod logs;
@@ -12,6 +13,7 @@ pub mod runner;
 pub mod simulate;
 pub mod sink;
 pub mod startup;
+pub mod tls_check;
 pub mod txn;
 
 use crate::config::{secrets, Config, ConfigError};
@@ -22,6 +24,7 @@ use rdkafka::error::KafkaError;
 /// the user's `kafka.client` properties, which win (SASL, TLS, tuning pass through
 /// to librdkafka unchanged).
 pub fn client_config(config: &Config, role_defaults: &[(&str, &str)]) -> ClientConfig {
+    cause::configure(&config.kafka.client);
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.brokers);
     c.set("client.id", "crowdpark");
