@@ -119,7 +119,7 @@ fn reach_brokers(c: &Config) -> anyhow::Result<()> {
             .client()
             .fetch_metadata(None, Duration::from_millis(500));
         // Serves the error callbacks, where the causes are noted.
-        let _ = probe.poll(Duration::ZERO);
+        probe.poll(Duration::ZERO);
         match attempt {
             Ok(_) => return Ok(()),
             Err(e) => {
