@@ -5,9 +5,13 @@
 
 mod common;
 
-use common::engine::{start_engine, stop_engine, Engine};
+use common::engine::{start_engine, stop_engine, wait_until, Engine};
 use common::scenario::{simulate, Disturbed, Rng};
 use common::secure::{use_secure_cluster, SecureCluster};
+use common::{http_get, ChildGuard};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A run on the secured broker whose engine is a user with the documented
@@ -91,4 +95,157 @@ fn revoked_acls_lose_nothing_at_least_once() {
 #[test]
 fn revoked_acls_lose_nothing_exactly_once() {
     revoked_mid_run("exactly_once");
+}
+
+/// An engine restarted with the documented grants restores its state and
+/// finishes as an uninterrupted run does.
+#[test]
+fn documented_grants_run_restart_and_restore() {
+    let (_, l) = locked("grants", "exactly_once");
+    let sim = simulate(&l.d.input, &l.d.brokers, 400, 8_000);
+    let (first, addr) = start_engine(&l.env);
+    l.d.wait_consuming(&addr);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stop_engine(first).code(), Some(0), "a clean stop");
+    let (second, addr) = start_engine(&l.env);
+    wait_until("the restarted engine is healthy", Duration::from_secs(60), || {
+        matches!(http_get(&addr, "/healthz"), Ok((200, _)))
+    });
+    let uninterrupted = l.d.assert_same_as_uninterrupted(sim);
+    assert_eq!(stop_engine(second).code(), Some(0));
+    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+}
+
+/// `crowdpark run` with `env`; its stderr lines are collected.
+fn run_capturing(env: &[(String, String)]) -> (ChildGuard, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let addr = banner.split("http://").nth(1).expect("a banner").trim().to_string();
+    (ChildGuard(Some(child)), addr, lines)
+}
+
+/// A client misconfigured in one way: `/healthz` turns 503 naming `cause`,
+/// the log names it (one WARN line per distinct cause, no flood), `topics
+/// create` fails with it, and the password appears nowhere.
+fn misconfigured(what: &str, cluster: &SecureCluster, changes: &[(&str, String)], cause: &str) {
+    let names = common::kafka::Names::new(what);
+    let mut env = names.env("engine", None);
+    env.push(("CROWDPARK_KAFKA__UNHEALTHY_AFTER".into(), "3s".into()));
+    for (k, v) in changes {
+        env.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            env.push((k.to_string(), v.clone()));
+        }
+    }
+    let secret = cluster.password("admin");
+    let (child, addr, lines) = run_capturing(&env);
+    let mut reason = String::new();
+    wait_until(&format!("{what}: /healthz 503"), Duration::from_secs(60), || {
+        match http_get(&addr, "/healthz") {
+            Ok((503, body)) if body.contains(cause) => {
+                reason = body;
+                true
+            }
+            _ => false,
+        }
+    });
+    eprintln!("{what}: {reason}");
+    std::thread::sleep(Duration::from_secs(2));
+    drop(child);
+    let log = lines.lock().unwrap().join("\n");
+    let naming: Vec<&str> = log.lines().filter(|l| l.contains(cause)).collect();
+    assert!(!naming.is_empty(), "{what}: no log line names `{cause}`:\n{log}");
+    assert!(naming.len() <= 2, "{what}: the cause is repeated:\n{log}");
+    assert!(log.lines().count() < 20, "{what}: a log flood:\n{log}");
+    let out = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(["topics", "create"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{what}: topics create succeeded");
+    assert!(text.contains(cause), "{what}: topics create:\n{text}");
+    for output in [&log, &text, &reason] {
+        assert!(!output.contains(&secret), "{what}: the password was printed");
+    }
+}
+
+const PROTOCOL: &str = "CROWDPARK_KAFKA__CLIENT__SECURITY_PROTOCOL";
+
+#[test]
+fn a_wrong_password_is_named() {
+    let cluster = use_secure_cluster();
+    misconfigured(
+        "password",
+        cluster,
+        &[("CROWDPARK_KAFKA__CLIENT__SASL_PASSWORD", "not-the-password".into())],
+        "SASL authentication failed",
+    );
+}
+
+#[test]
+fn an_untrusted_ca_is_named() {
+    let cluster = use_secure_cluster();
+    // A CA of its own, which did not sign the broker's certificate.
+    let dir = std::env::temp_dir().join(format!("crowdpark-other-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other"])
+        .arg("-keyout")
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    misconfigured(
+        "untrusted",
+        cluster,
+        &[("CROWDPARK_KAFKA__CLIENT__SSL_CA_LOCATION", ca.display().to_string())],
+        "not signed by a CA in",
+    );
+}
+
+#[test]
+fn a_certificate_for_another_host_is_named() {
+    let cluster = use_secure_cluster();
+    misconfigured(
+        "hostname",
+        cluster,
+        &[("CROWDPARK_KAFKA__BROKERS", cluster.mismatch_brokers.clone())],
+        "not issued for `127.0.0.1`",
+    );
+}
+
+#[test]
+fn a_plaintext_client_on_the_tls_port_is_named() {
+    let cluster = use_secure_cluster();
+    misconfigured(
+        "plaintext",
+        cluster,
+        &[(PROTOCOL, String::new())],
+        "the listener probably expects TLS or SASL",
+    );
 }

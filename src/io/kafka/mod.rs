@@ -26,6 +26,10 @@ use rdkafka::error::KafkaError;
 pub fn client_config(config: &Config, role_defaults: &[(&str, &str)]) -> ClientConfig {
     cause::configure(&config.kafka.client);
     let mut c = ClientConfig::new();
+    // Every level reaches `logs::client_log`, which decides what is shown: a
+    // disconnect at the first request (the sign of a wrong security.protocol)
+    // is logged at debug level when it repeats.
+    c.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     c.set("bootstrap.servers", &config.kafka.brokers);
     c.set("client.id", "crowdpark");
     for (k, v) in role_defaults {
