@@ -339,9 +339,14 @@ async fn run_kafka(cfg: Config) -> ExitCode {
     );
     let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(listener, view.clone(), async {
-        let _ = http_stopped.await;
-    }));
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        view.clone(),
+        http_limits(&config),
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let (config, view, shutdown) = (config.clone(), view.clone(), shutdown.clone());
@@ -396,6 +401,13 @@ async fn run_kafka(cfg: Config) -> ExitCode {
 }
 
 /// Binds the HTTP listener; says why on failure.
+fn http_limits(cfg: &Config) -> crate::http::Limits {
+    crate::http::Limits {
+        max_connections: cfg.http.max_connections,
+        header_timeout: cfg.http.header_timeout.as_duration(),
+    }
+}
+
 async fn bind(listen: &str) -> Option<(tokio::net::TcpListener, String)> {
     match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => {
@@ -436,9 +448,14 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
     println!("HTTP on http://{addr}  (/metrics /healthz /readyz /api/v1/zones /api/v1/lots /api/v1/stream)");
     println!("Ctrl-C stops.");
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(listener, view.clone(), async {
-        let _ = http_stopped.await;
-    }));
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        view.clone(),
+        http_limits(&config),
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
     // SIGTERM (docker stop, systemd) is Ctrl-C: stop and print the summary.
     let result = demo::run(config.clone(), view, engine, opts, termination()).await;
     let _ = stop_http.send(());

@@ -108,9 +108,11 @@ fn documented_grants_run_restart_and_restore() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(stop_engine(first).code(), Some(0), "a clean stop");
     let (second, addr) = start_engine(&l.env);
-    wait_until("the restarted engine is healthy", Duration::from_secs(60), || {
-        matches!(http_get(&addr, "/healthz"), Ok((200, _)))
-    });
+    wait_until(
+        "the restarted engine is healthy",
+        Duration::from_secs(60),
+        || matches!(http_get(&addr, "/healthz"), Ok((200, _))),
+    );
     let uninterrupted = l.d.assert_same_as_uninterrupted(sim);
     assert_eq!(stop_engine(second).code(), Some(0));
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
@@ -137,7 +139,12 @@ fn run_capturing(env: &[(String, String)]) -> (ChildGuard, String, Arc<Mutex<Vec
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut banner)
         .unwrap();
-    let addr = banner.split("http://").nth(1).expect("a banner").trim().to_string();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .expect("a banner")
+        .trim()
+        .to_string();
     (ChildGuard(Some(child)), addr, lines)
 }
 
@@ -157,21 +164,26 @@ fn misconfigured(what: &str, cluster: &SecureCluster, changes: &[(&str, String)]
     let secret = cluster.password("admin");
     let (child, addr, lines) = run_capturing(&env);
     let mut reason = String::new();
-    wait_until(&format!("{what}: /healthz 503"), Duration::from_secs(60), || {
-        match http_get(&addr, "/healthz") {
+    wait_until(
+        &format!("{what}: /healthz 503"),
+        Duration::from_secs(60),
+        || match http_get(&addr, "/healthz") {
             Ok((503, body)) if body.contains(cause) => {
                 reason = body;
                 true
             }
             _ => false,
-        }
-    });
+        },
+    );
     eprintln!("{what}: {reason}");
     std::thread::sleep(Duration::from_secs(2));
     drop(child);
     let log = lines.lock().unwrap().join("\n");
     let naming: Vec<&str> = log.lines().filter(|l| l.contains(cause)).collect();
-    assert!(!naming.is_empty(), "{what}: no log line names `{cause}`:\n{log}");
+    assert!(
+        !naming.is_empty(),
+        "{what}: no log line names `{cause}`:\n{log}"
+    );
     assert!(naming.len() <= 2, "{what}: the cause is repeated:\n{log}");
     assert!(log.lines().count() < 20, "{what}: a log flood:\n{log}");
     let out = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
@@ -187,7 +199,10 @@ fn misconfigured(what: &str, cluster: &SecureCluster, changes: &[(&str, String)]
     assert!(!out.status.success(), "{what}: topics create succeeded");
     assert!(text.contains(cause), "{what}: topics create:\n{text}");
     for output in [&log, &text, &reason] {
-        assert!(!output.contains(&secret), "{what}: the password was printed");
+        assert!(
+            !output.contains(&secret),
+            "{what}: the password was printed"
+        );
     }
 }
 
@@ -199,7 +214,10 @@ fn a_wrong_password_is_named() {
     misconfigured(
         "password",
         cluster,
-        &[("CROWDPARK_KAFKA__CLIENT__SASL_PASSWORD", "not-the-password".into())],
+        &[(
+            "CROWDPARK_KAFKA__CLIENT__SASL_PASSWORD",
+            "not-the-password".into(),
+        )],
         "SASL authentication failed",
     );
 }
@@ -212,7 +230,17 @@ fn an_untrusted_ca_is_named() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other",
+        ])
         .arg("-keyout")
         .arg(dir.join("ca.key"))
         .arg("-out")
@@ -223,7 +251,10 @@ fn an_untrusted_ca_is_named() {
     misconfigured(
         "untrusted",
         cluster,
-        &[("CROWDPARK_KAFKA__CLIENT__SSL_CA_LOCATION", ca.display().to_string())],
+        &[(
+            "CROWDPARK_KAFKA__CLIENT__SSL_CA_LOCATION",
+            ca.display().to_string(),
+        )],
         "not signed by a CA in",
     );
 }

@@ -66,9 +66,17 @@ fn the_nearest_car_park_forecast_full_is_passed_over_for_one_with_room() {
             .block_on(tokio::net::TcpListener::bind(&addr))
             .expect("bind 127.0.0.1");
         let view = view.clone();
-        rt.spawn(crowdpark::http::serve(listener, view, async {
-            let _ = stopped.await;
-        }))
+        rt.spawn(crowdpark::http::serve(
+            listener,
+            view,
+            crowdpark::http::Limits {
+                max_connections: 64,
+                header_timeout: std::time::Duration::from_secs(10),
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ))
     };
 
     let get = |path: &str| -> (u16, Value) {

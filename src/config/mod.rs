@@ -198,12 +198,21 @@ impl Default for PaymentSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     pub listen: String,
+    /// Connections open at once. Past it, the oldest connection that has not
+    /// yet sent a whole request is closed to make room; if every one has, the
+    /// new connection is refused.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and to start the next
+    /// request on a kept-alive connection; then the connection is closed.
+    pub header_timeout: Millis,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: "127.0.0.1:9898".into(),
+            max_connections: 1024,
+            header_timeout: Millis::from_secs(10),
         }
     }
 }

@@ -131,6 +131,12 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             format!("`{}` is not an address like 127.0.0.1:9898", c.http.listen),
         );
     }
+    if c.http.max_connections < 2 || c.http.header_timeout.0 == 0 {
+        return err(
+            "http".into(),
+            "max_connections must be at least 2 and header_timeout above zero".into(),
+        );
+    }
     if c.topics.input_partitions < 1
         || c.topics.output_partitions < 1
         || c.topics.replication_factor < 1

@@ -1,6 +1,9 @@
 //! The HTTP API (contract §6): metrics, health, zones, car parks and a live stream.
 
+mod server;
 mod view;
+
+pub use server::Limits;
 
 pub use view::{LiveView, StreamEvent};
 
@@ -48,15 +51,14 @@ pub fn router(view: Arc<LiveView>) -> Router {
         .with_state(view)
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, within `limits` (see `server`).
 pub async fn serve(
     listener: TcpListener,
     view: Arc<LiveView>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(view))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(view), limits, shutdown).await
 }
 
 fn not_found(message: impl Into<String>) -> Response {
