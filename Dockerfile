@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # crowdpark: a static-ish release binary on a slim Debian, run as a non-root user.
 #   docker build -t crowdpark .
-#   docker run --rm -p 9898:9898 crowdpark demo      # no Kafka needed
+#   docker run --rm -p 127.0.0.1:9898:9898 crowdpark demo      # no Kafka needed
 
 FROM rust:1-bookworm AS build
 # librdkafka is built from source by the rdkafka crate (C toolchain, OpenSSL).

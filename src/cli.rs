@@ -330,11 +330,11 @@ async fn termination() {
 async fn run_kafka(cfg: Config) -> ExitCode {
     let config = Arc::new(cfg);
     let view = demo::live_view(&Engine::new(config.clone()));
-    let Some((listener, addr)) = bind(&config.http.listen).await else {
+    let Some((listener, url, http_settings)) = bind(&config.http).await else {
         return ExitCode::from(2);
     };
     println!(
-        "crowdpark run: brokers {}, group {}, HTTP on http://{addr}",
+        "crowdpark run: brokers {}, group {}, HTTP on {url}",
         config.kafka.brokers, config.kafka.group_id
     );
     let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -342,7 +342,7 @@ async fn run_kafka(cfg: Config) -> ExitCode {
     let server = tokio::spawn(crate::http::serve(
         listener,
         view.clone(),
-        http_limits(&config),
+        http_settings,
         async {
             let _ = http_stopped.await;
         },
@@ -400,22 +400,30 @@ async fn run_kafka(cfg: Config) -> ExitCode {
     }
 }
 
-/// Binds the HTTP listener; says why on failure.
-fn http_limits(cfg: &Config) -> crate::http::Limits {
-    crate::http::Limits {
-        max_connections: cfg.http.max_connections,
-        header_timeout: cfg.http.header_timeout.as_duration(),
-    }
-}
-
-async fn bind(listen: &str) -> Option<(tokio::net::TcpListener, String)> {
-    match tokio::net::TcpListener::bind(listen).await {
+/// Binds the HTTP listener and prepares its TLS and authentication; says why
+/// on failure. The URL is `http://addr` or `https://addr`.
+async fn bind(
+    http: &config::HttpSettings,
+) -> Option<(tokio::net::TcpListener, String, crate::http::ServerSettings)> {
+    let settings = match crate::http::ServerSettings::from_config(http) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
+    };
+    match tokio::net::TcpListener::bind(&http.listen).await {
         Ok(l) => {
             let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            Some((l, addr))
+            let scheme = if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            Some((l, format!("{scheme}://{addr}"), settings))
         }
         Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
+            eprintln!("error: cannot listen on {}: {e}", http.listen);
             None
         }
     }
@@ -433,7 +441,7 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
     let config = Arc::new(cfg);
     let engine = Engine::new(config.clone());
     let view = demo::live_view(&engine);
-    let Some((listener, addr)) = bind(&config.http.listen).await else {
+    let Some((listener, url, http_settings)) = bind(&config.http).await else {
         return ExitCode::from(2);
     };
     println!(
@@ -445,13 +453,15 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
         config.merchants.len(),
         opts.speed
     );
-    println!("HTTP on http://{addr}  (/metrics /healthz /readyz /api/v1/zones /api/v1/lots /api/v1/stream)");
+    println!(
+        "HTTP on {url}  (/metrics /healthz /readyz /api/v1/zones /api/v1/lots /api/v1/stream)"
+    );
     println!("Ctrl-C stops.");
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(
         listener,
         view.clone(),
-        http_limits(&config),
+        http_settings,
         async {
             let _ = http_stopped.await;
         },

@@ -36,7 +36,12 @@ fn healthz_within_2s(addr: &str) -> bool {
         return false;
     };
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    if write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+    if write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return false;
     }
     let mut out = String::new();
@@ -60,7 +65,14 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 #[test]
 fn half_sent_requests_neither_lock_out_healthz_nor_stay_open() {
     let (mut demo, rx) = common::spawn_crowdpark(
-        &["demo", "--listen", "127.0.0.1:0", "--quiet", "--speed", "10"],
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--speed",
+            "10",
+        ],
         &[
             ("CROWDPARK_HTTP__MAX_CONNECTIONS", "1000"),
             ("CROWDPARK_HTTP__HEADER_TIMEOUT", "3s"),
@@ -84,7 +96,10 @@ fn half_sent_requests_neither_lock_out_healthz_nor_stay_open() {
 
     // Twice the connection limit, if this process may open that many.
     let flood = 2_000.min(open_file_limit().saturating_sub(200));
-    assert!(flood > 1000, "too few file descriptors for the test: {flood}");
+    assert!(
+        flood > 1000,
+        "too few file descriptors for the test: {flood}"
+    );
     let mut slow = Vec::with_capacity(flood);
     for _ in 0..flood {
         let mut s = TcpStream::connect(&addr).unwrap();
@@ -120,7 +135,10 @@ fn half_sent_requests_neither_lock_out_healthz_nor_stay_open() {
         rss_before, rss_during
     );
     // Bounded: well under the 400 MB that 20,000 such connections once took.
-    assert!(rss_during < rss_before + 100_000, "RSS grew from {rss_before} to {rss_during} kB");
+    assert!(
+        rss_during < rss_before + 100_000,
+        "RSS grew from {rss_before} to {rss_during} kB"
+    );
     let c = demo.0.as_mut().unwrap();
     let _ = c.kill();
 }

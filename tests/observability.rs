@@ -323,6 +323,16 @@ fn the_compose_file_parses_and_refers_to_files_that_exist() {
         .unwrap();
     assert_eq!(target.split(':').next_back(), listen.split(':').next_back());
     assert!(target.starts_with("crowdpark:"));
+    // Published on loopback only: the API has no authentication by default.
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let port = port.as_str().unwrap();
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name:?} publishes {port} beyond loopback"
+            );
+        }
+    }
     // The simulator's and the engine's arguments are ones the binary takes.
     for built in ["crowdpark", "simulator", "topics"] {
         let args: Vec<&str> = compose["services"][built]["command"]

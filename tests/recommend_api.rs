@@ -69,10 +69,10 @@ fn the_nearest_car_park_forecast_full_is_passed_over_for_one_with_room() {
         rt.spawn(crowdpark::http::serve(
             listener,
             view,
-            crowdpark::http::Limits {
+            crowdpark::http::ServerSettings::plain(crowdpark::http::Limits {
                 max_connections: 64,
                 header_timeout: std::time::Duration::from_secs(10),
-            },
+            }),
             async {
                 let _ = stopped.await;
             },

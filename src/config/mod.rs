@@ -205,6 +205,13 @@ pub struct HttpSettings {
     /// Time a client has to send a request's headers, and to start the next
     /// request on a kept-alive connection; then the connection is closed.
     pub header_timeout: Millis,
+    /// TLS for the HTTP API (PEM files), as Prometheus exporters'
+    /// `--web.config.file` has it; both or neither.
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    /// When set, every request needs HTTP basic authentication by one of
+    /// these users, each with a bcrypt hash of its password.
+    pub basic_auth_users: BTreeMap<String, String>,
 }
 
 impl Default for HttpSettings {
@@ -213,6 +220,9 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:9898".into(),
             max_connections: 1024,
             header_timeout: Millis::from_secs(10),
+            tls_cert_file: None,
+            tls_key_file: None,
+            basic_auth_users: BTreeMap::new(),
         }
     }
 }

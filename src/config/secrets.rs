@@ -5,7 +5,8 @@
 
 /// Words that mark a key as holding a secret (`sasl.password`,
 /// `sasl.jaas.config`, `ssl.key.password`, `sasl.oauthbearer.client.secret`...).
-const SECRET_WORDS: [&str; 7] = [
+const SECRET_WORDS: [&str; 8] = [
+    "basic_auth",
     "password",
     "secret",
     "jaas",

@@ -137,6 +137,23 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "max_connections must be at least 2 and header_timeout above zero".into(),
         );
     }
+    if c.http.tls_cert_file.is_some() != c.http.tls_key_file.is_some() {
+        return err(
+            "http".into(),
+            "tls_cert_file and tls_key_file go together: set both or neither".into(),
+        );
+    }
+    for (user, hash) in &c.http.basic_auth_users {
+        // bcrypt: `$2b$` (or 2a, 2y), the cost, then 53 characters.
+        let bcrypt =
+            hash.len() == 60 && ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
+        if !bcrypt {
+            return err(
+                format!("http.basic_auth_users.{user}"),
+                "must be a bcrypt hash (`$2b$...`, 60 characters; e.g. `htpasswd -nbBC 10 USER PASSWORD`); the value is not shown".into(),
+            );
+        }
+    }
     if c.topics.input_partitions < 1
         || c.topics.output_partitions < 1
         || c.topics.replication_factor < 1

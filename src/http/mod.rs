@@ -1,9 +1,10 @@
 //! The HTTP API (contract §6): metrics, health, zones, car parks and a live stream.
 
+mod auth;
 mod server;
 mod view;
 
-pub use server::Limits;
+pub use server::{Limits, ServerSettings};
 
 pub use view::{LiveView, StreamEvent};
 
@@ -51,14 +52,14 @@ pub fn router(view: Arc<LiveView>) -> Router {
         .with_state(view)
 }
 
-/// Serves until `shutdown` completes, within `limits` (see `server`).
+/// Serves until `shutdown` completes, as `settings` say (see `server`).
 pub async fn serve(
     listener: TcpListener,
     view: Arc<LiveView>,
-    limits: Limits,
+    settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, router(view), limits, shutdown).await
+    server::serve(listener, router(view), settings, shutdown).await
 }
 
 fn not_found(message: impl Into<String>) -> Response {

@@ -13,10 +13,12 @@
 //!   health probe; if every open connection is serving requests (live
 //!   streams), the new one is refused.
 
+use super::auth::BasicAuth;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,55 @@ use tower::ServiceExt;
 pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+}
+
+/// How the server meets its clients: limits, and optionally TLS and basic
+/// authentication (both off by default, with the loopback bind).
+#[derive(Clone)]
+pub struct ServerSettings {
+    pub limits: Limits,
+    pub tls: Option<Arc<SslAcceptor>>,
+    pub auth: Option<Arc<BasicAuth>>,
+}
+
+impl ServerSettings {
+    /// From the `[http]` settings; fails when the certificate or key cannot be
+    /// used.
+    pub fn from_config(http: &crate::config::HttpSettings) -> Result<Self, String> {
+        let tls = match (&http.tls_cert_file, &http.tls_key_file) {
+            (Some(cert), Some(key)) => Some(Arc::new(acceptor(cert, key)?)),
+            _ => None,
+        };
+        Ok(ServerSettings {
+            limits: Limits {
+                max_connections: http.max_connections,
+                header_timeout: http.header_timeout.as_duration(),
+            },
+            tls,
+            auth: BasicAuth::new(&http.basic_auth_users).map(Arc::new),
+        })
+    }
+
+    /// Limits only: plain HTTP, no authentication.
+    pub fn plain(limits: Limits) -> Self {
+        ServerSettings {
+            limits,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+fn acceptor(cert: &str, key: &str) -> Result<SslAcceptor, String> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| format!("http TLS: {e}"))?;
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| format!("http.tls_key_file `{key}`: {e}"))?;
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| format!("http.tls_cert_file `{cert}`: {e}"))?;
+    b.check_private_key()
+        .map_err(|e| format!("http.tls_key_file does not match http.tls_cert_file: {e}"))?;
+    Ok(b.build())
 }
 
 /// The open connections, and those still waiting for their first request
@@ -91,9 +142,11 @@ impl Drop for Slot {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: Limits,
+    settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = settings.limits;
+    let settings = Arc::new(settings);
     let table = Arc::new(Mutex::new(Table::default()));
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -114,7 +167,13 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
         match Slot::admit(&table, limits.max_connections) {
             Some((slot, close)) => {
-                tasks.spawn(connection(stream, router.clone(), slot, close, limits));
+                tasks.spawn(connection(
+                    stream,
+                    router.clone(),
+                    slot,
+                    close,
+                    settings.clone(),
+                ));
             }
             None => tracing::debug!("http: refused a connection: every place is serving"),
         }
@@ -128,31 +187,84 @@ async fn connection(
     router: Router,
     slot: Slot,
     close: oneshot::Receiver<()>,
-    limits: Limits,
+    settings: Arc<ServerSettings>,
 ) {
     let _ = stream.set_nodelay(true);
     let slot = Arc::new(slot);
-    let marker = slot.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        marker.serving();
-        router.clone().oneshot(request.map(axum::body::Body::new))
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    let served = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        result = served => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "http: connection ended");
+    let work = async {
+        match &settings.tls {
+            Some(acceptor) => {
+                // The handshake gets the header time-out too: a client that
+                // opens TLS and stops is a slow client like any other.
+                let tls = Ssl::new(acceptor.context())
+                    .and_then(|ssl| tokio_openssl::SslStream::new(ssl, stream));
+                let Ok(mut tls) = tls else { return };
+                let handshake = std::pin::Pin::new(&mut tls).accept();
+                match tokio::time::timeout(settings.limits.header_timeout, handshake).await {
+                    Ok(Ok(())) => serve_io(TokioIo::new(tls), router, &slot, &settings).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "http: TLS handshake failed"),
+                    Err(_) => tracing::debug!("http: TLS handshake timed out"),
+                }
             }
+            None => serve_io(TokioIo::new(stream), router, &slot, &settings).await,
         }
+    };
+    tokio::select! {
+        () = work => {}
         // Only a sent close counts: the sender is dropped, not sent, once the
         // connection has sent a request.
         Ok(()) = close => {}
     }
-    drop(slot);
+}
+
+/// HTTP/1.1 on one connection, every request authenticated when users are set.
+async fn serve_io<I>(io: TokioIo<I>, router: Router, slot: &Arc<Slot>, settings: &ServerSettings)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let marker = slot.clone();
+    let auth = settings.auth.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        marker.serving();
+        let router = router.clone();
+        let auth = auth.clone();
+        async move {
+            if let Some(auth) = auth {
+                let header = request
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let allowed = tokio::task::spawn_blocking(move || auth.allows(header.as_deref()))
+                    .await
+                    .unwrap_or(false);
+                if !allowed {
+                    return Ok(unauthorized());
+                }
+            }
+            router.oneshot(request.map(axum::body::Body::new)).await
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.limits.header_timeout);
+    if let Err(e) = builder.serve_connection(io, service).await {
+        tracing::debug!(error = %e, "http: connection ended");
+    }
+}
+
+fn unauthorized() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(
+            axum::http::header::WWW_AUTHENTICATE,
+            "Basic realm=\"crowdpark\"",
+        )],
+        "authentication required\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]

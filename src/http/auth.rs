@@ -1,0 +1,98 @@
+//! HTTP basic authentication against bcrypt hashes (`http.basic_auth_users`),
+//! as Prometheus exporters' web configuration does it.
+//!
+//! bcrypt is slow on purpose (tens of milliseconds at cost 10), so a header
+//! that verified once is remembered (by its SHA-256, never in clear) and a
+//! scrape every few seconds costs one hash lookup; at most [`REMEMBERED`]
+//! are kept.
+
+use base64::Engine;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+const REMEMBERED: usize = 64;
+
+pub struct BasicAuth {
+    users: BTreeMap<String, String>,
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl BasicAuth {
+    /// `None` when no users are configured: the API is open.
+    pub fn new(users: &BTreeMap<String, String>) -> Option<Self> {
+        (!users.is_empty()).then(|| BasicAuth {
+            users: users.clone(),
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// True when `authorization` (the header's value) names a user whose
+    /// password matches its hash. Blocking: call it off the async threads.
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        let Some(header) = authorization else {
+            return false;
+        };
+        let digest: [u8; 32] = openssl::sha::sha256(header.as_bytes());
+        if self.lock().contains(&digest) {
+            return true;
+        }
+        let Some((user, password)) = credentials(header) else {
+            return false;
+        };
+        let Some(hash) = self.users.get(&user) else {
+            return false;
+        };
+        let ok = bcrypt::verify(&password, hash).unwrap_or(false);
+        if ok {
+            let mut verified = self.lock();
+            if verified.len() >= REMEMBERED {
+                verified.clear();
+            }
+            verified.insert(digest);
+        }
+        ok
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The user and password of a `Basic` authorization header.
+fn credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_right_password_passes() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let users = BTreeMap::from([("prom".to_string(), hash)]);
+        let auth = BasicAuth::new(&users).unwrap();
+        let header = |u: &str, p: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        };
+        assert!(auth.allows(Some(&header("prom", "s3cret"))));
+        assert!(auth.allows(Some(&header("prom", "s3cret"))), "remembered");
+        assert!(!auth.allows(Some(&header("prom", "wrong"))));
+        assert!(!auth.allows(Some(&header("nobody", "s3cret"))));
+        assert!(!auth.allows(Some("Bearer abc")));
+        assert!(!auth.allows(None));
+        assert!(BasicAuth::new(&BTreeMap::new()).is_none());
+    }
+}
