@@ -190,6 +190,8 @@ impl LiveView {
                     "occupiedSpotNumber": null, "unknownSpotNumber": info.spaces,
                     "occupancy": null, "status": null, "occupancyTrend": null,
                     "observationDateTime": null,
+                    "occupancyDetectionType": info.detection_type(),
+                    "location": info.location(),
                     "analytics": analytics_json(&Default::default(), info.spaces, revenue),
                 })
             }
@@ -253,4 +255,35 @@ fn analytics_json(a: &LotAnalytics, spaces: u32, revenue_fen: Option<i64>) -> Va
         "revenueFen": revenue_fen,
         "revenuePerSpace": revenue_fen.map(|r| crate::model::format_fen(r / spaces.max(1) as i64)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_str, DEFAULT_CONFIG};
+    use crate::engine::Engine;
+    use std::sync::Arc;
+
+    #[test]
+    fn configured_fields_are_there_before_the_first_reading() {
+        let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap());
+        let view = crate::io::demo::live_view(&Engine::new(config.clone()));
+        let lots = view.lots_json();
+        let lots = lots.as_array().unwrap();
+        assert_eq!(lots.len(), config.lots.len());
+        for (lot, configured) in lots.iter().zip(&config.lots) {
+            assert!(
+                lot["availableSpotNumber"].is_null(),
+                "no reading yet: {lot}"
+            );
+            assert!(lot["occupancyDetectionType"].is_string(), "{lot}");
+            if configured.lat.is_some() {
+                assert_eq!(lot["location"]["type"], "Point", "{lot}");
+                assert_eq!(
+                    lot["location"]["coordinates"][1].as_f64(),
+                    configured.lat,
+                    "{lot}"
+                );
+            }
+        }
+    }
 }

@@ -33,6 +33,25 @@ pub struct LotInfo {
     pub lon: Option<f64>,
 }
 
+impl LotInfo {
+    /// FIWARE `occupancyDetectionType`: known from the configuration, so
+    /// present before the first reading.
+    pub fn detection_type(&self) -> &'static str {
+        match self.detection {
+            Detection::SingleSpace => "singleSpaceDetection",
+            Detection::Gate => "balancing",
+        }
+    }
+
+    /// The car park's position as a GeoJSON point (longitude, latitude).
+    pub fn location(&self) -> Option<crate::output::GeoPoint> {
+        Some(crate::output::GeoPoint {
+            kind: "Point",
+            coordinates: [self.lon?, self.lat?],
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct MerchantInfo {
     pub zone: ZoneIx,

@@ -4,9 +4,7 @@ use super::forecast::{self, Now, Profile, HORIZONS_MIN};
 use super::lot::{LotState, SWEEP_EVERY_MS};
 use crate::config::{Config, Detection};
 use crate::model::{Catalog, LotIx, ParkingEvent, ParkingReading, Reject};
-use crate::output::{
-    round3, Availability, ForecastPoint, GeoPoint, OccupancyTrend, Output, ParkingStatus,
-};
+use crate::output::{round3, Availability, ForecastPoint, OccupancyTrend, Output, ParkingStatus};
 use crate::state::{read, unknown_key, RestoreError, StateRecord};
 use crate::time::format_ts;
 use std::collections::{BTreeMap, BTreeSet};
@@ -368,18 +366,9 @@ fn availability(
         occupancy: round3(lot.occupancy()),
         status,
         occupancy_trend: trend,
-        occupancy_detection_type: match info.detection {
-            Detection::SingleSpace => "singleSpaceDetection",
-            Detection::Gate => "balancing",
-        },
+        occupancy_detection_type: info.detection_type(),
         observation_date_time: format_ts(lot.last_event_ts.max(i64::MIN + 1)),
-        location: match (info.lat, info.lon) {
-            (Some(lat), Some(lon)) => Some(GeoPoint {
-                kind: "Point",
-                coordinates: [lon, lat],
-            }),
-            _ => None,
-        },
+        location: info.location(),
         forecast: forecast(catalog, lot, profile, status, now),
         analytics: lot.analytics,
         observed_ms: lot.last_event_ts,
