@@ -241,14 +241,95 @@ impl KafkaSink {
                 ),
                 &failed[0].error,
             );
-            for f in &failed {
-                self.send(
-                    &f.topic,
-                    Some(f.partition),
-                    f.key.as_deref(),
-                    f.payload.as_deref(),
-                )?;
+            self.resend(failed)?;
+        }
+    }
+
+    /// Sends `failed` again. A record librdkafka refuses at once (it knows the
+    /// topic is not writable: a revoked ACL) goes back on the list with every
+    /// one after it: dropping them here let the next flush succeed with
+    /// nothing to re-send, and a checkpoint then committed state whose outputs
+    /// were never delivered (a whole payments window lost after a revoked and
+    /// restored write ACL).
+    fn resend(&self, failed: Vec<Failed>) -> Result<(), SinkError> {
+        let mut rest = failed.into_iter();
+        while let Some(f) = rest.next() {
+            let sent = self.send(
+                &f.topic,
+                Some(f.partition),
+                f.key.as_deref(),
+                f.payload.as_deref(),
+            );
+            if let Err(e) = sent {
+                let mut kept = self
+                    .producer
+                    .context()
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                kept.push(Failed {
+                    error: e.to_string(),
+                    ..f
+                });
+                kept.extend(rest);
+                return Err(e);
             }
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+
+    fn failed(topic: &str, bytes: usize) -> Failed {
+        Failed {
+            topic: topic.into(),
+            partition: 0,
+            key: Some(b"k".to_vec()),
+            payload: Some(vec![b'x'; bytes]),
+            error: "TopicAuthorizationFailed".into(),
+        }
+    }
+
+    /// A record refused at once while failed ones are sent again keeps its
+    /// place, and so does every one after it: nothing leaves the list until
+    /// it is delivered.
+    #[test]
+    fn a_refused_resend_loses_no_record() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("out", 1, 1).unwrap();
+        let mut config = crate::config::load_str(
+            crate::config::DEFAULT_CONFIG,
+            Vec::<(String, String)>::new(),
+        )
+        .unwrap();
+        config.kafka.brokers = cluster.bootstrap_servers();
+        // Refused by librdkafka itself, before any broker sees it.
+        config
+            .kafka
+            .client
+            .insert("message.max.bytes".into(), "2000".into());
+        let sink = KafkaSink::new(&config, None).unwrap();
+        sink.producer().context().failed.lock().unwrap().extend([
+            failed("out", 10),
+            failed("out", 5_000),
+            failed("out", 20),
+            failed("out", 30),
+        ]);
+        let e = sink.flush(Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, SinkError::Produce { .. }), "{e}");
+        let kept: Vec<usize> = sink
+            .drain_failed()
+            .iter()
+            .map(|f| f.payload.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(
+            kept,
+            vec![5_000, 20, 30],
+            "the refused one and every one after it"
+        );
     }
 }
