@@ -338,15 +338,7 @@ async fn run_kafka(cfg: Config) -> ExitCode {
         config.kafka.brokers, config.kafka.group_id
     );
     let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(
-        listener,
-        view.clone(),
-        http_settings,
-        async {
-            let _ = http_stopped.await;
-        },
-    ));
+    let (stop_http, server) = spawn_http(listener, view.clone(), http_settings);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let (config, view, shutdown) = (config.clone(), view.clone(), shutdown.clone());
@@ -398,6 +390,22 @@ async fn run_kafka(cfg: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves the HTTP API until the returned sender is used (or dropped).
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    view: Arc<crate::http::LiveView>,
+    settings: crate::http::ServerSettings,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::http::serve(listener, view, settings, async {
+        let _ = stopped.await;
+    }));
+    (stop, server)
 }
 
 /// Binds the HTTP listener and prepares its TLS and authentication; says why
@@ -457,15 +465,7 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
         "HTTP on {url}  (/metrics /healthz /readyz /api/v1/zones /api/v1/lots /api/v1/stream)"
     );
     println!("Ctrl-C stops.");
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(
-        listener,
-        view.clone(),
-        http_settings,
-        async {
-            let _ = http_stopped.await;
-        },
-    ));
+    let (stop_http, server) = spawn_http(listener, view.clone(), http_settings);
     // SIGTERM (docker stop, systemd) is Ctrl-C: stop and print the summary.
     let result = demo::run(config.clone(), view, engine, opts, termination()).await;
     let _ = stop_http.send(());

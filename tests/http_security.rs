@@ -5,41 +5,22 @@
 
 mod common;
 
-use common::{free_port, spawn_crowdpark, wait_for_line, ChildGuard};
+use common::tools::{openssl as run_openssl, prometheus, test_ca};
+use common::{free_port, spawn_crowdpark, wait_for_line};
 use openssl::ssl::{SslConnector, SslMethod};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const USER: &str = "prometheus";
 const PASSWORD: &str = "scrape-Pw-4471";
 
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
 /// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    test_ca(dir, "test CA");
     let p = |f: &str| dir.join(f).display().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.pem"),
-    ]);
-    openssl(&[
+    run_openssl(&[
         "req",
         "-newkey",
         "rsa:2048",
@@ -52,7 +33,7 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         &p("server.csr"),
     ]);
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
+    run_openssl(&[
         "x509",
         "-req",
         "-in",
@@ -166,35 +147,20 @@ fn tls_and_basic_auth_guard_the_api_and_prometheus_scrapes_through_them() {
     assert_ne!(plain, 200);
 
     // A real Prometheus: one job with the password, one without it.
-    let config = dir.join("prometheus.yml");
     let job = |name: &str, password: &str| {
         format!(
             "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: {USER}\n      password: {password}\n    static_configs:\n      - targets: [\"{addr}\"]\n",
             ca.display()
         )
     };
-    std::fs::write(
-        &config,
-        format!(
+    let (_server, web) = prometheus(
+        &dir,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}",
             job("crowdpark", PASSWORD),
             job("intruder", "guess")
         ),
-    )
-    .unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
-    let server = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={web}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package `prometheus`)");
-    let _server = ChildGuard(Some(server));
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let up = loop {
         let mut up = query(&web, "up");

@@ -233,27 +233,7 @@ fn an_untrusted_ca_is_named() {
     let cluster = use_secure_cluster();
     // A CA of its own, which did not sign the broker's certificate.
     let dir = std::env::temp_dir().join(format!("crowdpark-other-ca-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=other",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("ca.key"))
-        .arg("-out")
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let ca = common::tools::test_ca(&dir, "other");
     misconfigured(
         "untrusted",
         cluster,

@@ -168,30 +168,12 @@ fn a_real_prometheus_scrapes_every_zone_level() {
         std::process::id(),
         free_port()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let (_server, web) = common::tools::prometheus(
+        &dir,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: crowdpark\n    static_configs:\n      - targets: [\"{addr}\"]\n"
         ),
-    )
-    .unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
-    let server = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={web}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("prometheus not found ({e}): install the Debian package `prometheus`")
-        });
-    let _server = ChildGuard(Some(server));
+    );
 
     let zones: BTreeSet<String> = load_str(DEFAULT_CONFIG, Vec::new())
         .unwrap()

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod kafka;
 pub mod scenario;
 pub mod secure;
+pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
