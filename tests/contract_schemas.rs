@@ -229,3 +229,27 @@ fn the_asyncapi_document_covers_every_topic_and_schema() {
         assert!(channels.contains_key(id), "{name:?} refers to {channel}");
     }
 }
+
+/// The dead-letter schema lists exactly the engine's reasons.
+#[test]
+fn the_dead_letter_reasons_are_the_engines() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/deadletter.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let listed: Vec<&str> = schema["properties"]["reason"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let engine: Vec<String> = RejectReason::ALL
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(listed, engine);
+}
