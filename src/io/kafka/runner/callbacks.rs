@@ -1,0 +1,102 @@
+//! librdkafka's callbacks into the run: statistics and logs, and the
+//! rebalance hooks that checkpoint revoked partitions and restore assigned ones.
+
+use super::*;
+
+impl ClientContext for RunContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    self.view.metrics.set_lag(topic, *p, part.consumer_lag);
+                }
+            }
+        }
+        let up = crate::io::kafka::health::note_statistics(&stats);
+        self.view.metrics.set_broker_reachable(up);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::io::kafka::logs::client_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::io::kafka::logs::client_error("consumer", &error, reason);
+        self.health.note_error(format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for RunContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = self.input_partitions(tpl);
+            self.view.set_ready(false);
+            let failed = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let committed = match failed {
+                // Positions may be ahead of what was delivered: commit nothing,
+                // and let the next owner resume from the last checkpoint.
+                Some(e) => {
+                    tracing::warn!(error = %e, "not committing revoked partitions after an error");
+                    let _ = self.settle(true);
+                    Err(TxnError::Abort(e))
+                }
+                None => self.commit(consumer),
+            };
+            match committed {
+                Ok(Commit::Deferred(e)) => {
+                    tracing::warn!(error = %e, "outputs not acknowledged; the new owner resumes from the last commit")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not commit revoked partitions; the new owner resumes from the last commit");
+                    // Their state is dropped below, so aborting is the whole
+                    // recovery; if the broker is away, the loop aborts later.
+                    if let Err(TxnError::Fatal(e)) = self.txn.abort() {
+                        self.set_fatal(e);
+                    }
+                }
+            }
+            let mut s = self.lock();
+            // Sent by the commit above; if it failed, the new owner replays them.
+            s.batches.clear();
+            for k in &parts {
+                s.engine.drop_partition(k.0, k.1);
+                s.positions.remove(k);
+                s.committed.remove(k);
+                self.view
+                    .metrics
+                    .forget_partition(self.topic_name(k.0), k.1);
+            }
+            self.view.metrics.set_partitions_assigned(0);
+            tracing::info!(partitions = parts.len(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts = self.input_partitions(tpl);
+            let positioned = self
+                .restore(&parts)
+                .and_then(|restored| self.resume_positions(consumer, &restored));
+            match positioned {
+                Ok(seek) => {
+                    // Resume exactly where the restored state is.
+                    if let Err(e) = consumer.assign(&seek) {
+                        tracing::error!(error = %e, "could not position restored partitions");
+                    }
+                    tracing::info!(partitions = parts.len(), "partitions assigned and restored");
+                    self.view.metrics.set_partitions_assigned(parts.len());
+                    self.health.restore_failed(None);
+                    self.view.set_ready(true);
+                }
+                Err(e) => {
+                    // Keep the partitions (nobody else would process them) and
+                    // hold; the loop retries the restore every second.
+                    tracing::error!(error = %e, "state restore failed; holding and retrying");
+                    self.health.restore_failed(Some(e));
+                    self.rewind_pending.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

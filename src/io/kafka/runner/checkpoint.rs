@@ -1,0 +1,215 @@
+//! Checkpoints: outputs acknowledged, state and offsets into one transaction,
+//! committed in place (exactly-once) or on a thread of its own (at-least-once).
+
+use super::*;
+
+/// What a commit attempt did.
+pub(super) enum Commit {
+    /// Nothing was processed since the last commit.
+    Nothing,
+    Done,
+    /// The checkpoint is written and its commit runs on its own thread.
+    Started,
+    /// At-least-once outputs were not all acknowledged in time; nothing was
+    /// written, and the next interval tries again.
+    Deferred(String),
+}
+
+/// A checkpoint written into the open transaction, with what its commit needs.
+pub(super) struct Ready {
+    offsets: TopicPartitionList,
+    group: ConsumerGroupMetadata,
+}
+
+/// A commit running on its own thread (at-least-once mode).
+pub(super) struct InFlight {
+    handle: std::thread::JoinHandle<Result<(), TxnError>>,
+    started: Instant,
+}
+
+impl RunContext {
+    /// Steps 1–2 of the module comment, for every partition this instance owns,
+    /// waiting for the commit (and first for a background one still running).
+    pub(super) fn commit(&self, consumer: &BaseConsumer<RunContext>) -> Result<Commit, TxnError> {
+        // Its failure is in the transaction's phase, which `prepare` obeys
+        // (retry the commit, or abort); only a fatal one is passed on here.
+        if let Some(Err(TxnError::Fatal(e))) = self.settle(true) {
+            return Err(TxnError::Fatal(e));
+        }
+        let ready = match self.prepare(consumer)? {
+            Ok(ready) => ready,
+            Err(not) => return Ok(not),
+        };
+        self.txn.commit(&ready.offsets, &ready.group)?;
+        self.committed();
+        Ok(Commit::Done)
+    }
+
+    /// At-least-once: writes the checkpoint, then commits it on its own thread
+    /// while processing goes on. The commit round trips (offsets to the
+    /// transaction, then `EndTxn`) took about 120 ms of every one-second
+    /// interval, the loop stalled. The state keeps changing meanwhile; the
+    /// checkpoint already holds its copy, and the next one starts when this one
+    /// is settled. Exactly-once cannot do this: its outputs go into the
+    /// transaction, so nothing may be sent until it commits.
+    pub(super) fn commit_in_background(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+    ) -> Result<Commit, TxnError> {
+        let ready = match self.prepare(consumer)? {
+            Ok(ready) => ready,
+            Err(not) => return Ok(not),
+        };
+        let txn = self.txn.clone();
+        let handle = std::thread::Builder::new()
+            .name("crowdpark-commit".into())
+            .spawn(move || txn.commit(&ready.offsets, &ready.group))
+            .map_err(|e| TxnError::Abort(format!("could not start the commit thread: {e}")))?;
+        *self.in_flight_slot() = Some(InFlight {
+            handle,
+            started: Instant::now(),
+        });
+        Ok(Commit::Started)
+    }
+
+    pub(super) fn in_flight_slot(&self) -> MutexGuard<'_, Option<InFlight>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn committing_in_background(&self) -> bool {
+        self.in_flight_slot().is_some()
+    }
+
+    /// The outcome of the background commit once it has finished (with `wait`,
+    /// once it has finished, however long that takes); `None` if there is none
+    /// or it is still running.
+    pub(super) fn settle(&self, wait: bool) -> Option<Result<(), TxnError>> {
+        let f = {
+            let mut slot = self.in_flight_slot();
+            if !wait && !slot.as_ref()?.handle.is_finished() {
+                return None;
+            }
+            slot.take()?
+        };
+        let r = f
+            .handle
+            .join()
+            .unwrap_or_else(|_| Err(TxnError::Fatal("the commit thread panicked".into())));
+        if r.is_ok() {
+            self.committed();
+            tracing::debug!(
+                ms = f.started.elapsed().as_millis() as u64,
+                "background commit done"
+            );
+        }
+        Some(r)
+    }
+
+    /// The open transaction committed: its positions are the committed ones.
+    pub(super) fn committed(&self) {
+        let mut s = self.lock();
+        s.committed = s
+            .txn_positions
+            .take()
+            .unwrap_or_else(|| s.positions.clone());
+        s.summary.commits += 1;
+    }
+
+    /// Steps 1 and 2 up to the commit itself: outputs acknowledged (at least
+    /// once), the changed state written into the transaction. `Err` says why
+    /// there is nothing to commit.
+    pub(super) fn prepare(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+    ) -> Result<Result<Ready, Commit>, TxnError> {
+        let mut s = self.lock();
+        if self.txn.must_abort() {
+            return Err(TxnError::Abort("an earlier transaction failed".into()));
+        }
+        let offsets = if self.txn.is_committing() {
+            // Only the commit is retried: its records and offsets are in, and
+            // `txn_positions` are the positions in it.
+            TopicPartitionList::new()
+        } else {
+            let moved = s
+                .positions
+                .iter()
+                .any(|(k, v)| s.committed.get(k) != Some(v));
+            if !moved && !self.txn.is_open() {
+                return Ok(Err(Commit::Nothing));
+            }
+            // The state about to be checkpointed has forwarded these payments.
+            let s = &mut *s;
+            send_batches(&s.engine, self, &mut s.batches)?;
+            if let Some(d) = &self.direct {
+                if let Err(e) = d.flush(FLUSH_TIMEOUT) {
+                    return Ok(Err(Commit::Deferred(e.to_string())));
+                }
+            }
+            let state_topic = state_topic(&self.config).to_string();
+            let parts: Vec<(InputTopic, i32)> = s.positions.keys().copied().collect();
+            for (topic, p) in &parts {
+                for r in s.engine.checkpoint_partition(*topic, *p) {
+                    self.fits_changelog(&r)?;
+                    self.txn.send(
+                        &state_topic,
+                        Some(p % self.state_partitions),
+                        Some(r.key.as_bytes()),
+                        r.value.as_deref(),
+                    )?;
+                }
+            }
+            let mut offsets = TopicPartitionList::new();
+            for ((topic, p), pos) in &s.positions {
+                offsets
+                    .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
+                    .map_err(|e| TxnError::Abort(e.to_string()))?;
+            }
+            s.txn_positions = Some(s.positions.clone());
+            offsets
+        };
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
+        Ok(Ok(Ready { offsets, group }))
+    }
+}
+
+/// Counts and acts on what a commit did: a retriable failure holds processing
+/// until a retry succeeds, an abortable one rewinds, a fatal one stops the run.
+pub(super) fn on_commit(
+    ctx: &RunContext,
+    consumer: &BaseConsumer<RunContext>,
+    view: &LiveView,
+    r: Result<Commit, TxnError>,
+    last_recover: &mut Instant,
+) -> anyhow::Result<()> {
+    match r {
+        Ok(Commit::Done) => {
+            view.metrics.commit("ok");
+            ctx.health.progress();
+        }
+        Ok(Commit::Nothing) => ctx.health.progress(),
+        Ok(Commit::Started) => {}
+        Ok(Commit::Deferred(e)) => {
+            ctx.health.note_error(e.clone());
+            view.metrics.commit("deferred");
+            crate::io::kafka::logs::warn("outputs not yet acknowledged; commit deferred", &e);
+        }
+        Err(TxnError::Fatal(e)) => anyhow::bail!(e),
+        Err(TxnError::Retry(e)) => {
+            ctx.health.note_error(e.clone());
+            view.metrics.commit("retry");
+            crate::io::kafka::logs::warn("commit not finished; holding until it is", &e);
+            *last_recover = Instant::now();
+        }
+        Err(TxnError::Abort(e)) => {
+            ctx.health.note_error(e.clone());
+            view.metrics.commit("aborted");
+            crate::io::kafka::logs::warn("checkpoint transaction failed", &e);
+            ctx.recover(consumer, REWIND_TRANSACTION_FAILED);
+            *last_recover = Instant::now();
+        }
+    }
+    Ok(())
+}

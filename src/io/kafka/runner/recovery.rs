@@ -1,0 +1,150 @@
+//! Recovery: aborting a failed transaction and rewinding every assigned
+//! partition to its last checkpoint, restored from the changelog.
+
+use super::*;
+
+impl RunContext {
+    /// After a failed transaction: abort it and rewind every assigned partition
+    /// to its last checkpoint. Returns false while the broker cannot be reached
+    /// (the caller tries again later).
+    pub(super) fn recover(&self, consumer: &BaseConsumer<RunContext>, reason: &str) -> bool {
+        // A background commit still using the transaction finishes first.
+        let _ = self.settle(true);
+        match self.txn.abort() {
+            Ok(()) => {}
+            Err(TxnError::Fatal(e)) => {
+                self.set_fatal(e);
+                return false;
+            }
+            Err(e @ (TxnError::Abort(_) | TxnError::Retry(_))) => {
+                crate::io::kafka::logs::warn(
+                    "abort failed; holding processing and trying again",
+                    &e,
+                );
+                return false;
+            }
+        }
+        match self.rewind(consumer) {
+            Ok(n) => {
+                self.rewind_pending.store(false, Ordering::Relaxed);
+                self.health.restore_failed(None);
+                self.view.metrics.set_partitions_assigned(n);
+                self.view.set_ready(true);
+                self.view.metrics.rewind(reason);
+                tracing::warn!(partitions = n, reason, "rewound to the last checkpoint");
+                true
+            }
+            Err(e) => {
+                crate::io::kafka::logs::warn("rewind failed; trying again", &e);
+                // Keep processing held: the state may be half restored.
+                self.rewind_pending.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    pub(super) fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, String> {
+        let assignment = consumer.assignment().map_err(|e| e.to_string())?;
+        let parts = self.input_partitions(&assignment);
+        {
+            let mut s = self.lock();
+            for k in &parts {
+                s.engine.drop_partition(k.0, k.1);
+                s.positions.remove(k);
+                s.committed.remove(k);
+            }
+            // Forwarded by the state being dropped; its replay forwards them again.
+            s.batches.clear();
+            s.txn_positions = None;
+        }
+        let restored = self.restore(&parts)?;
+        let seek = self.resume_positions(consumer, &restored)?;
+        consumer
+            .seek_partitions(seek, Duration::from_secs(10))
+            .map_err(|e| format!("seeking back: {e}"))?;
+        Ok(parts.len())
+    }
+
+    /// Where each restored partition resumes: the offset its state reflects, or
+    /// for a partition with no checkpoint yet, the group's committed offset (set
+    /// by an earlier version or by an operator), else the beginning.
+    pub(super) fn resume_positions(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+        restored: &[(InputTopic, i32, Option<i64>)],
+    ) -> Result<TopicPartitionList, String> {
+        let mut unknown = TopicPartitionList::new();
+        for (t, p, offset) in restored {
+            if offset.is_none() {
+                unknown.add_partition(self.topic_name(*t), *p);
+            }
+        }
+        let committed = if unknown.count() > 0 {
+            consumer
+                .committed_offsets(unknown, Duration::from_secs(30))
+                .map_err(|e| format!("reading committed offsets: {e}"))?
+        } else {
+            unknown
+        };
+        let mut seek = TopicPartitionList::new();
+        for (t, p, offset) in restored {
+            let name = self.topic_name(*t);
+            let o = match offset {
+                Some(o) => Offset::Offset(*o),
+                None => match committed.find_partition(name, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                },
+            };
+            seek.add_partition_offset(name, *p, o)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(seek)
+    }
+
+    /// Reads the changelog partitions of `parts` and rebuilds their state.
+    /// Returns the offset each restored partition's state reflects.
+    pub(super) fn restore(
+        &self,
+        parts: &[(InputTopic, i32)],
+    ) -> Result<Vec<(InputTopic, i32, Option<i64>)>, String> {
+        let mut by_changelog: BTreeMap<i32, Vec<(InputTopic, i32)>> = BTreeMap::new();
+        for (t, p) in parts {
+            by_changelog
+                .entry(p % self.state_partitions)
+                .or_default()
+                .push((*t, *p));
+        }
+        let reader = changelog_reader(&self.config)?;
+        let topic = state_topic(&self.config);
+        let mut out = Vec::new();
+        for (cp, inputs) in by_changelog {
+            let started = Instant::now();
+            let records = read_changelog(&reader, topic, cp)?;
+            let mut s = self.lock();
+            for (t, p) in inputs {
+                s.engine
+                    .restore_partition(t, p, &records, wall_ms())
+                    .map_err(|e| format!("restoring {}/{p}: {e}", self.topic_name(t)))?;
+                let offset = s.engine.next_offset(t, p);
+                if let Some(o) = offset {
+                    s.positions.insert((t, p), o);
+                    s.committed.insert((t, p), o);
+                }
+                self.view.metrics.set_restore_time(
+                    self.topic_name(t),
+                    p,
+                    started.elapsed().as_secs_f64(),
+                );
+                out.push((t, p, offset));
+            }
+            tracing::info!(
+                changelog_partition = cp,
+                keys = records.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "state restored"
+            );
+        }
+        Ok(out)
+    }
+}
