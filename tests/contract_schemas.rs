@@ -253,3 +253,38 @@ fn the_dead_letter_reasons_are_the_engines() {
         .collect();
     assert_eq!(listed, engine);
 }
+
+/// Every JSON example in the README (one per line in its `json` blocks) is
+/// valid against one of the schemas: the examples are the contract's, not
+/// older shapes.
+#[test]
+fn the_readme_examples_follow_the_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let validators: Vec<(String, jsonschema::Validator)> = std::fs::read_dir(root.join("schemas"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|n| {
+            let v = schema(&n);
+            (n, v)
+        })
+        .collect();
+    let mut examples = 0;
+    for block in readme.split("```json\n").skip(1) {
+        let body = block.split("```").next().unwrap();
+        for line in body.lines().filter(|l| l.starts_with('{')) {
+            let value: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("README example is not JSON ({e}): {line}"));
+            assert!(
+                validators.iter().any(|(_, v)| v.is_valid(&value)),
+                "README example valid under no schema: {line}\n{:?}",
+                validators
+                    .iter()
+                    .map(|(n, v)| (n, errors(v, &value)))
+                    .collect::<Vec<_>>()
+            );
+            examples += 1;
+        }
+    }
+    assert!(examples >= 10, "{examples} examples");
+}
