@@ -24,8 +24,12 @@ impl Ewma {
             None => value,
             Some((prev_ts, prev)) => {
                 let dt = (ts - prev_ts).max(0) as f64;
-                let weight = 1.0 - (-dt / self.half_life_ms).exp2();
-                prev + weight * (value - prev)
+                let keep = (-dt / self.half_life_ms).exp2();
+                // A convex combination, not `prev + w * (value - prev)`: once
+                // the old value's weight is negligible this is exactly `value`,
+                // where the other form rounded 1190/400 = 2.975 to one ulp
+                // below, and a zone stepped down from red at exactly the band.
+                value * (1.0 - keep) + prev * keep
             }
         };
         self.state = Some((ts.max(self.state.map_or(ts, |s| s.0)), next));
