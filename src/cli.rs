@@ -1,6 +1,6 @@
 //! The `crowdpark` command line (contract §5).
 
-use crate::config::{self, Config, ConfigError, DEFAULT_CONFIG};
+use crate::config::{self, Config, DEFAULT_CONFIG};
 use crate::engine::Engine;
 use crate::io::demo::{self, DemoOptions};
 use crate::sim::SimOptions;
@@ -493,12 +493,11 @@ async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
 }
 
 fn check_config(file: &Path) -> ExitCode {
-    let loaded = config::load_file(file)
-        .and_then(|c| crate::io::kafka::check_client_properties(&c).map(|()| c));
-    let c = match loaded {
+    // `FILE: KEY: PROBLEM`, as every command reports a bad configuration.
+    let c = match load_config(Some(file)) {
         Ok(c) => c,
-        Err(ConfigError { key, problem }) => {
-            eprintln!("error: {}: {key}: {problem}", file.display());
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };

@@ -19,6 +19,7 @@ pub mod model;
 pub mod output;
 pub mod parking;
 pub mod payments;
+pub mod repeats;
 pub mod sim;
 pub mod state;
 pub mod time;

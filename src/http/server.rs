@@ -157,7 +157,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it
                     // was accepted: wait a moment rather than spin.
-                    crate::io::kafka::logs::warn("http: accept failed", &e);
+                    crate::repeats::warn(&format!("http: accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -136,11 +136,8 @@ pub fn explains(message: &str) -> bool {
 /// distinct cause and broker (through the shared limiter). True when the
 /// report named a cause.
 pub fn note(message: &str) -> bool {
-    let (protocol, settings) = {
-        let s = state();
-        (s.settings.security_protocol.clone(), s.settings.clone())
-    };
-    let Some(mut cause) = classify(message, &protocol) else {
+    let settings = state().settings.clone();
+    let Some(mut cause) = classify(message, &settings.security_protocol) else {
         return false;
     };
     let broker = broker_of(message);
@@ -165,14 +162,10 @@ pub fn note(message: &str) -> bool {
         Some(b) => format!("{cause} [broker {b}]"),
         None => cause,
     };
-    remember(&line);
     if quiet {
-        return true;
-    }
-    if let super::logs::Verdict::Log { repeated } =
-        super::logs::limiter().check(&format!("cause: {line}"), Instant::now())
-    {
-        tracing::warn!(repeated, "kafka: {line}");
+        remember(&line);
+    } else {
+        announce(&line);
     }
     true
 }
@@ -199,18 +192,19 @@ fn examine_later(broker: String, settings: TlsSettings) {
     std::thread::spawn(move || {
         let found = format!("TLS: {}", super::tls_check::examine(&broker, &settings));
         state().examined.insert(broker.clone(), found.clone());
-        let line = format!("{found} [broker {broker}]");
-        remember(&line);
-        if let super::logs::Verdict::Log { repeated } =
-            super::logs::limiter().check(&format!("cause: {line}"), Instant::now())
-        {
-            tracing::warn!(repeated, "kafka: {line}");
-        }
+        announce(&format!("{found} [broker {broker}]"));
     });
 }
 
 fn remember(line: &str) {
     state().last = Some((Instant::now(), line.to_string()));
+}
+
+/// Keeps `line` as the latest cause and logs it, once per distinct line and
+/// interval (through the shared limiter).
+fn announce(line: &str) {
+    remember(line);
+    crate::repeats::warn(&format!("kafka: {line}"));
 }
 
 #[cfg(test)]

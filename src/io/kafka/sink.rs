@@ -44,6 +44,22 @@ impl ClientContext for DeliveryTracker {
     }
 }
 
+impl DeliveryTracker {
+    fn failed(&self) -> std::sync::MutexGuard<'_, Vec<Failed>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts records on the list to be sent again.
+    fn keep(&self, records: impl IntoIterator<Item = Failed>) {
+        self.failed().extend(records);
+    }
+
+    /// Takes every record off the list.
+    fn take(&self) -> Vec<Failed> {
+        std::mem::take(&mut *self.failed())
+    }
+}
+
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
 
@@ -52,16 +68,13 @@ impl ProducerContext for DeliveryTracker {
             if let Some(m) = &self.metrics {
                 m.delivery_error(msg.topic());
             }
-            self.failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Failed {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec),
-                    error: e.to_string(),
-                });
+            self.keep([Failed {
+                topic: msg.topic().to_string(),
+                partition: msg.partition(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().map(<[u8]>::to_vec),
+                error: e.to_string(),
+            }]);
         }
     }
 }
@@ -126,14 +139,7 @@ impl KafkaSink {
     }
 
     fn drain_failed(&self) -> Vec<Failed> {
-        std::mem::take(
-            &mut *self
-                .producer
-                .context()
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        self.producer.context().take()
     }
 
     /// Forgets the records whose delivery failed; `Err` says how many there were.
@@ -224,12 +230,7 @@ impl KafkaSink {
                 let last = failed.last().map(|f| f.error.clone()).unwrap_or_default();
                 let count = failed.len();
                 // Keep them for the next attempt: nothing is dropped.
-                self.producer
-                    .context()
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(failed);
+                self.producer.context().keep(failed);
                 return Err(SinkError::Undelivered { count, last });
             }
             // The count is in the text; the limiter masks numbers, so one
@@ -261,17 +262,13 @@ impl KafkaSink {
                 f.payload.as_deref(),
             );
             if let Err(e) = sent {
-                let mut kept = self
-                    .producer
-                    .context()
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                kept.push(Failed {
+                let refused = Failed {
                     error: e.to_string(),
                     ..f
-                });
-                kept.extend(rest);
+                };
+                self.producer
+                    .context()
+                    .keep(std::iter::once(refused).chain(rest));
                 return Err(e);
             }
         }
@@ -313,7 +310,7 @@ mod tests {
             .client
             .insert("message.max.bytes".into(), "2000".into());
         let sink = KafkaSink::new(&config, None).unwrap();
-        sink.producer().context().failed.lock().unwrap().extend([
+        sink.producer().context().keep([
             failed("out", 10),
             failed("out", 5_000),
             failed("out", 20),

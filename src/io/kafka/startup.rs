@@ -88,9 +88,10 @@ fn attempt(config: &Config, metrics: &Arc<Metrics>) -> Result<Connected, Failure
         super::admin::max_message_bytes(config, state_topic(config)).map_err(Failure::Waiting)?;
     // The producer refuses larger records itself, before the broker sees them.
     let producer_max = match config.kafka.client.get("message.max.bytes") {
+        // No kafka.client value is ever printed (see config::secrets).
         Some(v) => v.parse().map_err(|e| {
             Failure::Final(anyhow::anyhow!(
-                "kafka.client: message.max.bytes `{v}`: {e}"
+                "kafka.client.message.max.bytes is not a whole number of bytes ({e})"
             ))
         })?,
         None => LIBRDKAFKA_MESSAGE_MAX_BYTES,
