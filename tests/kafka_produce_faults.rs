@@ -15,7 +15,6 @@
 
 mod common;
 
-use common::engine::{start_engine, stop_engine};
 use common::kafka;
 use common::scenario::{simulate, Disturbed, Rng};
 use std::time::Duration;
@@ -40,15 +39,7 @@ fn faults(guarantee: &str) {
     let d = Disturbed::new("fault", guarantee);
     let sim = simulate(&d.input, &d.brokers, 400, 14_000);
     let mut rng = Rng::from_env_or_clock();
-    let mut engine = None;
-    let mut stopped_by_fault = 0;
-    for _ in 0..3 {
-        let (e, addr) = match engine.take() {
-            Some(running) => running,
-            None => start_engine(&d.env),
-        };
-        d.wait_consuming(&addr);
-        std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
+    d.disturb_three_times(&d.env, sim, &mut rng, |rng, _| {
         let (base, compacted) = TARGETS[rng.below(TARGETS.len() as u64) as usize];
         let topic = d.run.topic(base);
         let refusing = REFUSING.to_string();
@@ -68,24 +59,7 @@ fn faults(guarantee: &str) {
                 ("min.insync.replicas", "1"),
             ],
         );
-        let mut e = e;
-        match e.child.0.as_mut().unwrap().try_wait().unwrap() {
-            Some(status) => {
-                eprintln!("the engine stopped on the fault: {status}");
-                e.child.0 = None;
-                stopped_by_fault += 1;
-            }
-            None => engine = Some((e, addr)),
-        }
-    }
-    eprintln!("{stopped_by_fault} of 3 faults stopped the engine");
-    let last = match engine.take() {
-        Some((e, _)) => e,
-        None => start_engine(&d.env).0,
-    };
-    let uninterrupted = d.assert_same_as_uninterrupted(sim);
-    assert_eq!(stop_engine(last).code(), Some(0));
-    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+    });
 }
 
 #[test]

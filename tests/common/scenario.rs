@@ -4,7 +4,7 @@
 //! uninterrupted one through `engine::assert_same_outputs`.
 
 use super::engine::{
-    assert_same_outputs, consumed, create_topics, start_engine, wait_until, Engine,
+    assert_same_outputs, consumed, create_topics, start_engine, stop_engine, wait_until, Engine,
 };
 use super::kafka::{self, Names};
 use super::ChildGuard;
@@ -170,6 +170,41 @@ impl Disturbed {
         while consumed(addr, &self.input) == 0.0 && started.elapsed() < Duration::from_secs(15) {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Three times, at a random point while the engine (`env`) consumes,
+    /// calls `disturb` (with the round), which returns when the disturbance
+    /// is over. An engine that stopped on it is started again, as a supervisor
+    /// would. Then the run must equal an uninterrupted one, and both stop
+    /// cleanly.
+    pub fn disturb_three_times(
+        &self,
+        env: &[(String, String)],
+        sim: ChildGuard,
+        rng: &mut Rng,
+        mut disturb: impl FnMut(&mut Rng, usize),
+    ) {
+        let mut engine: Option<(Engine, String)> = None;
+        let mut stopped = 0;
+        for round in 0..3 {
+            let (mut e, addr) = engine.take().unwrap_or_else(|| start_engine(env));
+            self.wait_consuming(&addr);
+            std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
+            disturb(rng, round);
+            match e.child.0.as_mut().unwrap().try_wait().unwrap() {
+                Some(status) => {
+                    eprintln!("the engine stopped: {status}");
+                    e.child.0 = None;
+                    stopped += 1;
+                }
+                None => engine = Some((e, addr)),
+            }
+        }
+        eprintln!("{stopped} of 3 disturbances stopped the engine");
+        let last = engine.map_or_else(|| start_engine(env).0, |(e, _)| e);
+        let uninterrupted = self.assert_same_as_uninterrupted(sim);
+        assert_eq!(stop_engine(last).code(), Some(0));
+        assert_eq!(stop_engine(uninterrupted).code(), Some(0));
     }
 
     /// Once the simulator is done, runs the reference to the end and asserts
