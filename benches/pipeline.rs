@@ -7,7 +7,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
-use crowdpark::sim::{partition_for, SimOptions, Simulator};
+use crowdpark::partitioner::partition_for;
+use crowdpark::sim::{SimOptions, Simulator};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -22,7 +22,7 @@ use crowdpark::io::kafka::admin::create_topics;
 use crowdpark::io::kafka::changelog::{changelog_reader, read_changelog};
 use crowdpark::io::kafka::sink::KafkaSink;
 use crowdpark::model::InputTopic;
-use crowdpark::sim::partition_for;
+use crowdpark::partitioner::partition_for;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

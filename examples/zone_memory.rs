@@ -18,7 +18,7 @@ use common::resident_bytes;
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
-use crowdpark::sim::partition_for;
+use crowdpark::partitioner::partition_for;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -303,7 +303,12 @@ impl Forwarded {
     /// batched records land where a record keyed by zone would.
     pub fn target_partition(&self, partitions: i32) -> i32 {
         self.partition
-            .unwrap_or_else(|| crate::sim::partition_for(self.key.as_bytes(), partitions))
+            .unwrap_or_else(|| crate::partitioner::partition_for(self.key.as_bytes(), partitions))
+    }
+
+    /// The record as the repartition topic carries it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.record).expect("forwarded records serialise")
     }
 }
 
@@ -338,7 +343,6 @@ pub enum Output {
     Group(ParkingGroup),
     Payments(PaymentStats),
     DeadLetter(DeadLetter),
-    Forward(Forwarded),
     /// District KPIs for a closed window, on `crowd.density` or `payments.stats`.
     District(DistrictRecord),
 }
@@ -395,7 +399,6 @@ impl Output {
             Output::Availability(_) | Output::Group(_) => OutputTopic::ParkingAvailability,
             Output::Payments(_) => OutputTopic::PaymentsStats,
             Output::DeadLetter(_) => OutputTopic::DeadLetter,
-            Output::Forward(_) => OutputTopic::PaymentsByZone,
             Output::District(d) => match d.scope {
                 DistrictScope::Crowd => OutputTopic::CrowdDensity,
                 DistrictScope::Payments => OutputTopic::PaymentsStats,
@@ -412,16 +415,7 @@ impl Output {
             Output::Group(g) => &g.id,
             Output::Payments(p) => &p.zone,
             Output::DeadLetter(d) => d.key.as_deref().unwrap_or(&d.topic),
-            Output::Forward(f) => &f.key,
             Output::District(d) => &d.district,
-        }
-    }
-
-    /// An explicit partition, where the record must not be placed by key.
-    pub fn partition(&self) -> Option<i32> {
-        match self {
-            Output::Forward(f) => f.partition,
-            _ => None,
         }
     }
 
@@ -441,7 +435,6 @@ impl Output {
             Output::Group(g) => serde_json::to_writer(w, g),
             Output::Payments(p) => serde_json::to_writer(w, p),
             Output::DeadLetter(d) => serde_json::to_writer(w, d),
-            Output::Forward(f) => serde_json::to_writer(w, &f.record),
             Output::District(d) => serde_json::to_writer(w, d),
         };
         r.expect("output records contain only serialisable fields")

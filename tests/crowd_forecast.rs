@@ -7,7 +7,8 @@ use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
 use crowdpark::output::{AlertKind, CrowdAlert, Output};
-use crowdpark::sim::{partition_for, Rng, DEFAULT_START_MS};
+use crowdpark::partitioner::partition_for;
+use crowdpark::sim::{Rng, DEFAULT_START_MS};
 use std::sync::Arc;
 
 const ZONE: &str = "lakeside-promenade";

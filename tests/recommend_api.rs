@@ -8,7 +8,8 @@ use common::{free_port, http_get};
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
-use crowdpark::sim::{partition_for, DEFAULT_START_MS};
+use crowdpark::partitioner::partition_for;
+use crowdpark::sim::DEFAULT_START_MS;
 use serde_json::Value;
 use std::sync::Arc;
 

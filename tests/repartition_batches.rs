@@ -43,24 +43,18 @@ fn deliver(
     }
 }
 
-/// The runner's publish: takes the re-keyed payments made since `first` out of
-/// `out` into their batches; returns the batches that filled, and counts the
-/// payments (not heartbeats) in `forwarded`.
+/// The runner's publish: takes the re-keyed payments the engine made into
+/// their batches; returns the batches that filled, and counts the payments
+/// (not heartbeats) in `forwarded`.
 fn batch_forwarded(
-    out: &mut Vec<Output>,
-    first: usize,
+    engine: &mut Engine,
     batches: &mut RepartitionBatches,
     forwarded: &mut u64,
 ) -> Vec<(i32, Vec<u8>)> {
     let mut full = Vec::new();
-    for o in out.drain(first..).collect::<Vec<_>>() {
-        match o {
-            Output::Forward(f) => {
-                *forwarded += u64::from(f.record.txn_id.is_some());
-                full.extend(batches.add(&f));
-            }
-            other => out.push(other),
-        }
+    for f in engine.take_forwarded() {
+        *forwarded += u64::from(f.record.txn_id.is_some());
+        full.extend(batches.add(&f));
     }
     full
 }
@@ -107,9 +101,8 @@ fn batched_repartition_matches_in_process_routing() {
             input_offset += 1;
             let msg = m.as_input(partitions, input_offset);
             inline.process(&msg, &mut out_inline);
-            let first = out_batched.len();
             batched.process(&msg, &mut out_batched);
-            let full = batch_forwarded(&mut out_batched, first, &mut batches, &mut forwarded);
+            let full = batch_forwarded(&mut batched, &mut batches, &mut forwarded);
             deliver(
                 &mut batched,
                 full,
@@ -120,9 +113,8 @@ fn batched_repartition_matches_in_process_routing() {
             );
         }
         inline.tick(now, &mut out_inline);
-        let first = out_batched.len();
         batched.tick(now, &mut out_batched);
-        let mut pending = batch_forwarded(&mut out_batched, first, &mut batches, &mut forwarded);
+        let mut pending = batch_forwarded(&mut batched, &mut batches, &mut forwarded);
         // The runner sends what is pending on every tick.
         pending.extend(batches.drain());
         deliver(

@@ -7,7 +7,8 @@ use crowdpark::crowd::Level;
 use crowdpark::engine::{Disposition, Engine, InputMessage};
 use crowdpark::model::InputTopic;
 use crowdpark::output::{AlertKind, Output, ParkingStatus};
-use crowdpark::sim::{partition_for, Expect, SimOptions, Simulator};
+use crowdpark::partitioner::partition_for;
+use crowdpark::sim::{Expect, SimOptions, Simulator};
 use std::collections::HashMap;
 use std::sync::Arc;
 

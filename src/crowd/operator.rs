@@ -2,13 +2,14 @@
 
 use super::{Ewma, Level, LevelRules, PeopleEstimate, Trend};
 use crate::config::{Config, Thresholds};
-use crate::model::{Catalog, CrowdEvent, CrowdReading, Reject, ZoneIx};
+use crate::model::{Catalog, CrowdEvent, CrowdReading, Event, Reject, ZoneIx, ZoneKeys};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{round3, AlertKind, CrowdAlert, DensityRecord, Output};
-use crate::state::{read, unknown_key, RestoreError, StateRecord};
+use crate::state::{read, Cell, Json, KeyMap, Pairs, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowSpec, WindowStore};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 /// The crowd settings in milliseconds, ready for arithmetic.
@@ -116,31 +117,40 @@ pub struct ZoneStatus {
 pub struct CrowdOperator {
     catalog: Arc<Catalog>,
     params: CrowdParams,
-    zones: BTreeMap<ZoneIx, ZoneState>,
-    pending: BinaryHeap<Reverse<Pending>>,
+    zones: KeyMap<ZoneIx, ZoneState>,
+    pending: Cell<BinaryHeap<Reverse<Pending>>>,
     windows: WindowStore<ZoneIx, DensityAgg>,
-    changes: Changes,
 }
 
-/// What changed since the last checkpoint.
-#[derive(Debug, Clone, Default)]
-struct Changes {
-    zones: BTreeSet<ZoneIx>,
-    windows: BTreeSet<i64>,
-    closed: BTreeSet<i64>,
-    pending: bool,
+/// The readings waiting for the watermark, logged as one list.
+struct PendingList;
+
+impl ValueFormat<BinaryHeap<Reverse<Pending>>> for PendingList {
+    fn write(&self, value: &BinaryHeap<Reverse<Pending>>) -> Vec<u8> {
+        let pending: Vec<&Pending> = value.iter().map(|r| &r.0).collect();
+        serde_json::to_vec(&pending).expect("state types serialise")
+    }
+
+    fn read(&self, value: &[u8]) -> Result<BinaryHeap<Reverse<Pending>>, RestoreError> {
+        let pending: Vec<Pending> = read("", value)?;
+        Ok(pending.into_iter().map(Reverse).collect())
+    }
 }
 
 impl CrowdOperator {
     pub fn new(catalog: Arc<Catalog>, params: CrowdParams) -> Self {
-        let windows = WindowStore::new(params.window, params.lateness);
+        let zone_keys = Arc::new(ZoneKeys(catalog.clone()));
+        let windows = WindowStore::new(
+            params.window,
+            params.lateness,
+            Arc::new(Pairs(zone_keys.clone())),
+        );
         CrowdOperator {
             catalog,
             params,
-            zones: BTreeMap::new(),
-            pending: BinaryHeap::new(),
+            zones: KeyMap::new(zone_keys, Arc::new(Json)),
+            pending: Cell::new(BinaryHeap::new(), Arc::new(PendingList)),
             windows,
-            changes: Changes::default(),
         }
     }
 
@@ -167,8 +177,7 @@ impl CrowdOperator {
                 )));
             }
         }
-        self.changes.pending = true;
-        self.pending.push(Reverse(Pending {
+        self.pending.get_mut().push(Reverse(Pending {
             ts,
             zone: event.zone,
             source: event.source.as_ref().into(),
@@ -180,16 +189,18 @@ impl CrowdOperator {
     /// Applies every queued reading at or before `watermark`, then closes the
     /// windows the watermark made final.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        while self.pending.peek().is_some_and(|p| p.0.ts <= watermark) {
-            let Reverse(p) = self.pending.pop().expect("peeked");
-            self.changes.pending = true;
+        while self
+            .pending
+            .get()
+            .peek()
+            .is_some_and(|p| p.0.ts <= watermark)
+        {
+            let Reverse(p) = self.pending.get_mut().pop().expect("peeked");
             self.apply(p, out);
         }
-        let (catalog, changes) = (&self.catalog, &mut self.changes);
+        let catalog = &self.catalog;
         self.windows
             .close_until(watermark, |start, end, zone, agg| {
-                changes.windows.remove(&start);
-                changes.closed.insert(start);
                 let info = &catalog.zones[zone as usize];
                 let n = agg.samples.max(1) as f64;
                 out.push(Output::Density(DensityRecord {
@@ -210,7 +221,7 @@ impl CrowdOperator {
     fn apply(&mut self, p: Pending, out: &mut Vec<Output>) {
         let info = &self.catalog.zones[p.zone as usize];
         let params = &self.params;
-        let z = self.zones.entry(p.zone).or_insert_with(|| ZoneState {
+        let z = self.zones.get_or_insert_with(p.zone, || ZoneState {
             estimate: PeopleEstimate::with_baseline(info.baseline),
             people: 0,
             density_raw: 0.0,
@@ -337,10 +348,6 @@ impl CrowdOperator {
         }
 
         let (people, density_raw, level) = (z.people, z.density_raw, z.level);
-        self.changes.zones.insert(p.zone);
-        self.changes
-            .windows
-            .extend(self.params.window.starts_of(p.ts));
         self.windows.update(p.ts, &p.zone, |a| {
             a.samples += 1;
             a.people_sum += people as u64;
@@ -349,63 +356,6 @@ impl CrowdOperator {
             a.density_max = a.density_max.max(density_raw);
             a.level_max = a.level_max.max(level);
         });
-    }
-
-    /// Changelog records for everything changed since the last call.
-    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
-        let changes = std::mem::take(&mut self.changes);
-        for zone in changes.zones {
-            if let Some(z) = self.zones.get(&zone) {
-                out.push(StateRecord::put(
-                    format!("{prefix}zone/{}", self.catalog.zones[zone as usize].id),
-                    z,
-                ));
-            }
-        }
-        for start in changes.windows {
-            if let Some(w) = self.windows.get(start) {
-                let named: Vec<(&str, &DensityAgg)> = w
-                    .iter()
-                    .map(|(z, a)| (self.catalog.zones[*z as usize].id.as_str(), a))
-                    .collect();
-                out.push(StateRecord::put(format!("{prefix}win/{start}"), &named));
-            }
-        }
-        for start in changes.closed {
-            out.push(StateRecord::delete(format!("{prefix}win/{start}")));
-        }
-        if changes.pending {
-            let pending: Vec<&Pending> = self.pending.iter().map(|r| &r.0).collect();
-            out.push(StateRecord::put(format!("{prefix}pending"), &pending));
-        }
-    }
-
-    /// Applies one changelog record (key without the partition prefix).
-    pub fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
-        if let Some(zone_id) = key.strip_prefix("zone/") {
-            let Some(zone) = self.catalog.zone(zone_id) else {
-                tracing::warn!(
-                    zone = zone_id,
-                    "checkpointed zone is no longer configured; its state is dropped"
-                );
-                return Ok(());
-            };
-            self.zones.insert(zone, read(key, value)?);
-        } else if let Some(start) = key.strip_prefix("win/") {
-            let start: i64 = start.parse().map_err(|_| unknown_key(key))?;
-            let named: Vec<(String, DensityAgg)> = read(key, value)?;
-            let aggs = named
-                .into_iter()
-                .filter_map(|(z, a)| Some((self.catalog.zone(&z)?, a)))
-                .collect();
-            self.windows.insert_window(start, aggs);
-        } else if key == "pending" {
-            let pending: Vec<Pending> = read(key, value)?;
-            self.pending = pending.into_iter().map(Reverse).collect();
-        } else {
-            return Err(unknown_key(key));
-        }
-        Ok(())
     }
 
     /// Live state of every zone this operator has seen.
@@ -430,6 +380,35 @@ impl CrowdOperator {
                 }
             })
             .collect()
+    }
+}
+
+impl Operator for CrowdOperator {
+    fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        CrowdOperator::is_late(self, ts, watermark)
+    }
+
+    fn accept(&mut self, input: &Input<'_, '_>, _out: &mut Emit<'_>) -> Result<(), Reject> {
+        match input.event {
+            Event::Crowd(e) => CrowdOperator::accept(self, input.ts, e),
+            _ => Err(Reject::invalid("event type does not belong to this topic")),
+        }
+    }
+
+    fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
+        CrowdOperator::advance(self, watermark, out.records)
+    }
+
+    fn stores(&mut self) -> Stores<'_> {
+        vec![
+            ("zone", &mut self.zones),
+            ("win", &mut self.windows),
+            ("pending", &mut self.pending),
+        ]
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -9,20 +9,21 @@
 mod district;
 mod keys;
 mod partition;
+mod queries;
+mod streams;
 
 use crate::config::Config;
-use crate::crowd::{CrowdOperator, CrowdParams, ZoneStatus};
 use crate::model::{
-    decode, forwarded_lines, Catalog, CategoryIx, CrowdEvent, CrowdReading, Decoded, Event,
-    InputTopic, LotIx, RejectReason, ZoneIx,
+    decode, forwarded_lines, Catalog, CrowdEvent, CrowdReading, Decoded, Event, InputTopic,
+    RejectReason,
 };
-use crate::output::{Availability, DeadLetter, Origin, Output, OutputTopic};
-use crate::parking::{DistrictRollup, ParkingOperator, ParkingParams};
-use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams, Tally};
+use crate::operator::Emit;
+use crate::output::{DeadLetter, Forwarded, Origin, Output, OutputTopic};
+use crate::parking::{DistrictRollup, ParkingOperator};
 use crate::state::{joined, partition_prefix, RestoreError, StateRecord, DEFAULT_PART_BYTES};
 use crate::time::MergedWatermark;
 use district::DistrictKpis;
-use partition::{Operator, PartitionTask};
+use partition::PartitionTask;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub struct Engine {
     check_keys: bool,
     /// Dedup evictions of partitions no longer held (see `dedup_evicted`).
     evicted_retired: BTreeMap<InputTopic, u64>,
+    /// Re-keyed records made since the caller last took them (see
+    /// [`take_forwarded`](Self::take_forwarded)); empty when routed in process.
+    forwarded: Vec<Forwarded>,
 }
 
 impl Engine {
@@ -84,6 +88,7 @@ impl Engine {
             state_part_bytes: DEFAULT_PART_BYTES,
             check_keys: false,
             evicted_retired: BTreeMap::new(),
+            forwarded: Vec::new(),
         }
     }
 
@@ -121,39 +126,19 @@ impl Engine {
     }
 
     fn task(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) -> &mut PartitionTask {
-        let (config, catalog, checkpointing, inline) = (
-            &self.config,
-            &self.catalog,
-            self.checkpointing,
-            self.inline_repartition,
-        );
+        let (config, catalog, checkpointing) = (&self.config, &self.catalog, self.checkpointing);
+        let through_kafka = !self.inline_repartition;
         self.tasks.entry((topic, partition)).or_insert_with(|| {
-            let op = match topic {
-                InputTopic::CrowdCounts => Operator::Crowd(CrowdOperator::new(
-                    catalog.clone(),
-                    CrowdParams::from_config(config),
-                )),
-                InputTopic::ParkingEvents => Operator::Parking(ParkingOperator::new(
-                    catalog.clone(),
-                    ParkingParams::from_config(config),
-                )),
-                InputTopic::Payments => {
-                    let mut f = PaymentForwarder::new(
-                        catalog.clone(),
-                        PaymentsParams::from_config(config),
-                        config.topics.input_partitions,
-                    );
-                    f.through_kafka = !inline;
-                    Operator::Forward(f)
-                }
-                InputTopic::PaymentsByZone => Operator::Payments(PaymentsOperator::new(
-                    catalog.clone(),
-                    PaymentsParams::from_config(config),
-                )),
-            };
+            let stream = streams::stream(topic);
+            let op = (stream.operator)(&streams::Build {
+                config,
+                catalog,
+                partition,
+                through_kafka,
+            });
             let mut task = PartitionTask::new(&config.engine, op);
             task.partition = partition;
-            if topic == InputTopic::PaymentsByZone {
+            if stream.repartitioned {
                 task.merged = Some(MergedWatermark::new(
                     config.topics.input_partitions,
                     config.engine.idle_timeout.as_ms(),
@@ -167,11 +152,16 @@ impl Engine {
         })
     }
 
-    /// Leaves re-keyed payments in the outputs (`Output::Forward`) for the caller
-    /// to publish to the repartition topic, whose partitions come back as input
-    /// (the Kafka runner). By default they are routed in process.
+    /// Keeps re-keyed payments for the caller to publish to the repartition
+    /// topic ([`take_forwarded`](Self::take_forwarded)), whose partitions come
+    /// back as input (the Kafka runner). By default they are routed in process.
     pub fn repartition_through_kafka(&mut self) {
         self.inline_repartition = false;
+    }
+
+    /// The re-keyed records made since the last call, in the order made.
+    pub fn take_forwarded(&mut self) -> Vec<Forwarded> {
+        std::mem::take(&mut self.forwarded)
     }
 
     /// Refuses input messages not keyed by their entity (`key_mismatch`).
@@ -223,8 +213,9 @@ impl Engine {
         task.restore(own.iter().map(|(k, v)| (*k, v.as_ref())), wall_ms)?;
         // The district roll-up spans partitions; let it know the restored car
         // parks so its next record sums all of them, not just those heard since.
-        if let Operator::Parking(op) = &task.op {
-            for a in op.snapshots(task.watermark.current()) {
+        let wm = task.watermark.current();
+        if let Some(op) = task.op.as_any().downcast_ref::<ParkingOperator>() {
+            for a in op.snapshots(wm) {
                 self.rollup.seed(&a);
             }
         }
@@ -258,9 +249,8 @@ impl Engine {
 
     /// Input topic for a configured topic name.
     pub fn input_topic(&self, name: &str) -> Option<InputTopic> {
-        InputTopic::ALL
+        InputTopic::CONSUMED
             .into_iter()
-            .chain([InputTopic::PaymentsByZone])
             .find(|t| self.topic_name(*t) == name)
     }
 
@@ -313,9 +303,15 @@ impl Engine {
             Ok(d) if self.check_keys => keys::check_key(&self.catalog, msg, &d).map(|()| d),
             other => other,
         };
+        let mut forwarded = std::mem::take(&mut self.forwarded);
         let task = self.task(msg.topic, msg.partition, msg.wall_ms);
         task.next_offset = Some(msg.offset + 1);
-        let disposition = decoded.and_then(|d| task.process(&d, msg.wall_ms, skew, out));
+        let mut emit = Emit {
+            records: out,
+            forwarded: &mut forwarded,
+        };
+        let disposition = decoded.and_then(|d| task.process(&d, msg.wall_ms, skew, &mut emit));
+        self.forwarded = forwarded;
         let disposition = match disposition {
             Ok(d) => d,
             Err(reject) => {
@@ -338,7 +334,7 @@ impl Engine {
             self.kpis.entered(ts, n);
         }
         if self.inline_repartition {
-            self.route_forwarded(first, msg.wall_ms, out);
+            self.route_forwarded(msg.wall_ms, out);
         }
         self.roll_up(first, out);
         disposition
@@ -346,24 +342,15 @@ impl Engine {
 
     /// Feeds re-keyed payments to the windowing task of their zone's partition,
     /// as the repartition topic would (same partitioner, same partition count).
-    fn route_forwarded(&mut self, first: usize, wall_ms: i64, out: &mut Vec<Output>) {
-        if !out[first..].iter().any(|o| matches!(o, Output::Forward(_))) {
+    fn route_forwarded(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        if self.forwarded.is_empty() {
             return;
-        }
-        let mut forwarded = Vec::new();
-        let mut i = first;
-        while i < out.len() {
-            if matches!(out[i], Output::Forward(_)) {
-                if let Output::Forward(f) = out.remove(i) {
-                    forwarded.push(f);
-                }
-            } else {
-                i += 1;
-            }
         }
         let partitions = self.config.topics.input_partitions;
         let skew = self.config.engine.max_future_skew.as_ms();
-        for f in forwarded {
+        // The windowing stage forwards nothing; this stays empty.
+        let mut none = Vec::new();
+        for f in std::mem::take(&mut self.forwarded) {
             let partition = f.target_partition(partitions);
             // In process the typed payment is handed over without a JSON round
             // trip, and without a second dedup: stage 1 saw every id, and nothing
@@ -380,17 +367,19 @@ impl Engine {
                 merchant: None,
             };
             let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
-            if let Err(reject) = task.process(&decoded, wall_ms, skew, out) {
-                let payload = Output::Forward(f.clone()).to_json();
+            let mut emit = Emit {
+                records: out,
+                forwarded: &mut none,
+            };
+            if let Err(reject) = task.process(&decoded, wall_ms, skew, &mut emit) {
                 let origin = Origin {
                     topic: self.topic_name(InputTopic::PaymentsByZone),
                     partition,
                     offset: -1,
                     key: Some(f.key.as_bytes()),
                 };
-                out.push(Output::DeadLetter(DeadLetter::new(
-                    origin, reject, &payload,
-                )));
+                let letter = DeadLetter::new(origin, reject, &f.to_json());
+                out.push(Output::DeadLetter(letter));
             }
         }
     }
@@ -399,11 +388,15 @@ impl Engine {
     /// that makes due (closed windows, heartbeats).
     pub fn tick(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
         let first = out.len();
+        let mut emit = Emit {
+            records: out,
+            forwarded: &mut self.forwarded,
+        };
         for task in self.tasks.values_mut() {
-            task.on_wall_clock(wall_ms, out);
+            task.on_wall_clock(wall_ms, &mut emit);
         }
         if self.inline_repartition {
-            self.route_forwarded(first, wall_ms, out);
+            self.route_forwarded(wall_ms, out);
         }
         self.roll_up(first, out);
     }
@@ -412,8 +405,15 @@ impl Engine {
     /// streams had moved on: closes windows in tests and at the end of a replay.
     pub fn advance_all(&mut self, watermark: i64, out: &mut Vec<Output>) {
         let first = out.len();
+        let mut emit = Emit {
+            records: out,
+            forwarded: &mut self.forwarded,
+        };
         for task in self.tasks.values_mut() {
-            task.force_watermark(watermark, out);
+            task.force_watermark(watermark, &mut emit);
+        }
+        if self.inline_repartition {
+            self.route_forwarded(watermark, out);
         }
         self.roll_up(first, out);
     }
@@ -438,99 +438,19 @@ impl Engine {
         }
         if self.kpis.has_pending() {
             let lateness = self.config.engine.allowed_lateness.as_ms();
-            let done = |payments: bool| {
+            // How far the windows of one topic's partitions are final.
+            let done = |topic: InputTopic| {
                 self.tasks
-                    .values()
-                    .filter(|t| match t.op {
-                        Operator::Crowd(_) => !payments,
-                        Operator::Payments(_) => payments,
-                        _ => false,
-                    })
-                    .map(|t| t.watermark.current().saturating_sub(lateness))
+                    .iter()
+                    .filter(|((t, _), _)| *t == topic)
+                    .map(|(_, t)| t.watermark.current().saturating_sub(lateness))
                     .min()
             };
-            let (crowd_done, payments_done) = (done(false), done(true));
+            let crowd_done = done(InputTopic::CrowdCounts);
+            let payments_done = done(InputTopic::PaymentsByZone);
             let free = self.rollup.available();
             self.kpis
                 .publish(&self.catalog, crowd_done, payments_done, free, out);
         }
-    }
-
-    /// Live state of every zone seen, newest observation first per zone.
-    pub fn zone_statuses(&self) -> Vec<ZoneStatus> {
-        let mut by_zone: BTreeMap<String, ZoneStatus> = BTreeMap::new();
-        for task in self.tasks.values() {
-            if let Operator::Crowd(op) = &task.op {
-                for z in op.zone_statuses() {
-                    if by_zone
-                        .get(&z.id)
-                        .is_none_or(|old| old.updated_ms < z.updated_ms)
-                    {
-                        by_zone.insert(z.id.clone(), z);
-                    }
-                }
-            }
-        }
-        by_zone.into_values().collect()
-    }
-
-    /// Current record of every car park seen.
-    pub fn lot_snapshots(&self) -> Vec<Availability> {
-        let mut by_lot: BTreeMap<String, Availability> = BTreeMap::new();
-        for task in self.tasks.values() {
-            let wm = task.watermark.current();
-            if let Operator::Parking(op) = &task.op {
-                for a in op.snapshots(wm) {
-                    if by_lot
-                        .get(&a.id)
-                        .is_none_or(|old| old.observed_ms < a.observed_ms)
-                    {
-                        by_lot.insert(a.id.clone(), a);
-                    }
-                }
-            }
-        }
-        by_lot.into_values().collect()
-    }
-
-    /// The district roll-up from the latest records.
-    pub fn district(&self) -> Option<crate::output::ParkingGroup> {
-        self.rollup.current()
-    }
-
-    /// Running payment totals per zone and category since start.
-    pub fn payment_totals(&self) -> BTreeMap<(ZoneIx, CategoryIx), Tally> {
-        self.sum_payment_tallies(PaymentsOperator::totals)
-    }
-
-    /// Revenue per car park from the payments that name one, summed over this
-    /// instance's partitions.
-    pub fn lot_revenue(&self) -> BTreeMap<LotIx, Tally> {
-        self.sum_payment_tallies(PaymentsOperator::lot_totals)
-    }
-
-    /// One of the payments stage's running tallies, summed over its partitions.
-    fn sum_payment_tallies<K: Ord + Copy>(
-        &self,
-        tallies: impl Fn(&PaymentsOperator) -> &BTreeMap<K, Tally>,
-    ) -> BTreeMap<K, Tally> {
-        let mut totals: BTreeMap<K, Tally> = BTreeMap::new();
-        for task in self.tasks.values() {
-            if let Operator::Payments(op) = &task.op {
-                for (k, t) in tallies(op) {
-                    totals.entry(*k).or_default().absorb(t);
-                }
-            }
-        }
-        totals
-    }
-
-    /// `(topic, partition, watermark ms)` of every partition that has seen events.
-    pub fn watermarks(&self) -> Vec<(InputTopic, i32, i64)> {
-        self.tasks
-            .iter()
-            .filter(|(_, t)| t.watermark.current() != i64::MIN)
-            .map(|((topic, p), t)| (*topic, *p, t.watermark.current()))
-            .collect()
     }
 }

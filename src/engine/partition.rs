@@ -1,46 +1,16 @@
 //! The work for one input partition: its watermark, dedup memory and operator.
 
 use crate::config::EngineSettings;
-use crate::crowd::CrowdOperator;
 use crate::engine::Disposition;
 use crate::model::{Decoded, Event, ParkingReading, Reject, RejectReason};
-use crate::output::Output;
-use crate::parking::ParkingOperator;
-use crate::payments::{PaymentForwarder, PaymentsOperator};
-use crate::state::{read, RestoreError, Splitter, StateRecord};
+use crate::operator::{Emit, Input, Operator};
+use crate::state::{flush_all, read, restore_into, RestoreError, Splitter, StateRecord, Stores};
 use crate::time::{format_ts, Dedup, Leader, MergedWatermark, Watermark};
-
-pub(crate) enum Operator {
-    Crowd(CrowdOperator),
-    Parking(ParkingOperator),
-    Forward(PaymentForwarder),
-    Payments(PaymentsOperator),
-}
-
-impl Operator {
-    fn is_late(&self, ts: i64, watermark: i64) -> bool {
-        match self {
-            Operator::Crowd(op) => op.is_late(ts, watermark),
-            Operator::Parking(op) => op.is_late(ts, watermark),
-            Operator::Forward(op) => op.is_late(ts, watermark),
-            Operator::Payments(op) => op.is_late(ts, watermark),
-        }
-    }
-
-    fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        match self {
-            Operator::Crowd(op) => op.advance(watermark, out),
-            Operator::Parking(op) => op.advance(watermark, out),
-            Operator::Forward(_) => {}
-            Operator::Payments(op) => op.advance(watermark, out),
-        }
-    }
-}
 
 pub(crate) struct PartitionTask {
     pub watermark: Watermark,
     pub dedup: Dedup,
-    pub op: Operator,
+    pub op: Box<dyn Operator>,
     /// Offset of the next message: the input position this state reflects.
     pub next_offset: Option<i64>,
     pub partition: i32,
@@ -51,7 +21,7 @@ pub(crate) struct PartitionTask {
 }
 
 impl PartitionTask {
-    pub fn new(settings: &EngineSettings, op: Operator) -> Self {
+    pub fn new(settings: &EngineSettings, op: Box<dyn Operator>) -> Self {
         PartitionTask {
             watermark: Watermark::new(
                 settings.max_out_of_orderness.as_ms(),
@@ -74,7 +44,7 @@ impl PartitionTask {
         d: &Decoded<'_>,
         wall_ms: i64,
         max_future_skew: i64,
-        out: &mut Vec<Output>,
+        out: &mut Emit<'_>,
     ) -> Result<Disposition, Reject> {
         if let Some(merged) = &mut self.merged {
             if let Some((from, wm)) = d.upstream {
@@ -84,9 +54,7 @@ impl PartitionTask {
                 self.watermark.advance_to(wm);
             }
             if matches!(d.event, Event::Heartbeat) {
-                let wm = self.watermark.current();
-                self.dedup.expire(wm);
-                self.op.advance(wm, out);
+                self.advance(out);
                 return Ok(Disposition::Accepted);
             }
         }
@@ -115,35 +83,32 @@ impl PartitionTask {
                 ),
             ));
         }
-        match (&mut self.op, &d.event) {
-            (Operator::Crowd(op), Event::Crowd(e)) => op.accept(d.ts, e)?,
-            (Operator::Parking(op), Event::Parking(e)) => op.accept(d.ts, e, wm, out)?,
-            (Operator::Forward(op), Event::Payment(p)) => op.accept(
-                d.ts,
-                d.dedup_id.as_deref().unwrap_or_default(),
-                p,
-                self.partition,
-                wm,
-                out,
-            ),
-            (Operator::Payments(op), Event::Payment(p)) => op.accept(d.ts, p),
-            // decode() yields each topic's own event type; refuse rather than
-            // panic should that ever not hold.
-            _ => return Err(Reject::invalid("event type does not belong to this topic")),
-        }
+        let input = Input {
+            ts: d.ts,
+            event: &d.event,
+            id: d.dedup_id.as_deref(),
+            watermark: wm,
+            partition: self.partition,
+        };
+        self.op.accept(&input, out)?;
         if let Some(id) = &d.dedup_id {
             self.dedup.insert(id, d.ts);
         }
         if self.merged.is_none() {
             self.watermark.observe(sensor_of(d), d.ts, wall_ms);
         }
-        let wm = self.watermark.current();
-        self.dedup.expire(wm);
-        self.op.advance(wm, out);
+        self.advance(out);
         Ok(Disposition::Accepted)
     }
 
-    pub fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+    /// Lets the operator and the dedup memory follow the watermark.
+    fn advance(&mut self, out: &mut Emit<'_>) {
+        let wm = self.watermark.current();
+        self.dedup.expire(wm);
+        self.op.advance(wm, out);
+    }
+
+    pub fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Emit<'_>) {
         let moved = match &self.merged {
             Some(merged) => match merged.current(wall_ms) {
                 Some(wm) if wm > self.watermark.current() => {
@@ -155,20 +120,14 @@ impl PartitionTask {
             None => self.watermark.on_wall_clock(wall_ms),
         };
         if moved {
-            let wm = self.watermark.current();
-            self.dedup.expire(wm);
-            self.op.advance(wm, out);
+            self.advance(out);
         }
-        if let Operator::Forward(f) = &mut self.op {
-            f.heartbeat(self.partition, self.watermark.current(), wall_ms, out);
-        }
+        self.op.tick(self.watermark.current(), wall_ms, out);
     }
 
-    pub fn force_watermark(&mut self, watermark: i64, out: &mut Vec<Output>) {
+    pub fn force_watermark(&mut self, watermark: i64, out: &mut Emit<'_>) {
         self.watermark.advance_to(watermark);
-        let wm = self.watermark.current();
-        self.dedup.expire(wm);
-        self.op.advance(wm, out);
+        self.advance(out);
     }
 }
 
@@ -210,12 +169,6 @@ impl Fnv {
     }
 }
 
-/// Chunk numbers are zero-padded so that key order, in which a restore reads
-/// them, is write order.
-fn ids_key(prefix: &str, seq: u64) -> String {
-    format!("{prefix}ids/{seq:020}")
-}
-
 /// The watermark's part of a checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
@@ -231,26 +184,22 @@ struct Meta {
     leaders: Vec<Leader>,
 }
 
+/// The key of the task's own record, written after every store's.
+const META: &str = "meta";
+
 impl PartitionTask {
-    /// Appends changelog records for everything changed since the last call.
+    /// The task's stores: the dedup memory, then the operator's.
+    fn stores(&mut self) -> Stores<'_> {
+        let mut stores: Stores<'_> = vec![("ids", &mut self.dedup)];
+        stores.extend(self.op.stores());
+        stores
+    }
+
+    /// Appends changelog records for everything changed since the last call:
+    /// every store's changes, then the task's `meta` record, last, so a reader
+    /// that sees it has seen the records before it.
     pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
-        let ids = self.dedup.take_changes();
-        for seq in ids.expired {
-            out.push(StateRecord::delete(ids_key(prefix, seq)));
-        }
-        for chunk in ids.added {
-            out.push(StateRecord {
-                key: ids_key(prefix, chunk.seq),
-                value: Some(chunk.ids),
-            });
-        }
-        match &mut self.op {
-            Operator::Crowd(op) => op.checkpoint(prefix, out),
-            Operator::Parking(op) => op.checkpoint(prefix, out),
-            Operator::Forward(_) => {}
-            Operator::Payments(op) => op.checkpoint(prefix, out),
-        }
-        // Last, so a reader that sees it has seen the entity records before it.
+        flush_all(prefix, self.stores(), out);
         let (max_ts, watermark, leaders) = self.watermark.snapshot();
         let meta = Meta {
             max_ts,
@@ -263,52 +212,39 @@ impl PartitionTask {
                 .unwrap_or_default(),
             leaders,
         };
-        out.push(StateRecord::put(format!("{prefix}meta"), &meta));
+        out.push(StateRecord::put(format!("{prefix}{META}"), &meta));
     }
 
     /// Rebuilds the task from the latest changelog record of each key (keys
-    /// without the partition prefix, in key order). `wall_ms` restarts the idle
-    /// clock.
+    /// without the partition prefix, in any order). `wall_ms` restarts the
+    /// idle clock.
     pub fn restore<'a>(
         &mut self,
         records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
         wall_ms: i64,
     ) -> Result<(), RestoreError> {
-        for (key, value) in records {
-            if key == "meta" {
-                let m: Meta = read(key, value)?;
-                self.watermark
-                    .restore(m.max_ts, m.watermark, &m.leaders, wall_ms);
-                self.next_offset = m.next_offset;
-                if let Some(merged) = &mut self.merged {
-                    for (from, wm) in m.upstream {
-                        merged.report(from, wm, wall_ms);
-                    }
-                }
-            } else if let Some(seq) = key.strip_prefix("ids/") {
-                let bad = |problem: String| RestoreError {
-                    key: key.to_string(),
-                    problem,
-                };
-                let seq = seq.parse().map_err(|e| bad(format!("chunk number: {e}")))?;
-                self.dedup
-                    .restore_chunk(seq, value)
-                    .map_err(|e| bad(e.to_string()))?;
-            } else if let Some(id) = key.strip_prefix("id/") {
-                // One record per id, as versions before 0.2 wrote them.
-                self.dedup.restore(id, read(key, value)?);
-            } else {
-                match &mut self.op {
-                    Operator::Crowd(op) => op.restore(key, value)?,
-                    Operator::Parking(op) => op.restore(key, value)?,
-                    Operator::Forward(_) => return Err(crate::state::unknown_key(key)),
-                    Operator::Payments(op) => op.restore(key, value)?,
+        let mut meta = None;
+        {
+            let mut stores = self.stores();
+            for (key, value) in records {
+                if key == META {
+                    meta = Some(read::<Meta>(key, value)?);
+                } else {
+                    restore_into(&mut stores, key, value)?;
                 }
             }
         }
-        if let Operator::Parking(op) = &mut self.op {
-            op.finish_restore();
+        if let Some(m) = meta {
+            self.watermark
+                .restore(m.max_ts, m.watermark, &m.leaders, wall_ms);
+            self.next_offset = m.next_offset;
+            if let Some(merged) = &mut self.merged {
+                for (from, wm) in m.upstream {
+                    merged.report(from, wm, wall_ms);
+                }
+            }
         }
+        self.op.finish_restore();
         Ok(())
     }
 }

@@ -4,39 +4,12 @@ use super::catalog::{Catalog, CategoryIx, LotIx, ZoneIx};
 use super::event::*;
 use super::fields::{self, id, optional_id, required, string};
 use super::reject::{Reject, RejectReason};
+use super::topic::InputTopic;
 use crate::config::Detection;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The three input streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum InputTopic {
-    CrowdCounts,
-    ParkingEvents,
-    Payments,
-    /// Internal: accepted payments re-keyed by zone (see `engine`), so that one
-    /// zone's sales meet in one partition whatever merchant sold them.
-    PaymentsByZone,
-}
-
-impl InputTopic {
-    pub const ALL: [InputTopic; 3] = [
-        InputTopic::CrowdCounts,
-        InputTopic::ParkingEvents,
-        InputTopic::Payments,
-    ];
-
-    /// The default topic name (contract §1); configuration may rename topics.
-    pub fn default_name(self) -> &'static str {
-        match self {
-            InputTopic::CrowdCounts => "crowd.counts",
-            InputTopic::ParkingEvents => "parking.events",
-            InputTopic::Payments => "payments",
-            InputTopic::PaymentsByZone => "crowdpark.payments-by-zone",
-        }
-    }
-}
-
 /// Upper bounds that make a reading impossible rather than merely large.
 const MAX_PEOPLE: u32 = 1_000_000;
 const MAX_CROSSINGS: u32 = 100_000;

@@ -8,11 +8,15 @@ mod catalog;
 mod decode;
 mod event;
 mod fields;
+mod keys;
 mod money;
 mod reject;
+mod topic;
 
 pub use catalog::{area_to_centi, Catalog, CategoryIx, LotIx, ZoneIx};
-pub use decode::{decode, forwarded_lines, InputTopic};
+pub use decode::{decode, forwarded_lines};
 pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
+pub use keys::{LotKeys, ZoneKeys};
 pub use money::{format_fen, parse_fen, MAX_ABS_FEN};
 pub use reject::{Reject, RejectReason};
+pub use topic::InputTopic;

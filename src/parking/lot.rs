@@ -1,8 +1,8 @@
 //! One car park's occupancy.
 
+use super::slots::SlotTable;
 use crate::config::Detection;
 use crate::model::Reject;
-use foldhash::{HashMap, HashMapExt};
 use std::collections::VecDeque;
 
 /// One space's last sensor reading. 24 bytes: the map entry, not this, dominates.
@@ -16,21 +16,15 @@ pub struct SlotReading {
     pub occupied: bool,
     /// False once the sensor has been silent longer than `slot_ttl`.
     pub fresh: bool,
-    /// Changed since the last checkpoint.
-    #[serde(skip)]
-    pub changed: bool,
 }
 
 /// Counts of one car park. For space sensors: `occupied` and `vacant` count fresh
-/// readings and everything else is unknown. For gates: `occupied` is the balance of
+/// readings (held in the car park's [`SlotTable`]) and everything else is unknown. For gates: `occupied` is the balance of
 /// entries and exits, clamped to `0..=spaces`, and nothing is unknown.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LotState {
     pub spaces: u32,
     pub detection: Detection,
-    /// Checkpointed one record per space, not with the car park.
-    #[serde(skip)]
-    pub slots: HashMap<Box<str>, SlotReading>,
     pub occupied: u32,
     pub vacant: u32,
     pub last_event_ts: i64,
@@ -93,7 +87,6 @@ impl LotState {
         LotState {
             spaces,
             detection,
-            slots: HashMap::new(),
             occupied: 0,
             vacant: 0,
             last_event_ts: i64::MIN,
@@ -122,8 +115,10 @@ impl LotState {
 
     /// Applies a space reading at `ts`, with `now` the partition's watermark.
     /// An older reading than the one held for the space changes nothing.
+    #[allow(clippy::too_many_arguments)]
     pub fn space(
         &mut self,
+        slots: &mut SlotTable,
         lot_id: &str,
         slot: &str,
         occupied: bool,
@@ -137,10 +132,9 @@ impl LotState {
             since: ts,
             occupied,
             fresh,
-            changed: true,
         };
         self.integrate_to(ts);
-        match self.slots.get_mut(slot) {
+        match slots.get(slot) {
             Some(old) => {
                 if old.ts > ts {
                     return Ok(());
@@ -154,7 +148,7 @@ impl LotState {
                     self.analytics.stays += 1;
                     self.analytics.stay_ms += ts - before.since;
                 }
-                *old = reading;
+                slots.set(slot, reading);
                 self.uncount(before);
             }
             None => {
@@ -163,13 +157,13 @@ impl LotState {
                 if occupied {
                     reading.since = UNSEEN_ARRIVAL;
                 }
-                if self.slots.len() >= self.spaces as usize {
+                if slots.len() >= self.spaces as usize {
                     return Err(Reject::range(format!(
                         "car park `{lot_id}` has {} spaces, and space `{slot}` would be one more distinct space than that",
                         self.spaces
                     )));
                 }
-                self.slots.insert(slot.into(), reading);
+                slots.set(slot, reading);
             }
         }
         self.count(reading);
@@ -213,7 +207,7 @@ impl LotState {
 
     /// Marks readings older than `ttl` at watermark `now` as unknown, at most once
     /// per [`SWEEP_EVERY_MS`]. Returns true when a count changed.
-    pub fn sweep(&mut self, now: i64, ttl: i64) -> bool {
+    pub fn sweep(&mut self, slots: &mut SlotTable, now: i64, ttl: i64) -> bool {
         if self.detection != Detection::SingleSpace
             || now < self.last_sweep_ts.saturating_add(SWEEP_EVERY_MS)
         {
@@ -221,41 +215,30 @@ impl LotState {
         }
         self.last_sweep_ts = now;
         let (mut lost_occupied, mut lost_vacant) = (0, 0);
-        for r in self.slots.values_mut() {
-            if r.fresh && r.ts + ttl <= now {
+        slots.update_each(|r| {
+            let stale = r.fresh && r.ts + ttl <= now;
+            if stale {
                 r.fresh = false;
-                r.changed = true;
                 if r.occupied {
                     lost_occupied += 1;
                 } else {
                     lost_vacant += 1;
                 }
             }
-        }
+            stale
+        });
         self.occupied -= lost_occupied;
         self.vacant -= lost_vacant;
         lost_occupied + lost_vacant > 0
     }
 
-    /// Puts back a space read from a checkpoint; counts are rebuilt by
-    /// [`recount`](Self::recount) once all spaces are in.
-    pub fn restore_space(&mut self, slot: &str, reading: SlotReading) {
-        self.slots.insert(slot.into(), reading);
-    }
-
-    /// Recomputes the sensor counts from the spaces.
-    pub fn recount(&mut self) {
+    /// Recomputes the sensor counts from the spaces (after a restore, which
+    /// reads the car park and its spaces from separate records).
+    pub fn recount(&mut self, slots: &SlotTable) {
         if self.detection == Detection::SingleSpace {
-            self.occupied = self
-                .slots
-                .values()
-                .filter(|r| r.fresh && r.occupied)
-                .count() as u32;
-            self.vacant = self
-                .slots
-                .values()
-                .filter(|r| r.fresh && !r.occupied)
-                .count() as u32;
+            let fresh = || slots.readings().filter(|r| r.fresh);
+            self.occupied = fresh().filter(|r| r.occupied).count() as u32;
+            self.vacant = fresh().filter(|r| !r.occupied).count() as u32;
         }
     }
 
@@ -289,32 +272,34 @@ mod tests {
     #[test]
     fn sensors_count_fresh_readings_only() {
         let mut l = LotState::new(3, Detection::SingleSpace);
+        let t = &mut SlotTable::default();
         assert_eq!((l.available(), l.unknown()), (0, 3));
-        l.space("p", "a", false, 0, 0, 1_000).unwrap();
-        l.space("p", "b", true, 0, 0, 1_000).unwrap();
+        l.space(t, "p", "a", false, 0, 0, 1_000).unwrap();
+        l.space(t, "p", "b", true, 0, 0, 1_000).unwrap();
         assert_eq!((l.available(), l.occupied, l.unknown()), (1, 1, 1));
-        l.space("p", "a", true, 10, 10, 1_000).unwrap();
-        l.space("p", "a", false, 5, 10, 1_000).unwrap(); // older: ignored
+        l.space(t, "p", "a", true, 10, 10, 1_000).unwrap();
+        l.space(t, "p", "a", false, 5, 10, 1_000).unwrap(); // older: ignored
         assert_eq!((l.available(), l.occupied), (0, 2));
-        l.space("p", "c", false, 20, 20, 1_000).unwrap();
+        l.space(t, "p", "c", false, 20, 20, 1_000).unwrap();
         assert!(
-            l.space("p", "d", false, 30, 30, 1_000).is_err(),
+            l.space(t, "p", "d", false, 30, 30, 1_000).is_err(),
             "a 4th space in a 3-space car park"
         );
-        assert!(l.sweep(1_010, 1_000));
+        assert!(l.sweep(t, 1_010, 1_000));
         assert_eq!((l.available(), l.occupied, l.unknown()), (1, 0, 2));
     }
 
     #[test]
     fn analytics_count_sessions_stays_and_space_hours() {
         let mut l = LotState::new(2, Detection::SingleSpace);
+        let t = &mut SlotTable::default();
         let h = 3_600_000;
-        l.space("p", "a", true, 0, 0, 10 * h).unwrap(); // arrival not seen
-        l.space("p", "b", false, 0, 0, 10 * h).unwrap();
-        l.space("p", "b", true, h, h, 10 * h).unwrap(); // arrives at 1 h
-        l.space("p", "b", true, 2 * h, 2 * h, 10 * h).unwrap(); // heartbeat
-        l.space("p", "b", false, 3 * h, 3 * h, 10 * h).unwrap(); // leaves at 3 h
-        l.space("p", "a", false, 4 * h, 4 * h, 10 * h).unwrap();
+        l.space(t, "p", "a", true, 0, 0, 10 * h).unwrap(); // arrival not seen
+        l.space(t, "p", "b", false, 0, 0, 10 * h).unwrap();
+        l.space(t, "p", "b", true, h, h, 10 * h).unwrap(); // arrives at 1 h
+        l.space(t, "p", "b", true, 2 * h, 2 * h, 10 * h).unwrap(); // heartbeat
+        l.space(t, "p", "b", false, 3 * h, 3 * h, 10 * h).unwrap(); // leaves at 3 h
+        l.space(t, "p", "a", false, 4 * h, 4 * h, 10 * h).unwrap();
         let a = l.analytics;
         assert_eq!(a.sessions, 1);
         assert_eq!((a.stays, a.average_stay_ms()), (1, Some(2 * h)));

@@ -8,6 +8,7 @@ mod hours;
 pub(crate) mod lot;
 mod operator;
 pub mod recommend;
+mod slots;
 
 pub use group::DistrictRollup;
 pub use hours::OpeningHours;

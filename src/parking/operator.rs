@@ -2,12 +2,13 @@
 
 use super::forecast::{self, Now, Profile, HORIZONS_MIN};
 use super::lot::{LotState, SWEEP_EVERY_MS};
+use super::slots::Slots;
 use crate::config::{Config, Detection};
-use crate::model::{Catalog, LotIx, ParkingEvent, ParkingReading, Reject};
+use crate::model::{Catalog, Event, LotIx, LotKeys, ParkingEvent, ParkingReading, Reject};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{round3, Availability, ForecastPoint, OccupancyTrend, Output, ParkingStatus};
-use crate::state::{read, unknown_key, RestoreError, StateRecord};
+use crate::state::{Json, KeyMap, Stores};
 use crate::time::format_ts;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -40,13 +41,9 @@ struct LotEntry {
     /// What was last published, to publish only changes.
     published: Option<(u32, ParkingStatus)>,
     last_emit_at: i64,
-    dirty: bool,
-    /// Checkpointed under its own key, and only when it learned something: it
-    /// is large next to the counts and changes about once a minute.
-    #[serde(skip)]
-    profile: Profile,
-    #[serde(skip)]
-    profile_changed: bool,
+    /// A change waits for `min_emit_interval` to pass.
+    #[serde(alias = "dirty")]
+    unpublished: bool,
 }
 
 /// The parking operator of one input partition. Space readings are applied as they
@@ -57,21 +54,25 @@ struct LotEntry {
 pub struct ParkingOperator {
     catalog: Arc<Catalog>,
     params: ParkingParams,
-    lots: BTreeMap<LotIx, LotEntry>,
+    lots: KeyMap<LotIx, LotEntry>,
+    /// The forecast's occupancy profile per car park: a store of its own, as
+    /// it is large next to the counts and changes about once a minute.
+    profiles: KeyMap<LotIx, Profile>,
+    slots: Slots,
     /// Earliest event time at which some car park may need publishing or sweeping.
     next_due: i64,
-    /// Car parks changed since the last checkpoint.
-    changed: BTreeSet<LotIx>,
 }
 
 impl ParkingOperator {
     pub fn new(catalog: Arc<Catalog>, params: ParkingParams) -> Self {
+        let lot_keys = Arc::new(LotKeys(catalog.clone()));
         ParkingOperator {
             catalog,
             params,
-            lots: BTreeMap::new(),
+            lots: KeyMap::new(lot_keys.clone(), Arc::new(Json)),
+            profiles: KeyMap::new(lot_keys.clone(), Arc::new(Json)),
+            slots: Slots::new(lot_keys),
             next_due: i64::MAX,
-            changed: BTreeSet::new(),
         }
     }
 
@@ -90,18 +91,16 @@ impl ParkingOperator {
         out: &mut Vec<Output>,
     ) -> Result<(), Reject> {
         let info = &self.catalog.lots[event.lot as usize];
-        let entry = self.lots.entry(event.lot).or_insert_with(|| LotEntry {
+        let entry = self.lots.get_or_insert_with(event.lot, || LotEntry {
             state: LotState::new(info.spaces, info.detection),
             published: None,
             last_emit_at: i64::MIN,
-            dirty: true,
-            profile: Profile::default(),
-            profile_changed: false,
+            unpublished: true,
         });
-        self.changed.insert(event.lot);
         let before = entry.state.available();
         match &event.reading {
             ParkingReading::Space { slot, occupied } => entry.state.space(
+                self.slots.table(event.lot),
                 &info.id,
                 slot,
                 *occupied,
@@ -114,9 +113,18 @@ impl ParkingOperator {
                 count,
             } => entry.state.gate(*is_entry, *count, ts),
         }
-        entry.dirty |= entry.state.available() != before;
+        entry.unpublished |= entry.state.available() != before;
         let now = ts.max(watermark);
-        let due = Self::maybe_emit(&self.catalog, &self.params, event.lot, entry, now, out);
+        let profiles = &mut self.profiles;
+        let due = Self::maybe_emit(
+            &self.catalog,
+            &self.params,
+            event.lot,
+            entry,
+            profiles,
+            now,
+            out,
+        );
         self.next_due = self.next_due.min(due);
         Ok(())
     }
@@ -129,22 +137,33 @@ impl ParkingOperator {
         }
         let mut next_due = i64::MAX;
         for (ix, entry) in self.lots.iter_mut() {
-            self.changed.insert(*ix);
-            if entry.state.sweep(watermark, self.params.slot_ttl) {
-                entry.dirty = true;
+            let slots = self.slots.table(*ix);
+            if entry.state.sweep(slots, watermark, self.params.slot_ttl) {
+                entry.unpublished = true;
             }
-            let due = Self::maybe_emit(&self.catalog, &self.params, *ix, entry, watermark, out);
+            let profiles = &mut self.profiles;
+            let due = Self::maybe_emit(
+                &self.catalog,
+                &self.params,
+                *ix,
+                entry,
+                profiles,
+                watermark,
+                out,
+            );
             next_due = next_due.min(due);
         }
         self.next_due = next_due;
     }
 
     /// Emits when due; returns the next time this car park needs a look.
+    #[allow(clippy::too_many_arguments)]
     fn maybe_emit(
         catalog: &Catalog,
         params: &ParkingParams,
         ix: LotIx,
         entry: &mut LotEntry,
+        profiles: &mut KeyMap<LotIx, Profile>,
         now: i64,
         out: &mut Vec<Output>,
     ) -> i64 {
@@ -154,21 +173,23 @@ impl ParkingOperator {
         let heartbeat = now >= entry.last_emit_at.saturating_add(params.heartbeat);
         if (changed && rate_ok) || heartbeat {
             if sample_history(&mut entry.state, now) && status.is_known() {
-                entry
-                    .profile
-                    .learn(&catalog.calendar, now, entry.state.occupancy());
-                entry.profile_changed = true;
+                profiles.get_or_insert_with(ix, Profile::default).learn(
+                    &catalog.calendar,
+                    now,
+                    entry.state.occupancy(),
+                );
             }
-            let record = availability(catalog, ix, &entry.state, &entry.profile, status, now);
+            let profile = profiles.get(&ix).unwrap_or(&NO_PROFILE);
+            let record = availability(catalog, ix, &entry.state, profile, status, now);
             entry.published = Some((record.available_spot_number, status));
             entry.last_emit_at = now;
-            entry.dirty = false;
+            entry.unpublished = false;
             out.push(Output::Availability(record));
         } else if changed {
-            entry.dirty = true;
+            entry.unpublished = true;
         }
         let mut due = entry.last_emit_at.saturating_add(params.heartbeat);
-        if entry.dirty {
+        if entry.unpublished {
             due = due.min(entry.last_emit_at.saturating_add(params.min_emit_interval));
         }
         if entry.state.detection == Detection::SingleSpace {
@@ -185,81 +206,57 @@ impl ParkingOperator {
             .map(|(ix, e)| {
                 let now = e.state.last_event_ts.max(watermark);
                 let status = status_of(catalog, params, *ix, &e.state, now);
-                availability(catalog, *ix, &e.state, &e.profile, status, now)
+                let profile = self.profiles.get(ix).unwrap_or(&NO_PROFILE);
+                availability(catalog, *ix, &e.state, profile, status, now)
             })
             .collect()
     }
+}
 
-    /// Changelog records for every car park and space changed since the last
-    /// call: one record per car park (counts, publication state, trend history)
-    /// and one per space reading.
-    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
-        for ix in std::mem::take(&mut self.changed) {
-            let Some(entry) = self.lots.get_mut(&ix) else {
-                continue;
-            };
-            let id = &self.catalog.lots[ix as usize].id;
-            out.push(StateRecord::put(format!("{prefix}lot/{id}"), &*entry));
-            if std::mem::take(&mut entry.profile_changed) {
-                out.push(StateRecord::put(
-                    format!("{prefix}profile/{id}"),
-                    &entry.profile,
-                ));
+/// The profile of a car park that has not learned one yet.
+static NO_PROFILE: std::sync::LazyLock<Profile> = std::sync::LazyLock::new(Profile::default);
+
+impl Operator for ParkingOperator {
+    /// Parking events are not windowed; one is late once it is older than the
+    /// watermark by more than the allowed lateness.
+    fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        ParkingOperator::is_late(self, ts, watermark)
+    }
+
+    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject> {
+        match input.event {
+            Event::Parking(e) => {
+                ParkingOperator::accept(self, input.ts, e, input.watermark, out.records)
             }
-            for (slot, r) in entry.state.slots.iter_mut() {
-                if r.changed {
-                    r.changed = false;
-                    out.push(StateRecord::put(format!("{prefix}slot/{id}/{slot}"), &*r));
-                }
-            }
+            _ => Err(Reject::invalid("event type does not belong to this topic")),
         }
     }
 
-    /// Applies one changelog record (key without the partition prefix). Car parks
-    /// sort before their spaces (`lot/` < `slot/`), which restore relies on.
-    pub fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
-        if let Some(lot_id) = key.strip_prefix("lot/") {
-            let Some(ix) = self.catalog.lot(lot_id) else {
-                tracing::warn!(
-                    lot = lot_id,
-                    "checkpointed car park is no longer configured; its state is dropped"
-                );
-                return Ok(());
-            };
-            self.lots.insert(ix, read(key, value)?);
-            self.next_due = i64::MIN;
-        } else if let Some(lot_id) = key.strip_prefix("profile/") {
-            // `lot/` sorts before `profile/`: the car park is in already.
-            if let Some(entry) = self
-                .catalog
-                .lot(lot_id)
-                .and_then(|ix| self.lots.get_mut(&ix))
-            {
-                entry.profile = read(key, value)?;
-            }
-        } else if let Some(rest) = key.strip_prefix("slot/") {
-            let (lot_id, slot) = rest.split_once('/').ok_or_else(|| unknown_key(key))?;
-            let Some(entry) = self
-                .catalog
-                .lot(lot_id)
-                .and_then(|ix| self.lots.get_mut(&ix))
-            else {
-                return Ok(());
-            };
-            let mut reading: crate::parking::lot::SlotReading = read(key, value)?;
-            reading.changed = false;
-            entry.state.restore_space(slot, reading);
-        } else {
-            return Err(unknown_key(key));
-        }
-        Ok(())
+    fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
+        ParkingOperator::advance(self, watermark, out.records)
     }
 
-    /// Rebuilds derived counts once every record is in.
-    pub fn finish_restore(&mut self) {
-        for entry in self.lots.values_mut() {
-            entry.state.recount();
+    fn stores(&mut self) -> Stores<'_> {
+        vec![
+            ("lot", &mut self.lots),
+            ("profile", &mut self.profiles),
+            ("slot", &mut self.slots),
+        ]
+    }
+
+    /// Car parks and their spaces are separate records; the counts follow
+    /// from the spaces once both are in. A restored car park may be due at
+    /// once.
+    fn finish_restore(&mut self) {
+        let slots = &mut self.slots;
+        for (ix, entry) in self.lots.iter_mut() {
+            entry.state.recount(slots.table(*ix));
         }
+        self.next_due = i64::MIN;
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

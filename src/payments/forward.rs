@@ -7,8 +7,9 @@
 //! payment keyed by zone to an internal repartition topic whose partitions the
 //! windowing stage owns. In process (demo, tests) the engine routes it directly.
 
-use crate::model::{Catalog, Payment};
-use crate::output::{ForwardRecord, Forwarded, Output};
+use crate::model::{Catalog, Event, Payment, Reject};
+use crate::operator::{Emit, Input, Operator};
+use crate::output::{ForwardRecord, Forwarded};
 use crate::payments::PaymentsParams;
 use crate::time::WindowSpec;
 use std::sync::Arc;
@@ -18,13 +19,15 @@ pub struct PaymentForwarder {
     catalog: Arc<Catalog>,
     window: WindowSpec,
     lateness: i64,
+    /// The input partition this stage reads.
+    partition: i32,
     /// Partitions of the repartition topic.
     targets: i32,
     /// Wall time of the last heartbeat.
     last_heartbeat: i64,
     /// Records go through a Kafka topic and need their ids spelled out; in
     /// process only the typed payment and its target partition are needed.
-    pub through_kafka: bool,
+    through_kafka: bool,
 }
 
 /// Heartbeats go out this often (wall clock), moved or not: the next stage
@@ -32,14 +35,21 @@ pub struct PaymentForwarder {
 const HEARTBEAT_EVERY_MS: i64 = 1_000;
 
 impl PaymentForwarder {
-    pub fn new(catalog: Arc<Catalog>, params: PaymentsParams, targets: i32) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        params: PaymentsParams,
+        partition: i32,
+        targets: i32,
+        through_kafka: bool,
+    ) -> Self {
         PaymentForwarder {
             catalog,
+            partition,
             window: params.window,
             lateness: params.lateness,
             targets: targets.max(1),
             last_heartbeat: i64::MIN,
-            through_kafka: false,
+            through_kafka,
         }
     }
 
@@ -51,14 +61,14 @@ impl PaymentForwarder {
         partition: i32,
         watermark: i64,
         wall_ms: i64,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Forwarded>,
     ) {
         if wall_ms < self.last_heartbeat.saturating_add(HEARTBEAT_EVERY_MS) {
             return;
         }
         self.last_heartbeat = wall_ms;
         for target in 0..self.targets {
-            out.push(Output::Forward(Forwarded {
+            out.push(Forwarded {
                 key: String::new(),
                 partition: Some(target),
                 record: ForwardRecord {
@@ -74,7 +84,7 @@ impl PaymentForwarder {
                     wm: watermark,
                     payment: None,
                 },
-            }));
+            });
         }
     }
 
@@ -91,13 +101,16 @@ impl PaymentForwarder {
         p: &Payment,
         partition: i32,
         watermark: i64,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Forwarded>,
     ) {
         let zone = &self.catalog.zones[p.zone as usize].id;
         if !self.through_kafka {
-            out.push(Output::Forward(Forwarded {
+            out.push(Forwarded {
                 key: String::new(),
-                partition: Some(crate::sim::partition_for(zone.as_bytes(), self.targets)),
+                partition: Some(crate::partitioner::partition_for(
+                    zone.as_bytes(),
+                    self.targets,
+                )),
                 record: ForwardRecord {
                     txn_id: None,
                     ts,
@@ -109,10 +122,10 @@ impl PaymentForwarder {
                     wm: watermark,
                     payment: Some(p.clone()),
                 },
-            }));
+            });
             return;
         }
-        out.push(Output::Forward(Forwarded {
+        out.push(Forwarded {
             key: zone.clone(),
             partition: None,
             record: ForwardRecord {
@@ -126,6 +139,31 @@ impl PaymentForwarder {
                 wm: watermark,
                 payment: Some(p.clone()),
             },
-        }));
+        });
+    }
+}
+
+impl Operator for PaymentForwarder {
+    fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        PaymentForwarder::is_late(self, ts, watermark)
+    }
+
+    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject> {
+        let Event::Payment(p) = input.event else {
+            return Err(Reject::invalid("event type does not belong to this topic"));
+        };
+        let txn_id = input.id.unwrap_or_default();
+        let (partition, wm) = (input.partition, input.watermark);
+        PaymentForwarder::accept(self, input.ts, txn_id, p, partition, wm, out.forwarded);
+        Ok(())
+    }
+
+    fn tick(&mut self, watermark: i64, wall_ms: i64, out: &mut Emit<'_>) {
+        let partition = self.partition;
+        self.heartbeat(partition, watermark, wall_ms, out.forwarded)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -2,11 +2,12 @@
 
 use super::Tally;
 use crate::config::Config;
-use crate::model::{Catalog, CategoryIx, LotIx, Payment, ZoneIx};
+use crate::model::{Catalog, CategoryIx, Event, LotIx, Payment, Reject, ZoneIx};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{Output, PaymentStats};
-use crate::state::{read, unknown_key, RestoreError, StateRecord};
+use crate::state::{read, Cell, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowSpec, WindowStore};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -40,24 +41,19 @@ pub struct PaymentsOperator {
     catalog: Arc<Catalog>,
     windows: WindowStore<ZoneIx, ZoneWindow>,
     /// Running totals since start, for the `crowdpark_payments_*` counters.
-    totals: BTreeMap<(ZoneIx, CategoryIx), Tally>,
+    totals: Cell<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
     /// Running totals of payments that name a car park.
-    lot_totals: BTreeMap<LotIx, Tally>,
-    changed_windows: BTreeSet<i64>,
-    closed_windows: BTreeSet<i64>,
-    totals_changed: bool,
+    lot_totals: Cell<BTreeMap<LotIx, Tally>>,
 }
 
 impl PaymentsOperator {
     pub fn new(catalog: Arc<Catalog>, params: PaymentsParams) -> Self {
+        let ids = Arc::new(ById(catalog.clone()));
         PaymentsOperator {
             catalog,
-            windows: WindowStore::new(params.window, params.lateness),
-            totals: BTreeMap::new(),
-            lot_totals: BTreeMap::new(),
-            changed_windows: BTreeSet::new(),
-            closed_windows: BTreeSet::new(),
-            totals_changed: false,
+            windows: WindowStore::new(params.window, params.lateness, ids.clone()),
+            totals: Cell::new(BTreeMap::new(), ids.clone()),
+            lot_totals: Cell::new(BTreeMap::new(), ids),
         }
     }
 
@@ -66,9 +62,6 @@ impl PaymentsOperator {
     }
 
     pub fn accept(&mut self, ts: i64, p: &Payment) {
-        self.changed_windows
-            .extend(self.windows.spec().starts_of(ts));
-        self.totals_changed = true;
         self.windows.update(ts, &p.zone, |w| {
             w.total.add(p.amount_fen);
             w.by_category
@@ -77,23 +70,19 @@ impl PaymentsOperator {
                 .add(p.amount_fen);
         });
         self.totals
+            .get_mut()
             .entry((p.zone, p.category))
             .or_default()
             .add(p.amount_fen);
         if let Some(lot) = p.lot {
-            self.lot_totals.entry(lot).or_default().add(p.amount_fen);
+            let totals = self.lot_totals.get_mut();
+            totals.entry(lot).or_default().add(p.amount_fen);
         }
     }
 
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        let (catalog, changed, closed) = (
-            &self.catalog,
-            &mut self.changed_windows,
-            &mut self.closed_windows,
-        );
+        let catalog = &self.catalog;
         self.windows.close_until(watermark, |start, end, zone, w| {
-            changed.remove(&start);
-            closed.insert(start);
             let currency = &catalog.currency;
             out.push(Output::Payments(PaymentStats {
                 zone: catalog.zones[zone as usize].id.clone(),
@@ -118,101 +107,137 @@ impl PaymentsOperator {
         });
     }
 
-    /// Changelog records for the windows and totals changed since the last call.
-    /// Zones and categories are written by id, so a reordered configuration
-    /// still restores correctly.
-    pub fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
-        let zone_id = |z: ZoneIx| self.catalog.zones[z as usize].id.as_str();
-        let cat_id = |k: CategoryIx| self.catalog.categories[k as usize].as_str();
-        for start in std::mem::take(&mut self.changed_windows) {
-            if let Some(w) = self.windows.get(start) {
-                let named: Vec<NamedWindow<'_>> = w
-                    .iter()
-                    .map(|(z, zw)| NamedWindow {
-                        zone: zone_id(*z),
-                        total: zw.total,
-                        by_category: zw
-                            .by_category
-                            .iter()
-                            .map(|(k, t)| (cat_id(*k), *t))
-                            .collect(),
-                    })
-                    .collect();
-                out.push(StateRecord::put(format!("{prefix}win/{start}"), &named));
+    /// Running totals per zone and category.
+    pub fn totals(&self) -> &BTreeMap<(ZoneIx, CategoryIx), Tally> {
+        self.totals.get()
+    }
+
+    /// Running totals per car park, of the payments that name one.
+    pub fn lot_totals(&self) -> &BTreeMap<LotIx, Tally> {
+        self.lot_totals.get()
+    }
+}
+
+impl Operator for PaymentsOperator {
+    fn is_late(&self, ts: i64, watermark: i64) -> bool {
+        PaymentsOperator::is_late(self, ts, watermark)
+    }
+
+    fn accept(&mut self, input: &Input<'_, '_>, _out: &mut Emit<'_>) -> Result<(), Reject> {
+        match input.event {
+            Event::Payment(p) => {
+                PaymentsOperator::accept(self, input.ts, p);
+                Ok(())
             }
-        }
-        for start in std::mem::take(&mut self.closed_windows) {
-            out.push(StateRecord::delete(format!("{prefix}win/{start}")));
-        }
-        if std::mem::take(&mut self.totals_changed) {
-            let named: Vec<(&str, &str, Tally)> = self
-                .totals
-                .iter()
-                .map(|((z, k), t)| (zone_id(*z), cat_id(*k), *t))
-                .collect();
-            out.push(StateRecord::put(format!("{prefix}totals"), &named));
-            if !self.lot_totals.is_empty() {
-                let by_lot: Vec<(&str, Tally)> = self
-                    .lot_totals
-                    .iter()
-                    .map(|(l, t)| (self.catalog.lots[*l as usize].id.as_str(), *t))
-                    .collect();
-                out.push(StateRecord::put(format!("{prefix}lot-totals"), &by_lot));
-            }
+            _ => Err(Reject::invalid("event type does not belong to this topic")),
         }
     }
 
-    /// Applies one changelog record (key without the partition prefix).
-    pub fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
-        let catalog = self.catalog.clone();
-        if let Some(start) = key.strip_prefix("win/") {
-            let start: i64 = start.parse().map_err(|_| unknown_key(key))?;
-            let named: Vec<OwnedWindow> = read(key, value)?;
-            let mut aggs = BTreeMap::new();
-            for w in named {
-                let Some(zone) = catalog.zone(&w.zone) else {
-                    continue;
-                };
+    fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
+        PaymentsOperator::advance(self, watermark, out.records)
+    }
+
+    fn stores(&mut self) -> Stores<'_> {
+        vec![
+            ("win", &mut self.windows),
+            ("totals", &mut self.totals),
+            ("lot-totals", &mut self.lot_totals),
+        ]
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The stores' values with zones, categories and car parks written by id, so
+/// a reordered configuration still restores correctly; entries of ones no
+/// longer configured are dropped.
+struct ById(Arc<Catalog>);
+
+impl ById {
+    fn zone(&self, z: ZoneIx) -> &str {
+        &self.0.zones[z as usize].id
+    }
+
+    fn category(&self, k: CategoryIx) -> &str {
+        &self.0.categories[k as usize]
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("state types serialise")
+}
+
+impl ValueFormat<BTreeMap<ZoneIx, ZoneWindow>> for ById {
+    fn write(&self, w: &BTreeMap<ZoneIx, ZoneWindow>) -> Vec<u8> {
+        let named: Vec<NamedWindow<'_>> = w
+            .iter()
+            .map(|(z, zw)| NamedWindow {
+                zone: self.zone(*z),
+                total: zw.total,
+                by_category: zw
+                    .by_category
+                    .iter()
+                    .map(|(k, t)| (self.category(*k), *t))
+                    .collect(),
+            })
+            .collect();
+        to_json(&named)
+    }
+
+    fn read(&self, value: &[u8]) -> Result<BTreeMap<ZoneIx, ZoneWindow>, RestoreError> {
+        let named: Vec<OwnedWindow> = read("", value)?;
+        let catalog = &self.0;
+        Ok(named
+            .into_iter()
+            .filter_map(|w| {
                 let by_category = w
                     .by_category
                     .into_iter()
                     .filter_map(|(k, t)| Some((catalog.category(&k)?, t)))
                     .collect();
-                aggs.insert(
-                    zone,
-                    ZoneWindow {
-                        total: w.total,
-                        by_category,
-                    },
-                );
-            }
-            self.windows.insert_window(start, aggs);
-        } else if key == "totals" {
-            let named: Vec<(String, String, Tally)> = read(key, value)?;
-            self.totals = named
-                .into_iter()
-                .filter_map(|(z, k, t)| Some(((catalog.zone(&z)?, catalog.category(&k)?), t)))
-                .collect();
-        } else if key == "lot-totals" {
-            let named: Vec<(String, Tally)> = read(key, value)?;
-            self.lot_totals = named
-                .into_iter()
-                .filter_map(|(l, t)| Some((catalog.lot(&l)?, t)))
-                .collect();
-        } else {
-            return Err(unknown_key(key));
-        }
-        Ok(())
+                let total = w.total;
+                Some((catalog.zone(&w.zone)?, ZoneWindow { total, by_category }))
+            })
+            .collect())
+    }
+}
+
+impl ValueFormat<BTreeMap<(ZoneIx, CategoryIx), Tally>> for ById {
+    fn write(&self, totals: &BTreeMap<(ZoneIx, CategoryIx), Tally>) -> Vec<u8> {
+        let named: Vec<(&str, &str, Tally)> = totals
+            .iter()
+            .map(|((z, k), t)| (self.zone(*z), self.category(*k), *t))
+            .collect();
+        to_json(&named)
     }
 
-    /// Running totals per zone and category.
-    pub fn totals(&self) -> &BTreeMap<(ZoneIx, CategoryIx), Tally> {
-        &self.totals
+    fn read(&self, value: &[u8]) -> Result<BTreeMap<(ZoneIx, CategoryIx), Tally>, RestoreError> {
+        let named: Vec<(String, String, Tally)> = read("", value)?;
+        let c = &self.0;
+        Ok(named
+            .into_iter()
+            .filter_map(|(z, k, t)| Some(((c.zone(&z)?, c.category(&k)?), t)))
+            .collect())
+    }
+}
+
+impl ValueFormat<BTreeMap<LotIx, Tally>> for ById {
+    fn write(&self, totals: &BTreeMap<LotIx, Tally>) -> Vec<u8> {
+        let named: Vec<(&str, Tally)> = totals
+            .iter()
+            .map(|(l, t)| (self.0.lots[*l as usize].id.as_str(), *t))
+            .collect();
+        to_json(&named)
     }
 
-    /// Running totals per car park, of the payments that name one.
-    pub fn lot_totals(&self) -> &BTreeMap<LotIx, Tally> {
-        &self.lot_totals
+    fn read(&self, value: &[u8]) -> Result<BTreeMap<LotIx, Tally>, RestoreError> {
+        let named: Vec<(String, Tally)> = read("", value)?;
+        Ok(named
+            .into_iter()
+            .filter_map(|(l, t)| Some((self.0.lot(&l)?, t)))
+            .collect())
     }
 }
 

@@ -62,3 +62,8 @@ pub fn partition_prefix(topic_name: &str, partition: i32) -> String {
 
 mod split;
 pub use split::{joined, Splitter, DEFAULT_PART_BYTES};
+
+mod store;
+pub use store::{
+    flush_all, restore_into, Cell, Json, KeyFormat, KeyMap, Pairs, Store, Stores, ValueFormat,
+};

@@ -221,6 +221,34 @@ impl Dedup {
     }
 }
 
+/// The changelog side: one record per chunk, `{seq}` zero-padded so that key
+/// order, in which a restore reads them, is write order.
+impl crate::state::Store for Dedup {
+    fn flush(&mut self, key: &str, out: &mut Vec<crate::state::StateRecord>) {
+        use crate::state::StateRecord;
+        let ids = self.take_changes();
+        for seq in ids.expired {
+            out.push(StateRecord::delete(format!("{key}/{seq:020}")));
+        }
+        for chunk in ids.added {
+            out.push(StateRecord {
+                key: format!("{key}/{:020}", chunk.seq),
+                value: Some(chunk.ids),
+            });
+        }
+    }
+
+    fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), crate::state::RestoreError> {
+        let bad = |problem: String| crate::state::RestoreError {
+            key: key.to_string(),
+            problem,
+        };
+        let seq = key.parse().map_err(|e| bad(format!("chunk number: {e}")))?;
+        self.restore_chunk(seq, value)
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
 /// An id read from a chunk: borrowed from the record unless it has escapes
 /// (serde's own `Cow<str>` always copies).
 struct Id<'a>(Cow<'a, str>);

@@ -1,6 +1,9 @@
-//! Tumbling and hopping event-time windows and a store of per-window aggregates.
+//! Tumbling and hopping event-time windows and a changelogged store of
+//! per-window aggregates.
 
-use std::collections::BTreeMap;
+use crate::state::{unknown_key, RestoreError, StateRecord, Store, ValueFormat};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Window geometry: `size` and `advance` in ms; `advance == size` is tumbling.
 /// Windows are aligned to the epoch, as in Kafka Streams.
@@ -50,19 +53,39 @@ impl WindowSpec {
 
 /// Aggregates of type `A` per window start and entity `K`. Windows close in start
 /// order, entities within a window in key order, so output order is deterministic.
-#[derive(Debug, Clone)]
+///
+/// As a [`Store`] it logs one record per open window (`{start}`), written when
+/// the window changed and tombstoned when it closed.
+#[derive(Clone)]
 pub struct WindowStore<K: Ord, A> {
     spec: WindowSpec,
     lateness: i64,
     windows: BTreeMap<i64, BTreeMap<K, A>>,
+    changed: BTreeSet<i64>,
+    closed: BTreeSet<i64>,
+    format: Arc<dyn ValueFormat<BTreeMap<K, A>>>,
+}
+
+impl<K: Ord + std::fmt::Debug, A: std::fmt::Debug> std::fmt::Debug for WindowStore<K, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.windows.fmt(f)
+    }
 }
 
 impl<K: Ord + Clone, A: Default> WindowStore<K, A> {
-    pub fn new(spec: WindowSpec, lateness: i64) -> Self {
+    /// `format` writes one window's aggregates into its changelog record.
+    pub fn new(
+        spec: WindowSpec,
+        lateness: i64,
+        format: Arc<dyn ValueFormat<BTreeMap<K, A>>>,
+    ) -> Self {
         WindowStore {
             spec,
             lateness,
             windows: BTreeMap::new(),
+            changed: BTreeSet::new(),
+            closed: BTreeSet::new(),
+            format,
         }
     }
 
@@ -77,6 +100,7 @@ impl<K: Ord + Clone, A: Default> WindowStore<K, A> {
     /// Applies `f` to the aggregate of `key` in every window containing `ts`.
     pub fn update(&mut self, ts: i64, key: &K, mut f: impl FnMut(&mut A)) {
         for start in self.spec.starts_of(ts) {
+            self.changed.insert(start);
             let window = self.windows.entry(start).or_default();
             match window.get_mut(key) {
                 Some(agg) => f(agg),
@@ -97,6 +121,8 @@ impl<K: Ord + Clone, A: Default> WindowStore<K, A> {
             for (key, agg) in entry.remove() {
                 emit(start, end, key, agg);
             }
+            self.changed.remove(&start);
+            self.closed.insert(start);
         }
     }
 
@@ -104,15 +130,28 @@ impl<K: Ord + Clone, A: Default> WindowStore<K, A> {
     pub fn open_windows(&self) -> usize {
         self.windows.len()
     }
+}
 
-    /// The aggregates of the window starting at `start`, for checkpoints.
-    pub fn get(&self, start: i64) -> Option<&BTreeMap<K, A>> {
-        self.windows.get(&start)
+impl<K: Ord, A> Store for WindowStore<K, A> {
+    fn flush(&mut self, key: &str, out: &mut Vec<StateRecord>) {
+        for start in std::mem::take(&mut self.changed) {
+            if let Some(w) = self.windows.get(&start) {
+                out.push(StateRecord {
+                    key: format!("{key}/{start}"),
+                    value: Some(self.format.write(w)),
+                });
+            }
+        }
+        for start in std::mem::take(&mut self.closed) {
+            out.push(StateRecord::delete(format!("{key}/{start}")));
+        }
     }
 
-    /// Puts back a window read from a checkpoint.
-    pub fn insert_window(&mut self, start: i64, aggs: BTreeMap<K, A>) {
+    fn restore(&mut self, key: &str, value: &[u8]) -> Result<(), RestoreError> {
+        let start: i64 = key.parse().map_err(|_| unknown_key(key))?;
+        let aggs = self.format.read(value)?;
         self.windows.insert(start, aggs);
+        Ok(())
     }
 }
 
@@ -155,15 +194,27 @@ mod tests {
 
     #[test]
     fn store_closes_in_order() {
-        let mut s: WindowStore<&str, u32> = WindowStore::new(WindowSpec::tumbling(10), 5);
-        s.update(3, &"b", |a| *a += 1);
-        s.update(4, &"a", |a| *a += 2);
-        s.update(12, &"a", |a| *a += 4);
+        let json = Arc::new(crate::state::Json);
+        let mut s: WindowStore<u8, u32> = WindowStore::new(WindowSpec::tumbling(10), 5, json);
+        s.update(3, &2, |a| *a += 1);
+        s.update(4, &1, |a| *a += 2);
+        s.update(12, &1, |a| *a += 4);
         let mut out = vec![];
         s.close_until(14, |st, en, k, a| out.push((st, en, k, a)));
         assert!(out.is_empty());
         s.close_until(15, |st, en, k, a| out.push((st, en, k, a)));
-        assert_eq!(out, vec![(0, 10, "a", 2), (0, 10, "b", 1)]);
+        assert_eq!(out, vec![(0, 10, 1, 2), (0, 10, 2, 1)]);
         assert_eq!(s.open_windows(), 1);
+        let mut log = Vec::new();
+        s.flush("p/0/win", &mut log);
+        let keys: Vec<_> = log
+            .iter()
+            .map(|r| (r.key.as_str(), r.value.is_some()))
+            .collect();
+        assert_eq!(
+            keys,
+            [("p/0/win/10", true), ("p/0/win/0", false)],
+            "open written, closed deleted"
+        );
     }
 }

@@ -76,7 +76,7 @@ mod tests {
     use super::*;
     use crate::model::forwarded_lines;
     use crate::output::ForwardRecord;
-    use crate::sim::partition_for;
+    use crate::partitioner::partition_for;
 
     fn payment(zone: &str, txn: &str) -> Forwarded {
         Forwarded {

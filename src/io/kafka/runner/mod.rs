@@ -440,7 +440,7 @@ pub fn run(
                 if topic != InputTopic::PaymentsByZone {
                     s.summary.consumed += 1;
                 }
-                publish(&s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
+                publish(&mut s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
                 if !out.is_empty() {
                     view.metrics
                         .observe_latency(received.elapsed().as_secs_f64());
@@ -460,7 +460,7 @@ pub fn run(
             let s = &mut *guard;
             out.clear();
             s.engine.tick(clock.wall_ms(now), &mut out);
-            publish(&s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
+            publish(&mut s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
             if let Err(e) = send_batches(&s.engine, &ctx, &mut s.batches) {
                 on_send_error(e)?;
             }

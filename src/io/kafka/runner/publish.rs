@@ -7,30 +7,28 @@ use super::*;
 /// the local view. A failed send inside a transaction marks it for abort (the
 /// loop then rewinds); only a fatal producer error stops the run.
 pub(super) fn publish(
-    engine: &Engine,
+    engine: &mut Engine,
     ctx: &RunContext,
     view: &LiveView,
     batches: &mut RepartitionBatches,
     json: &mut Vec<u8>,
     out: &[Output],
 ) -> anyhow::Result<()> {
+    for f in engine.take_forwarded() {
+        if let Some((p, batch)) = batches.add(&f) {
+            if let Err(e) = send_batch(engine, ctx, p, &batch) {
+                return on_send_error(e);
+            }
+        }
+    }
     if out.is_empty() {
         return Ok(());
     }
     for o in out {
-        let sent = match o {
-            Output::Forward(f) => match batches.add(f) {
-                Some((p, batch)) => send_batch(engine, ctx, p, &batch),
-                None => Ok(()),
-            },
-            _ => {
-                json.clear();
-                o.write_json(json);
-                let topic = engine.output_topic_name(o.topic());
-                ctx.send_output(topic, o.partition(), o.key().as_bytes(), json)
-            }
-        };
-        if let Err(e) = sent {
+        json.clear();
+        o.write_json(json);
+        let topic = engine.output_topic_name(o.topic());
+        if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), json) {
             return on_send_error(e);
         }
     }

@@ -1,0 +1,42 @@
+//! The topics the engine consumes: the one list of input streams. Adding a
+//! stream adds a variant here, its decoder (`decode`), its operator
+//! (`engine::streams`) and its configured name (`config::TopicSettings`).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputTopic {
+    CrowdCounts,
+    ParkingEvents,
+    Payments,
+    /// Internal: accepted payments re-keyed by zone (see `engine`), so that one
+    /// zone's sales meet in one partition whatever merchant sold them.
+    PaymentsByZone,
+}
+
+impl InputTopic {
+    /// The topics users produce to.
+    pub const ALL: [InputTopic; 3] = [
+        InputTopic::CrowdCounts,
+        InputTopic::ParkingEvents,
+        InputTopic::Payments,
+    ];
+
+    /// Every topic the engine consumes: the inputs and the internal
+    /// repartition topic. The consumer subscribes to these, `topics create`
+    /// creates them, and the engine has one operator per partition of each.
+    pub const CONSUMED: [InputTopic; 4] = [
+        InputTopic::CrowdCounts,
+        InputTopic::ParkingEvents,
+        InputTopic::Payments,
+        InputTopic::PaymentsByZone,
+    ];
+
+    /// The default topic name (contract §1); configuration may rename topics.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            InputTopic::CrowdCounts => "crowd.counts",
+            InputTopic::ParkingEvents => "parking.events",
+            InputTopic::Payments => "payments",
+            InputTopic::PaymentsByZone => "crowdpark.payments-by-zone",
+        }
+    }
+}

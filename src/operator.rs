@@ -1,0 +1,69 @@
+//! The one contract every operator keeps, as Kafka Streams' `Processor`
+//! (init/process/close) and Arroyo's `ArrowOperator` (one required hook,
+//! defaults for the rest): the engine runs any operator through it and never
+//! asks which one it is.
+//!
+//! An operator owns the state of one input partition, in changelogged stores
+//! ([`crate::state::Store`]) it lists once in [`Operator::stores`]; the
+//! partition task writes and restores them, so an operator never formats a
+//! changelog key or tracks what changed.
+
+use crate::model::{Event, Reject};
+use crate::output::{Forwarded, Output};
+use crate::state::Stores;
+use std::any::Any;
+
+/// One event the task let through: not a duplicate, not late, not ahead of
+/// the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'e, 'a> {
+    /// Event time.
+    pub ts: i64,
+    pub event: &'e Event<'a>,
+    /// The message's own id (`event_id`, `txn_id`), where it has one.
+    pub id: Option<&'e str>,
+    /// The partition's watermark before this event.
+    pub watermark: i64,
+    pub partition: i32,
+}
+
+/// Where an operator's results go: records for the output topics, and
+/// records re-keyed for a later stage (see `payments::forward`), which travel
+/// their own path: through a repartition topic, or straight to the stage in
+/// process.
+pub struct Emit<'a> {
+    pub records: &'a mut Vec<Output>,
+    pub forwarded: &'a mut Vec<Forwarded>,
+}
+
+/// A stateful, deterministic operator of one input partition. It sees no
+/// clock but the event times and watermarks it is given, and does no I/O.
+pub trait Operator: Send {
+    /// True when an event at `ts` can no longer change anything this operator
+    /// publishes (its windows are final); such events are dead-lettered.
+    fn is_late(&self, ts: i64, watermark: i64) -> bool;
+
+    /// Takes one event in. `Err` refuses it (it is dead-lettered) and must
+    /// leave the state as it was.
+    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject>;
+
+    /// The partition's watermark moved to `watermark`: publish what it made
+    /// final.
+    fn advance(&mut self, _watermark: i64, _out: &mut Emit<'_>) {}
+
+    /// A wall-clock tick, for operators that must speak even when nothing
+    /// arrives (heartbeats to a later stage).
+    fn tick(&mut self, _watermark: i64, _wall_ms: i64, _out: &mut Emit<'_>) {}
+
+    /// The operator's changelogged stores by name, in checkpoint order.
+    fn stores(&mut self) -> Stores<'_> {
+        Vec::new()
+    }
+
+    /// Every store has been restored: rebuild what is derived across them.
+    fn finish_restore(&mut self) {}
+
+    /// For the engine's read-only queries of live state (zones, car parks,
+    /// totals), which ask for the operator type that holds them.
+    fn as_any(&self) -> &dyn Any;
+}
