@@ -249,7 +249,7 @@ struct Running {
 
 fn start(c: Config) -> Running {
     let config = Arc::new(c);
-    let view = crowdpark::io::demo::live_view(&Engine::new(config.clone()));
+    let view = crowdpark::io::live_view(&Engine::new(config.clone()));
     let shutdown = Arc::new(AtomicBool::new(false));
     let thread = {
         let (view, shutdown) = (view.clone(), shutdown.clone());
@@ -280,7 +280,7 @@ fn engine(c: Config, total: u64, broker: Option<u32>) -> anyhow::Result<Measured
     let consumed = || {
         topics
             .iter()
-            .map(|t| running.view.metrics.consumed(t) as f64)
+            .map(|t| running.view.metrics.input.consumed(t) as f64)
             .sum::<f64>()
     };
     const LOOK_EVERY: Duration = Duration::from_millis(20);

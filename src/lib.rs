@@ -24,4 +24,5 @@ pub mod payments;
 pub mod repeats;
 pub mod sim;
 pub mod state;
+pub mod sync;
 pub mod time;

@@ -45,7 +45,7 @@ pub enum Verdict {
 impl Limiter {
     pub fn check(&self, message: &str, now: Instant) -> Verdict {
         let key = mask_numbers(message);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = crate::sync::lock(&self.seen);
         if let Some(s) = seen.get_mut(&key) {
             if now.duration_since(s.logged_at) < INTERVAL {
                 s.suppressed += 1;

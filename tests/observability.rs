@@ -82,7 +82,7 @@ fn demo() -> (ChildGuard, std::sync::mpsc::Receiver<String>, String) {
 fn exported_metrics() -> BTreeSet<String> {
     let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
     let engine = Engine::new(config);
-    let view = crowdpark::io::demo::live_view(&engine);
+    let view = crowdpark::io::live_view(&engine);
     view.metrics.names().into_iter().collect()
 }
 

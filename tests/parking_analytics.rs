@@ -12,7 +12,7 @@ use std::sync::Arc;
 fn analytics_per_car_park_from_the_simulated_afternoon() {
     let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
     let mut engine = Engine::new(config.clone());
-    let view = crowdpark::io::demo::live_view(&engine);
+    let view = crowdpark::io::live_view(&engine);
     let opts = SimOptions::default();
     let mut sim = Simulator::new(&config, opts.clone());
     let mut out = Vec::new();
@@ -25,7 +25,7 @@ fn analytics_per_car_park_from_the_simulated_afternoon() {
         engine.process(&m.as_input(3, offset as i64), &mut out);
         crowdpark::io::publish_local(&engine, &view, &out);
     }
-    crowdpark::io::demo::refresh_view(&engine, &view);
+    crowdpark::io::refresh_view(&engine, &view);
 
     // `/api/v1/district`: the parking roll-up with the latest district KPIs.
     let district = view.district_json();

@@ -34,7 +34,7 @@ fn gate(engine: &mut Engine, view: &crowdpark::http::LiveView, lot: &str, ts: i6
 fn the_nearest_car_park_forecast_full_is_passed_over_for_one_with_room() {
     let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
     let mut engine = Engine::new(config);
-    let view = crowdpark::io::demo::live_view(&engine);
+    let view = crowdpark::io::live_view(&engine);
     let t0 = DEFAULT_START_MS;
     // p02 (380 spaces, gates) fills at 15 cars a minute; the other gate car
     // parks hold steady with plenty of room.

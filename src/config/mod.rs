@@ -11,6 +11,7 @@ mod duration;
 mod load;
 pub mod secrets;
 mod validate;
+pub use validate::{area_to_centi, MAX_CATEGORIES, MAX_LOTS, MAX_ZONES};
 
 pub use duration::{parse_duration, Millis};
 pub use load::{load_file, load_str, ConfigError};
@@ -264,19 +265,6 @@ impl Default for TopicSettings {
             input_partitions: 3,
             output_partitions: 3,
             replication_factor: 1,
-        }
-    }
-}
-
-impl TopicSettings {
-    /// The configured name of an input (or the internal repartition) topic.
-    pub fn input(&self, topic: crate::model::InputTopic) -> &str {
-        use crate::model::InputTopic::*;
-        match topic {
-            CrowdCounts => &self.crowd_counts,
-            ParkingEvents => &self.parking_events,
-            Payments => &self.payments,
-            PaymentsByZone => &self.payments_by_zone,
         }
     }
 }

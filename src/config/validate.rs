@@ -1,13 +1,30 @@
 //! Rules a well-typed configuration must still obey.
 
 use super::{Config, ConfigError, Thresholds};
-use crate::parking::OpeningHours;
-use crate::time::UtcOffset;
+use crate::time::{OpeningHours, UtcOffset};
 use std::collections::HashSet;
 
 pub fn validate(c: &Config) -> Result<(), ConfigError> {
-    let err = |key: String, problem: String| Err(ConfigError::new(key, problem));
+    district(c)?;
+    limits(c)?;
+    engine(c)?;
+    crowd(c)?;
+    parking(c)?;
+    payments(c)?;
+    http(c)?;
+    topics(c)?;
+    zones(c)?;
+    lots(c)?;
+    merchants(c)?;
+    kafka(c)
+}
 
+fn err(key: String, problem: String) -> Result<(), ConfigError> {
+    Err(ConfigError::new(key, problem))
+}
+
+/// The district: id, clock, holidays.
+fn district(c: &Config) -> Result<(), ConfigError> {
     if c.district.id.trim().is_empty() {
         return err("district.id".into(), "must not be empty".into());
     }
@@ -22,16 +39,19 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    Ok(())
+}
 
-    // Entities are numbered by compact indices; more would wrap around and
-    // mix two of them up.
+/// Entities are numbered by compact indices; more would wrap around and
+/// mix two of them up.
+fn limits(c: &Config) -> Result<(), ConfigError> {
     for (key, n, max) in [
-        ("zones", c.zones.len(), crate::model::ZoneIx::MAX as usize),
-        ("lots", c.lots.len(), crate::model::LotIx::MAX as usize),
+        ("zones", c.zones.len(), MAX_ZONES),
+        ("lots", c.lots.len(), MAX_LOTS),
         (
             "payments.categories",
             c.payments.categories.len(),
-            crate::model::CategoryIx::MAX as usize,
+            MAX_CATEGORIES,
         ),
     ] {
         if n > max {
@@ -41,7 +61,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    Ok(())
+}
 
+/// Event time and dedup.
+fn engine(c: &Config) -> Result<(), ConfigError> {
     let e = &c.engine;
     if e.dedup_horizon <= crate::config::Millis(e.max_out_of_orderness.0 + e.allowed_lateness.0) {
         return err(
@@ -68,7 +92,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     if e.dedup_max_ids == 0 {
         return err("engine.dedup_max_ids".into(), "must be at least 1".into());
     }
+    Ok(())
+}
 
+/// Crowd levels, smoothing and forecasts.
+fn crowd(c: &Config) -> Result<(), ConfigError> {
     let cr = &c.crowd;
     if cr.max_sources_per_zone == 0 {
         return err(
@@ -94,7 +122,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             return err(key.into(), "must be longer than 0s".into());
         }
     }
+    Ok(())
+}
 
+/// Car park publication.
+fn parking(c: &Config) -> Result<(), ConfigError> {
     let p = &c.parking;
     if !(p.almost_full > 0.0 && p.almost_full <= 1.0) {
         return err(
@@ -111,7 +143,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     if p.slot_ttl.0 <= 0 {
         return err("parking.slot_ttl".into(), "must be longer than 0s".into());
     }
+    Ok(())
+}
 
+/// Currency, windows, categories.
+fn payments(c: &Config) -> Result<(), ConfigError> {
     let pay = &c.payments;
     if pay.currency.len() != 3 || !pay.currency.chars().all(|ch| ch.is_ascii_uppercase()) {
         return err(
@@ -124,7 +160,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         "payments.categories",
         pay.categories.iter().map(String::as_str),
     )?;
+    Ok(())
+}
 
+/// The HTTP API.
+fn http(c: &Config) -> Result<(), ConfigError> {
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
         return err(
             "http.listen".into(),
@@ -154,6 +194,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    Ok(())
+}
+
+/// Topic layout.
+fn topics(c: &Config) -> Result<(), ConfigError> {
     if c.topics.input_partitions < 1
         || c.topics.output_partitions < 1
         || c.topics.replication_factor < 1
@@ -163,7 +208,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "partition counts and replication_factor must be at least 1".into(),
         );
     }
+    Ok(())
+}
 
+/// Zones: unique ids, areas, thresholds.
+fn zones(c: &Config) -> Result<(), ConfigError> {
     if c.zones.is_empty() {
         return err("zones".into(), "at least one zone is needed".into());
     }
@@ -179,7 +228,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             check_thresholds(&format!("zones[{i}].thresholds"), t)?;
         }
     }
+    Ok(())
+}
 
+/// Car parks: unique ids, spaces, hours, position.
+fn lots(c: &Config) -> Result<(), ConfigError> {
     unique("lots", c.lots.iter().map(|l| l.id.as_str()))?;
     for (i, l) in c.lots.iter().enumerate() {
         if l.spaces == 0 {
@@ -198,10 +251,14 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             return err(format!("lots[{i}].lon"), "must be within -180..180".into());
         }
     }
+    Ok(())
+}
 
+/// Merchants: unique ids, known zone and category, exact areas.
+fn merchants(c: &Config) -> Result<(), ConfigError> {
     unique("merchants", c.merchants.iter().map(|m| m.id.as_str()))?;
     let zones: HashSet<&str> = c.zones.iter().map(|z| z.id.as_str()).collect();
-    let cats: HashSet<&str> = pay.categories.iter().map(String::as_str).collect();
+    let cats: HashSet<&str> = c.payments.categories.iter().map(String::as_str).collect();
     for (i, m) in c.merchants.iter().enumerate() {
         if !zones.contains(m.zone.as_str()) {
             return err(
@@ -215,7 +272,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
                 format!("`{}` is not in payments.categories", m.category),
             );
         }
-        if crate::model::area_to_centi(m.selling_area_m2).is_none() {
+        if area_to_centi(m.selling_area_m2).is_none() {
             return err(
                 format!("merchants[{i}].selling_area_m2"),
                 format!(
@@ -225,6 +282,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    Ok(())
+}
+
+/// Kafka client behaviour.
+fn kafka(c: &Config) -> Result<(), ConfigError> {
     let k = &c.kafka;
     if k.commit_interval.0 <= 0 {
         return err("kafka.commit_interval".into(), "must be positive".into());
@@ -289,4 +351,20 @@ fn unique<'a>(key: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), Confi
         }
     }
     Ok(())
+}
+
+/// How many zones, car parks and payment categories a district may have: what
+/// the engine's compact indices (`model::ZoneIx` and kin) can number.
+pub const MAX_ZONES: usize = u32::MAX as usize;
+pub const MAX_LOTS: usize = u16::MAX as usize;
+pub const MAX_CATEGORIES: usize = u16::MAX as usize;
+
+/// m² with at most two decimals → hundredths of m², exactly; `None` otherwise.
+/// Areas divide money (sales per m²), so they are kept as integers too.
+pub fn area_to_centi(m2: f64) -> Option<u64> {
+    if !m2.is_finite() || !(0.0..=1e12).contains(&m2) {
+        return None;
+    }
+    let centi = (m2 * 100.0).round();
+    ((m2 * 100.0 - centi).abs() < 1e-6).then_some(centi as u64)
 }

@@ -1,9 +1,11 @@
 //! The crowd operator: people per zone, density, three-colour levels, early warning
 //! and per-window density records. Pure and deterministic: no I/O, no clock.
 
+mod alerts;
 mod ewma;
 mod level;
 mod operator;
+mod params;
 mod trend;
 mod zone;
 

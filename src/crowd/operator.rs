@@ -1,48 +1,18 @@
 //! Turns ordered crowd readings into alerts and density windows.
 
-use super::{Ewma, Level, LevelRules, PeopleEstimate, Trend};
-use crate::config::{Config, Thresholds};
+use super::alerts::{Step, ZoneState};
+pub use super::params::CrowdParams;
+use super::Level;
+use crate::config::Thresholds;
 use crate::model::{Catalog, CrowdEvent, CrowdReading, Event, Reject, ZoneIx, ZoneKeys};
 use crate::operator::{Emit, Input, Operator};
-use crate::output::{round3, AlertKind, CrowdAlert, DensityRecord, Output};
+use crate::output::{round3, DensityRecord, Output};
 use crate::state::{read, Cell, Json, KeyMap, Pairs, RestoreError, Stores, ValueFormat};
-use crate::time::{format_ts, WindowSpec, WindowStore};
+use crate::time::{format_ts, WindowStore};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-
-/// The crowd settings in milliseconds, ready for arithmetic.
-#[derive(Debug, Clone)]
-pub struct CrowdParams {
-    pub source_ttl: i64,
-    pub half_life: i64,
-    pub hysteresis: f64,
-    pub min_dwell: i64,
-    pub forecast_horizon: i64,
-    pub trend_window: i64,
-    pub max_sources: usize,
-    pub window: WindowSpec,
-    pub lateness: i64,
-}
-
-impl CrowdParams {
-    pub fn from_config(c: &Config) -> Self {
-        let cr = &c.crowd;
-        let size = cr.window.as_ms();
-        CrowdParams {
-            source_ttl: cr.source_ttl.as_ms(),
-            half_life: cr.ewma_half_life.as_ms(),
-            hysteresis: cr.hysteresis,
-            min_dwell: cr.min_dwell.as_ms(),
-            forecast_horizon: cr.forecast_horizon.as_ms(),
-            trend_window: cr.trend_window.as_ms(),
-            max_sources: cr.max_sources_per_zone,
-            window: WindowSpec::hopping(size, cr.window_advance.map_or(size, |a| a.as_ms())),
-            lateness: c.engine.allowed_lateness.as_ms(),
-        }
-    }
-}
 
 /// A reading waiting for the watermark. Ordered by event time first and then by
 /// content, so readings with equal times are applied in the same order however
@@ -53,26 +23,6 @@ struct Pending {
     zone: ZoneIx,
     source: Box<str>,
     reading: CrowdReading,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ZoneState {
-    estimate: PeopleEstimate,
-    people: u32,
-    density_raw: f64,
-    ewma: Ewma,
-    trend: Trend,
-    level: Level,
-    level_since: i64,
-    /// A forecast alert was published and has not been cleared since.
-    forecast_active: bool,
-    /// When the first forecast of the current climb towards red was published;
-    /// the red alert reports how long before it the warning came.
-    #[serde(default)]
-    forecast_since: Option<i64>,
-    red_in_s: Option<u32>,
-    first_ms: i64,
-    updated_ms: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -221,20 +171,9 @@ impl CrowdOperator {
     fn apply(&mut self, p: Pending, out: &mut Vec<Output>) {
         let info = &self.catalog.zones[p.zone as usize];
         let params = &self.params;
-        let z = self.zones.get_or_insert_with(p.zone, || ZoneState {
-            estimate: PeopleEstimate::with_baseline(info.baseline),
-            people: 0,
-            density_raw: 0.0,
-            ewma: Ewma::new(params.half_life),
-            trend: Trend::new(params.trend_window),
-            level: Level::Green,
-            level_since: p.ts,
-            forecast_active: false,
-            forecast_since: None,
-            red_in_s: None,
-            first_ms: p.ts,
-            updated_ms: p.ts,
-        });
+        let z = self
+            .zones
+            .get_or_insert_with(p.zone, || ZoneState::new(info, params, p.ts));
         z.people = match p.reading {
             CrowdReading::Headcount { people } => {
                 z.estimate
@@ -246,106 +185,14 @@ impl CrowdOperator {
         z.density_raw = z.people as f64 / info.area_m2;
         let density = z.ewma.update(p.ts, z.density_raw);
         z.trend.push(p.ts, density);
-
-        let rules = LevelRules {
-            thresholds: info.thresholds,
-            hysteresis: params.hysteresis,
-            min_dwell_ms: params.min_dwell,
+        let step = Step {
+            info,
+            params,
+            ts: p.ts,
+            density,
         };
-        let alert = |kind: AlertKind,
-                     level: Level,
-                     previous: Level,
-                     red_in_s: Option<u32>,
-                     lead_s: Option<u32>,
-                     people: u32| {
-            let tag = match kind {
-                AlertKind::Level => level.as_str(),
-                AlertKind::Forecast => "forecast",
-            };
-            Output::Alert(CrowdAlert {
-                alert_id: format!("{}:{}:{}", info.id, p.ts, tag),
-                zone: info.id.clone(),
-                kind,
-                level,
-                previous,
-                density: round3(density),
-                people,
-                area_m2: info.area_m2,
-                ts: format_ts(p.ts),
-                thresholds: info.thresholds,
-                red_in_s,
-                forecast_lead_s: lead_s,
-                ts_ms: p.ts,
-            })
-        };
-        if let Some(next) = rules.next(z.level, z.level_since, density, p.ts) {
-            let lead_s = match next {
-                Level::Red => z
-                    .forecast_since
-                    .take()
-                    .map(|since| ((p.ts - since).max(0) / 1000) as u32),
-                // Falling back ends the climb its forecast was about.
-                _ if next < z.level => {
-                    z.forecast_since = None;
-                    None
-                }
-                _ => None,
-            };
-            out.push(alert(
-                AlertKind::Level,
-                next,
-                z.level,
-                None,
-                lead_s,
-                z.people,
-            ));
-            z.level = next;
-            z.level_since = p.ts;
-            // A new level allows a new forecast (contract §2).
-            z.forecast_active = false;
-        }
-
-        // Right after a zone is first seen its cameras trickle in one by one and the
-        // average is still catching up: a rising line there is start-up, not crowd.
-        let warm = p.ts - z.first_ms >= params.trend_window.max(2 * params.half_life);
-        let etas = if warm {
-            red_eta_s(&z.trend, density, info.thresholds.red, z.level)
-        } else {
-            None
-        };
-        z.red_in_s = etas.map(|e| e.0);
-        let horizon_s = params.forecast_horizon as f64 / 1000.0;
-        let sure = etas.and_then(|e| e.1);
-        match z.red_in_s {
-            Some(eta)
-                if (eta as f64) <= horizon_s && sure.is_some_and(|s| s as f64 <= horizon_s) =>
-            {
-                if !z.forecast_active {
-                    z.forecast_active = true;
-                    z.forecast_since.get_or_insert(p.ts);
-                    out.push(alert(
-                        AlertKind::Forecast,
-                        z.level,
-                        z.level,
-                        Some(eta),
-                        None,
-                        z.people,
-                    ));
-                }
-            }
-            // Clear only well beyond the horizon, so a forecast hovering at the
-            // horizon does not repeat.
-            Some(eta) if (eta as f64) <= 1.5 * horizon_s => {}
-            // At red the climb is over; anything else means the trend turned.
-            _ if z.level == Level::Red => z.forecast_active = false,
-            _ => {
-                z.forecast_active = false;
-                z.forecast_since = None;
-            }
-        }
-        if z.red_in_s.is_some_and(|eta| eta as f64 > horizon_s) {
-            z.red_in_s = None;
-        }
+        step.level(z, out);
+        step.forecast(z, out);
 
         let (people, density_raw, level) = (z.people, z.density_raw, z.level);
         self.windows.update(p.ts, &p.zone, |a| {
@@ -410,33 +257,6 @@ impl Operator for CrowdOperator {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
-}
-
-/// How many standard errors below its fitted value the slope must still reach
-/// red within the horizon before a forecast alert goes out, so that a line
-/// tilted by camera noise alone does not raise one. (The samples are smoothed,
-/// hence correlated, and the textbook error understates the spread; the
-/// margin is deliberately wide. A steady climb still gets its warning 8–11
-/// minutes ahead of red in `tests/crowd_forecast.rs`.)
-const FORECAST_CONFIDENCE_SE: f64 = 2.0;
-
-/// Seconds until the fitted trend of the smoothed density reaches `red`, when the
-/// zone is below red and the density is rising: (as fitted, as the slope's
-/// lower bound allows). The first is what zones report; the second decides
-/// whether an alert goes out, so noise that merely tilts the line does not.
-fn red_eta_s(trend: &Trend, density: f64, red: f64, level: Level) -> Option<(u32, Option<u32>)> {
-    if level == Level::Red || density >= red {
-        return None;
-    }
-    let fit = trend.fit()?;
-    let eta = |slope: f64| {
-        let eta = (red - density) / slope;
-        (slope > 1e-9 && eta.is_finite() && eta < u32::MAX as f64).then(|| eta.ceil() as u32)
-    };
-    Some((
-        eta(fit.slope)?,
-        eta(fit.slope - FORECAST_CONFIDENCE_SE * fit.slope_se),
-    ))
 }
 
 #[cfg(test)]

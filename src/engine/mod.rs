@@ -109,7 +109,7 @@ impl Engine {
 
     /// The configured name of an input topic.
     pub fn topic_name(&self, topic: InputTopic) -> &str {
-        self.config.topics.input(topic)
+        topic.name_in(&self.config.topics)
     }
 
     /// The configured name of an output topic.

@@ -54,7 +54,7 @@ impl BasicAuth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
-        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.verified)
     }
 }
 

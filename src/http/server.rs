@@ -101,7 +101,7 @@ impl Slot {
     /// Takes a place for a new connection, closing the oldest waiting one at
     /// the limit; `None` when every open connection is serving requests.
     fn admit(table: &Arc<Mutex<Table>>, max: usize) -> Option<(Slot, oneshot::Receiver<()>)> {
-        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = crate::sync::lock(table);
         if t.open >= max {
             let (_, close) = t.waiting.pop_first()?;
             // Its task frees its place when it ends, right after this.
@@ -124,14 +124,14 @@ impl Slot {
 
     /// The connection sent a whole request: it is no longer the first to go.
     fn serving(&self) {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = crate::sync::lock(&self.table);
         t.waiting.remove(&self.id);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = crate::sync::lock(&self.table);
         t.waiting.remove(&self.id);
         t.open -= 1;
     }

@@ -66,20 +66,14 @@ impl LiveView {
 
     pub fn set_health(&self, healthy: bool, reason: &str) {
         self.healthy.store(healthy, Ordering::Release);
-        self.metrics.set_healthy(healthy);
-        *self
-            .unhealthy_reason
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = reason.to_string();
+        self.metrics.runtime.set_healthy(healthy);
+        *crate::sync::write(&self.unhealthy_reason) = reason.to_string();
     }
 
     pub fn health(&self) -> (bool, String) {
         (
             self.healthy.load(Ordering::Acquire),
-            self.unhealthy_reason
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            crate::sync::read(&self.unhealthy_reason).clone(),
         )
     }
 
@@ -100,17 +94,14 @@ impl LiveView {
                 self.lots.insert(a.id.clone(), a.clone());
             }
             if let Output::District(d) = o {
-                let mut k = self
-                    .district_kpis
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut k = crate::sync::write(&self.district_kpis);
                 match d.scope {
                     DistrictScope::Crowd => k.0 = Some(d.clone()),
                     DistrictScope::Payments => k.1 = Some(d.clone()),
                 }
             }
             if let Output::Group(g) = o {
-                *self.district.write().unwrap_or_else(|e| e.into_inner()) = Some(g.clone());
+                *crate::sync::write(&self.district) = Some(g.clone());
             }
             // No subscriber is not an error; nor worth serialising for.
             if self.stream.receiver_count() == 0 {
@@ -124,7 +115,7 @@ impl LiveView {
     }
 
     pub fn update_zone(&self, z: ZoneStatus) {
-        self.metrics.set_zone(&z);
+        self.metrics.crowd.set_zone(&z);
         self.zones.insert(z.id.clone(), z);
     }
 
@@ -133,14 +124,16 @@ impl LiveView {
     }
 
     pub fn update_lot(&self, a: Availability) {
-        self.metrics.set_lot(&a);
+        self.metrics.parking.set_lot(&a);
         let revenue = self.lot_revenue.get(&a.id).map(|r| *r);
-        self.metrics.set_lot_analytics(&a.id, &a.analytics, revenue);
+        self.metrics
+            .parking
+            .set_lot_analytics(&a.id, &a.analytics, revenue);
         self.lots.insert(a.id.clone(), a);
     }
 
     pub fn update_district(&self, g: Option<ParkingGroup>) {
-        *self.district.write().unwrap_or_else(|e| e.into_inner()) = g;
+        *crate::sync::write(&self.district) = g;
     }
 
     /// A zone as JSON, `None` for an id the configuration does not know. A zone
@@ -191,7 +184,7 @@ impl LiveView {
                     "occupancy": null, "status": null, "occupancyTrend": null,
                     "observationDateTime": null,
                     "occupancyDetectionType": info.detection_type(),
-                    "location": info.location(),
+                    "location": crate::output::GeoPoint::of_lot(info),
                     "analytics": analytics_json(&Default::default(), info.spaces, revenue),
                 })
             }
@@ -227,13 +220,13 @@ impl LiveView {
     /// the latest closed crowd and payments windows under `crowd` and
     /// `payments` (`null` until one has closed).
     pub fn district_json(&self) -> Value {
-        let mut v = match &*self.district.read().unwrap_or_else(|e| e.into_inner()) {
+        let mut v = match &*crate::sync::read(&self.district) {
             Some(g) => serde_json::to_value(g).expect("serialisable"),
             None => {
                 json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null})
             }
         };
-        let k = self.district_kpis.read().unwrap_or_else(|e| e.into_inner());
+        let k = crate::sync::read(&self.district_kpis);
         v["crowd"] = serde_json::to_value(&k.0).expect("serialisable");
         v["payments"] = serde_json::to_value(&k.1).expect("serialisable");
         v
@@ -266,7 +259,7 @@ mod tests {
     #[test]
     fn configured_fields_are_there_before_the_first_reading() {
         let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap());
-        let view = crate::io::demo::live_view(&Engine::new(config.clone()));
+        let view = crate::io::live_view(&Engine::new(config.clone()));
         let lots = view.lots_json();
         let lots = lots.as_array().unwrap();
         assert_eq!(lots.len(), config.lots.len());

@@ -4,7 +4,6 @@ use super::console::ConsolePrinter;
 use crate::config::Config;
 use crate::engine::{Disposition, Engine, InputMessage};
 use crate::http::LiveView;
-use crate::metrics::Metrics;
 use crate::model::InputTopic;
 use crate::output::Output;
 use crate::partitioner::partition_for;
@@ -40,40 +39,6 @@ pub struct DemoSummary {
 const TICK: Duration = Duration::from_millis(50);
 /// How often the HTTP view and gauges are refreshed from the engine.
 const VIEW_REFRESH: Duration = Duration::from_millis(250);
-
-/// Builds the engine's metrics and live view for a configuration.
-pub fn live_view(engine: &Engine) -> Arc<LiveView> {
-    let names: Vec<(InputTopic, String)> = InputTopic::ALL
-        .iter()
-        .chain([InputTopic::PaymentsByZone].iter())
-        .map(|t| (*t, engine.topic_name(*t).to_string()))
-        .collect();
-    let metrics = Arc::new(Metrics::new(engine.catalog(), &names));
-    Arc::new(LiveView::new(engine.catalog().clone(), metrics))
-}
-
-/// Copies the engine's live state into the view and gauges.
-pub fn refresh_view(engine: &Engine, view: &LiveView) {
-    for z in engine.zone_statuses() {
-        view.update_zone(z);
-    }
-    for (lot, t) in engine.lot_revenue() {
-        view.update_lot_revenue(&engine.catalog().lots[lot as usize].id, t.net_fen());
-    }
-    for a in engine.lot_snapshots() {
-        view.update_lot(a);
-    }
-    view.update_district(engine.district());
-    view.metrics
-        .set_payment_totals(engine.catalog(), &engine.payment_totals());
-    for (topic, n) in engine.dedup_evicted() {
-        view.metrics.set_dedup_evicted(engine.topic_name(topic), n);
-    }
-    for (topic, partition, wm) in engine.watermarks() {
-        view.metrics
-            .set_watermark(engine.topic_name(topic), partition, wm);
-    }
-}
 
 /// Runs the simulated district until `duration` passes or `shutdown` completes.
 pub async fn run(
@@ -126,10 +91,11 @@ pub async fn run(
                 Disposition::Duplicate => summary.duplicates += 1,
                 Disposition::Rejected(_) => summary.rejected += 1,
             }
-            view.metrics.count_input(engine.topic_name(m.topic), d);
+            view.metrics.input.count(engine.topic_name(m.topic), d);
             emit(&engine, &view, &mut printer, &mut summary, &out, opts.quiet)?;
             if !out.is_empty() {
                 view.metrics
+                    .runtime
                     .observe_latency(received.elapsed().as_secs_f64());
             }
         }
@@ -143,12 +109,12 @@ pub async fn run(
             printer.flush_sales(sim_now, settle)?;
         }
         if last_refresh.elapsed() >= VIEW_REFRESH {
-            refresh_view(&engine, &view);
+            super::refresh_view(&engine, &view);
             last_refresh = Instant::now();
         }
         summary.simulated_minutes = (sim_now - opts.sim.start_ms) as f64 / 60_000.0;
     }
-    refresh_view(&engine, &view);
+    super::refresh_view(&engine, &view);
     if !opts.quiet {
         printer.finish()?;
     }

@@ -1,9 +1,9 @@
 //! The configuration's entities as dense indices, for lookups on the hot path.
 
+use crate::config::area_to_centi;
 use crate::config::{Config, Detection, Thresholds};
-use crate::parking::forecast::Calendar;
-use crate::parking::OpeningHours;
 use crate::time::UtcOffset;
+use crate::time::{Calendar, OpeningHours};
 use foldhash::{HashMap, HashMapExt};
 
 /// Districts with more than 65,536 zones exist in simulation at least (issue
@@ -12,6 +12,11 @@ use foldhash::{HashMap, HashMapExt};
 pub type ZoneIx = u32;
 pub type LotIx = u16;
 pub type CategoryIx = u16;
+
+// The configuration's limits are what these indices can number.
+const _: () = assert!(ZoneIx::MAX as usize == crate::config::MAX_ZONES);
+const _: () = assert!(LotIx::MAX as usize == crate::config::MAX_LOTS);
+const _: () = assert!(CategoryIx::MAX as usize == crate::config::MAX_CATEGORIES);
 
 #[derive(Debug, Clone)]
 pub struct ZoneInfo {
@@ -42,14 +47,6 @@ impl LotInfo {
             Detection::Gate => "balancing",
         }
     }
-
-    /// The car park's position as a GeoJSON point (longitude, latitude).
-    pub fn location(&self) -> Option<crate::output::GeoPoint> {
-        Some(crate::output::GeoPoint {
-            kind: "Point",
-            coordinates: [self.lon?, self.lat?],
-        })
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,16 +74,6 @@ pub struct Catalog {
     /// Selling area in hundredths of m², per zone, and per zone and category.
     zone_area_centi: Vec<u64>,
     zone_category_area_centi: HashMap<(ZoneIx, CategoryIx), u64>,
-}
-
-/// m² with at most two decimals → hundredths of m², exactly; `None` otherwise.
-/// Areas divide money (sales per m²), so they are kept as integers too.
-pub fn area_to_centi(m2: f64) -> Option<u64> {
-    if !m2.is_finite() || !(0.0..=1e12).contains(&m2) {
-        return None;
-    }
-    let centi = (m2 * 100.0).round();
-    ((m2 * 100.0 - centi).abs() < 1e-6).then_some(centi as u64)
 }
 
 impl Catalog {

@@ -13,7 +13,8 @@ mod money;
 mod reject;
 mod topic;
 
-pub use catalog::{area_to_centi, Catalog, CategoryIx, LotIx, ZoneIx};
+pub use crate::config::area_to_centi;
+pub use catalog::{Catalog, CategoryIx, LotInfo, LotIx, ZoneInfo, ZoneIx};
 pub use decode::{decode, forwarded_lines};
 pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
 pub use keys::{LotKeys, ZoneKeys};

@@ -2,6 +2,8 @@
 //! stream adds a variant here, its decoder (`decode`), its operator
 //! (`engine::streams`) and its configured name (`config::TopicSettings`).
 
+use crate::config::TopicSettings;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InputTopic {
     CrowdCounts,
@@ -37,6 +39,19 @@ impl InputTopic {
             InputTopic::ParkingEvents => "parking.events",
             InputTopic::Payments => "payments",
             InputTopic::PaymentsByZone => "crowdpark.payments-by-zone",
+        }
+    }
+}
+
+impl InputTopic {
+    /// The topic's configured name.
+    pub fn name_in(self, topics: &TopicSettings) -> &str {
+        use InputTopic::*;
+        match self {
+            CrowdCounts => &topics.crowd_counts,
+            ParkingEvents => &topics.parking_events,
+            Payments => &topics.payments,
+            PaymentsByZone => &topics.payments_by_zone,
         }
     }
 }

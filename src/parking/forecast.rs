@@ -17,18 +17,14 @@
 //! Everything is in event time, and the profile is checkpointed with the car
 //! park, so a restored engine forecasts exactly as one that never stopped.
 
-use crate::time::UtcOffset;
-use std::collections::BTreeSet;
+use crate::time::calendar::{DAY_KINDS, HOLIDAY, SUNDAY};
+use crate::time::Calendar;
 
 /// The horizons published in every availability record, in minutes.
 pub const HORIZONS_MIN: [u32; 3] = [15, 30, 60];
 
 const SLOT_MIN: i64 = 15;
 const SLOTS_PER_DAY: usize = (24 * 60 / SLOT_MIN) as usize;
-/// Monday..Sunday, then public holidays.
-const DAY_KINDS: usize = 8;
-const HOLIDAY: usize = 7;
-const SUNDAY: usize = 6;
 
 /// Per-sample decay of a profile cell: a slot gets about 15 one-minute samples
 /// per week, so this gives each past week's occurrence a weight that halves every
@@ -42,62 +38,6 @@ const CELL_DECAY: f64 = 0.984_7;
 const DEVIATION_KEPT_PER_SLOT: f64 = 0.95;
 /// Weight of the trend against the profile at horizon `h` min: `exp(-h / this)`.
 const TREND_HORIZON_MIN: f64 = 5.0;
-
-/// Local calendar of the district: weekday and holiday of an instant.
-#[derive(Debug, Clone, Default)]
-pub struct Calendar {
-    offset_s: i64,
-    /// Local days since 1970-01-01 that are public holidays.
-    holidays: BTreeSet<i64>,
-}
-
-impl Calendar {
-    /// `holidays` as `YYYY-MM-DD` (validated by the configuration).
-    pub fn new(offset: UtcOffset, holidays: &[String]) -> Self {
-        let holidays = holidays
-            .iter()
-            .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .map(|d| {
-                d.signed_duration_since(chrono::NaiveDate::default())
-                    .num_days()
-            })
-            .collect();
-        Calendar {
-            offset_s: offset.seconds as i64,
-            holidays,
-        }
-    }
-
-    fn local_minutes(&self, ts_ms: i64) -> i64 {
-        (ts_ms.div_euclid(1000) + self.offset_s).div_euclid(60)
-    }
-
-    /// The kind of a local day (days since 1970-01-01): 0 = Monday … 6 =
-    /// Sunday, 7 = holiday.
-    fn kind(&self, day: i64) -> usize {
-        if self.holidays.contains(&day) {
-            HOLIDAY
-        } else {
-            // 1970-01-01 was a Thursday.
-            (day + 3).rem_euclid(7) as usize
-        }
-    }
-
-    /// The day kind and the minute of that local day.
-    fn day_and_minute(&self, ts_ms: i64) -> (usize, i64) {
-        let m = self.local_minutes(ts_ms);
-        (self.kind(m.div_euclid(1440)), m.rem_euclid(1440))
-    }
-
-    /// 0 = Monday … 6 = Sunday, holiday or not.
-    pub fn weekday(&self, ts_ms: i64) -> usize {
-        (self.local_minutes(ts_ms).div_euclid(1440) + 3).rem_euclid(7) as usize
-    }
-
-    pub fn is_holiday(&self, ts_ms: i64) -> bool {
-        self.day_and_minute(ts_ms).0 == HOLIDAY
-    }
-}
 
 /// One cell of the profile: an exponentially weighted mean of the share of
 /// spaces in use, as (weighted sum, weight); serialised as a pair.
@@ -145,7 +85,7 @@ impl Profile {
     /// The usual share in use at `ts`, interpolated between slot centres.
     pub fn expected(&self, cal: &Calendar, ts: i64) -> Option<f64> {
         // Position in slots since the epoch (local), measured from slot centres.
-        let local_min = (ts + cal.offset_s * 1000) as f64 / 60_000.0;
+        let local_min = (ts + cal.offset_ms()) as f64 / 60_000.0;
         let x = (local_min - SLOT_MIN as f64 / 2.0) / SLOT_MIN as f64;
         let first = x.floor() as i64;
         let at = |abs_slot: i64| {
@@ -200,6 +140,7 @@ pub fn used_in(profile: &Profile, cal: &Calendar, now: Now, minutes: u32) -> u32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::UtcOffset;
 
     fn cal() -> Calendar {
         Calendar::new(

@@ -4,13 +4,12 @@
 
 pub mod forecast;
 mod group;
-mod hours;
 pub(crate) mod lot;
 mod operator;
 pub mod recommend;
 mod slots;
 
+pub use crate::time::OpeningHours;
 pub use group::DistrictRollup;
-pub use hours::OpeningHours;
 pub use lot::{LotAnalytics, LotState};
 pub use operator::{ParkingOperator, ParkingParams};

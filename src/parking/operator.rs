@@ -365,7 +365,7 @@ fn availability(
         occupancy_trend: trend,
         occupancy_detection_type: info.detection_type(),
         observation_date_time: format_ts(lot.last_event_ts.max(i64::MIN + 1)),
-        location: info.location(),
+        location: crate::output::GeoPoint::of_lot(info),
         forecast: forecast(catalog, lot, profile, status, now),
         analytics: lot.analytics,
         observed_ms: lot.last_event_ts,

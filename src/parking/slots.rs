@@ -2,12 +2,31 @@
 //! per space (`slot/{car park}/{space}`), since a car park's 2,000 spaces
 //! would make one large record that changes with every reading.
 
-use super::lot::SlotReading;
 use crate::model::LotIx;
 use crate::state::{read, unknown_key, KeyFormat, RestoreError, StateRecord, Store};
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// `since` of a space first heard taken: when its car came is not known.
+pub const UNSEEN_ARRIVAL: i64 = i64::MIN;
+
+fn unseen_arrival() -> i64 {
+    UNSEEN_ARRIVAL
+}
+
+/// One space's last sensor reading. 24 bytes: the map entry, not this, dominates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlotReading {
+    pub ts: i64,
+    /// When the space last changed between free and taken: a departure's stay
+    /// is measured from it (a sensor's heartbeat repeats `ts`, not this).
+    #[serde(default = "unseen_arrival")]
+    pub since: i64,
+    pub occupied: bool,
+    /// False once the sensor has been silent longer than `slot_ttl`.
+    pub fresh: bool,
+}
 
 /// One car park's spaces; a reading set here is logged at the next checkpoint.
 #[derive(Debug, Clone, Default)]

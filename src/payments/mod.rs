@@ -3,8 +3,7 @@
 
 mod forward;
 mod operator;
-mod tally;
 
+pub use crate::output::Tally;
 pub use forward::PaymentForwarder;
 pub use operator::{PaymentsOperator, PaymentsParams};
-pub use tally::Tally;

@@ -12,7 +12,7 @@
 
 use super::{Expect, Rng, SimMessage};
 use crate::model::{Catalog, InputTopic};
-use crate::parking::forecast::Calendar;
+use crate::time::Calendar;
 use serde::Serialize;
 
 /// 2026-08-31T00:00:00+08:00, a Monday: five weeks from it take in the

@@ -5,13 +5,17 @@
 //! watermark passes its end plus the allowed lateness ("grace period"), and an event
 //! that would land only in final windows is *late*.
 
+pub mod calendar;
 mod dedup;
+mod hours;
 mod merged;
 mod offset;
 mod watermark;
 mod window;
 
+pub use calendar::Calendar;
 pub use dedup::Dedup;
+pub use hours::OpeningHours;
 pub use merged::MergedWatermark;
 pub use offset::{format_ts, UtcOffset};
 pub use watermark::{Leader, Watermark};

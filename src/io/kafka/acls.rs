@@ -44,8 +44,8 @@ pub fn grants(c: &Config) -> Vec<Grant> {
         why,
     };
     let mut out = Vec::new();
-    for input in [&t.crowd_counts, &t.parking_events, &t.payments] {
-        out.push(topic(input, &["Read"], "input"));
+    for input in crate::model::InputTopic::ALL {
+        out.push(topic(input.name_in(t), &["Read"], "input"));
     }
     for output in [
         &t.crowd_alerts,

@@ -2,6 +2,7 @@
 
 use super::client_config;
 use crate::config::Config;
+use crate::model::InputTopic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 use std::time::Duration;
@@ -33,20 +34,20 @@ pub fn topic_specs(c: &Config) -> Vec<TopicSpec> {
             ("segment.ms", "600000".to_string()),
         ],
     };
-    vec![
-        plain(&t.crowd_counts, t.input_partitions),
-        plain(&t.parking_events, t.input_partitions),
-        plain(&t.payments, t.input_partitions),
+    // The consumed topics, internal repartition topic included: same
+    // partition count as the inputs, and Java's partitioner, so the engine can
+    // route in process too.
+    let consumed = InputTopic::CONSUMED.map(|i| plain(i.name_in(t), t.input_partitions));
+    let mut specs = Vec::from(consumed);
+    specs.extend([
         plain(&t.crowd_alerts, t.output_partitions),
         plain(&t.crowd_density, t.output_partitions),
         compacted(&t.parking_availability, t.output_partitions),
         plain(&t.payments_stats, t.output_partitions),
         plain(&t.deadletter, t.output_partitions),
         compacted(&t.state, t.input_partitions),
-        // Internal: accepted payments keyed by zone. Same partition count as the
-        // inputs, and Java's partitioner, so the engine can route in process too.
-        plain(&t.payments_by_zone, t.input_partitions),
-    ]
+    ]);
+    specs
 }
 
 /// Creates every topic that does not exist yet. Returns one line per topic.

@@ -9,17 +9,10 @@
 //! for `/healthz` and `topics create`, and tells the two TLS failures apart by
 //! checking the broker's certificate itself.
 
+use super::tls_check::{examine, TlsSettings};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-/// The client settings a diagnosis needs (never a secret).
-#[derive(Debug, Default, Clone)]
-pub struct TlsSettings {
-    pub security_protocol: String,
-    pub ca_location: Option<String>,
-    pub verify_hostname: bool,
-}
 
 #[derive(Default)]
 struct State {
@@ -32,25 +25,12 @@ struct State {
 
 fn state() -> std::sync::MutexGuard<'static, State> {
     static STATE: OnceLock<Mutex<State>> = OnceLock::new();
-    STATE
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(STATE.get_or_init(Mutex::default))
 }
 
 /// Records the settings of this process's clients (from `kafka.client`).
 pub fn configure(client: &std::collections::BTreeMap<String, String>) {
-    let protocol = client
-        .get("security.protocol")
-        .map(|p| p.to_ascii_uppercase())
-        .unwrap_or_else(|| "PLAINTEXT".into());
-    state().settings = TlsSettings {
-        security_protocol: protocol,
-        ca_location: client.get("ssl.ca.location").cloned(),
-        verify_hostname: client
-            .get("ssl.endpoint.identification.algorithm")
-            .is_none_or(|a| a.eq_ignore_ascii_case("https")),
-    };
+    state().settings = TlsSettings::from_client(client);
 }
 
 /// The latest cause, if one was seen within `within`.
@@ -190,7 +170,7 @@ pub fn settled(within: Duration) -> Option<String> {
 fn examine_later(broker: String, settings: TlsSettings) {
     state().examined.insert(broker.clone(), String::new());
     std::thread::spawn(move || {
-        let found = format!("TLS: {}", super::tls_check::examine(&broker, &settings));
+        let found = format!("TLS: {}", examine(&broker, &settings));
         state().examined.insert(broker.clone(), found.clone());
         announce(&format!("{found} [broker {broker}]"));
     });

@@ -87,7 +87,7 @@ impl Health {
     }
 
     fn lock(&self) -> MutexGuard<'_, HealthState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Start-up is done; the progress clock starts now.
@@ -160,7 +160,7 @@ impl Health {
 
     fn publish(&self, view: &LiveView) {
         let stalled = self.lock().progress_at.elapsed().as_secs_f64();
-        view.metrics.set_seconds_since_progress(stalled);
+        view.metrics.runtime.set_seconds_since_progress(stalled);
         match self.verdict() {
             Some(reason) => view.set_health(false, &reason),
             None => view.set_health(true, ""),

@@ -49,7 +49,7 @@ pub struct SimulateSummary {
 
 pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<SimulateSummary> {
     let sink = KafkaSink::new(config, None)?;
-    let name = |t: InputTopic| config.topics.input(t);
+    let name = |t: InputTopic| t.name_in(&config.topics);
     let mut summary = SimulateSummary::default();
     let started = Instant::now();
     let mut last_progress = Instant::now();

@@ -46,7 +46,7 @@ impl ClientContext for DeliveryTracker {
 
 impl DeliveryTracker {
     fn failed(&self) -> std::sync::MutexGuard<'_, Vec<Failed>> {
-        self.failed.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.failed)
     }
 
     /// Puts records on the list to be sent again.
@@ -66,7 +66,7 @@ impl ProducerContext for DeliveryTracker {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, msg)) = result {
             if let Some(m) = &self.metrics {
-                m.delivery_error(msg.topic());
+                m.runtime.delivery_error(msg.topic());
             }
             self.keep([Failed {
                 topic: msg.topic().to_string(),

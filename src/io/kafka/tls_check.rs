@@ -1,10 +1,34 @@
 //! Examining a broker's TLS certificate ourselves, once, when librdkafka says
 //! only `certificate verify failed`: was it the CA, or the host name?
 
-use super::cause::TlsSettings;
 use openssl::ssl::{HandshakeError, SslConnector, SslMethod};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+/// The client settings a diagnosis needs (never a secret).
+#[derive(Debug, Default, Clone)]
+pub struct TlsSettings {
+    pub security_protocol: String,
+    pub ca_location: Option<String>,
+    pub verify_hostname: bool,
+}
+
+impl TlsSettings {
+    /// From the `kafka.client` properties.
+    pub fn from_client(client: &std::collections::BTreeMap<String, String>) -> Self {
+        let protocol = client
+            .get("security.protocol")
+            .map(|p| p.to_ascii_uppercase())
+            .unwrap_or_else(|| "PLAINTEXT".into());
+        TlsSettings {
+            security_protocol: protocol,
+            ca_location: client.get("ssl.ca.location").cloned(),
+            verify_hostname: client
+                .get("ssl.endpoint.identification.algorithm")
+                .is_none_or(|a| a.eq_ignore_ascii_case("https")),
+        }
+    }
+}
 
 /// A sentence saying why the certificate of `broker` (`host:port`) is refused
 /// with these settings.

@@ -151,7 +151,7 @@ impl Transactions {
     }
 
     fn sink(&self) -> RwLockReadGuard<'_, KafkaSink> {
-        self.sink.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.sink)
     }
 
     /// True while a failed transaction waits to be aborted (or its producer to
@@ -293,7 +293,7 @@ impl Transactions {
     /// old one left open. Refused when it happens too often.
     fn replace(&self) -> Result<(), TxnError> {
         {
-            let mut times = self.replaced_at.lock().unwrap_or_else(|p| p.into_inner());
+            let mut times = crate::sync::lock(&self.replaced_at);
             times.retain(|t| t.elapsed() < REPLACEMENT_WINDOW);
             if times.len() >= MAX_REPLACEMENTS {
                 return Err(TxnError::Fatal(format!(
@@ -312,12 +312,9 @@ impl Transactions {
             CALL_TIMEOUT,
         )
         .map_err(|e| TxnError::Abort(format!("replacing the producer: {e:#}")))?;
-        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *crate::sync::write(&self.sink) = fresh;
         self.failed_aborts.store(0, Ordering::Relaxed);
-        self.replaced_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Instant::now());
+        crate::sync::lock(&self.replaced_at).push(Instant::now());
         self.phase.store(IDLE, Ordering::Relaxed);
         tracing::warn!(id = %self.transactional_id, "transactional producer replaced");
         Ok(())

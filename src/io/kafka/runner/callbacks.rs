@@ -8,12 +8,15 @@ impl ClientContext for RunContext {
         for (topic, t) in &stats.topics {
             for (p, part) in &t.partitions {
                 if *p >= 0 && part.consumer_lag >= 0 {
-                    self.view.metrics.set_lag(topic, *p, part.consumer_lag);
+                    self.view
+                        .metrics
+                        .runtime
+                        .set_lag(topic, *p, part.consumer_lag);
                 }
             }
         }
         let up = crate::io::kafka::health::note_statistics(&stats);
-        self.view.metrics.set_broker_reachable(up);
+        self.view.metrics.runtime.set_broker_reachable(up);
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
@@ -31,7 +34,7 @@ impl ConsumerContext for RunContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
             self.view.set_ready(false);
-            let failed = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let failed = crate::sync::lock(&self.fatal).clone();
             let committed = match failed {
                 // Positions may be ahead of what was delivered: commit nothing,
                 // and let the next owner resume from the last checkpoint.
@@ -65,9 +68,10 @@ impl ConsumerContext for RunContext {
                 s.committed.remove(k);
                 self.view
                     .metrics
+                    .runtime
                     .forget_partition(self.topic_name(k.0), k.1);
             }
-            self.view.metrics.set_partitions_assigned(0);
+            self.view.metrics.runtime.set_partitions_assigned(0);
             tracing::info!(partitions = parts.len(), "partitions revoked");
         }
     }
@@ -85,7 +89,10 @@ impl ConsumerContext for RunContext {
                         tracing::error!(error = %e, "could not position restored partitions");
                     }
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
-                    self.view.metrics.set_partitions_assigned(parts.len());
+                    self.view
+                        .metrics
+                        .runtime
+                        .set_partitions_assigned(parts.len());
                     self.health.restore_failed(None);
                     self.view.set_ready(true);
                 }

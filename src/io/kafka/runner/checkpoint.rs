@@ -73,7 +73,7 @@ impl RunContext {
     }
 
     pub(super) fn in_flight_slot(&self) -> MutexGuard<'_, Option<InFlight>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.in_flight)
     }
 
     pub(super) fn committing_in_background(&self) -> bool {
@@ -186,26 +186,26 @@ pub(super) fn on_commit(
 ) -> anyhow::Result<()> {
     match r {
         Ok(Commit::Done) => {
-            view.metrics.commit("ok");
+            view.metrics.runtime.commit("ok");
             ctx.health.progress();
         }
         Ok(Commit::Nothing) => ctx.health.progress(),
         Ok(Commit::Started) => {}
         Ok(Commit::Deferred(e)) => {
             ctx.health.note_error(e.clone());
-            view.metrics.commit("deferred");
+            view.metrics.runtime.commit("deferred");
             crate::io::kafka::logs::warn("outputs not yet acknowledged; commit deferred", &e);
         }
         Err(TxnError::Fatal(e)) => anyhow::bail!(e),
         Err(TxnError::Retry(e)) => {
             ctx.health.note_error(e.clone());
-            view.metrics.commit("retry");
+            view.metrics.runtime.commit("retry");
             crate::io::kafka::logs::warn("commit not finished; holding until it is", &e);
             *last_recover = Instant::now();
         }
         Err(TxnError::Abort(e)) => {
             ctx.health.note_error(e.clone());
-            view.metrics.commit("aborted");
+            view.metrics.runtime.commit("aborted");
             crate::io::kafka::logs::warn("checkpoint transaction failed", &e);
             ctx.recover(consumer, REWIND_TRANSACTION_FAILED);
             *last_recover = Instant::now();

@@ -42,7 +42,7 @@ use super::{client_config, state_topic};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::engine::{Engine, InputMessage};
 use crate::http::LiveView;
-use crate::io::demo::refresh_view;
+use crate::io::refresh_view;
 use crate::metrics::{InputCounters, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
 use crate::model::InputTopic;
 use crate::output::{Output, OutputTopic};
@@ -156,11 +156,11 @@ struct RunContext {
 
 impl RunContext {
     fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.shared)
     }
 
     fn topic_name(&self, t: InputTopic) -> &str {
-        self.config.topics.input(t)
+        t.name_in(&self.config.topics)
     }
 
     fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {
@@ -184,7 +184,7 @@ impl RunContext {
     /// per partition counts (a later one was fetched before the seek).
     fn put_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
         {
-            let mut put_back = self.put_back.lock().unwrap_or_else(|p| p.into_inner());
+            let mut put_back = crate::sync::lock(&self.put_back);
             let key = (m.topic().to_string(), m.partition());
             match put_back.get(&key) {
                 Some(at) if *at <= m.offset() => return,
@@ -226,10 +226,7 @@ impl RunContext {
     /// Records why the run must stop (the first reason wins); the loop stops
     /// on it and the revoke callback then commits nothing.
     fn mark_failed(&self, e: String) {
-        self.fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(e);
+        crate::sync::lock(&self.fatal).get_or_insert(e);
     }
 
     /// Sends one output record where the processing guarantee says.
@@ -324,13 +321,8 @@ pub fn run(
     settings.push(("queued.max.messages.kbytes", &budget_kb));
     let consumer: BaseConsumer<RunContext> =
         client_config(&config, &settings).create_with_context(context)?;
-    let t = &config.topics;
-    consumer.subscribe(&[
-        &t.crowd_counts,
-        &t.parking_events,
-        &t.payments,
-        &t.payments_by_zone,
-    ])?;
+    let topics = InputTopic::CONSUMED.map(|t| t.name_in(&config.topics));
+    consumer.subscribe(&topics)?;
     tracing::info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -343,11 +335,9 @@ pub fn run(
     // Declared after the consumer, so dropped before it: an error return marks
     // the run failed before the consumer's close runs the revoke callback.
     let mut failing = FailOnDrop(Some(ctx.clone()));
-    let counters: Vec<(InputTopic, InputCounters)> = InputTopic::ALL
-        .iter()
-        .chain([&InputTopic::PaymentsByZone])
-        .map(|t| (*t, view.metrics.input_counters(ctx.topic_name(*t))))
-        .collect();
+    let counters: Vec<(InputTopic, InputCounters)> = InputTopic::CONSUMED
+        .map(|t| (t, view.metrics.input.counters(ctx.topic_name(t))))
+        .into();
     let mut clock = Clock::new();
     let mut out: Vec<Output> = Vec::new();
     // Every output is serialised into this one buffer, which librdkafka copies.
@@ -366,7 +356,7 @@ pub fn run(
     while !shutdown.load(Ordering::Relaxed) {
         if now.duration_since(last_view) >= VIEW_EVERY {
             // A fatal error set by a callback stops the run within this period.
-            if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if let Some(e) = crate::sync::lock(&ctx.fatal).clone() {
                 anyhow::bail!(e);
             }
             refresh_view(&ctx.lock().engine, &view);
@@ -386,7 +376,7 @@ pub fn run(
                 if ctx.txn.is_committing() {
                     match ctx.commit(&consumer) {
                         Ok(_) => {
-                            view.metrics.commit("ok");
+                            view.metrics.runtime.commit("ok");
                             ctx.health.progress();
                         }
                         Err(TxnError::Fatal(e)) => anyhow::bail!(e),
@@ -404,10 +394,7 @@ pub fn run(
         }
         if was_held {
             view.set_ready(true);
-            ctx.put_back
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            crate::sync::lock(&ctx.put_back).clear();
             was_held = false;
         }
         let polled = consumer.poll(POLL_TIMEOUT);
@@ -432,7 +419,7 @@ pub fn run(
                 let c = counters.iter().find(|(t, _)| *t == topic).map(|(_, c)| c);
                 s.engine.process_each(&msg, &mut out, |d| {
                     if let Some(c) = c {
-                        c.count(&view.metrics, d);
+                        c.count(&view.metrics.input, d);
                     }
                 });
                 s.positions.insert((topic, m.partition()), m.offset() + 1);
@@ -443,6 +430,7 @@ pub fn run(
                 publish(&mut s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
                 if !out.is_empty() {
                     view.metrics
+                        .runtime
                         .observe_latency(received.elapsed().as_secs_f64());
                 }
             }

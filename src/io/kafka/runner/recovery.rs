@@ -28,9 +28,9 @@ impl RunContext {
             Ok(n) => {
                 self.rewind_pending.store(false, Ordering::Relaxed);
                 self.health.restore_failed(None);
-                self.view.metrics.set_partitions_assigned(n);
+                self.view.metrics.runtime.set_partitions_assigned(n);
                 self.view.set_ready(true);
-                self.view.metrics.rewind(reason);
+                self.view.metrics.runtime.rewind(reason);
                 tracing::warn!(partitions = n, reason, "rewound to the last checkpoint");
                 true
             }
@@ -131,7 +131,7 @@ impl RunContext {
                     s.positions.insert((t, p), o);
                     s.committed.insert((t, p), o);
                 }
-                self.view.metrics.set_restore_time(
+                self.view.metrics.runtime.set_restore_time(
                     self.topic_name(t),
                     p,
                     started.elapsed().as_secs_f64(),

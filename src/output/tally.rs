@@ -1,7 +1,7 @@
 //! Counting money exactly.
 
+use super::PaymentFigures;
 use crate::model::format_fen;
-use crate::output::PaymentFigures;
 
 /// Sales and refunds of some scope, in fen. Addition is exact and commutative, so
 /// a window's figures do not depend on the order its payments arrived in.
