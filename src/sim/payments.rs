@@ -121,6 +121,18 @@ impl PaymentsSim {
                 ));
             }
         }
+        self.parking_fees(t0, t1, intensity, rng, out);
+    }
+
+    /// Parking fees paid at the car parks' machines, naming the car park.
+    fn parking_fees(
+        &mut self,
+        t0: i64,
+        t1: i64,
+        intensity: f64,
+        rng: &mut Rng,
+        out: &mut Vec<(InputTopic, String, i64, Vec<u8>)>,
+    ) {
         if self.lots.is_empty() || self.zones.is_empty() {
             return;
         }

@@ -47,6 +47,22 @@ pub struct SimulateSummary {
     pub topics: BTreeMap<String, TopicCounts>,
 }
 
+impl SimulateSummary {
+    /// Counts a message sent, by what the engine should make of it.
+    fn record(&mut self, topic: &str, m: &SimMessage) {
+        self.sent += 1;
+        self.first_ts = Some(self.first_ts.map_or(m.ts_ms, |t| t.min(m.ts_ms)));
+        self.last_ts = Some(self.last_ts.map_or(m.ts_ms, |t| t.max(m.ts_ms)));
+        let c = self.topics.entry(topic.to_string()).or_default();
+        c.sent += 1;
+        match m.expect {
+            Expect::Accept => c.accept += 1,
+            Expect::Duplicate => c.duplicate += 1,
+            Expect::Reject(r) => *c.reject.entry(r.as_str().to_string()).or_insert(0) += 1,
+        }
+    }
+}
+
 pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<SimulateSummary> {
     let sink = KafkaSink::new(config, None)?;
     let name = |t: InputTopic| t.name_in(&config.topics);
@@ -72,16 +88,7 @@ pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<Simul
             Some(m.key.as_bytes()),
             Some(&m.payload),
         )?;
-        summary.sent += 1;
-        summary.first_ts = Some(summary.first_ts.map_or(m.ts_ms, |t| t.min(m.ts_ms)));
-        summary.last_ts = Some(summary.last_ts.map_or(m.ts_ms, |t| t.max(m.ts_ms)));
-        let c = summary.topics.entry(name(m.topic).to_string()).or_default();
-        c.sent += 1;
-        match m.expect {
-            Expect::Accept => c.accept += 1,
-            Expect::Duplicate => c.duplicate += 1,
-            Expect::Reject(r) => *c.reject.entry(r.as_str().to_string()).or_insert(0) += 1,
-        }
+        summary.record(name(m.topic), &m);
         if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
             let secs = started.elapsed().as_secs_f64();
             let _ = writeln!(

@@ -42,15 +42,39 @@ pub enum TxnError {
     /// The commit did not finish in time (the broker is away); nothing may be
     /// sent until `commit` is called again and succeeds.
     #[error("transaction commit not finished yet: {0}")]
-    Retry(String),
+    Retry(#[source] Cause),
     /// Nothing was committed and the transaction must be aborted; the in-memory
     /// state is then ahead of the changelog and must be rewound.
     #[error("transaction must be aborted: {0}")]
-    Abort(String),
+    Abort(#[source] Cause),
     /// The producer cannot go on: fenced by another instance with the same id,
     /// too often to be outages. The process must stop.
     #[error("transactional producer failed for good: {0}")]
-    Fatal(String),
+    Fatal(#[source] Cause),
+}
+
+/// What went wrong underneath a [`TxnError`]: a client error, kept whole
+/// with its code, or a reason of the engine's own.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Reason(String),
+}
+
+impl From<String> for Cause {
+    fn from(reason: String) -> Self {
+        Cause::Reason(reason)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(reason: &str) -> Self {
+        Cause::Reason(reason.to_string())
+    }
 }
 
 const IDLE: u8 = 0;
@@ -79,13 +103,13 @@ pub struct Transactions {
 /// (call again).
 fn classify(e: KafkaError) -> TxnError {
     match &e {
-        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(e.to_string()),
-        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort(e.to_string()),
-        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retry(e.to_string()),
+        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(e.into()),
+        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort(e.into()),
+        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retry(e.into()),
         // rdkafka flushes before committing; a flush that times out leaves the
         // transaction open, to be committed by the next call.
-        KafkaError::Flush(_) => TxnError::Retry(e.to_string()),
-        _ => TxnError::Abort(e.to_string()),
+        KafkaError::Flush(_) => TxnError::Retry(e.into()),
+        _ => TxnError::Abort(e.into()),
     }
 }
 
@@ -199,7 +223,7 @@ impl Transactions {
         self.begin()?;
         self.sink()
             .send(topic, partition, key, payload)
-            .map_err(|e| self.failed(TxnError::Abort(e.to_string())))
+            .map_err(|e| self.failed(TxnError::Abort(e.into())))
     }
 
     /// Adds `offsets` and commits everything sent since `begin`. After a
@@ -226,9 +250,9 @@ impl Transactions {
         // A record that failed delivery inside a committed transaction is an
         // error librdkafka reports by failing the commit; this is a second guard.
         if let Err(SinkError::Undelivered { count, last }) = sink.take_failed() {
-            return Err(self.failed(TxnError::Abort(format!(
-                "{count} record(s) undelivered: {last}"
-            ))));
+            return Err(self.failed(TxnError::Abort(
+                format!("{count} record(s) undelivered: {last}").into(),
+            )));
         }
         self.phase.store(IDLE, Ordering::Relaxed);
         Ok(())
@@ -296,13 +320,16 @@ impl Transactions {
             let mut times = crate::sync::lock(&self.replaced_at);
             times.retain(|t| t.elapsed() < REPLACEMENT_WINDOW);
             if times.len() >= MAX_REPLACEMENTS {
-                return Err(TxnError::Fatal(format!(
-                    "the transactional producer was fenced {MAX_REPLACEMENTS} times in {} s: \
-                     another running instance probably uses instance id `{}`; give each \
-                     instance its own `kafka.instance_id`",
-                    REPLACEMENT_WINDOW.as_secs(),
-                    self.transactional_id
-                )));
+                return Err(TxnError::Fatal(
+                    format!(
+                        "the transactional producer was fenced {MAX_REPLACEMENTS} times in {} s: \
+                         another running instance probably uses instance id `{}`; give each \
+                         instance its own `kafka.instance_id`",
+                        REPLACEMENT_WINDOW.as_secs(),
+                        self.transactional_id
+                    )
+                    .into(),
+                ));
             }
         }
         let fresh = registered_producer(
@@ -311,7 +338,7 @@ impl Transactions {
             &self.transactional_id,
             CALL_TIMEOUT,
         )
-        .map_err(|e| TxnError::Abort(format!("replacing the producer: {e:#}")))?;
+        .map_err(|e| TxnError::Abort(format!("replacing the producer: {e:#}").into()))?;
         *crate::sync::write(&self.sink) = fresh;
         self.failed_aborts.store(0, Ordering::Relaxed);
         crate::sync::lock(&self.replaced_at).push(Instant::now());

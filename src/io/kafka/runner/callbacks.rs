@@ -41,7 +41,7 @@ impl ConsumerContext for RunContext {
                 Some(e) => {
                     tracing::warn!(error = %e, "not committing revoked partitions after an error");
                     let _ = self.settle(true);
-                    Err(TxnError::Abort(e))
+                    Err(TxnError::Abort(e.into()))
                 }
                 None => self.commit(consumer),
             };
@@ -55,7 +55,7 @@ impl ConsumerContext for RunContext {
                     // Their state is dropped below, so aborting is the whole
                     // recovery; if the broker is away, the loop aborts later.
                     if let Err(TxnError::Fatal(e)) = self.txn.abort() {
-                        self.set_fatal(e);
+                        self.set_fatal(e.to_string());
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! committed in place (exactly-once) or on a thread of its own (at-least-once).
 
 use super::*;
+use crate::io::kafka::txn::Cause;
 
 /// What a commit attempt did.
 pub(super) enum Commit {
@@ -12,13 +13,20 @@ pub(super) enum Commit {
     Started,
     /// At-least-once outputs were not all acknowledged in time; nothing was
     /// written, and the next interval tries again.
-    Deferred(String),
+    Deferred(Cause),
 }
 
 /// A checkpoint written into the open transaction, with what its commit needs.
 pub(super) struct Ready {
     offsets: TopicPartitionList,
     group: ConsumerGroupMetadata,
+}
+
+/// What preparing a checkpoint came to: one ready to commit, or a reason
+/// there is nothing to commit now (`Nothing`, `Deferred`).
+pub(super) enum Prepared {
+    Ready(Ready),
+    Skip(Commit),
 }
 
 /// A commit running on its own thread (at-least-once mode).
@@ -37,8 +45,8 @@ impl RunContext {
             return Err(TxnError::Fatal(e));
         }
         let ready = match self.prepare(consumer)? {
-            Ok(ready) => ready,
-            Err(not) => return Ok(not),
+            Prepared::Ready(ready) => ready,
+            Prepared::Skip(not) => return Ok(not),
         };
         self.txn.commit(&ready.offsets, &ready.group)?;
         self.committed();
@@ -57,14 +65,16 @@ impl RunContext {
         consumer: &BaseConsumer<RunContext>,
     ) -> Result<Commit, TxnError> {
         let ready = match self.prepare(consumer)? {
-            Ok(ready) => ready,
-            Err(not) => return Ok(not),
+            Prepared::Ready(ready) => ready,
+            Prepared::Skip(not) => return Ok(not),
         };
         let txn = self.txn.clone();
         let handle = std::thread::Builder::new()
             .name("crowdpark-commit".into())
             .spawn(move || txn.commit(&ready.offsets, &ready.group))
-            .map_err(|e| TxnError::Abort(format!("could not start the commit thread: {e}")))?;
+            .map_err(|e| {
+                TxnError::Abort(format!("could not start the commit thread: {e}").into())
+            })?;
         *self.in_flight_slot() = Some(InFlight {
             handle,
             started: Instant::now(),
@@ -116,12 +126,11 @@ impl RunContext {
     }
 
     /// Steps 1 and 2 up to the commit itself: outputs acknowledged (at least
-    /// once), the changed state written into the transaction. `Err` says why
-    /// there is nothing to commit.
+    /// once), the changed state written into the transaction.
     pub(super) fn prepare(
         &self,
         consumer: &BaseConsumer<RunContext>,
-    ) -> Result<Result<Ready, Commit>, TxnError> {
+    ) -> Result<Prepared, TxnError> {
         let mut s = self.lock();
         if self.txn.must_abort() {
             return Err(TxnError::Abort("an earlier transaction failed".into()));
@@ -136,14 +145,14 @@ impl RunContext {
                 .iter()
                 .any(|(k, v)| s.committed.get(k) != Some(v));
             if !moved && !self.txn.is_open() {
-                return Ok(Err(Commit::Nothing));
+                return Ok(Prepared::Skip(Commit::Nothing));
             }
             // The state about to be checkpointed has forwarded these payments.
             let s = &mut *s;
             send_batches(&s.engine, self, &mut s.batches)?;
             if let Some(d) = &self.direct {
                 if let Err(e) = d.flush(FLUSH_TIMEOUT) {
-                    return Ok(Err(Commit::Deferred(e.to_string())));
+                    return Ok(Prepared::Skip(Commit::Deferred(e.into())));
                 }
             }
             let state_topic = state_topic(&self.config).to_string();
@@ -163,7 +172,7 @@ impl RunContext {
             for ((topic, p), pos) in &s.positions {
                 offsets
                     .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
-                    .map_err(|e| TxnError::Abort(e.to_string()))?;
+                    .map_err(|e| TxnError::Abort(e.into()))?;
             }
             s.txn_positions = Some(s.positions.clone());
             offsets
@@ -171,7 +180,7 @@ impl RunContext {
         let group = consumer
             .group_metadata()
             .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
-        Ok(Ok(Ready { offsets, group }))
+        Ok(Prepared::Ready(Ready { offsets, group }))
     }
 }
 
@@ -192,19 +201,19 @@ pub(super) fn on_commit(
         Ok(Commit::Nothing) => ctx.health.progress(),
         Ok(Commit::Started) => {}
         Ok(Commit::Deferred(e)) => {
-            ctx.health.note_error(e.clone());
+            ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("deferred");
             crate::io::kafka::logs::warn("outputs not yet acknowledged; commit deferred", &e);
         }
         Err(TxnError::Fatal(e)) => anyhow::bail!(e),
         Err(TxnError::Retry(e)) => {
-            ctx.health.note_error(e.clone());
+            ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("retry");
             crate::io::kafka::logs::warn("commit not finished; holding until it is", &e);
             *last_recover = Instant::now();
         }
         Err(TxnError::Abort(e)) => {
-            ctx.health.note_error(e.clone());
+            ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("aborted");
             crate::io::kafka::logs::warn("checkpoint transaction failed", &e);
             ctx.recover(consumer, REWIND_TRANSACTION_FAILED);

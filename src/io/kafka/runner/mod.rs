@@ -29,6 +29,8 @@
 
 mod callbacks;
 mod checkpoint;
+mod context;
+mod poll;
 mod publish;
 mod recovery;
 
@@ -47,6 +49,8 @@ use crate::metrics::{InputCounters, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FA
 use crate::model::InputTopic;
 use crate::output::{Output, OutputTopic};
 use checkpoint::{on_commit, Commit, InFlight};
+use context::{RunContext, Shared};
+use poll::PollLoop;
 use publish::{on_send_error, publish, send_batches};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
@@ -114,138 +118,6 @@ pub struct RunSummary {
     pub commits: u64,
 }
 
-/// Engine and positions, shared between the poll loop and the rebalance
-/// callbacks (which run inside `poll`, on the same thread, so the lock is never
-/// contended; it exists because librdkafka calls back through `&self`).
-struct Shared {
-    engine: Engine,
-    /// Next offset to commit per input partition.
-    positions: BTreeMap<(InputTopic, i32), i64>,
-    committed: BTreeMap<(InputTopic, i32), i64>,
-    summary: RunSummary,
-    /// Re-keyed payments not yet sent to the repartition topic.
-    batches: RepartitionBatches,
-    /// The positions the open transaction's checkpoint reflects, from when it
-    /// was written (processing may have moved on since, during a background
-    /// commit).
-    txn_positions: Option<BTreeMap<(InputTopic, i32), i64>>,
-}
-
-struct RunContext {
-    config: Arc<Config>,
-    shared: Mutex<Shared>,
-    /// Carries every checkpoint, and the outputs too in exactly-once mode.
-    txn: Arc<Transactions>,
-    /// The background commit, if one is running or finished unseen.
-    in_flight: Mutex<Option<InFlight>>,
-    /// At-least-once mode: the outputs' own idempotent producer.
-    direct: Option<KafkaSink>,
-    view: Arc<LiveView>,
-    state_partitions: i32,
-    /// The changelog topic's `max.message.bytes`, or the producer's if lower:
-    /// no state record may be larger.
-    state_max_bytes: usize,
-    health: Arc<Health>,
-    /// A rewind failed half-way; processing holds until one succeeds.
-    rewind_pending: AtomicBool,
-    /// Where each partition was sought back to while held.
-    put_back: Mutex<BTreeMap<(String, i32), i64>>,
-    /// Set by a callback that hit an unrecoverable error; the loop stops on it.
-    fatal: Mutex<Option<String>>,
-}
-
-impl RunContext {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
-        crate::sync::lock(&self.shared)
-    }
-
-    fn topic_name(&self, t: InputTopic) -> &str {
-        t.name_in(&self.config.topics)
-    }
-
-    fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {
-        let s = self.lock();
-        tpl.elements()
-            .iter()
-            .filter_map(|e| Some((s.engine.input_topic(e.topic())?, e.partition())))
-            .collect()
-    }
-
-    /// True while processing must hold: a commit waits to be retried, or a
-    /// transaction failed and the state has not been rewound yet.
-    fn held(&self) -> bool {
-        self.txn.is_committing()
-            || self.txn.must_abort()
-            || self.rewind_pending.load(Ordering::Relaxed)
-    }
-
-    /// While held, a message that still arrives is put back: its partition is
-    /// sought to it, so it is read again once processing resumes. Only the first
-    /// per partition counts (a later one was fetched before the seek).
-    fn put_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
-        {
-            let mut put_back = crate::sync::lock(&self.put_back);
-            let key = (m.topic().to_string(), m.partition());
-            match put_back.get(&key) {
-                Some(at) if *at <= m.offset() => return,
-                _ => put_back.insert(key, m.offset()),
-            };
-        }
-        if let Err(e) = consumer.seek(
-            m.topic(),
-            m.partition(),
-            Offset::Offset(m.offset()),
-            Duration::from_secs(10),
-        ) {
-            super::logs::warn("could not put a message back; the rewind will", &e);
-            self.rewind_pending.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Refuses a changelog record the topic would refuse: retrying it could
-    /// only fail again, so the run stops with the reason instead of rewinding
-    /// forever. (Values are split to fit; only an absurd key can get here.)
-    fn fits_changelog(&self, r: &crate::state::StateRecord) -> Result<(), TxnError> {
-        let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
-        if size <= self.state_max_bytes {
-            return Ok(());
-        }
-        let shown: String = r.key.chars().take(120).collect();
-        Err(TxnError::Fatal(format!(
-            "state record `{shown}` is {size} bytes, more than the {} bytes `{}` and its producer take (max.message.bytes)",
-            self.state_max_bytes,
-            state_topic(&self.config)
-        )))
-    }
-
-    fn set_fatal(&self, e: String) {
-        tracing::error!(error = %e, "stopping");
-        self.mark_failed(e);
-    }
-
-    /// Records why the run must stop (the first reason wins); the loop stops
-    /// on it and the revoke callback then commits nothing.
-    fn mark_failed(&self, e: String) {
-        crate::sync::lock(&self.fatal).get_or_insert(e);
-    }
-
-    /// Sends one output record where the processing guarantee says.
-    fn send_output(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<(), TxnError> {
-        match &self.direct {
-            Some(d) => d
-                .send(topic, partition, Some(key), Some(value))
-                .map_err(|e| TxnError::Fatal(e.to_string())),
-            None => self.txn.send(topic, partition, Some(key), Some(value)),
-        }
-    }
-}
-
 /// Consumer settings: manual commits only (offsets go into the checkpoint's
 /// transaction), start from the beginning of a topic the group never read,
 /// read only committed records (the repartition topic is transactional in
@@ -274,21 +146,40 @@ pub fn run(
     view: Arc<LiveView>,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
-    let exactly_once = config.kafka.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
     let health = Arc::new(Health::new(config.kafka.unhealthy_after.as_duration()));
     // Stops with the run, whichever way it ends.
     let _watcher = health.watch(view.clone());
+    let Some(consumer) = start(&config, &view, &health, &shutdown)? else {
+        tracing::info!("stopped while waiting for the broker");
+        return Ok(RunSummary::default());
+    };
+    let ctx = consumer.context().clone();
+    // Declared after the consumer, so dropped before it: an error return marks
+    // the run failed before the consumer's close runs the revoke callback.
+    let mut failing = FailOnDrop(Some(ctx.clone()));
+    PollLoop::new(&ctx, &view).run(&consumer, &shutdown)?;
+    let summary = finish(&ctx, &consumer, &view)?;
+    failing.0 = None;
+    Ok(summary)
+}
+
+/// Connects, registers the transactional producer, and subscribes a consumer
+/// whose context holds the engine; `None` if stopped while waiting.
+fn start(
+    config: &Arc<Config>,
+    view: &Arc<LiveView>,
+    health: &Arc<Health>,
+    shutdown: &AtomicBool,
+) -> anyhow::Result<Option<BaseConsumer<RunContext>>> {
     let Some(Connected {
         direct,
         txn,
         state_partitions,
         state_max_bytes,
-    }) = connect(&config, &view.metrics, &health, &shutdown)?
+    }) = connect(config, &view.metrics, health, shutdown)?
     else {
-        tracing::info!("stopped while waiting for the broker");
-        return Ok(RunSummary::default());
+        return Ok(None);
     };
-    let transactional_id = config.kafka.transactional_id();
     let mut engine = Engine::new(config.clone());
     engine.enable_checkpoints();
     engine.repartition_through_kafka();
@@ -320,161 +211,28 @@ pub fn run(
     settings.push(("group.id", config.kafka.group_id.as_str()));
     settings.push(("queued.max.messages.kbytes", &budget_kb));
     let consumer: BaseConsumer<RunContext> =
-        client_config(&config, &settings).create_with_context(context)?;
+        client_config(config, &settings).create_with_context(context)?;
     let topics = InputTopic::CONSUMED.map(|t| t.name_in(&config.topics));
     consumer.subscribe(&topics)?;
     tracing::info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
-        transactional_id,
+        transactional_id = config.kafka.transactional_id(),
         guarantee = ?config.kafka.processing_guarantee,
         "consuming"
     );
+    Ok(Some(consumer))
+}
 
-    let ctx = consumer.context().clone();
-    // Declared after the consumer, so dropped before it: an error return marks
-    // the run failed before the consumer's close runs the revoke callback.
-    let mut failing = FailOnDrop(Some(ctx.clone()));
-    let counters: Vec<(InputTopic, InputCounters)> = InputTopic::CONSUMED
-        .map(|t| (t, view.metrics.input.counters(ctx.topic_name(t))))
-        .into();
-    let mut clock = Clock::new();
-    let mut out: Vec<Output> = Vec::new();
-    // Every output is serialised into this one buffer, which librdkafka copies.
-    let mut json: Vec<u8> = Vec::new();
-    let (mut last_tick, mut last_view, mut last_commit, mut last_recover) = (
-        Instant::now(),
-        Instant::now(),
-        Instant::now(),
-        Instant::now(),
-    );
-    let commit_every = config.kafka.commit_interval.as_duration();
-    let mut was_held = false;
-    // One clock read per loop, taken when poll returns: it times the message's
-    // receipt and then the periodic work, this pass's and the next one's.
-    let mut now = Instant::now();
-    while !shutdown.load(Ordering::Relaxed) {
-        if now.duration_since(last_view) >= VIEW_EVERY {
-            // A fatal error set by a callback stops the run within this period.
-            if let Some(e) = crate::sync::lock(&ctx.fatal).clone() {
-                anyhow::bail!(e);
-            }
-            refresh_view(&ctx.lock().engine, &view);
-            clock = Clock::new();
-            last_view = now;
-        }
-        if ctx.held() {
-            if !was_held {
-                // Not serving fresh results while held (`/readyz` 503).
-                view.set_ready(false);
-            }
-            was_held = true;
-            if let Some(Ok(m)) = consumer.poll(POLL_TIMEOUT) {
-                ctx.put_back(&consumer, &m);
-            }
-            if last_recover.elapsed() >= RECOVER_EVERY {
-                if ctx.txn.is_committing() {
-                    match ctx.commit(&consumer) {
-                        Ok(_) => {
-                            view.metrics.runtime.commit("ok");
-                            ctx.health.progress();
-                        }
-                        Err(TxnError::Fatal(e)) => anyhow::bail!(e),
-                        Err(e) => super::logs::warn("commit still not finished", &e),
-                    }
-                } else if ctx.txn.must_abort() {
-                    ctx.recover(&consumer, REWIND_TRANSACTION_FAILED);
-                } else {
-                    ctx.recover(&consumer, REWIND_RESTORE_FAILED);
-                }
-                last_recover = Instant::now();
-            }
-            now = Instant::now();
-            continue;
-        }
-        if was_held {
-            view.set_ready(true);
-            crate::sync::lock(&ctx.put_back).clear();
-            was_held = false;
-        }
-        let polled = consumer.poll(POLL_TIMEOUT);
-        now = Instant::now();
-        match polled {
-            Some(Ok(m)) => {
-                let received = now;
-                let mut guard = ctx.lock();
-                let s = &mut *guard;
-                let Some(topic) = s.engine.input_topic(m.topic()) else {
-                    continue;
-                };
-                let msg = InputMessage {
-                    topic,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key(),
-                    payload: m.payload().unwrap_or(&[]),
-                    wall_ms: clock.wall_ms(received),
-                };
-                out.clear();
-                let c = counters.iter().find(|(t, _)| *t == topic).map(|(_, c)| c);
-                s.engine.process_each(&msg, &mut out, |d| {
-                    if let Some(c) = c {
-                        c.count(&view.metrics.input, d);
-                    }
-                });
-                s.positions.insert((topic, m.partition()), m.offset() + 1);
-                // Input messages only; the internal repartition topic is not input.
-                if topic != InputTopic::PaymentsByZone {
-                    s.summary.consumed += 1;
-                }
-                publish(&mut s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
-                if !out.is_empty() {
-                    view.metrics
-                        .runtime
-                        .observe_latency(received.elapsed().as_secs_f64());
-                }
-            }
-            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                anyhow::bail!("the consumer failed for good: {code}");
-            }
-            Some(Err(e)) => {
-                super::logs::warn("consumer error", &e);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            None => {}
-        }
-        if now.duration_since(last_tick) >= TICK_EVERY && !ctx.held() {
-            let mut guard = ctx.lock();
-            let s = &mut *guard;
-            out.clear();
-            s.engine.tick(clock.wall_ms(now), &mut out);
-            publish(&mut s.engine, &ctx, &view, &mut s.batches, &mut json, &out)?;
-            if let Err(e) = send_batches(&s.engine, &ctx, &mut s.batches) {
-                on_send_error(e)?;
-            }
-            drop(guard);
-            if let Some(r) = ctx.settle(false) {
-                let r = r.map(|()| Commit::Done);
-                on_commit(&ctx, &consumer, &view, r, &mut last_recover)?;
-            }
-            last_tick = now;
-        }
-        if now.duration_since(last_commit) >= commit_every
-            && !ctx.held()
-            && !ctx.committing_in_background()
-        {
-            let r = if exactly_once {
-                ctx.commit(&consumer)
-            } else {
-                ctx.commit_in_background(&consumer)
-            };
-            on_commit(&ctx, &consumer, &view, r, &mut last_recover)?;
-            last_commit = Instant::now();
-        }
-    }
+/// The last checkpoint and commit, then leaving the group.
+fn finish(
+    ctx: &RunContext,
+    consumer: &BaseConsumer<RunContext>,
+    view: &LiveView,
+) -> anyhow::Result<RunSummary> {
     tracing::info!("stopping: final checkpoint and commit");
     view.set_ready(false);
-    match ctx.commit(&consumer) {
+    match ctx.commit(consumer) {
         Ok(Commit::Deferred(e))
         | Err(TxnError::Abort(e))
         | Err(TxnError::Retry(e))
@@ -490,9 +248,7 @@ pub fn run(
     if let Some(d) = &ctx.direct {
         d.flush(FLUSH_TIMEOUT)?;
     }
-    let summary = ctx.lock().summary.clone();
-    failing.0 = None;
-    Ok(summary)
+    Ok(ctx.lock().summary.clone())
 }
 
 /// Marks the run failed when dropped armed (any error return), so that closing

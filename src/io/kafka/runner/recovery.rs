@@ -13,7 +13,7 @@ impl RunContext {
         match self.txn.abort() {
             Ok(()) => {}
             Err(TxnError::Fatal(e)) => {
-                self.set_fatal(e);
+                self.set_fatal(e.to_string());
                 return false;
             }
             Err(e @ (TxnError::Abort(_) | TxnError::Retry(_))) => {

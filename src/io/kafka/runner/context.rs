@@ -1,0 +1,139 @@
+//! What the poll loop and librdkafka's callbacks share: the engine with its
+//! positions, the transaction, and the flags that hold processing.
+
+use super::*;
+
+/// Engine and positions, shared between the poll loop and the rebalance
+/// callbacks (which run inside `poll`, on the same thread, so the lock is never
+/// contended; it exists because librdkafka calls back through `&self`).
+pub(super) struct Shared {
+    pub(super) engine: Engine,
+    /// Next offset to commit per input partition.
+    pub(super) positions: BTreeMap<(InputTopic, i32), i64>,
+    pub(super) committed: BTreeMap<(InputTopic, i32), i64>,
+    pub(super) summary: RunSummary,
+    /// Re-keyed payments not yet sent to the repartition topic.
+    pub(super) batches: RepartitionBatches,
+    /// The positions the open transaction's checkpoint reflects, from when it
+    /// was written (processing may have moved on since, during a background
+    /// commit).
+    pub(super) txn_positions: Option<BTreeMap<(InputTopic, i32), i64>>,
+}
+
+pub(super) struct RunContext {
+    pub(super) config: Arc<Config>,
+    pub(super) shared: Mutex<Shared>,
+    /// Carries every checkpoint, and the outputs too in exactly-once mode.
+    pub(super) txn: Arc<Transactions>,
+    /// The background commit, if one is running or finished unseen.
+    pub(super) in_flight: Mutex<Option<InFlight>>,
+    /// At-least-once mode: the outputs' own idempotent producer.
+    pub(super) direct: Option<KafkaSink>,
+    pub(super) view: Arc<LiveView>,
+    pub(super) state_partitions: i32,
+    /// The changelog topic's `max.message.bytes`, or the producer's if lower:
+    /// no state record may be larger.
+    pub(super) state_max_bytes: usize,
+    pub(super) health: Arc<Health>,
+    /// A rewind failed half-way; processing holds until one succeeds.
+    pub(super) rewind_pending: AtomicBool,
+    /// Where each partition was sought back to while held.
+    pub(super) put_back: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Set by a callback that hit an unrecoverable error; the loop stops on it.
+    pub(super) fatal: Mutex<Option<String>>,
+}
+
+impl RunContext {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
+        crate::sync::lock(&self.shared)
+    }
+
+    pub(super) fn topic_name(&self, t: InputTopic) -> &str {
+        t.name_in(&self.config.topics)
+    }
+
+    pub(super) fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {
+        let s = self.lock();
+        tpl.elements()
+            .iter()
+            .filter_map(|e| Some((s.engine.input_topic(e.topic())?, e.partition())))
+            .collect()
+    }
+
+    /// True while processing must hold: a commit waits to be retried, or a
+    /// transaction failed and the state has not been rewound yet.
+    pub(super) fn held(&self) -> bool {
+        self.txn.is_committing()
+            || self.txn.must_abort()
+            || self.rewind_pending.load(Ordering::Relaxed)
+    }
+
+    /// While held, a message that still arrives is put back: its partition is
+    /// sought to it, so it is read again once processing resumes. Only the first
+    /// per partition counts (a later one was fetched before the seek).
+    pub(super) fn put_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
+        {
+            let mut put_back = crate::sync::lock(&self.put_back);
+            let key = (m.topic().to_string(), m.partition());
+            match put_back.get(&key) {
+                Some(at) if *at <= m.offset() => return,
+                _ => put_back.insert(key, m.offset()),
+            };
+        }
+        if let Err(e) = consumer.seek(
+            m.topic(),
+            m.partition(),
+            Offset::Offset(m.offset()),
+            Duration::from_secs(10),
+        ) {
+            crate::io::kafka::logs::warn("could not put a message back; the rewind will", &e);
+            self.rewind_pending.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Refuses a changelog record the topic would refuse: retrying it could
+    /// only fail again, so the run stops with the reason instead of rewinding
+    /// forever. (Values are split to fit; only an absurd key can get here.)
+    pub(super) fn fits_changelog(&self, r: &crate::state::StateRecord) -> Result<(), TxnError> {
+        let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+        if size <= self.state_max_bytes {
+            return Ok(());
+        }
+        let shown: String = r.key.chars().take(120).collect();
+        Err(TxnError::Fatal(
+            format!(
+                "state record `{shown}` is {size} bytes, more than the {} bytes `{}` and its producer take (max.message.bytes)",
+                self.state_max_bytes,
+                state_topic(&self.config)
+            )
+            .into(),
+        ))
+    }
+
+    pub(super) fn set_fatal(&self, e: String) {
+        tracing::error!(error = %e, "stopping");
+        self.mark_failed(e);
+    }
+
+    /// Records why the run must stop (the first reason wins); the loop stops
+    /// on it and the revoke callback then commits nothing.
+    pub(super) fn mark_failed(&self, e: String) {
+        crate::sync::lock(&self.fatal).get_or_insert(e);
+    }
+
+    /// Sends one output record where the processing guarantee says.
+    pub(super) fn send_output(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), TxnError> {
+        match &self.direct {
+            Some(d) => d
+                .send(topic, partition, Some(key), Some(value))
+                .map_err(|e| TxnError::Fatal(e.into())),
+            None => self.txn.send(topic, partition, Some(key), Some(value)),
+        }
+    }
+}
