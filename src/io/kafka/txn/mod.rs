@@ -356,3 +356,6 @@ impl std::fmt::Debug for Transactions {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
