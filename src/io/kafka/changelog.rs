@@ -10,6 +10,22 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Why a changelog partition could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("changelog reader: {0}")]
+    Reader(#[source] KafkaError),
+    #[error("changelog {topic}/{partition}: {source}")]
+    Read {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("changelog {topic}/{partition} not read to its end within 300 s")]
+    TimedOut { topic: String, partition: i32 },
+}
+
 /// The restore consumer's context: the end-of-partition event it waits for is
 /// also reported as a client "error", which is not one.
 pub struct ChangelogReader;
@@ -35,7 +51,12 @@ pub fn read_changelog(
     reader: &BaseConsumer<ChangelogReader>,
     topic: &str,
     partition: i32,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
+) -> Result<BTreeMap<String, Vec<u8>>, ChangelogError> {
+    let failed = |source: KafkaError| ChangelogError::Read {
+        topic: topic.to_string(),
+        partition,
+        source,
+    };
     // Right after the topic is created, or while its leader moves, the broker
     // may not know the partition's leader yet: ask again for a while.
     let asked = Instant::now();
@@ -46,7 +67,7 @@ pub fn read_changelog(
                 tracing::debug!(error = %e, topic, partition, "changelog offsets not known yet");
                 std::thread::sleep(Duration::from_millis(250));
             }
-            Err(e) => return Err(format!("changelog {topic}/{partition}: {e}")),
+            Err(e) => return Err(failed(e)),
         }
     };
     let mut records = BTreeMap::new();
@@ -55,8 +76,8 @@ pub fn read_changelog(
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(|e| e.to_string())?;
-    reader.assign(&tpl).map_err(|e| e.to_string())?;
+        .map_err(failed)?;
+    reader.assign(&tpl).map_err(failed)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         match reader.poll(Duration::from_millis(500)) {
@@ -74,22 +95,23 @@ pub fn read_changelog(
             }
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
             Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => return Err(format!("reading changelog {topic}/{partition}: {e}")),
+            Some(Err(e)) => return Err(failed(e)),
             None if Instant::now() > deadline => {
-                return Err(format!(
-                    "changelog {topic}/{partition} not read to its end within 300 s"
-                ))
+                return Err(ChangelogError::TimedOut {
+                    topic: topic.to_string(),
+                    partition,
+                })
             }
             None => {}
         }
     }
-    reader.unassign().map_err(|e| e.to_string())?;
+    reader.unassign().map_err(failed)?;
     Ok(records)
 }
 
 /// A consumer for [`read_changelog`]: `read_committed`, so checkpoints that
 /// were not committed (a crash mid-checkpoint) are never read.
-pub fn changelog_reader(config: &Config) -> Result<BaseConsumer<ChangelogReader>, String> {
+pub fn changelog_reader(config: &Config) -> Result<BaseConsumer<ChangelogReader>, ChangelogError> {
     client_config(
         config,
         &[
@@ -107,5 +129,5 @@ pub fn changelog_reader(config: &Config) -> Result<BaseConsumer<ChangelogReader>
         ],
     )
     .create_with_context(ChangelogReader)
-    .map_err(|e| format!("changelog reader: {e}"))
+    .map_err(ChangelogError::Reader)
 }

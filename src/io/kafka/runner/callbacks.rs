@@ -100,7 +100,7 @@ impl ConsumerContext for RunContext {
                     // Keep the partitions (nobody else would process them) and
                     // hold; the loop retries the restore every second.
                     tracing::error!(error = %e, "state restore failed; holding and retrying");
-                    self.health.restore_failed(Some(e));
+                    self.health.restore_failed(Some(e.to_string()));
                     self.rewind_pending.store(true, Ordering::Relaxed);
                 }
             }

@@ -2,6 +2,28 @@
 //! partition to its last checkpoint, restored from the changelog.
 
 use super::*;
+use crate::io::kafka::changelog::ChangelogError;
+use crate::state::RestoreError;
+
+/// Why partitions could not be put back to their last checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RewindError {
+    #[error("reading the assignment: {0}")]
+    Assignment(#[source] KafkaError),
+    #[error(transparent)]
+    Changelog(#[from] ChangelogError),
+    #[error("restoring {topic}/{partition}: {source}")]
+    Restore {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: RestoreError,
+    },
+    #[error("reading committed offsets: {0}")]
+    Committed(#[source] KafkaError),
+    #[error("seeking back: {0}")]
+    Seek(#[source] KafkaError),
+}
 
 impl RunContext {
     /// After a failed transaction: abort it and rewind every assigned partition
@@ -43,8 +65,8 @@ impl RunContext {
         }
     }
 
-    pub(super) fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, String> {
-        let assignment = consumer.assignment().map_err(|e| e.to_string())?;
+    pub(super) fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, RewindError> {
+        let assignment = consumer.assignment().map_err(RewindError::Assignment)?;
         let parts = self.input_partitions(&assignment);
         {
             let mut s = self.lock();
@@ -61,7 +83,7 @@ impl RunContext {
         let seek = self.resume_positions(consumer, &restored)?;
         consumer
             .seek_partitions(seek, Duration::from_secs(10))
-            .map_err(|e| format!("seeking back: {e}"))?;
+            .map_err(RewindError::Seek)?;
         Ok(parts.len())
     }
 
@@ -72,7 +94,7 @@ impl RunContext {
         &self,
         consumer: &BaseConsumer<RunContext>,
         restored: &[(InputTopic, i32, Option<i64>)],
-    ) -> Result<TopicPartitionList, String> {
+    ) -> Result<TopicPartitionList, RewindError> {
         let mut unknown = TopicPartitionList::new();
         for (t, p, offset) in restored {
             if offset.is_none() {
@@ -82,7 +104,7 @@ impl RunContext {
         let committed = if unknown.count() > 0 {
             consumer
                 .committed_offsets(unknown, Duration::from_secs(30))
-                .map_err(|e| format!("reading committed offsets: {e}"))?
+                .map_err(RewindError::Committed)?
         } else {
             unknown
         };
@@ -97,7 +119,7 @@ impl RunContext {
                 },
             };
             seek.add_partition_offset(name, *p, o)
-                .map_err(|e| e.to_string())?;
+                .map_err(RewindError::Seek)?;
         }
         Ok(seek)
     }
@@ -107,7 +129,7 @@ impl RunContext {
     pub(super) fn restore(
         &self,
         parts: &[(InputTopic, i32)],
-    ) -> Result<Vec<(InputTopic, i32, Option<i64>)>, String> {
+    ) -> Result<Vec<(InputTopic, i32, Option<i64>)>, RewindError> {
         let mut by_changelog: BTreeMap<i32, Vec<(InputTopic, i32)>> = BTreeMap::new();
         for (t, p) in parts {
             by_changelog
@@ -125,7 +147,11 @@ impl RunContext {
             for (t, p) in inputs {
                 s.engine
                     .restore_partition(t, p, &records, wall_ms())
-                    .map_err(|e| format!("restoring {}/{p}: {e}", self.topic_name(t)))?;
+                    .map_err(|source| RewindError::Restore {
+                        topic: self.topic_name(t).to_string(),
+                        partition: p,
+                        source,
+                    })?;
                 let offset = s.engine.next_offset(t, p);
                 if let Some(o) = offset {
                     s.positions.insert((t, p), o);
