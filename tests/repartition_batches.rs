@@ -51,10 +51,11 @@ fn batch_forwarded(
     batches: &mut RepartitionBatches,
     forwarded: &mut u64,
 ) -> Vec<(i32, Vec<u8>)> {
-    let mut full = Vec::new();
-    for f in engine.take_forwarded() {
+    let (mut full, mut made) = (Vec::new(), Vec::new());
+    engine.take_forwarded_into(&mut made);
+    for f in &made {
         *forwarded += u64::from(f.record.txn_id.is_some());
-        full.extend(batches.add(&f));
+        full.extend(batches.add(f));
     }
     full
 }

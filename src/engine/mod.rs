@@ -63,7 +63,7 @@ pub struct Engine {
     /// Dedup evictions of partitions no longer held (see `dedup_evicted`).
     evicted_retired: BTreeMap<InputTopic, u64>,
     /// Re-keyed records made since the caller last took them (see
-    /// [`take_forwarded`](Self::take_forwarded)); empty when routed in process.
+    /// [`take_forwarded_into`](Self::take_forwarded_into)); empty when routed in process.
     forwarded: Vec<Forwarded>,
 }
 
@@ -153,15 +153,17 @@ impl Engine {
     }
 
     /// Keeps re-keyed payments for the caller to publish to the repartition
-    /// topic ([`take_forwarded`](Self::take_forwarded)), whose partitions come
+    /// topic ([`take_forwarded_into`](Self::take_forwarded_into)), whose partitions come
     /// back as input (the Kafka runner). By default they are routed in process.
     pub fn repartition_through_kafka(&mut self) {
         self.inline_repartition = false;
     }
 
-    /// The re-keyed records made since the last call, in the order made.
-    pub fn take_forwarded(&mut self) -> Vec<Forwarded> {
-        std::mem::take(&mut self.forwarded)
+    /// Replaces `into` with the re-keyed records made since the last call, in
+    /// the order made (the two buffers swap, so neither allocates again).
+    pub fn take_forwarded_into(&mut self, into: &mut Vec<Forwarded>) {
+        into.clear();
+        std::mem::swap(&mut self.forwarded, into);
     }
 
     /// Refuses input messages not keyed by their entity (`key_mismatch`).

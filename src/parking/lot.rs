@@ -79,12 +79,12 @@ impl LotState {
             fresh,
         };
         self.integrate_to(ts);
-        match slots.get(slot) {
-            Some(old) => {
-                if old.ts > ts {
+        match slots.entry(slot) {
+            Some(held) => {
+                let before = held.reading();
+                if before.ts > ts {
                     return Ok(());
                 }
-                let before = *old;
                 if before.occupied == occupied {
                     reading.since = before.since;
                 } else if occupied {
@@ -93,7 +93,7 @@ impl LotState {
                     self.analytics.stays += 1;
                     self.analytics.stay_ms += ts - before.since;
                 }
-                slots.set(slot, reading);
+                held.set(reading);
                 self.uncount(before);
             }
             None => {

@@ -40,6 +40,11 @@ impl SlotTable {
         self.readings.get(slot).map(|(r, _)| r)
     }
 
+    /// The held reading of `slot`, to replace in one lookup.
+    pub fn entry(&mut self, slot: &str) -> Option<SlotEntry<'_>> {
+        self.readings.get_mut(slot).map(|held| SlotEntry { held })
+    }
+
     pub fn set(&mut self, slot: &str, reading: SlotReading) {
         match self.readings.get_mut(slot) {
             Some(held) => *held = (reading, true),
@@ -68,6 +73,21 @@ impl SlotTable {
                 *changed = true;
             }
         }
+    }
+}
+
+/// A held reading; replacing it logs it.
+pub struct SlotEntry<'a> {
+    held: &'a mut (SlotReading, bool),
+}
+
+impl SlotEntry<'_> {
+    pub fn reading(&self) -> SlotReading {
+        self.held.0
+    }
+
+    pub fn set(self, reading: SlotReading) {
+        *self.held = (reading, true);
     }
 }
 

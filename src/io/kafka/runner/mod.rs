@@ -47,11 +47,11 @@ use crate::http::LiveView;
 use crate::io::refresh_view;
 use crate::metrics::{InputCounters, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
 use crate::model::InputTopic;
-use crate::output::{Output, OutputTopic};
+use crate::output::{Forwarded, Output, OutputTopic};
 use checkpoint::{on_commit, Commit, InFlight};
 use context::{RunContext, Shared};
 use poll::PollLoop;
-use publish::{on_send_error, publish, send_batches};
+use publish::{on_send_error, publish, send_batches, Buffers};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,

@@ -10,8 +10,7 @@ pub(super) struct PollLoop<'a> {
     counters: Vec<(InputTopic, InputCounters)>,
     clock: Clock,
     out: Vec<Output>,
-    /// Every output is serialised into this one buffer, which librdkafka copies.
-    json: Vec<u8>,
+    bufs: Buffers,
     last_tick: Instant,
     last_view: Instant,
     last_commit: Instant,
@@ -31,7 +30,7 @@ impl<'a> PollLoop<'a> {
             counters,
             clock: Clock::new(),
             out: Vec::new(),
-            json: Vec::new(),
+            bufs: Buffers::default(),
             last_tick: now,
             last_view: now,
             last_commit: now,
@@ -170,9 +169,8 @@ impl<'a> PollLoop<'a> {
         if topic != InputTopic::PaymentsByZone {
             s.summary.consumed += 1;
         }
-        let (out, json) = (&self.out, &mut self.json);
-        publish(&mut s.engine, ctx, view, &mut s.batches, json, out)?;
-        if !out.is_empty() {
+        let (out, bufs) = (&self.out, &mut self.bufs);
+        if publish(&mut s.engine, ctx, view, &mut s.batches, bufs, out)? {
             view.metrics
                 .runtime
                 .observe_latency(received.elapsed().as_secs_f64());
@@ -188,8 +186,8 @@ impl<'a> PollLoop<'a> {
         let s = &mut *guard;
         self.out.clear();
         s.engine.tick(self.clock.wall_ms(now), &mut self.out);
-        let (out, json) = (&self.out, &mut self.json);
-        publish(&mut s.engine, ctx, view, &mut s.batches, json, out)?;
+        let (out, bufs) = (&self.out, &mut self.bufs);
+        publish(&mut s.engine, ctx, view, &mut s.batches, bufs, out)?;
         if let Err(e) = send_batches(&s.engine, ctx, &mut s.batches) {
             on_send_error(e)?;
         }

@@ -3,37 +3,50 @@
 
 use super::*;
 
+/// Buffers the loop reuses for every message.
+#[derive(Default)]
+pub(super) struct Buffers {
+    /// Every output is serialised into this one buffer, which librdkafka copies.
+    pub json: Vec<u8>,
+    /// The re-keyed payments the engine made for the message.
+    pub forwarded: Vec<Forwarded>,
+}
+
 /// Sends outputs to their topics (re-keyed payments into their batch) and to
-/// the local view. A failed send inside a transaction marks it for abort (the
-/// loop then rewinds); only a fatal producer error stops the run.
+/// the local view; true when the message caused anything to send. A failed
+/// send inside a transaction marks it for abort (the loop then rewinds); only
+/// a fatal producer error stops the run.
 pub(super) fn publish(
     engine: &mut Engine,
     ctx: &RunContext,
     view: &LiveView,
     batches: &mut RepartitionBatches,
-    json: &mut Vec<u8>,
+    bufs: &mut Buffers,
     out: &[Output],
-) -> anyhow::Result<()> {
-    for f in engine.take_forwarded() {
-        if let Some((p, batch)) = batches.add(&f) {
+) -> anyhow::Result<bool> {
+    engine.take_forwarded_into(&mut bufs.forwarded);
+    for f in &bufs.forwarded {
+        if let Some((p, batch)) = batches.add(f) {
             if let Err(e) = send_batch(engine, ctx, p, &batch) {
-                return on_send_error(e);
+                on_send_error(e)?;
+                return Ok(true);
             }
         }
     }
     if out.is_empty() {
-        return Ok(());
+        return Ok(!bufs.forwarded.is_empty());
     }
     for o in out {
-        json.clear();
-        o.write_json(json);
+        bufs.json.clear();
+        o.write_json(&mut bufs.json);
         let topic = engine.output_topic_name(o.topic());
-        if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), json) {
-            return on_send_error(e);
+        if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), &bufs.json) {
+            on_send_error(e)?;
+            return Ok(true);
         }
     }
     crate::io::publish_local(engine, view, out);
-    Ok(())
+    Ok(true)
 }
 
 /// A send that failed: inside a transaction it is aborted and rewound by the
