@@ -131,5 +131,5 @@ pub(super) fn demo(a: DemoArgs) -> ExitCode {
         },
         quiet: a.quiet,
     };
-    runtime().block_on(run_demo(cfg, opts))
+    runtime().block_on(run_demo(cfg, opts, a.hold))
 }

@@ -72,6 +72,10 @@ pub struct DemoArgs {
     /// Print only the banner and the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// After `--duration`, keep serving the last state (HTTP API and the
+    /// district view) until Ctrl-C, for a look or a screenshot.
+    #[arg(long, requires = "duration")]
+    pub hold: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -143,7 +143,7 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime can be built")
 }
 
-pub(super) async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
+pub(super) async fn run_demo(cfg: Config, opts: DemoOptions, hold: bool) -> ExitCode {
     let config = Arc::new(cfg);
     let engine = Engine::new(config.clone());
     let view = crate::io::live_view(&engine);
@@ -160,12 +160,16 @@ pub(super) async fn run_demo(cfg: Config, opts: DemoOptions) -> ExitCode {
         opts.speed
     );
     println!(
-        "HTTP on {url}  (/metrics /healthz /readyz /api/v1/zones /api/v1/lots /api/v1/stream)"
+        "HTTP on {url}  (open {url}/ for the district view; /api/v1/zones /api/v1/lots /api/v1/stream /metrics /healthz)"
     );
     println!("Ctrl-C stops.");
     let (stop_http, server) = spawn_http(listener, view.clone(), http_settings);
     // SIGTERM (docker stop, systemd) is Ctrl-C: stop and print the summary.
     let result = demo::run(config.clone(), view, engine, opts, termination()).await;
+    if hold && result.is_ok() {
+        println!("holding the last state on {url}; Ctrl-C stops.");
+        termination().await;
+    }
     let _ = stop_http.send(());
     let _ = server.await;
     match result {

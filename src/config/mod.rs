@@ -365,6 +365,10 @@ pub struct Zone {
     /// Starting occupancy for zones counted only by gates.
     #[serde(default)]
     pub baseline: u32,
+    /// Where the zone is (its centre, in degrees), for the district map and
+    /// as a destination for car park recommendations.
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
 }
 
 fn default_zone_kind() -> ZoneKind {

@@ -227,6 +227,7 @@ fn zones(c: &Config) -> Result<(), ConfigError> {
         if let Some(t) = &z.thresholds {
             check_thresholds(&format!("zones[{i}].thresholds"), t)?;
         }
+        check_position(&format!("zones[{i}]"), z.lat, z.lon)?;
     }
     Ok(())
 }
@@ -244,12 +245,7 @@ fn lots(c: &Config) -> Result<(), ConfigError> {
         if let Err(e) = OpeningHours::parse(&l.opening_hours) {
             return err(format!("lots[{i}].opening_hours"), e);
         }
-        if l.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
-            return err(format!("lots[{i}].lat"), "must be within -90..90".into());
-        }
-        if l.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
-            return err(format!("lots[{i}].lon"), "must be within -180..180".into());
-        }
+        check_position(&format!("lots[{i}]"), l.lat, l.lon)?;
     }
     Ok(())
 }
@@ -299,6 +295,23 @@ fn kafka(c: &Config) -> Result<(), ConfigError> {
             "kafka.max_buffered_mb".into(),
             format!("{} is not between 1 and 2048", k.max_buffered_mb),
         );
+    }
+    Ok(())
+}
+
+/// A position is both coordinates or neither, each within its range.
+fn check_position(key: &str, lat: Option<f64>, lon: Option<f64>) -> Result<(), ConfigError> {
+    if lat.is_some() != lon.is_some() {
+        return err(
+            key.into(),
+            "lat and lon go together: set both or neither".into(),
+        );
+    }
+    if lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+        return err(format!("{key}.lat"), "must be within -90..90".into());
+    }
+    if lon.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+        return err(format!("{key}.lon"), "must be within -180..180".into());
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! The HTTP API (contract §6): metrics, health, zones, car parks and a live stream.
+//! The HTTP API (contract §6): the district view at `/`, metrics, health,
+//! zones, car parks, alerts, sales and a live stream.
 
 mod auth;
 mod server;
+mod ui;
 mod view;
 
 pub use server::{Limits, ServerSettings};
@@ -29,6 +31,9 @@ use tokio_stream::StreamExt;
 
 pub fn router(view: Arc<LiveView>) -> Router {
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::app))
+        .route("/ui/style.css", get(ui::style))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -46,6 +51,14 @@ pub fn router(view: Arc<LiveView>) -> Router {
         .route(
             "/api/v1/district",
             get(|State(v): State<Arc<LiveView>>| async move { Json(v.district_json()) }),
+        )
+        .route(
+            "/api/v1/alerts",
+            get(|State(v): State<Arc<LiveView>>| async move { Json(v.alerts_json()) }),
+        )
+        .route(
+            "/api/v1/sales",
+            get(|State(v): State<Arc<LiveView>>| async move { Json(v.sales_json()) }),
         )
         .route("/api/v1/stream", get(stream))
         .fallback(|| async { not_found("no such path; see /api/v1/zones, /api/v1/lots, /metrics") })

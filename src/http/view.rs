@@ -7,11 +7,14 @@
 use crate::crowd::ZoneStatus;
 use crate::metrics::Metrics;
 use crate::model::Catalog;
-use crate::output::{Availability, DistrictRecord, DistrictScope, Output, ParkingGroup};
+use crate::output::{
+    Availability, CrowdAlert, DistrictRecord, DistrictScope, Output, ParkingGroup, PaymentStats,
+};
 use crate::parking::recommend::Candidate;
 use crate::parking::LotAnalytics;
 use dashmap::DashMap;
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
@@ -22,6 +25,10 @@ pub struct StreamEvent {
     pub event: &'static str,
     pub data: String,
 }
+
+/// How many alerts `/api/v1/alerts` keeps: a page opened after an alert
+/// still shows it, and memory stays bounded.
+pub const RECENT_ALERTS: usize = 50;
 
 pub struct LiveView {
     pub catalog: Arc<Catalog>,
@@ -34,6 +41,10 @@ pub struct LiveView {
     /// The latest district KPI records: crowd window, payments window.
     district_kpis: RwLock<(Option<DistrictRecord>, Option<DistrictRecord>)>,
     stream: broadcast::Sender<StreamEvent>,
+    /// The latest alerts, newest last, at most `RECENT_ALERTS`.
+    recent_alerts: RwLock<VecDeque<CrowdAlert>>,
+    /// The latest closed payments window of each zone.
+    sales: DashMap<String, PaymentStats>,
     ready: AtomicBool,
     healthy: AtomicBool,
     unhealthy_reason: RwLock<String>,
@@ -50,6 +61,8 @@ impl LiveView {
             district: RwLock::new(None),
             district_kpis: RwLock::new((None, None)),
             stream: broadcast::channel(4096).0,
+            recent_alerts: RwLock::new(VecDeque::with_capacity(RECENT_ALERTS)),
+            sales: DashMap::new(),
             ready: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             unhealthy_reason: RwLock::new(String::new()),
@@ -85,9 +98,20 @@ impl LiveView {
     pub fn publish(&self, outputs: &[Output]) {
         for o in outputs {
             let event = match o {
-                Output::Alert(_) => "alert",
+                Output::Alert(a) => {
+                    let mut recent = crate::sync::write(&self.recent_alerts);
+                    if recent.len() == RECENT_ALERTS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(a.clone());
+                    "alert"
+                }
                 Output::Availability(_) | Output::Group(_) => "availability",
                 Output::District(_) => "district",
+                Output::Payments(p) => {
+                    self.sales.insert(p.zone.clone(), p.clone());
+                    "sales"
+                }
                 _ => continue,
             };
             if let Output::Availability(a) = o {
@@ -140,7 +164,7 @@ impl LiveView {
     /// without data yet shows `null` figures, never a reassuring green.
     pub fn zone_json(&self, id: &str) -> Option<Value> {
         let ix = self.catalog.zone(id)?;
-        Some(match self.zones.get(id) {
+        let mut v = match self.zones.get(id) {
             Some(z) => serde_json::to_value(&*z).expect("serialisable"),
             None => {
                 let info = &self.catalog.zones[ix as usize];
@@ -151,7 +175,42 @@ impl LiveView {
                     "forecast_red_in_s": null, "observation_date_time": null,
                 })
             }
-        })
+        };
+        let position = self.catalog.zones[ix as usize].position;
+        v["lat"] = json!(position.map(|p| p.0));
+        v["lon"] = json!(position.map(|p| p.1));
+        Some(v)
+    }
+
+    /// The latest alerts, newest first.
+    pub fn alerts_json(&self) -> Value {
+        let recent = crate::sync::read(&self.recent_alerts);
+        Value::Array(
+            recent
+                .iter()
+                .rev()
+                .map(|a| serde_json::to_value(a).expect("serialisable"))
+                .collect(),
+        )
+    }
+
+    /// The latest closed payments window of every configured zone (`null`
+    /// before one has closed), and the district's.
+    pub fn sales_json(&self) -> Value {
+        let zones: Vec<Value> = self
+            .catalog
+            .zones
+            .iter()
+            .map(|z| {
+                let window = self
+                    .sales
+                    .get(&z.id)
+                    .map(|p| serde_json::to_value(&*p).expect("serialisable"));
+                json!({"zone": z.id, "name": z.name, "window": window})
+            })
+            .collect();
+        let district = crate::sync::read(&self.district_kpis).1.clone();
+        json!({"zones": zones, "district": district})
     }
 
     pub fn zones_json(&self) -> Value {
@@ -229,6 +288,8 @@ impl LiveView {
         let k = crate::sync::read(&self.district_kpis);
         v["crowd"] = serde_json::to_value(&k.0).expect("serialisable");
         v["payments"] = serde_json::to_value(&k.1).expect("serialisable");
+        // For clients that show times as the district's clock shows them.
+        v["utc_offset_s"] = json!(self.catalog.utc_offset.seconds);
         v
     }
 }
@@ -278,5 +339,64 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The alerts a page opened late still shows are the newest 50, newest
+    /// first; the sales kept are one window per configured zone.
+    #[test]
+    fn recent_alerts_and_sales_are_bounded() {
+        use crate::output::{AlertKind, CrowdAlert, Level, Output, PaymentStats};
+        let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap());
+        let view = crate::io::live_view(&Engine::new(config.clone()));
+        let zone = config.zones[0].id.clone();
+        let alert = |i: i64| {
+            Output::Alert(CrowdAlert {
+                alert_id: format!("{zone}:{i}:red"),
+                zone: zone.clone(),
+                kind: AlertKind::Level,
+                level: Level::Red,
+                previous: Level::Yellow,
+                density: 3.6,
+                people: 1440,
+                area_m2: 400.0,
+                ts: crate::time::format_ts(i),
+                thresholds: config.crowd.thresholds,
+                red_in_s: None,
+                forecast_lead_s: None,
+                ts_ms: i,
+            })
+        };
+        view.publish(&(0..60).map(alert).collect::<Vec<_>>());
+        let alerts = view.alerts_json();
+        let ids: Vec<&str> = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["alert_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), super::RECENT_ALERTS);
+        assert_eq!(ids[0], format!("{zone}:59:red"), "newest first");
+        assert_eq!(ids[49], format!("{zone}:10:red"));
+
+        let window = |start: i64| {
+            Output::Payments(PaymentStats {
+                zone: zone.clone(),
+                window_start: crate::time::format_ts(start),
+                window_end: crate::time::format_ts(start + 300_000),
+                figures: crate::output::Tally::default().figures("CNY", 0),
+                by_category: Default::default(),
+                window_ms: (start, start + 300_000),
+                tally: Default::default(),
+            })
+        };
+        view.publish(&[window(0), window(300_000)]);
+        let sales = view.sales_json();
+        let zones = sales["zones"].as_array().unwrap();
+        assert_eq!(zones.len(), config.zones.len());
+        assert_eq!(
+            zones[0]["window"]["window_start"],
+            crate::time::format_ts(300_000)
+        );
+        assert!(zones[1]["window"].is_null(), "no window yet: {}", zones[1]);
     }
 }

@@ -25,6 +25,8 @@ pub struct ZoneInfo {
     pub area_m2: f64,
     pub thresholds: Thresholds,
     pub baseline: u32,
+    /// `(lat, lon)`, when configured.
+    pub position: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,7 @@ impl Catalog {
                 area_m2: z.area_m2,
                 thresholds: c.thresholds_for(z),
                 baseline: z.baseline,
+                position: z.lat.zip(z.lon),
             })
             .collect();
         let lots: Vec<LotInfo> = c

@@ -2,6 +2,7 @@
 //! and a tiny HTTP/1.1 GET over loopback (no client library needed).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod engine;
 pub mod kafka;
 pub mod scenario;
