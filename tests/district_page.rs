@@ -134,6 +134,15 @@ fn the_district_page_shows_what_the_engine_knows() {
     assert_eq!(shown, lots, "free spaces on the page and in /api/v1/lots");
     let alert = b.eval("document.querySelector('#alerts li.alert').textContent");
     assert!(alert.as_str().is_some_and(|a| a.contains(':')), "{alert}");
+    // Where to park for the first destination, arriving in 15 minutes.
+    b.eval("document.querySelector('#recommend button').click()");
+    b.wait_for(
+        "a recommendation",
+        "document.querySelectorAll('#recommendations li[data-lot]').length > 0",
+        Duration::from_secs(10),
+    );
+    let first = b.eval("document.querySelector('#recommendations li[data-lot]').dataset.lot");
+    assert!(lots.contains_key(first.as_str().unwrap()), "{first}");
     let age = b.eval("document.querySelector('#data-age').textContent");
     assert!(age.as_str().unwrap().starts_with("data observed"), "{age}");
     screenshot(&mut b, "district-1920x1080.png");

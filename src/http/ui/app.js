@@ -104,6 +104,13 @@ function projector() {
   return (lat, lon) => [x(lon), y(lat)];
 }
 
+// What the map says beside a car park's count when it is full, closed or
+// not known (the table says the rest).
+function lotFlag(status) {
+  const flags = { full: " FULL", closed: " closed", unknown: " ?" };
+  return flags[status] || (status ? "" : " ?");
+}
+
 // A zone's name short enough for the map: before any bracket, at most 22 characters.
 function shortName(name) {
   const n = name.split(" (")[0];
@@ -121,7 +128,7 @@ function renderMap() {
     const free = l.availableSpotNumber ?? "?";
     out += `<g class="lot" data-lot="${esc(l.id)}"><title>${esc(l.name)}: ${esc(free)} of ${esc(l.totalSpotNumber)} free, ${esc(l.status || "no data")}</title>` +
       `<rect x="${x - 8}" y="${y - 8}" width="16" height="16"></rect>` +
-      `<text x="${x + 12}" y="${y + 5}">P ${esc(free)}/${esc(l.totalSpotNumber)}</text></g>`;
+      `<text x="${x + 12}" y="${y + 5}">P ${esc(free)}/${esc(l.totalSpotNumber)}${lotFlag(l.status)}</text></g>`;
   }
   for (const z of state.zones) {
     if (z.lat == null) continue;
@@ -131,7 +138,7 @@ function renderMap() {
     const fc = z.forecast_red_in_s != null && lv !== "red" ? `<text class="forecast" x="${x}" y="${y - r - 6}" text-anchor="middle">red in ${Math.ceil(z.forecast_red_in_s / 60)} min</text>` : "";
     out += `<g class="zone" data-zone="${esc(z.id)}" data-level="${lv}"><title>${esc(z.name)}: ${levelText(lv)}</title>` +
       `<circle class="level-${lv}" cx="${x}" cy="${y}" r="${r}"></circle>` +
-      `<text class="zone-label" x="${x}" y="${y + r + 18}" text-anchor="middle"><tspan class="level level-${lv}">${levelText(lv)}</tspan>${z.density != null ? " " + num(z.density, 2) + "/m²" : ""}` +
+      `<text class="zone-label" x="${x}" y="${y + r + 18}" text-anchor="middle"><tspan class="level level-${lv}">${levelText(lv)}</tspan>${z.density != null ? ` ${num(z.density, 2)}/m² · ${z.people}` : ""}` +
       `<tspan class="zone-name" x="${x}" dy="18">${esc(shortName(z.name))}</tspan></text>${fc}</g>`;
   }
   svg.innerHTML = out;
