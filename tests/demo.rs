@@ -22,14 +22,7 @@ fn demo_tells_the_story_and_serves_the_api() {
         &[] as &[(&str, &str)],
     );
     let mut lines = Vec::new();
-    let http = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines)
-        .expect("banner with address");
-    let addr = http
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address in banner")
-        .to_string();
+    let addr = common::http_address(&rx, &mut lines);
 
     // Let the afternoon build up, then look at the API while it runs.
     wait_for_line(&rx, "RED ", Duration::from_secs(40), &mut lines)

@@ -39,14 +39,7 @@ fn held_demo() -> (common::ChildGuard, String) {
         &[] as &[(&str, &str)],
     );
     let mut lines = Vec::new();
-    let banner = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines)
-        .expect("banner with address");
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address in banner")
-        .to_string();
+    let addr = common::http_address(&rx, &mut lines);
     wait_for_line(
         &rx,
         "holding the last state",

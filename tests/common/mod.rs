@@ -83,6 +83,19 @@ pub fn wait_for_line(
     None
 }
 
+/// The `host:port` of the HTTP server, from the `HTTP on http://...` banner
+/// of `demo` and `run`.
+pub fn http_address(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    let banner = wait_for_line(rx, "HTTP on http://", Duration::from_secs(30), seen)
+        .expect("banner with address");
+    banner
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("address in banner")
+        .to_string()
+}
+
 /// `GET path` on `addr`; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
