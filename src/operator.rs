@@ -24,7 +24,6 @@ pub struct Input<'e, 'a> {
     pub id: Option<&'e str>,
     /// The partition's watermark before this event.
     pub watermark: i64,
-    pub partition: i32,
 }
 
 /// Where an operator's results go: records for the output topics, and
@@ -34,6 +33,13 @@ pub struct Input<'e, 'a> {
 pub struct Emit<'a> {
     pub records: &'a mut Vec<Output>,
     pub forwarded: &'a mut Vec<Forwarded>,
+}
+
+/// The refusal of an event of another topic's type. `decode` yields each
+/// topic's own event type; an operator refuses rather than panics should
+/// that ever not hold.
+pub fn foreign_event() -> Reject {
+    Reject::invalid("event type does not belong to this topic")
 }
 
 /// A stateful, deterministic operator of one input partition. It sees no

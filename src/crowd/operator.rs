@@ -5,7 +5,7 @@ pub use super::params::CrowdParams;
 use super::Level;
 use crate::config::Thresholds;
 use crate::model::{Catalog, CrowdEvent, CrowdReading, Event, Reject, ZoneIx, ZoneKeys};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{foreign_event, Emit, Input, Operator};
 use crate::output::{round3, DensityRecord, Output};
 use crate::state::{read, Cell, Json, KeyMap, Pairs, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowStore};
@@ -238,7 +238,7 @@ impl Operator for CrowdOperator {
     fn accept(&mut self, input: &Input<'_, '_>, _out: &mut Emit<'_>) -> Result<(), Reject> {
         match input.event {
             Event::Crowd(e) => CrowdOperator::accept(self, input.ts, e),
-            _ => Err(Reject::invalid("event type does not belong to this topic")),
+            _ => Err(foreign_event()),
         }
     }
 

@@ -137,7 +137,6 @@ impl Engine {
                 through_kafka,
             });
             let mut task = PartitionTask::new(&config.engine, op);
-            task.partition = partition;
             if stream.repartitioned {
                 task.merged = Some(MergedWatermark::new(
                     config.topics.input_partitions,

@@ -13,7 +13,6 @@ pub(crate) struct PartitionTask {
     pub op: Box<dyn Operator>,
     /// Offset of the next message: the input position this state reflects.
     pub next_offset: Option<i64>,
-    pub partition: i32,
     /// Stages fed through a repartition topic follow their upstreams' watermarks.
     pub merged: Option<MergedWatermark>,
     /// Which of this partition's changelog values are written in parts.
@@ -30,7 +29,6 @@ impl PartitionTask {
             dedup: Dedup::new(settings.dedup_horizon.as_ms(), settings.dedup_max_ids),
             op,
             next_offset: None,
-            partition: 0,
             merged: None,
             split: Splitter::default(),
         }
@@ -88,7 +86,6 @@ impl PartitionTask {
             event: &d.event,
             id: d.dedup_id.as_deref(),
             watermark: wm,
-            partition: self.partition,
         };
         self.op.accept(&input, out)?;
         if let Some(id) = &d.dedup_id {

@@ -5,7 +5,7 @@ use super::lot::{LotState, SWEEP_EVERY_MS};
 use super::slots::Slots;
 use crate::config::{Config, Detection};
 use crate::model::{Catalog, Event, LotIx, LotKeys, ParkingEvent, ParkingReading, Reject};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{foreign_event, Emit, Input, Operator};
 use crate::output::{round3, Availability, ForecastPoint, OccupancyTrend, Output, ParkingStatus};
 use crate::state::{Json, KeyMap, Stores};
 use crate::time::format_ts;
@@ -228,7 +228,7 @@ impl Operator for ParkingOperator {
             Event::Parking(e) => {
                 ParkingOperator::accept(self, input.ts, e, input.watermark, out.records)
             }
-            _ => Err(Reject::invalid("event type does not belong to this topic")),
+            _ => Err(foreign_event()),
         }
     }
 

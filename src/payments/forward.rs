@@ -8,7 +8,7 @@
 //! windowing stage owns. In process (demo, tests) the engine routes it directly.
 
 use crate::model::{Catalog, Event, Payment, Reject};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{foreign_event, Emit, Input, Operator};
 use crate::output::{ForwardRecord, Forwarded};
 use crate::payments::PaymentsParams;
 use crate::time::WindowSpec;
@@ -150,10 +150,10 @@ impl Operator for PaymentForwarder {
 
     fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject> {
         let Event::Payment(p) = input.event else {
-            return Err(Reject::invalid("event type does not belong to this topic"));
+            return Err(foreign_event());
         };
         let txn_id = input.id.unwrap_or_default();
-        let (partition, wm) = (input.partition, input.watermark);
+        let (partition, wm) = (self.partition, input.watermark);
         PaymentForwarder::accept(self, input.ts, txn_id, p, partition, wm, out.forwarded);
         Ok(())
     }

@@ -3,7 +3,7 @@
 use super::Tally;
 use crate::config::Config;
 use crate::model::{Catalog, CategoryIx, Event, LotIx, Payment, Reject, ZoneIx};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{foreign_event, Emit, Input, Operator};
 use crate::output::{Output, PaymentStats};
 use crate::state::{read, Cell, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowSpec, WindowStore};
@@ -129,7 +129,7 @@ impl Operator for PaymentsOperator {
                 PaymentsOperator::accept(self, input.ts, p);
                 Ok(())
             }
-            _ => Err(Reject::invalid("event type does not belong to this topic")),
+            _ => Err(foreign_event()),
         }
     }
 

@@ -15,6 +15,7 @@ pub(super) struct PollLoop<'a> {
     last_view: Instant,
     last_commit: Instant,
     last_recover: Instant,
+    commit_every: Duration,
     was_held: bool,
 }
 
@@ -35,6 +36,7 @@ impl<'a> PollLoop<'a> {
             last_view: now,
             last_commit: now,
             last_recover: now,
+            commit_every: ctx.config.kafka.commit_interval.as_duration(),
             was_held: false,
         }
     }
@@ -77,7 +79,7 @@ impl<'a> PollLoop<'a> {
             if now.duration_since(self.last_tick) >= TICK_EVERY && !self.ctx.held() {
                 self.tick(consumer, now)?;
             }
-            if now.duration_since(self.last_commit) >= self.commit_every()
+            if now.duration_since(self.last_commit) >= self.commit_every
                 && !self.ctx.held()
                 && !self.ctx.committing_in_background()
             {
@@ -85,10 +87,6 @@ impl<'a> PollLoop<'a> {
             }
         }
         Ok(())
-    }
-
-    fn commit_every(&self) -> Duration {
-        self.ctx.config.kafka.commit_interval.as_duration()
     }
 
     /// Stops on a fatal error a callback set, refreshes the view, re-bases
