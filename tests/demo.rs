@@ -22,7 +22,7 @@ fn demo_tells_the_story_and_serves_the_api() {
         &[] as &[(&str, &str)],
     );
     let mut lines = Vec::new();
-    let addr = common::http_address(&rx, &mut lines);
+    let addr = common::http_address(&rx, Duration::from_secs(30), &mut lines);
 
     // Let the afternoon build up, then look at the API while it runs.
     wait_for_line(&rx, "RED ", Duration::from_secs(40), &mut lines)

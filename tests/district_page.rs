@@ -39,7 +39,7 @@ fn held_demo() -> (common::ChildGuard, String) {
         &[] as &[(&str, &str)],
     );
     let mut lines = Vec::new();
-    let addr = common::http_address(&rx, &mut lines);
+    let addr = common::http_address(&rx, Duration::from_secs(30), &mut lines);
     wait_for_line(
         &rx,
         "holding the last state",

@@ -57,14 +57,7 @@ fn no_broker_at_start_up_is_waited_for_reported_and_logged_once() {
             let _ = tx.send(line);
         }
     });
-    let banner = common::wait_for_line(
-        &rx,
-        "HTTP on http://",
-        Duration::from_secs(30),
-        &mut Vec::new(),
-    )
-    .expect("run banner");
-    let addr = banner.split("http://").nth(1).unwrap().trim().to_string();
+    let addr = common::http_address(&rx, Duration::from_secs(30), &mut Vec::new());
 
     wait_until(
         "/healthz 503 without a broker",

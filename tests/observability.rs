@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, http_get, spawn_crowdpark, wait_for_line, ChildGuard};
+use common::{free_port, http_get, spawn_crowdpark, ChildGuard};
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
 use crowdpark::engine::Engine;
 use serde_json::Value;
@@ -66,14 +66,7 @@ fn demo() -> (ChildGuard, std::sync::mpsc::Receiver<String>, String) {
         &[("RUST_LOG", "warn")],
     );
     let mut lines = Vec::new();
-    let banner = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(30), &mut lines)
-        .expect("demo banner");
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let addr = common::http_address(&rx, Duration::from_secs(30), &mut lines);
     (child, rx, addr)
 }
 

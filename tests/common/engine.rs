@@ -3,7 +3,7 @@
 //! on crashes, restarts or rebalances.
 
 use super::kafka::{self, Names};
-use super::{spawn_crowdpark, wait_for_line, ChildGuard};
+use super::{spawn_crowdpark, ChildGuard};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -37,9 +37,7 @@ impl Engine {
 pub fn start_engine(env: &[(String, String)]) -> (Engine, String) {
     let (child, rx) = spawn_crowdpark(&["run", "--listen", "127.0.0.1:0"], env);
     let mut lines = Vec::new();
-    let banner = wait_for_line(&rx, "HTTP on http://", Duration::from_secs(60), &mut lines)
-        .expect("run banner");
-    let addr = banner.split("http://").nth(1).unwrap().trim().to_string();
+    let addr = super::http_address(&rx, Duration::from_secs(60), &mut lines);
     (Engine { child, stdout: rx }, addr)
 }
 

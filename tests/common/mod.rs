@@ -84,10 +84,13 @@ pub fn wait_for_line(
 }
 
 /// The `host:port` of the HTTP server, from the `HTTP on http://...` banner
-/// of `demo` and `run`.
-pub fn http_address(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
-    let banner = wait_for_line(rx, "HTTP on http://", Duration::from_secs(30), seen)
-        .expect("banner with address");
+/// of `demo` and `run`, waited for up to `timeout`.
+pub fn http_address(
+    rx: &mpsc::Receiver<String>,
+    timeout: Duration,
+    seen: &mut Vec<String>,
+) -> String {
+    let banner = wait_for_line(rx, "HTTP on http://", timeout, seen).expect("banner with address");
     banner
         .split("http://")
         .nth(1)
