@@ -344,66 +344,79 @@ fn main() -> anyhow::Result<()> {
         std::env::var("CROWDPARK_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let run_id = format!("e2e-bench-{}", std::process::id());
     let rt = tokio::runtime::Runtime::new()?;
-
-    let fill = config(&brokers, &format!("{run_id}-in"), &format!("{run_id}-fill"));
-    rt.block_on(create_topics(&fill))?;
+    // The runner sets these on start; the baseline gets them too.
+    crowdpark::io::kafka::allocator::keep_freed_buffers();
     let sim = SimOptions {
         intensity: 4.0,
         ..SimOptions::default()
     };
-    let sent = simulate(
-        &fill,
-        &SimulateOptions {
-            rate: 0.0,
-            duration: Duration::from_secs(3600),
-            max_messages: Some(total),
-            sim: sim.clone(),
-            progress: false,
-            weeks: None,
-        },
-    )?;
-    println!("filled {} messages (the simulator's mix)", sent.sent);
+    // `E2E_INPUT=e2e-bench-<pid>-in` reads the input an earlier run filled
+    // (with the same message count) instead of filling new topics.
+    let input = match std::env::var("E2E_INPUT") {
+        Ok(input) => input,
+        Err(_) => {
+            let input = format!("{run_id}-in");
+            let fill = config(&brokers, &input, &format!("{run_id}-fill"));
+            rt.block_on(create_topics(&fill))?;
+            let sent = simulate(
+                &fill,
+                &SimulateOptions {
+                    rate: 0.0,
+                    duration: Duration::from_secs(3600),
+                    max_messages: Some(total),
+                    sim: sim.clone(),
+                    progress: false,
+                    weeks: None,
+                },
+            )?;
+            anyhow::ensure!(sent.sent == total, "filled {} of {total}", sent.sent);
+            input
+        }
+    };
+    println!("input {input}: {total} messages (the simulator's mix)");
 
     let broker = broker_pid();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let (mut bare, mut run, mut ratio, mut bound) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut run, mut ratio, mut bound, mut cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let c = config(
-            &brokers,
-            &format!("{run_id}-in"),
-            &format!("{run_id}-r{round}"),
-        );
+        let c = config(&brokers, &input, &format!("{run_id}-r{round}"));
         rt.block_on(create_topics(&c))?;
-        let a = bare_consumer(&c, sent.sent, broker)?;
-        let b = engine(c.clone(), sent.sent, broker)?;
+        let a = bare_consumer(&c, total, broker)?;
+        let b = engine(c.clone(), total, broker)?;
         if round == 1 {
             println!(
                 "records written per input message: {}",
-                outputs_per_input(&c, sent.sent)?
+                outputs_per_input(&c, total)?
             );
         }
         // Were every core busy with nothing else, the engine's CPU per event
         // (its own and the broker's) would allow at most this ratio.
         let ceiling = cores * 1e6 / b.total_us() / a.rate;
         println!(
-            "round {round}:\n  (a) bare consumer: {}\n  (b) crowdpark run: {}\n  ratio (b)/(a) {:.2}; CPU ceiling on {cores} cores {ceiling:.2}",
+            "round {round}:\n  (a) bare consumer: {}\n  (b) crowdpark run: {}\n  ratio (b)/(a) {:.2}; CPU per event (b)/(a) {:.2}; CPU ceiling on {cores} cores {ceiling:.2}",
             a.describe(),
             b.describe(),
-            b.rate / a.rate
+            b.rate / a.rate,
+            b.own_us / a.own_us
         );
+        cpu.push(b.own_us / a.own_us);
         bare.push(a.rate);
         run.push(b.rate);
         ratio.push(b.rate / a.rate);
         bound.push(ceiling);
     }
     println!(
-        "median: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}, CPU ceiling {:.2}",
+        "median: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}, CPU per event (b)/(a) {:.2}, CPU ceiling {:.2}",
         median(bare),
         median(run),
         median(ratio),
+        median(cpu),
         median(bound)
     );
+    if offered <= 0.0 {
+        return Ok(());
+    }
 
     // Latency at a fixed offered rate: the engine runs while the simulator
     // offers `offered` events/s for 20 s (after a 5 s warm-up).

@@ -4,6 +4,7 @@
 
 pub mod acls;
 pub mod admin;
+pub mod allocator;
 pub mod cause;
 pub mod changelog;
 pub mod health;

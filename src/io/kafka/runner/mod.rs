@@ -146,6 +146,7 @@ pub fn run(
     view: Arc<LiveView>,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
+    super::allocator::keep_freed_buffers();
     let health = Arc::new(Health::new(config.kafka.unhealthy_after.as_duration()));
     // Stops with the run, whichever way it ends.
     let _watcher = health.watch(view.clone());
