@@ -86,6 +86,21 @@ pub struct EngineSettings {
     /// Events further than this ahead of both the wall clock and the partition's
     /// newest event are out of range: one bad clock must not end everyone's windows.
     pub max_future_skew: Millis,
+    /// Threads processing partitions in `run` (each partition on one at a
+    /// time); absent: one per core. More than the owned partitions idle.
+    pub workers: Option<usize>,
+}
+
+/// Most worker threads `engine.workers` takes.
+pub const MAX_WORKERS: usize = 256;
+
+impl EngineSettings {
+    /// `workers`, or one per core.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 impl Default for EngineSettings {
@@ -98,6 +113,7 @@ impl Default for EngineSettings {
             dedup_max_ids: 1_000_000,
             max_message_bytes: 1 << 20,
             max_future_skew: Millis::from_secs(3600),
+            workers: None,
         }
     }
 }

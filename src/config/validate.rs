@@ -92,6 +92,14 @@ fn engine(c: &Config) -> Result<(), ConfigError> {
     if e.dedup_max_ids == 0 {
         return err("engine.dedup_max_ids".into(), "must be at least 1".into());
     }
+    if let Some(n) = e.workers {
+        if !(1..=crate::config::MAX_WORKERS).contains(&n) {
+            return err(
+                "engine.workers".into(),
+                format!("is {n}; must be 1 to {}", crate::config::MAX_WORKERS),
+            );
+        }
+    }
     Ok(())
 }
 

@@ -6,11 +6,141 @@
 //! stage has passed the window (the slowest watermark), so it sums all of
 //! them and is published once.
 
-use crate::model::Catalog;
-use crate::output::{DistrictRecord, DistrictScope, Output};
+use crate::config::Config;
+use crate::model::{Catalog, InputTopic};
+use crate::output::{Availability, DistrictRecord, DistrictScope, Output, ParkingGroup};
+use crate::parking::DistrictRollup;
 use crate::payments::Tally;
 use crate::time::format_ts;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a worker's engine hands to a district stage it shares with other
+/// workers ([`Engine::detach_district`](super::Engine::detach_district)).
+#[derive(Debug, Clone)]
+pub enum DistrictInput {
+    /// A car park, zone window or payments window record the worker published.
+    Record(Output),
+    /// A restored car park, as already published.
+    Seed(Availability),
+    /// People entering through counting lines at an event time.
+    Entered(i64, u32),
+    /// A partition's watermark.
+    Watermark(InputTopic, i32, i64),
+    /// A partition the worker no longer holds.
+    Forget(InputTopic, i32),
+}
+
+/// The district-wide stage after the partitions: the car parks' roll-up and
+/// the district KPIs. Inline in a single engine; shared by the workers of a
+/// parallel run, each feeding it [`DistrictInput`]s under one lock, so its
+/// records go out in the order they were made.
+#[derive(Debug)]
+pub struct District {
+    rollup: DistrictRollup,
+    kpis: DistrictKpis,
+    catalog: Arc<Catalog>,
+    lateness: i64,
+    /// Shared: every partition's watermark, as the workers last reported.
+    watermarks: BTreeMap<(InputTopic, i32), i64>,
+}
+
+impl District {
+    pub fn new(config: &Config, catalog: Arc<Catalog>) -> Self {
+        District {
+            rollup: DistrictRollup::new(
+                config.district.id.clone(),
+                config.district.name.clone(),
+                config.parking.min_emit_interval.as_ms(),
+                config.parking.heartbeat.as_ms(),
+            ),
+            kpis: DistrictKpis::new(config.payments.window.as_ms()),
+            catalog,
+            lateness: config.engine.allowed_lateness.as_ms(),
+            watermarks: BTreeMap::new(),
+        }
+    }
+
+    /// The district roll-up from the latest records.
+    pub fn current(&self) -> Option<ParkingGroup> {
+        self.rollup.current()
+    }
+
+    pub(super) fn seed(&mut self, a: &Availability) {
+        self.rollup.seed(a);
+    }
+
+    pub(super) fn entered(&mut self, ts: i64, people: u32) {
+        self.kpis.entered(ts, people);
+    }
+
+    /// Rolls up the records among `out[first..]`, appending what is due;
+    /// `watermark` gives a topic's slowest partition watermark.
+    pub(super) fn roll_up(
+        &mut self,
+        first: usize,
+        out: &mut Vec<Output>,
+        watermark: impl Fn(InputTopic) -> Option<i64>,
+    ) {
+        let mut windows = false;
+        for i in first..out.len() {
+            match &out[i] {
+                Output::Availability(a) => {
+                    if let Some(g) = self.rollup.update(a) {
+                        out.push(Output::Group(g));
+                    }
+                }
+                Output::Density(_) | Output::Payments(_) => windows = true,
+                _ => {}
+            }
+        }
+        if windows {
+            self.kpis.observe(&out[first..]);
+        }
+        if self.kpis.has_pending() {
+            let lateness = self.lateness;
+            // How far the windows of one topic's partitions are final.
+            let done = |t| watermark(t).map(|w: i64| w.saturating_sub(lateness));
+            let crowd_done = done(InputTopic::CrowdCounts);
+            let payments_done = done(InputTopic::PaymentsByZone);
+            let free = self.rollup.available();
+            self.kpis
+                .publish(&self.catalog, crowd_done, payments_done, free, out);
+        }
+    }
+
+    /// Shared: takes a worker's inputs (draining them) and appends the
+    /// district records they make due.
+    pub fn absorb(&mut self, inputs: &mut Vec<DistrictInput>, out: &mut Vec<Output>) {
+        let first = out.len();
+        for input in inputs.drain(..) {
+            match input {
+                DistrictInput::Record(r) => out.push(r),
+                DistrictInput::Seed(a) => self.rollup.seed(&a),
+                DistrictInput::Entered(ts, n) => self.kpis.entered(ts, n),
+                DistrictInput::Watermark(t, p, wm) => {
+                    self.watermarks.insert((t, p), wm);
+                }
+                DistrictInput::Forget(t, p) => {
+                    self.watermarks.remove(&(t, p));
+                }
+            }
+        }
+        let records = out.len();
+        let watermarks = std::mem::take(&mut self.watermarks);
+        let slowest = |topic: InputTopic| {
+            watermarks
+                .iter()
+                .filter(|((t, _), _)| *t == topic)
+                .map(|(_, wm)| *wm)
+                .min()
+        };
+        self.roll_up(first, out, slowest);
+        self.watermarks = watermarks;
+        // The workers published their own records; only the district's are new.
+        out.drain(first..records);
+    }
+}
 
 #[derive(Debug, Default)]
 struct CrowdWindow {

@@ -19,13 +19,19 @@ use crate::model::{
 };
 use crate::operator::Emit;
 use crate::output::{DeadLetter, Forwarded, Origin, Output, OutputTopic};
-use crate::parking::{DistrictRollup, ParkingOperator};
+use crate::parking::ParkingOperator;
 use crate::state::{joined, partition_prefix, RestoreError, StateRecord, DEFAULT_PART_BYTES};
 use crate::time::MergedWatermark;
-use district::DistrictKpis;
+pub use district::{District, DistrictInput};
 use partition::PartitionTask;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The worker of a parallel run that owns `partition` of every input topic:
+/// a partition's stages stay together, as they do on one instance.
+pub fn worker_of(partition: i32, workers: usize) -> usize {
+    partition.rem_euclid(workers.max(1) as i32) as usize
+}
 
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +58,7 @@ pub struct Engine {
     config: Arc<Config>,
     catalog: Arc<Catalog>,
     tasks: BTreeMap<(InputTopic, i32), PartitionTask>,
-    rollup: DistrictRollup,
-    kpis: DistrictKpis,
+    district: Stage,
     checkpointing: bool,
     /// Route re-keyed payments to their zone's task directly, instead of leaving
     /// them in the outputs for a repartition topic.
@@ -70,19 +75,16 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Arc<Config>) -> Self {
         let catalog = Arc::new(Catalog::new(&config));
-        let rollup = DistrictRollup::new(
-            config.district.id.clone(),
-            config.district.name.clone(),
-            config.parking.min_emit_interval.as_ms(),
-            config.parking.heartbeat.as_ms(),
-        );
-        let payments_window = config.payments.window.as_ms();
+        Self::with_catalog(config, catalog)
+    }
+
+    /// An engine sharing a catalog already built from `config`.
+    pub fn with_catalog(config: Arc<Config>, catalog: Arc<Catalog>) -> Self {
         Engine {
+            district: Stage::Inline(Box::new(District::new(&config, catalog.clone()))),
             config,
             catalog,
             tasks: BTreeMap::new(),
-            rollup,
-            kpis: DistrictKpis::new(payments_window),
             checkpointing: false,
             inline_repartition: true,
             state_part_bytes: DEFAULT_PART_BYTES,
@@ -114,15 +116,7 @@ impl Engine {
 
     /// The configured name of an output topic.
     pub fn output_topic_name(&self, topic: OutputTopic) -> &str {
-        let t = &self.config.topics;
-        match topic {
-            OutputTopic::CrowdAlerts => &t.crowd_alerts,
-            OutputTopic::CrowdDensity => &t.crowd_density,
-            OutputTopic::ParkingAvailability => &t.parking_availability,
-            OutputTopic::PaymentsStats => &t.payments_stats,
-            OutputTopic::DeadLetter => &t.deadletter,
-            OutputTopic::PaymentsByZone => &t.payments_by_zone,
-        }
+        topic.name_in(&self.config.topics)
     }
 
     fn task(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) -> &mut PartitionTask {
@@ -217,7 +211,10 @@ impl Engine {
         let wm = task.watermark.current();
         if let Some(op) = task.op.as_any().downcast_ref::<ParkingOperator>() {
             for a in op.snapshots(wm) {
-                self.rollup.seed(&a);
+                match &mut self.district {
+                    Stage::Inline(d) => d.seed(&a),
+                    Stage::Detached(inputs) => inputs.push(DistrictInput::Seed(a)),
+                }
             }
         }
         Ok(())
@@ -235,6 +232,9 @@ impl Engine {
     pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
         if let Some(t) = self.tasks.remove(&(topic, partition)) {
             *self.evicted_retired.entry(topic).or_default() += t.dedup.evicted_early();
+            if let Stage::Detached(inputs) = &mut self.district {
+                inputs.push(DistrictInput::Forget(topic, partition));
+            }
         }
     }
 
@@ -332,7 +332,10 @@ impl Engine {
             }
         };
         if let (Disposition::Accepted, Some((ts, n))) = (disposition, entered) {
-            self.kpis.entered(ts, n);
+            match &mut self.district {
+                Stage::Inline(d) => d.entered(ts, n),
+                Stage::Detached(inputs) => inputs.push(DistrictInput::Entered(ts, n)),
+            }
         }
         if self.inline_repartition {
             self.route_forwarded(msg.wall_ms, out);
@@ -347,41 +350,52 @@ impl Engine {
         if self.forwarded.is_empty() {
             return;
         }
-        let partitions = self.config.topics.input_partitions;
+        for f in std::mem::take(&mut self.forwarded) {
+            self.process_forwarded(&f, wall_ms, out);
+        }
+    }
+
+    /// Processes one re-keyed payment (or heartbeat) in its zone's partition
+    /// here, without the repartition topic: the in-process route, and a worker
+    /// taking a record another worker forwarded.
+    pub fn process_forwarded(&mut self, f: &Forwarded, wall_ms: i64, out: &mut Vec<Output>) {
+        let first = out.len();
+        let partition = f.target_partition(self.config.topics.input_partitions);
         let skew = self.config.engine.max_future_skew.as_ms();
+        // In process the typed payment is handed over without a JSON round
+        // trip, and without a second dedup: stage 1 saw every id, and nothing
+        // is replayed in process (through Kafka, stage 2 dedups replays).
+        let r = &f.record;
+        let decoded = Decoded {
+            ts: r.ts,
+            dedup_id: None,
+            event: match &r.payment {
+                Some(p) => Event::Payment(p.clone()),
+                None => Event::Heartbeat,
+            },
+            upstream: Some((r.upstream, r.wm)),
+            merchant: None,
+        };
         // The windowing stage forwards nothing; this stays empty.
         let mut none = Vec::new();
-        for f in std::mem::take(&mut self.forwarded) {
-            let partition = f.target_partition(partitions);
-            // In process the typed payment is handed over without a JSON round
-            // trip, and without a second dedup: stage 1 saw every id, and nothing
-            // is replayed in process (through Kafka, stage 2 dedups replays).
-            let r = &f.record;
-            let decoded = Decoded {
-                ts: r.ts,
-                dedup_id: None,
-                event: match &r.payment {
-                    Some(p) => Event::Payment(p.clone()),
-                    None => Event::Heartbeat,
-                },
-                upstream: Some((r.upstream, r.wm)),
-                merchant: None,
+        let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
+        let mut emit = Emit {
+            records: out,
+            forwarded: &mut none,
+        };
+        if let Err(reject) = task.process(&decoded, wall_ms, skew, &mut emit) {
+            let origin = Origin {
+                topic: self.topic_name(InputTopic::PaymentsByZone),
+                partition,
+                offset: -1,
+                key: Some(f.key.as_bytes()),
             };
-            let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
-            let mut emit = Emit {
-                records: out,
-                forwarded: &mut none,
-            };
-            if let Err(reject) = task.process(&decoded, wall_ms, skew, &mut emit) {
-                let origin = Origin {
-                    topic: self.topic_name(InputTopic::PaymentsByZone),
-                    partition,
-                    offset: -1,
-                    key: Some(f.key.as_bytes()),
-                };
-                let letter = DeadLetter::new(origin, reject, &f.to_json());
-                out.push(Output::DeadLetter(letter));
-            }
+            let letter = DeadLetter::new(origin, reject, &f.to_json());
+            out.push(Output::DeadLetter(letter));
+        }
+        // Rolled up by the caller when routed in process.
+        if !self.inline_repartition {
+            self.roll_up(first, out);
         }
     }
 
@@ -398,6 +412,12 @@ impl Engine {
         }
         if self.inline_repartition {
             self.route_forwarded(wall_ms, out);
+        }
+        if let Stage::Detached(inputs) = &mut self.district {
+            // A shared stage learns how far this worker's partitions are.
+            for ((t, p), task) in &self.tasks {
+                inputs.push(DistrictInput::Watermark(*t, *p, task.watermark.current()));
+            }
         }
         self.roll_up(first, out);
     }
@@ -419,39 +439,51 @@ impl Engine {
         self.roll_up(first, out);
     }
 
+    /// Hands the records among `out[first..]` to the district stage: rolled
+    /// up at once when inline, kept for the shared stage when detached.
     fn roll_up(&mut self, first: usize, out: &mut Vec<Output>) {
-        let mut groups = Vec::new();
-        let mut windows = false;
-        for o in &out[first..] {
-            match o {
-                Output::Availability(a) => {
-                    if let Some(g) = self.rollup.update(a) {
-                        groups.push(Output::Group(g));
+        match &mut self.district {
+            Stage::Inline(d) => {
+                let tasks = &self.tasks;
+                d.roll_up(first, out, |topic| {
+                    tasks
+                        .iter()
+                        .filter(|((t, _), _)| *t == topic)
+                        .map(|(_, t)| t.watermark.current())
+                        .min()
+                });
+            }
+            Stage::Detached(inputs) => {
+                for o in &out[first..] {
+                    if matches!(
+                        o,
+                        Output::Availability(_) | Output::Density(_) | Output::Payments(_)
+                    ) {
+                        inputs.push(DistrictInput::Record(o.clone()));
                     }
                 }
-                Output::Density(_) | Output::Payments(_) => windows = true,
-                _ => {}
             }
         }
-        out.extend(groups);
-        if windows {
-            self.kpis.observe(&out[first..]);
-        }
-        if self.kpis.has_pending() {
-            let lateness = self.config.engine.allowed_lateness.as_ms();
-            // How far the windows of one topic's partitions are final.
-            let done = |topic: InputTopic| {
-                self.tasks
-                    .iter()
-                    .filter(|((t, _), _)| *t == topic)
-                    .map(|(_, t)| t.watermark.current().saturating_sub(lateness))
-                    .min()
-            };
-            let crowd_done = done(InputTopic::CrowdCounts);
-            let payments_done = done(InputTopic::PaymentsByZone);
-            let free = self.rollup.available();
-            self.kpis
-                .publish(&self.catalog, crowd_done, payments_done, free, out);
+    }
+
+    /// Leaves the district stage to the caller, who shares one [`District`]
+    /// among several engines (the workers of a parallel run) and feeds it what
+    /// [`take_district_inputs_into`](Self::take_district_inputs_into) returns.
+    pub fn detach_district(&mut self) {
+        self.district = Stage::Detached(Vec::new());
+    }
+
+    /// Replaces `into` with the district inputs made since the last call.
+    pub fn take_district_inputs_into(&mut self, into: &mut Vec<DistrictInput>) {
+        into.clear();
+        if let Stage::Detached(inputs) = &mut self.district {
+            std::mem::swap(inputs, into);
         }
     }
+}
+
+/// Where the district stage runs.
+enum Stage {
+    Inline(Box<District>),
+    Detached(Vec<DistrictInput>),
 }

@@ -53,7 +53,10 @@ impl Engine {
 
     /// The district roll-up from the latest records.
     pub fn district(&self) -> Option<crate::output::ParkingGroup> {
-        self.rollup.current()
+        match &self.district {
+            super::Stage::Inline(d) => d.current(),
+            super::Stage::Detached(_) => None,
+        }
     }
 
     /// Running payment totals per zone and category since start.

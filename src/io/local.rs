@@ -5,7 +5,10 @@ use crate::engine::Engine;
 use crate::http::LiveView;
 use crate::metrics::Metrics;
 use crate::model::InputTopic;
-use crate::output::Output;
+use crate::model::{CategoryIx, LotIx, ZoneIx};
+use crate::output::{Output, ParkingGroup};
+use crate::payments::Tally;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Builds the engine's metrics and live view for a configuration.
@@ -19,28 +22,60 @@ pub fn live_view(engine: &Engine) -> Arc<LiveView> {
 
 /// Copies the engine's live state into the view and gauges.
 pub fn refresh_view(engine: &Engine, view: &LiveView) {
-    for z in engine.zone_statuses() {
-        view.update_zone(z);
+    refresh_view_of(&[engine], engine.district(), &BTreeMap::new(), view);
+}
+
+/// The same over the engines of a parallel run's partitions: each zone and
+/// car park is in one of them, totals are summed over all; `district` is
+/// their shared stage's roll-up, `retired` the dedup evictions of engines
+/// already dropped.
+pub fn refresh_view_of(
+    engines: &[&Engine],
+    district: Option<ParkingGroup>,
+    retired: &BTreeMap<InputTopic, u64>,
+    view: &LiveView,
+) {
+    let mut revenue: BTreeMap<LotIx, Tally> = BTreeMap::new();
+    let mut totals: BTreeMap<(ZoneIx, CategoryIx), Tally> = BTreeMap::new();
+    let mut evicted = retired.clone();
+    for engine in engines {
+        for z in engine.zone_statuses() {
+            view.update_zone(z);
+        }
+        for (lot, t) in engine.lot_revenue() {
+            revenue.entry(lot).or_default().absorb(&t);
+        }
+        for (k, t) in engine.payment_totals() {
+            totals.entry(k).or_default().absorb(&t);
+        }
+        for (topic, n) in engine.dedup_evicted() {
+            *evicted.entry(topic).or_default() += n;
+        }
+        for (topic, partition, wm) in engine.watermarks() {
+            view.metrics
+                .runtime
+                .set_watermark(engine.topic_name(topic), partition, wm);
+        }
     }
-    for (lot, t) in engine.lot_revenue() {
-        view.update_lot_revenue(&engine.catalog().lots[lot as usize].id, t.net_fen());
+    let catalog = &view.catalog;
+    for (lot, t) in revenue {
+        view.update_lot_revenue(&catalog.lots[lot as usize].id, t.net_fen());
     }
-    for a in engine.lot_snapshots() {
-        view.update_lot(a);
+    // After the revenue, which each car park's record carries.
+    for engine in engines {
+        for a in engine.lot_snapshots() {
+            view.update_lot(a);
+        }
     }
-    view.update_district(engine.district());
-    view.metrics
-        .payments
-        .set_payment_totals(engine.catalog(), &engine.payment_totals());
-    for (topic, n) in engine.dedup_evicted() {
-        view.metrics
-            .input
-            .set_dedup_evicted(engine.topic_name(topic), n);
-    }
-    for (topic, partition, wm) in engine.watermarks() {
-        view.metrics
-            .runtime
-            .set_watermark(engine.topic_name(topic), partition, wm);
+    view.update_district(district);
+    view.metrics.payments.set_payment_totals(catalog, &totals);
+    // Names from any engine: with none there is nothing new to count.
+    if let Some(engine) = engines.first() {
+        for (topic, n) in evicted {
+            view.metrics
+                .input
+                .set_dedup_evicted(engine.topic_name(topic), n);
+        }
     }
 }
 

@@ -42,6 +42,18 @@ impl OutputTopic {
         OutputTopic::PaymentsStats,
         OutputTopic::DeadLetter,
     ];
+
+    /// The topic's configured name.
+    pub fn name_in(self, t: &crate::config::TopicSettings) -> &str {
+        match self {
+            OutputTopic::CrowdAlerts => &t.crowd_alerts,
+            OutputTopic::CrowdDensity => &t.crowd_density,
+            OutputTopic::ParkingAvailability => &t.parking_availability,
+            OutputTopic::PaymentsStats => &t.payments_stats,
+            OutputTopic::DeadLetter => &t.deadletter,
+            OutputTopic::PaymentsByZone => &t.payments_by_zone,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

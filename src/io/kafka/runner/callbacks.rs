@@ -34,6 +34,9 @@ impl ConsumerContext for RunContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
             self.view.set_ready(false);
+            // Held until the slots are gone: no worker processes a message of
+            // a revoked partition after its last commit.
+            let mut slots = self.slots.barrier();
             let failed = crate::sync::lock(&self.fatal).clone();
             let committed = match failed {
                 // Positions may be ahead of what was delivered: commit nothing,
@@ -43,7 +46,7 @@ impl ConsumerContext for RunContext {
                     let _ = self.settle(true);
                     Err(TxnError::Abort(e.into()))
                 }
-                None => self.commit(consumer),
+                None => self.commit_held(&mut slots, consumer),
             };
             match committed {
                 Ok(Commit::Deferred(e)) => {
@@ -59,19 +62,23 @@ impl ConsumerContext for RunContext {
                     }
                 }
             }
-            let mut s = self.lock();
-            // Sent by the commit above; if it failed, the new owner replays them.
-            s.batches.clear();
-            for k in &parts {
-                s.engine.drop_partition(k.0, k.1);
-                s.positions.remove(k);
-                s.committed.remove(k);
-                self.view
-                    .metrics
-                    .runtime
-                    .forget_partition(self.topic_name(k.0), k.1);
+            // Their unsent batches were sent by the commit above; if it
+            // failed, the new owner replays the payments.
+            let (revoked, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *slots)
+                .into_iter()
+                .map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+                .partition(|s| parts.contains(&s.key()));
+            for slot in &revoked {
+                self.retire(slot);
             }
-            self.view.metrics.runtime.set_partitions_assigned(0);
+            *slots = kept.into_iter().map(Mutex::new).collect();
+            let mut c = self.commits();
+            c.committed.retain(|k, _| !parts.contains(k));
+            drop(c);
+            self.view
+                .metrics
+                .runtime
+                .set_partitions_assigned(slots.len());
             tracing::info!(partitions = parts.len(), "partitions revoked");
         }
     }
@@ -79,22 +86,29 @@ impl ConsumerContext for RunContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
-            let positioned = self
-                .restore(&parts)
-                .and_then(|restored| self.resume_positions(consumer, &restored));
+            let mut slots = self.slots.barrier();
+            let positioned = self.restore(&parts).and_then(|restored| {
+                let seek = self.resume_positions(consumer, &restored)?;
+                Ok((restored, seek))
+            });
             match positioned {
-                Ok(seek) => {
+                Ok((mut restored, seek)) => {
                     // Resume exactly where the restored state is.
                     if let Err(e) = consumer.assign(&seek) {
                         tracing::error!(error = %e, "could not position restored partitions");
                     }
+                    // After `assign`, which undoes any split.
+                    slots::split_queues(self, &mut restored);
+                    slots.extend(restored.into_iter().map(Mutex::new));
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
                     self.view
                         .metrics
                         .runtime
-                        .set_partitions_assigned(parts.len());
+                        .set_partitions_assigned(slots.len());
                     self.health.restore_failed(None);
                     self.view.set_ready(true);
+                    drop(slots);
+                    self.slots.wake();
                 }
                 Err(e) => {
                     // Keep the partitions (nobody else would process them) and

@@ -1,6 +1,7 @@
 //! Checkpoints: outputs acknowledged, state and offsets into one transaction,
 //! committed in place (exactly-once) or on a thread of its own (at-least-once).
 
+use super::slots::{each, Barrier};
 use super::*;
 use crate::io::kafka::txn::Cause;
 
@@ -37,19 +38,31 @@ pub(super) struct InFlight {
 
 impl RunContext {
     /// Steps 1–2 of the module comment, for every partition this instance owns,
-    /// waiting for the commit (and first for a background one still running).
+    /// waiting for the commit (and first for a background one still running),
+    /// with every worker held out until it is done.
     pub(super) fn commit(&self, consumer: &BaseConsumer<RunContext>) -> Result<Commit, TxnError> {
+        self.commit_held(&mut self.slots.barrier(), consumer)
+    }
+
+    /// [`commit`](Self::commit) for a caller already holding the barrier. The
+    /// commit itself happens under it too: in exactly-once mode a worker's
+    /// output sent meanwhile would join this transaction without its offset.
+    pub(super) fn commit_held(
+        &self,
+        slots: &mut Barrier<'_>,
+        consumer: &BaseConsumer<RunContext>,
+    ) -> Result<Commit, TxnError> {
         // Its failure is in the transaction's phase, which `prepare` obeys
         // (retry the commit, or abort); only a fatal one is passed on here.
         if let Some(Err(TxnError::Fatal(e))) = self.settle(true) {
             return Err(TxnError::Fatal(e));
         }
-        let ready = match self.prepare(consumer)? {
+        let ready = match self.prepare(slots, consumer)? {
             Prepared::Ready(ready) => ready,
             Prepared::Skip(not) => return Ok(not),
         };
         self.txn.commit(&ready.offsets, &ready.group)?;
-        self.committed();
+        self.committed(slots);
         Ok(Commit::Done)
     }
 
@@ -64,7 +77,7 @@ impl RunContext {
         &self,
         consumer: &BaseConsumer<RunContext>,
     ) -> Result<Commit, TxnError> {
-        let ready = match self.prepare(consumer)? {
+        let ready = match self.prepare(&mut self.slots.barrier(), consumer)? {
             Prepared::Ready(ready) => ready,
             Prepared::Skip(not) => return Ok(not),
         };
@@ -106,7 +119,7 @@ impl RunContext {
             .join()
             .unwrap_or_else(|_| Err(TxnError::Fatal("the commit thread panicked".into())));
         if r.is_ok() {
-            self.committed();
+            self.committed_in_background();
             tracing::debug!(
                 ms = f.started.elapsed().as_millis() as u64,
                 "background commit done"
@@ -116,22 +129,31 @@ impl RunContext {
     }
 
     /// The open transaction committed: its positions are the committed ones.
-    pub(super) fn committed(&self) {
-        let mut s = self.lock();
-        s.committed = s
-            .txn_positions
-            .take()
-            .unwrap_or_else(|| s.positions.clone());
-        s.summary.commits += 1;
+    pub(super) fn committed(&self, slots: &mut Barrier<'_>) {
+        let mut c = self.commits();
+        c.committed = match c.txn_positions.take() {
+            Some(p) => p,
+            None => positions(slots),
+        };
+        c.count += 1;
+    }
+
+    /// A background commit finished: it always carries its positions.
+    fn committed_in_background(&self) {
+        let mut c = self.commits();
+        if let Some(p) = c.txn_positions.take() {
+            c.committed = p;
+        }
+        c.count += 1;
     }
 
     /// Steps 1 and 2 up to the commit itself: outputs acknowledged (at least
     /// once), the changed state written into the transaction.
     pub(super) fn prepare(
         &self,
+        slots: &mut Barrier<'_>,
         consumer: &BaseConsumer<RunContext>,
     ) -> Result<Prepared, TxnError> {
-        let mut s = self.lock();
         if self.txn.must_abort() {
             return Err(TxnError::Abort("an earlier transaction failed".into()));
         }
@@ -140,47 +162,68 @@ impl RunContext {
             // `txn_positions` are the positions in it.
             TopicPartitionList::new()
         } else {
-            let moved = s
-                .positions
-                .iter()
-                .any(|(k, v)| s.committed.get(k) != Some(v));
+            let positions = positions(slots);
+            let moved = {
+                let c = self.commits();
+                positions.iter().any(|(k, v)| c.committed.get(k) != Some(v))
+            };
             if !moved && !self.txn.is_open() {
                 return Ok(Prepared::Skip(Commit::Nothing));
             }
             // The state about to be checkpointed has forwarded these payments.
-            let s = &mut *s;
-            send_batches(&s.engine, self, &mut s.batches)?;
+            for slot in each(slots) {
+                send_batches(self, &mut slot.batches)?;
+            }
             if let Some(d) = &self.direct {
                 if let Err(e) = d.flush(FLUSH_TIMEOUT) {
                     return Ok(Prepared::Skip(Commit::Deferred(e.into())));
                 }
             }
-            let state_topic = state_topic(&self.config).to_string();
-            let parts: Vec<(InputTopic, i32)> = s.positions.keys().copied().collect();
-            for (topic, p) in &parts {
-                for r in s.engine.checkpoint_partition(*topic, *p) {
-                    self.fits_changelog(&r)?;
-                    self.txn.send(
-                        &state_topic,
-                        Some(p % self.state_partitions),
-                        Some(r.key.as_bytes()),
-                        r.value.as_deref(),
-                    )?;
-                }
-            }
+            self.write_state(slots)?;
             let mut offsets = TopicPartitionList::new();
-            for ((topic, p), pos) in &s.positions {
+            for ((topic, p), pos) in &positions {
                 offsets
                     .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
                     .map_err(|e| TxnError::Abort(e.into()))?;
             }
-            s.txn_positions = Some(s.positions.clone());
+            self.commits().txn_positions = Some(positions);
             offsets
         };
         let group = consumer
             .group_metadata()
             .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
         Ok(Prepared::Ready(Ready { offsets, group }))
+    }
+}
+
+/// Where every slot that has processed or restored anything stands.
+pub(super) fn positions(slots: &mut Barrier<'_>) -> BTreeMap<(InputTopic, i32), i64> {
+    each(slots)
+        .filter_map(|s| Some((s.key(), s.position?)))
+        .collect()
+}
+
+impl RunContext {
+    /// Every slot's changed state into the open transaction, each
+    /// partition's records to the changelog partition its restore reads.
+    fn write_state(&self, slots: &mut Barrier<'_>) -> Result<(), TxnError> {
+        let state_topic = state_topic(&self.config).to_string();
+        for slot in each(slots) {
+            if slot.position.is_none() {
+                continue;
+            }
+            let (topic, p) = slot.key();
+            for r in slot.engine.checkpoint_partition(topic, p) {
+                self.fits_changelog(&r)?;
+                self.txn.send(
+                    &state_topic,
+                    Some(p % self.state_partitions),
+                    Some(r.key.as_bytes()),
+                    r.value.as_deref(),
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,26 +3,34 @@
 
 use super::*;
 
-/// Engine and positions, shared between the poll loop and the rebalance
-/// callbacks (which run inside `poll`, on the same thread, so the lock is never
-/// contended; it exists because librdkafka calls back through `&self`).
-pub(super) struct Shared {
-    pub(super) engine: Engine,
-    /// Next offset to commit per input partition.
-    pub(super) positions: BTreeMap<(InputTopic, i32), i64>,
+/// What the commits have reached, shared by the coordinator, the background
+/// commit and the rebalance callbacks.
+#[derive(Default)]
+pub(super) struct Commits {
+    /// Committed offset per input partition.
     pub(super) committed: BTreeMap<(InputTopic, i32), i64>,
-    pub(super) summary: RunSummary,
-    /// Re-keyed payments not yet sent to the repartition topic.
-    pub(super) batches: RepartitionBatches,
     /// The positions the open transaction's checkpoint reflects, from when it
     /// was written (processing may have moved on since, during a background
     /// commit).
     pub(super) txn_positions: Option<BTreeMap<(InputTopic, i32), i64>>,
+    pub(super) count: u64,
 }
 
 pub(super) struct RunContext {
     pub(super) config: Arc<Config>,
-    pub(super) shared: Mutex<Shared>,
+    pub(super) catalog: Arc<Catalog>,
+    /// The assigned partitions, each with its engine, and the barrier.
+    pub(super) slots: Slots,
+    /// The district-wide stage every slot feeds.
+    pub(super) district: Mutex<District>,
+    pub(super) commits: Mutex<Commits>,
+    /// Input messages processed (the repartition topic is not input).
+    pub(super) consumed: AtomicU64,
+    /// Dedup evictions of partitions no longer held.
+    pub(super) evicted_retired: Mutex<BTreeMap<InputTopic, u64>>,
+    /// The consumer this context belongs to, for splitting partition queues
+    /// inside its callbacks (set once created; weak, as it holds this).
+    pub(super) consumer: OnceLock<Weak<BaseConsumer<RunContext>>>,
     /// Carries every checkpoint, and the outputs too in exactly-once mode.
     pub(super) txn: Arc<Transactions>,
     /// The background commit, if one is running or finished unseen.
@@ -44,20 +52,39 @@ pub(super) struct RunContext {
 }
 
 impl RunContext {
-    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
-        crate::sync::lock(&self.shared)
+    pub(super) fn commits(&self) -> MutexGuard<'_, Commits> {
+        crate::sync::lock(&self.commits)
     }
 
     pub(super) fn topic_name(&self, t: InputTopic) -> &str {
         t.name_in(&self.config.topics)
     }
 
+    /// Input topic for a configured topic name.
+    pub(super) fn input_topic(&self, name: &str) -> Option<InputTopic> {
+        InputTopic::CONSUMED
+            .into_iter()
+            .find(|t| self.topic_name(*t) == name)
+    }
+
     pub(super) fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {
-        let s = self.lock();
         tpl.elements()
             .iter()
-            .filter_map(|e| Some((s.engine.input_topic(e.topic())?, e.partition())))
+            .filter_map(|e| Some((self.input_topic(e.topic())?, e.partition())))
             .collect()
+    }
+
+    /// Forgets a slot: its dedup evictions are kept in the total, its
+    /// metrics dropped.
+    pub(super) fn retire(&self, slot: &Slot) {
+        let evicted: u64 = slot.engine.dedup_evicted().values().sum();
+        *crate::sync::lock(&self.evicted_retired)
+            .entry(slot.topic)
+            .or_default() += evicted;
+        self.view
+            .metrics
+            .runtime
+            .forget_partition(self.topic_name(slot.topic), slot.partition);
     }
 
     /// True while processing must hold: a commit waits to be retried, or a

@@ -1,8 +1,13 @@
 //! `crowdpark run`: the engine as a Kafka consumer-group application.
 //!
-//! One thread owns the consumer and drives the engine, as in rdkafka's examples,
-//! with the commit made safe for stateful processing. Every `commit_interval`,
-//! and before partitions are revoked or the process stops:
+//! One thread, the coordinator, owns the consumer: it serves the group's
+//! callbacks, ticks, checkpoints and recovers. Each assigned input partition
+//! is a slot with its own engine and its own librdkafka queue, split from the
+//! consumer's; `engine.workers` threads process the slots, each slot by one
+//! worker at a time (`slots.rs`). The commit is made safe for stateful
+//! processing: every `commit_interval`, and before partitions are revoked or
+//! the process stops, the coordinator holds every worker out (the barrier)
+//! and then:
 //!
 //! 1. at-least-once: flush the output producer, so every output caused so far is
 //!    acknowledged (exactly-once: the outputs are already in the transaction);
@@ -33,6 +38,8 @@ mod context;
 mod poll;
 mod publish;
 mod recovery;
+mod slots;
+mod worker;
 
 use super::changelog::{changelog_reader, read_changelog};
 use super::health::Health;
@@ -42,16 +49,16 @@ use super::startup::{connect, Connected};
 use super::txn::{Transactions, TxnError};
 use super::{client_config, state_topic};
 use crate::config::{Config, ProcessingGuarantee};
-use crate::engine::{Engine, InputMessage};
+use crate::engine::{District, DistrictInput, Engine, InputMessage};
 use crate::http::LiveView;
-use crate::io::refresh_view;
 use crate::metrics::{InputCounters, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
-use crate::model::InputTopic;
+use crate::model::{Catalog, InputTopic};
 use crate::output::{Forwarded, Output, OutputTopic};
 use checkpoint::{on_commit, Commit, InFlight};
-use context::{RunContext, Shared};
-use poll::PollLoop;
+use context::{Commits, RunContext};
+use poll::Coordinator;
 use publish::{on_send_error, publish, send_batches, Buffers};
+use slots::{Slot, Slots};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
@@ -61,8 +68,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a flush may take before the commit is deferred (and retried on the
@@ -156,11 +163,20 @@ pub fn run(
     };
     let ctx = consumer.context().clone();
     // Declared after the consumer, so dropped before it: an error return marks
-    // the run failed before the consumer's close runs the revoke callback.
-    let mut failing = FailOnDrop(Some(ctx.clone()));
-    PollLoop::new(&ctx, &view).run(&consumer, &shutdown)?;
+    // the run failed, stops the workers and drops the slots (whose queues hold
+    // the consumer) before the consumer's close runs the revoke callback.
+    let mut failing = FailOnDrop {
+        ctx: ctx.clone(),
+        workers: Vec::new(),
+        armed: true,
+    };
+    for n in 0..config.engine.worker_count() {
+        failing.workers.push(worker::spawn(&ctx, &view, n)?);
+    }
+    Coordinator::new(&ctx, &view).run(&consumer, &shutdown)?;
+    failing.stop_workers()?;
     let summary = finish(&ctx, &consumer, &view)?;
-    failing.0 = None;
+    failing.armed = false;
     Ok(summary)
 }
 
@@ -171,7 +187,7 @@ fn start(
     view: &Arc<LiveView>,
     health: &Arc<Health>,
     shutdown: &AtomicBool,
-) -> anyhow::Result<Option<BaseConsumer<RunContext>>> {
+) -> anyhow::Result<Option<Arc<BaseConsumer<RunContext>>>> {
     let Some(Connected {
         direct,
         txn,
@@ -181,21 +197,16 @@ fn start(
     else {
         return Ok(None);
     };
-    let mut engine = Engine::new(config.clone());
-    engine.enable_checkpoints();
-    engine.repartition_through_kafka();
-    engine.require_entity_keys();
-    engine.set_state_part_bytes(part_bytes(state_max_bytes));
+    let catalog = Arc::new(Catalog::new(config));
     let context = RunContext {
         config: config.clone(),
-        shared: Mutex::new(Shared {
-            engine,
-            positions: BTreeMap::new(),
-            committed: BTreeMap::new(),
-            summary: RunSummary::default(),
-            batches: RepartitionBatches::new(config.topics.input_partitions),
-            txn_positions: None,
-        }),
+        district: Mutex::new(District::new(config, catalog.clone())),
+        catalog,
+        slots: Slots::new(),
+        commits: Mutex::new(Commits::default()),
+        consumed: AtomicU64::new(0),
+        evicted_retired: Mutex::new(BTreeMap::new()),
+        consumer: OnceLock::new(),
         txn: Arc::new(txn),
         in_flight: Mutex::new(None),
         direct,
@@ -211,8 +222,9 @@ fn start(
     let mut settings = CONSUMER_DEFAULTS.to_vec();
     settings.push(("group.id", config.kafka.group_id.as_str()));
     settings.push(("queued.max.messages.kbytes", &budget_kb));
-    let consumer: BaseConsumer<RunContext> =
-        client_config(config, &settings).create_with_context(context)?;
+    let consumer: Arc<BaseConsumer<RunContext>> =
+        Arc::new(client_config(config, &settings).create_with_context(context)?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let topics = InputTopic::CONSUMED.map(|t| t.name_in(&config.topics));
     consumer.subscribe(&topics)?;
     tracing::info!(
@@ -220,6 +232,7 @@ fn start(
         group = %config.kafka.group_id,
         transactional_id = config.kafka.transactional_id(),
         guarantee = ?config.kafka.processing_guarantee,
+        workers = config.engine.worker_count(),
         "consuming"
     );
     Ok(Some(consumer))
@@ -249,19 +262,47 @@ fn finish(
     if let Some(d) = &ctx.direct {
         d.flush(FLUSH_TIMEOUT)?;
     }
-    Ok(ctx.lock().summary.clone())
+    Ok(RunSummary {
+        consumed: ctx.consumed.load(Ordering::Relaxed),
+        commits: ctx.commits().count,
+    })
 }
 
-/// Marks the run failed when dropped armed (any error return), so that closing
-/// the consumer, which revokes its partitions, commits nothing: after a failed
-/// produce the positions are ahead of what was delivered, and committing them
-/// would skip those messages for good.
-struct FailOnDrop(Option<Arc<RunContext>>);
+/// Stops the workers and drops the slots when the run ends, whichever way.
+/// Dropped armed (any error return), it first marks the run failed, so that
+/// closing the consumer, which revokes its partitions, commits nothing: after
+/// a failed produce the positions are ahead of what was delivered, and
+/// committing them would skip those messages for good.
+struct FailOnDrop {
+    ctx: Arc<RunContext>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    armed: bool,
+}
+
+impl FailOnDrop {
+    /// Stops the workers and waits for them; an error one of them stopped on
+    /// is the run's.
+    fn stop_workers(&mut self) -> anyhow::Result<()> {
+        self.ctx.slots.stop.store(true, Ordering::Relaxed);
+        self.ctx.slots.wake();
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                self.ctx.mark_failed("a worker panicked".into());
+            }
+        }
+        match crate::sync::lock(&self.ctx.fatal).clone() {
+            Some(e) => anyhow::bail!(e),
+            None => Ok(()),
+        }
+    }
+}
 
 impl Drop for FailOnDrop {
     fn drop(&mut self) {
-        if let Some(ctx) = self.0.take() {
-            ctx.mark_failed("the run stopped on an error".into());
+        if self.armed {
+            self.ctx.mark_failed("the run stopped on an error".into());
         }
+        let _ = self.stop_workers();
+        self.ctx.slots.clear();
     }
 }

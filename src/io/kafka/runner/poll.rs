@@ -1,13 +1,17 @@
-//! The consumer loop: one thread polls, processes, publishes, ticks and
-//! commits; while processing must hold it only puts messages back and
-//! retries the commit or the rewind.
+//! The coordinator: the one thread that polls the consumer itself (its
+//! callbacks run here), ticks the slots, refreshes the view and checkpoints;
+//! while processing must hold, it retries the commit or the rewind.
 
+use super::slots::each;
 use super::*;
 
-pub(super) struct PollLoop<'a> {
+/// How long one poll of the consumer's own queue waits: it carries only the
+/// group's events, so this paces the ticks.
+const COORDINATOR_POLL: Duration = Duration::from_millis(20);
+
+pub(super) struct Coordinator<'a> {
     ctx: &'a RunContext,
     view: &'a LiveView,
-    counters: Vec<(InputTopic, InputCounters)>,
     clock: Clock,
     out: Vec<Output>,
     bufs: Buffers,
@@ -19,16 +23,12 @@ pub(super) struct PollLoop<'a> {
     was_held: bool,
 }
 
-impl<'a> PollLoop<'a> {
+impl<'a> Coordinator<'a> {
     pub(super) fn new(ctx: &'a Arc<RunContext>, view: &'a LiveView) -> Self {
-        let counters = InputTopic::CONSUMED
-            .map(|t| (t, view.metrics.input.counters(ctx.topic_name(t))))
-            .into();
         let now = Instant::now();
-        PollLoop {
+        Coordinator {
             ctx,
             view,
-            counters,
             clock: Clock::new(),
             out: Vec::new(),
             bufs: Buffers::default(),
@@ -46,27 +46,25 @@ impl<'a> PollLoop<'a> {
         consumer: &BaseConsumer<RunContext>,
         shutdown: &AtomicBool,
     ) -> anyhow::Result<()> {
-        // One clock read per loop, taken when poll returns: it times the message's
-        // receipt and then the periodic work, this pass's and the next one's.
-        let mut now = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
+            let now = Instant::now();
             if now.duration_since(self.last_view) >= VIEW_EVERY {
                 self.refresh(now)?;
             }
             if self.ctx.held() {
                 self.while_held(consumer)?;
-                now = Instant::now();
                 continue;
             }
             if self.was_held {
                 self.view.set_ready(true);
                 crate::sync::lock(&self.ctx.put_back).clear();
                 self.was_held = false;
+                self.ctx.slots.wake();
             }
-            let polled = consumer.poll(POLL_TIMEOUT);
-            now = Instant::now();
-            match polled {
-                Some(Ok(m)) => self.process(&m, now)?,
+            match consumer.poll(COORDINATOR_POLL) {
+                // Fetched for a partition before its queue was split: put
+                // back, it is fetched again into its own queue.
+                Some(Ok(m)) => self.ctx.put_back(consumer, &m),
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                     anyhow::bail!("the consumer failed for good: {code}");
                 }
@@ -76,6 +74,7 @@ impl<'a> PollLoop<'a> {
                 }
                 None => {}
             }
+            let now = Instant::now();
             if now.duration_since(self.last_tick) >= TICK_EVERY && !self.ctx.held() {
                 self.tick(consumer, now)?;
             }
@@ -89,21 +88,29 @@ impl<'a> PollLoop<'a> {
         Ok(())
     }
 
-    /// Stops on a fatal error a callback set, refreshes the view, re-bases
-    /// the clock.
+    /// Stops on a fatal error a callback or worker set, refreshes the view,
+    /// re-bases the clock.
     fn refresh(&mut self, now: Instant) -> anyhow::Result<()> {
-        // A fatal error set by a callback stops the run within this period.
+        // A fatal error set by a callback or worker stops the run within
+        // this period.
         if let Some(e) = crate::sync::lock(&self.ctx.fatal).clone() {
             anyhow::bail!(e);
         }
-        refresh_view(&self.ctx.lock().engine, self.view);
+        let ctx = self.ctx;
+        let mut slots = ctx.slots.barrier();
+        let engines: Vec<&Engine> = each(&mut slots).map(|s| &s.engine).collect();
+        let district = crate::sync::lock(&ctx.district).current();
+        let retired = crate::sync::lock(&ctx.evicted_retired).clone();
+        crate::io::refresh_view_of(&engines, district, &retired, self.view);
+        drop(slots);
         self.clock = Clock::new();
         self.last_view = now;
         Ok(())
     }
 
-    /// Held: a message that still arrives is put back, and once a second the
-    /// commit is retried or the state rewound.
+    /// Held: the workers leave messages in their queues; a message that
+    /// still arrives here is put back, and once a second the commit is
+    /// retried or the state rewound.
     fn while_held(&mut self, consumer: &BaseConsumer<RunContext>) -> anyhow::Result<()> {
         let ctx = self.ctx;
         if !self.was_held {
@@ -135,61 +142,27 @@ impl<'a> PollLoop<'a> {
         Ok(())
     }
 
-    /// One consumed message through the engine, its outputs published.
-    fn process(&mut self, m: &BorrowedMessage<'_>, received: Instant) -> anyhow::Result<()> {
-        let (ctx, view) = (self.ctx, self.view);
-        let mut guard = ctx.lock();
-        let s = &mut *guard;
-        let Some(topic) = s.engine.input_topic(m.topic()) else {
-            return Ok(());
-        };
-        let msg = InputMessage {
-            topic,
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            payload: m.payload().unwrap_or(&[]),
-            wall_ms: self.clock.wall_ms(received),
-        };
-        self.out.clear();
-        let c = self
-            .counters
-            .iter()
-            .find(|(t, _)| *t == topic)
-            .map(|(_, c)| c);
-        s.engine.process_each(&msg, &mut self.out, |d| {
-            if let Some(c) = c {
-                c.count(&view.metrics.input, d);
-            }
-        });
-        s.positions.insert((topic, m.partition()), m.offset() + 1);
-        // Input messages only; the internal repartition topic is not input.
-        if topic != InputTopic::PaymentsByZone {
-            s.summary.consumed += 1;
-        }
-        let (out, bufs) = (&self.out, &mut self.bufs);
-        if publish(&mut s.engine, ctx, view, &mut s.batches, bufs, out)? {
-            view.metrics
-                .runtime
-                .observe_latency(received.elapsed().as_secs_f64());
-        }
-        Ok(())
-    }
-
-    /// The engine's tick (idle partitions, heartbeats), pending repartition
-    /// batches sent, and a finished background commit settled.
+    /// Every slot's tick (idle partitions, heartbeats) and pending
+    /// repartition batches sent, each slot taken in turn from the workers;
+    /// then a finished background commit settled.
     fn tick(&mut self, consumer: &BaseConsumer<RunContext>, now: Instant) -> anyhow::Result<()> {
         let (ctx, view) = (self.ctx, self.view);
-        let mut guard = ctx.lock();
-        let s = &mut *guard;
-        self.out.clear();
-        s.engine.tick(self.clock.wall_ms(now), &mut self.out);
-        let (out, bufs) = (&self.out, &mut self.bufs);
-        publish(&mut s.engine, ctx, view, &mut s.batches, bufs, out)?;
-        if let Err(e) = send_batches(&s.engine, ctx, &mut s.batches) {
-            on_send_error(e)?;
+        let wall_ms = self.clock.wall_ms(now);
+        {
+            let slots = ctx.slots.read();
+            for slot in slots.iter() {
+                let mut slot = crate::sync::lock(slot);
+                let Slot {
+                    engine, batches, ..
+                } = &mut *slot;
+                self.out.clear();
+                engine.tick(wall_ms, &mut self.out);
+                publish(engine, batches, ctx, view, &mut self.bufs, &self.out)?;
+                if let Err(e) = send_batches(ctx, batches) {
+                    on_send_error(e)?;
+                }
+            }
         }
-        drop(guard);
         if let Some(r) = ctx.settle(false) {
             let r = r.map(|()| Commit::Done);
             on_commit(ctx, consumer, view, r, &mut self.last_recover)?;

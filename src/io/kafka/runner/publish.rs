@@ -3,46 +3,73 @@
 
 use super::*;
 
-/// Buffers the loop reuses for every message.
+/// Buffers a thread reuses for every message.
 #[derive(Default)]
 pub(super) struct Buffers {
     /// Every output is serialised into this one buffer, which librdkafka copies.
     pub json: Vec<u8>,
     /// The re-keyed payments the engine made for the message.
     pub forwarded: Vec<Forwarded>,
+    /// What the message brings the district stage, and what that makes.
+    pub district: Vec<DistrictInput>,
+    pub district_out: Vec<Output>,
 }
 
-/// Sends outputs to their topics (re-keyed payments into their batch) and to
-/// the local view; true when the message caused anything to send. A failed
-/// send inside a transaction marks it for abort (the loop then rewinds); only
-/// a fatal producer error stops the run.
+/// Sends a slot's outputs to their topics (re-keyed payments into the slot's
+/// batches) and to the local view, then feeds the district stage and sends
+/// what it makes; true when the message caused anything to send. A failed
+/// send inside a transaction marks it for abort (the coordinator then
+/// rewinds); only a fatal producer error stops the run.
 pub(super) fn publish(
     engine: &mut Engine,
+    batches: &mut RepartitionBatches,
     ctx: &RunContext,
     view: &LiveView,
-    batches: &mut RepartitionBatches,
     bufs: &mut Buffers,
     out: &[Output],
 ) -> anyhow::Result<bool> {
     engine.take_forwarded_into(&mut bufs.forwarded);
     for f in &bufs.forwarded {
         if let Some((p, batch)) = batches.add(f) {
-            if let Err(e) = send_batch(engine, ctx, p, &batch) {
+            if let Err(e) = send_batch(ctx, p, &batch) {
                 on_send_error(e)?;
                 return Ok(true);
             }
         }
     }
-    if out.is_empty() {
-        return Ok(!bufs.forwarded.is_empty());
+    let sent = !out.is_empty() || !bufs.forwarded.is_empty();
+    if !send_all(engine, ctx, view, &mut bufs.json, out)? {
+        return Ok(true);
     }
+    engine.take_district_inputs_into(&mut bufs.district);
+    if !bufs.district.is_empty() {
+        // Sent under the stage's lock, so its records leave in the order made
+        // whichever worker made them.
+        let mut district = crate::sync::lock(&ctx.district);
+        bufs.district_out.clear();
+        district.absorb(&mut bufs.district, &mut bufs.district_out);
+        send_all(engine, ctx, view, &mut bufs.json, &bufs.district_out)?;
+        return Ok(sent || !bufs.district_out.is_empty());
+    }
+    Ok(sent)
+}
+
+/// Sends records to their topics and hands them to the local view; false if
+/// a send failed (and was dealt with).
+fn send_all(
+    engine: &Engine,
+    ctx: &RunContext,
+    view: &LiveView,
+    json: &mut Vec<u8>,
+    out: &[Output],
+) -> anyhow::Result<bool> {
     for o in out {
-        bufs.json.clear();
-        o.write_json(&mut bufs.json);
-        let topic = engine.output_topic_name(o.topic());
-        if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), &bufs.json) {
+        json.clear();
+        o.write_json(json);
+        let topic = o.topic().name_in(&ctx.config.topics);
+        if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), json) {
             on_send_error(e)?;
-            return Ok(true);
+            return Ok(false);
         }
     }
     crate::io::publish_local(engine, view, out);
@@ -50,7 +77,7 @@ pub(super) fn publish(
 }
 
 /// A send that failed: inside a transaction it is aborted and rewound by the
-/// loop, so only a fatal error stops the run.
+/// coordinator, so only a fatal error stops the run.
 pub(super) fn on_send_error(e: TxnError) -> anyhow::Result<()> {
     match e {
         TxnError::Abort(e) | TxnError::Retry(e) => {
@@ -61,24 +88,18 @@ pub(super) fn on_send_error(e: TxnError) -> anyhow::Result<()> {
     }
 }
 
-pub(super) fn send_batch(
-    engine: &Engine,
-    ctx: &RunContext,
-    partition: i32,
-    batch: &[u8],
-) -> Result<(), TxnError> {
-    let topic = engine.output_topic_name(OutputTopic::PaymentsByZone);
+pub(super) fn send_batch(ctx: &RunContext, partition: i32, batch: &[u8]) -> Result<(), TxnError> {
+    let topic = OutputTopic::PaymentsByZone.name_in(&ctx.config.topics);
     ctx.send_output(topic, Some(partition), b"", batch)
 }
 
 /// Sends every pending batch of re-keyed payments.
 pub(super) fn send_batches(
-    engine: &Engine,
     ctx: &RunContext,
     batches: &mut RepartitionBatches,
 ) -> Result<(), TxnError> {
     for (p, batch) in batches.drain() {
-        send_batch(engine, ctx, p, &batch)?;
+        send_batch(ctx, p, &batch)?;
     }
     Ok(())
 }

@@ -65,25 +65,47 @@ impl RunContext {
         }
     }
 
+    /// Every assigned partition back to its last checkpoint, under the
+    /// barrier: state restored from the changelog, consumer sought back. The
+    /// split queues stay (only `assign` undoes them); a partition without one
+    /// yet (its restore failed at assignment) gets one now.
     pub(super) fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, RewindError> {
         let assignment = consumer.assignment().map_err(RewindError::Assignment)?;
         let parts = self.input_partitions(&assignment);
-        {
-            let mut s = self.lock();
-            for k in &parts {
-                s.engine.drop_partition(k.0, k.1);
-                s.positions.remove(k);
-                s.committed.remove(k);
+        let mut slots = self.slots.barrier();
+        let mut queues = BTreeMap::new();
+        for slot in std::mem::take(&mut *slots) {
+            let slot = slot
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.retire(&slot);
+            let key = slot.key();
+            if let Some(q) = slot.queue {
+                queues.insert(key, q);
             }
-            // Forwarded by the state being dropped; its replay forwards them again.
-            s.batches.clear();
-            s.txn_positions = None;
         }
-        let restored = self.restore(&parts)?;
+        {
+            let mut c = self.commits();
+            c.committed.retain(|k, _| !parts.contains(k));
+            c.txn_positions = None;
+        }
+        let mut restored = self.restore(&parts)?;
         let seek = self.resume_positions(consumer, &restored)?;
         consumer
             .seek_partitions(seek, Duration::from_secs(10))
             .map_err(RewindError::Seek)?;
+        let mut unsplit = Vec::new();
+        for mut slot in restored.drain(..) {
+            match queues.remove(&slot.key()) {
+                Some(q) => {
+                    slot.queue = Some(q);
+                    slots.push(Mutex::new(slot));
+                }
+                None => unsplit.push(slot),
+            }
+        }
+        super::slots::split_queues(self, &mut unsplit);
+        slots.extend(unsplit.into_iter().map(Mutex::new));
         Ok(parts.len())
     }
 
@@ -93,12 +115,12 @@ impl RunContext {
     pub(super) fn resume_positions(
         &self,
         consumer: &BaseConsumer<RunContext>,
-        restored: &[(InputTopic, i32, Option<i64>)],
+        restored: &[Slot],
     ) -> Result<TopicPartitionList, RewindError> {
         let mut unknown = TopicPartitionList::new();
-        for (t, p, offset) in restored {
-            if offset.is_none() {
-                unknown.add_partition(self.topic_name(*t), *p);
+        for s in restored {
+            if s.position.is_none() {
+                unknown.add_partition(self.topic_name(s.topic), s.partition);
             }
         }
         let committed = if unknown.count() > 0 {
@@ -109,27 +131,24 @@ impl RunContext {
             unknown
         };
         let mut seek = TopicPartitionList::new();
-        for (t, p, offset) in restored {
-            let name = self.topic_name(*t);
-            let o = match offset {
-                Some(o) => Offset::Offset(*o),
-                None => match committed.find_partition(name, *p).map(|e| e.offset()) {
+        for s in restored {
+            let name = self.topic_name(s.topic);
+            let o = match s.position {
+                Some(o) => Offset::Offset(o),
+                None => match committed.find_partition(name, s.partition).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => Offset::Offset(o),
                     _ => Offset::Beginning,
                 },
             };
-            seek.add_partition_offset(name, *p, o)
+            seek.add_partition_offset(name, s.partition, o)
                 .map_err(RewindError::Seek)?;
         }
         Ok(seek)
     }
 
-    /// Reads the changelog partitions of `parts` and rebuilds their state.
-    /// Returns the offset each restored partition's state reflects.
-    pub(super) fn restore(
-        &self,
-        parts: &[(InputTopic, i32)],
-    ) -> Result<Vec<(InputTopic, i32, Option<i64>)>, RewindError> {
+    /// Reads the changelog partitions of `parts` and rebuilds their state, a
+    /// slot each, positioned at the offset its state reflects.
+    pub(super) fn restore(&self, parts: &[(InputTopic, i32)]) -> Result<Vec<Slot>, RewindError> {
         let mut by_changelog: BTreeMap<i32, Vec<(InputTopic, i32)>> = BTreeMap::new();
         for (t, p) in parts {
             by_changelog
@@ -143,26 +162,25 @@ impl RunContext {
         for (cp, inputs) in by_changelog {
             let started = Instant::now();
             let records = read_changelog(&reader, topic, cp)?;
-            let mut s = self.lock();
             for (t, p) in inputs {
-                s.engine
+                let mut slot = Slot::new(self, t, p);
+                slot.engine
                     .restore_partition(t, p, &records, wall_ms())
                     .map_err(|source| RewindError::Restore {
                         topic: self.topic_name(t).to_string(),
                         partition: p,
                         source,
                     })?;
-                let offset = s.engine.next_offset(t, p);
-                if let Some(o) = offset {
-                    s.positions.insert((t, p), o);
-                    s.committed.insert((t, p), o);
+                slot.position = slot.engine.next_offset(t, p);
+                if let Some(o) = slot.position {
+                    self.commits().committed.insert((t, p), o);
                 }
                 self.view.metrics.runtime.set_restore_time(
                     self.topic_name(t),
                     p,
                     started.elapsed().as_secs_f64(),
                 );
-                out.push((t, p, offset));
+                out.push(slot);
             }
             tracing::info!(
                 changelog_partition = cp,

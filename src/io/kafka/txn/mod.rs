@@ -96,6 +96,8 @@ pub struct Transactions {
     replaced_at: Mutex<Vec<Instant>>,
     /// Aborts that failed in a row; see `abort`.
     failed_aborts: AtomicU8,
+    /// Held while a transaction is begun.
+    beginning: Mutex<()>,
 }
 
 /// librdkafka's three kinds of transactional error, as the caller must treat
@@ -171,6 +173,7 @@ impl Transactions {
             phase: AtomicU8::new(IDLE),
             replaced_at: Mutex::new(Vec::new()),
             failed_aborts: AtomicU8::new(0),
+            beginning: Mutex::new(()),
         })
     }
 
@@ -197,7 +200,13 @@ impl Transactions {
     }
 
     fn begin(&self) -> Result<(), TxnError> {
-        match self.phase.load(Ordering::Relaxed) {
+        if self.phase.load(Ordering::Acquire) == OPEN {
+            return Ok(());
+        }
+        // Workers send concurrently: one of them begins the transaction, the
+        // others find it open.
+        let _one = crate::sync::lock(&self.beginning);
+        match self.phase.load(Ordering::Acquire) {
             OPEN => Ok(()),
             MUST_ABORT | BROKEN => Err(TxnError::Abort("an earlier transaction failed".into())),
             COMMITTING => Err(TxnError::Retry("the last commit is not finished".into())),
@@ -206,7 +215,7 @@ impl Transactions {
                     .producer()
                     .begin_transaction()
                     .map_err(|e| self.failed(classify(e)))?;
-                self.phase.store(OPEN, Ordering::Relaxed);
+                self.phase.store(OPEN, Ordering::Release);
                 Ok(())
             }
         }

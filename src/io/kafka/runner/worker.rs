@@ -1,0 +1,164 @@
+//! A worker: claims a slot with messages waiting, processes a batch of them
+//! through the slot's engine and publishes what they caused; sleeps when no
+//! slot has any, until a queue wakes it. While processing must hold it leaves
+//! the messages in their queues.
+
+use super::slots::SlotList;
+use super::*;
+use std::thread::JoinHandle;
+
+/// Messages one claim processes before the worker lets go of the slot: short
+/// enough that the barrier waits little, long enough that claiming is cheap.
+const BATCH: usize = 256;
+/// How long an idle worker sleeps when no queue wakes it first.
+const IDLE: Duration = Duration::from_millis(100);
+
+pub(super) fn spawn(
+    ctx: &Arc<RunContext>,
+    view: &Arc<LiveView>,
+    n: usize,
+) -> anyhow::Result<JoinHandle<()>> {
+    let (ctx, view) = (ctx.clone(), view.clone());
+    let handle = std::thread::Builder::new()
+        .name(format!("crowdpark-w{n}"))
+        .spawn(move || {
+            let mut w = Worker::new(&ctx, &view, n);
+            if let Err(e) = w.run() {
+                ctx.set_fatal(format!("{e:#}"));
+            }
+        })?;
+    Ok(handle)
+}
+
+struct Worker<'a> {
+    ctx: &'a RunContext,
+    view: &'a LiveView,
+    counters: Vec<(InputTopic, InputCounters)>,
+    clock: Clock,
+    clock_based: Instant,
+    out: Vec<Output>,
+    bufs: Buffers,
+    /// Where the next claim starts looking, so slots take turns.
+    next: usize,
+}
+
+impl<'a> Worker<'a> {
+    fn new(ctx: &'a RunContext, view: &'a LiveView, n: usize) -> Self {
+        let counters = InputTopic::CONSUMED
+            .map(|t| (t, view.metrics.input.counters(ctx.topic_name(t))))
+            .into();
+        Worker {
+            ctx,
+            view,
+            counters,
+            clock: Clock::new(),
+            clock_based: Instant::now(),
+            out: Vec::new(),
+            bufs: Buffers::default(),
+            next: n,
+        }
+    }
+
+    fn run(&mut self) -> anyhow::Result<()> {
+        self.ctx.slots.register(std::thread::current());
+        while !self.ctx.slots.stop.load(Ordering::Relaxed) {
+            // Held: the messages wait in their queues (bounded by the
+            // consumer's buffer) until the coordinator has recovered.
+            let done = if self.ctx.held() {
+                0
+            } else {
+                let slots = self.ctx.slots.read();
+                self.claim(&slots)?
+            };
+            if done == 0 {
+                std::thread::park_timeout(IDLE);
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch from the first free slot with messages, from `next` on;
+    /// how many messages it processed.
+    fn claim(&mut self, slots: &SlotList) -> anyhow::Result<usize> {
+        for i in 0..slots.len() {
+            let k = (self.next + i) % slots.len();
+            let Ok(mut slot) = slots[k].try_lock() else {
+                continue;
+            };
+            let done = self.batch(&mut slot)?;
+            if done > 0 {
+                self.next = k + 1;
+                return Ok(done);
+            }
+        }
+        Ok(0)
+    }
+
+    fn batch(&mut self, slot: &mut Slot) -> anyhow::Result<usize> {
+        let Slot {
+            topic,
+            partition,
+            engine,
+            queue,
+            position,
+            batches,
+        } = slot;
+        let Some(queue) = queue else {
+            return Ok(0);
+        };
+        let mut done = 0;
+        while done < BATCH {
+            let m = match queue.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                    anyhow::bail!("the consumer failed for good: {code}");
+                }
+                Some(Err(e)) => {
+                    crate::io::kafka::logs::warn("consumer error", &e);
+                    break;
+                }
+            };
+            let received = Instant::now();
+            let msg = InputMessage {
+                topic: *topic,
+                partition: *partition,
+                offset: m.offset(),
+                key: m.key(),
+                payload: m.payload().unwrap_or(&[]),
+                wall_ms: self.wall_ms(received),
+            };
+            self.out.clear();
+            let c = self.counters.iter().find(|(t, _)| t == topic).map(|(_, c)| c);
+            let input = &self.view.metrics.input;
+            engine.process_each(&msg, &mut self.out, |d| {
+                if let Some(c) = c {
+                    c.count(input, d);
+                }
+            });
+            *position = Some(m.offset() + 1);
+            // Input messages only; the internal repartition topic is not input.
+            if *topic != InputTopic::PaymentsByZone {
+                self.ctx.consumed.fetch_add(1, Ordering::Relaxed);
+            }
+            let (ctx, view, out) = (self.ctx, self.view, &self.out);
+            if publish(engine, batches, ctx, view, &mut self.bufs, out)? {
+                view.metrics
+                    .runtime
+                    .observe_latency(received.elapsed().as_secs_f64());
+            }
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Wall-clock milliseconds from a monotonic reading, re-based once a
+    /// second to follow clock adjustments.
+    fn wall_ms(&mut self, now: Instant) -> i64 {
+        if now.duration_since(self.clock_based) >= Duration::from_secs(1) {
+            self.clock = Clock::new();
+            self.clock_based = now;
+        }
+        self.clock.wall_ms(now)
+    }
+}
