@@ -1,25 +1,28 @@
 //! In-process scaling of partition-parallel workers (issue 18), no broker:
 //!
 //! ```sh
-//! cargo run --release --example worker_scaling -- [rounds (10)] [partitions (4)]
+//! cargo run --release --example worker_scaling -- [rounds (10)] [partitions (3)] [simulated minutes (120)]
 //! ```
 //!
 //! The simulator's messages are generated and partitioned before timing. Each
 //! round runs them through 1 worker and through 2 (alternating which goes
-//! first), as `crowdpark run` runs its workers: each worker an engine owning
-//! the partitions [`worker_of`] gives it, payments re-keyed to another
-//! worker's partition handed over through that worker's mailbox (the
-//! repartition topic's place), and one shared district stage fed under its
-//! lock. Reported: events/s of each and the median of the per-round ratios.
+//! first) as `crowdpark run` schedules its workers: every input partition a
+//! slot with its own engine, claimed by one worker at a time for a batch of
+//! 256 messages; payments re-keyed to a partition of the repartition topic
+//! wait in that partition's inbox (the topic's place) for its slot; one
+//! district stage shared under a lock. Reported: events/s of each and the
+//! median of the per-round ratios.
 
 mod common;
 use common::median;
 
 use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
-use crowdpark::engine::{worker_of, District, Engine, InputMessage};
-use crowdpark::model::InputTopic;
+use crowdpark::engine::{District, Engine, InputMessage};
+use crowdpark::model::{Catalog, InputTopic};
 use crowdpark::output::Forwarded;
 use crowdpark::sim::{SimOptions, Simulator};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
@@ -33,12 +36,12 @@ struct Msg {
     wall_ms: i64,
 }
 
-fn workload(config: &Config) -> Vec<Msg> {
+fn workload(config: &Config, minutes: i64) -> Vec<Msg> {
     let opts = SimOptions {
         intensity: 4.0,
         ..SimOptions::default()
     };
-    let msgs = Simulator::new(config, opts.clone()).advance_to(opts.start_ms + 20 * 60_000);
+    let msgs = Simulator::new(config, opts.clone()).advance_to(opts.start_ms + minutes * 60_000);
     let n = config.topics.input_partitions;
     msgs.iter()
         .enumerate()
@@ -56,118 +59,151 @@ fn workload(config: &Config) -> Vec<Msg> {
         .collect()
 }
 
-/// What the workers share: the district stage and one mailbox each.
-struct Shared {
-    district: Mutex<District>,
-    mailboxes: Vec<Mutex<Vec<Forwarded>>>,
+/// One input partition as `crowdpark run` holds it: its engine and its
+/// messages, claimed by one worker at a time.
+struct Slot<'m> {
+    engine: Engine,
+    input: &'m [&'m Msg],
+    next: usize,
+    /// Slots of the repartition topic take forwarded payments from here.
+    inbox: Option<usize>,
 }
 
-/// One worker: its partitions' messages through its engine.
-fn worker(config: &Arc<Config>, me: usize, mine: &[&Msg], shared: &Shared, start: &Barrier, end: &Barrier) {
-    let workers = shared.mailboxes.len();
+/// What the workers share: the slots, the district stage, one inbox per
+/// partition of the repartition topic, and how much work is left.
+struct Shared<'m> {
+    slots: Vec<Mutex<Slot<'m>>>,
+    district: Mutex<District>,
+    inboxes: Vec<Mutex<Vec<Forwarded>>>,
+    /// Input messages not yet processed plus forwarded records not yet taken.
+    left: AtomicUsize,
+}
+
+const BATCH: usize = 256;
+
+/// Claims slots with work until none is left anywhere.
+fn worker(config: &Config, me: usize, shared: &Shared, start: &Barrier) {
     let partitions = config.topics.input_partitions;
-    let mut engine = Engine::new(config.clone());
-    engine.detach_district();
-    engine.repartition_through_kafka();
-    let (mut out, mut forwarded, mut inputs, mut taken) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut district_out = Vec::new();
+    let (mut out, mut forwarded, mut inputs, mut district_out, mut taken) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut outbox: Vec<Vec<Forwarded>> = vec![Vec::new(); partitions as usize];
+    let mut next = me;
     start.wait();
-    let mut feed = |engine: &mut Engine, out: &mut Vec<_>| {
-        engine.take_forwarded_into(&mut forwarded);
-        for f in forwarded.drain(..) {
-            let owner = worker_of(f.target_partition(partitions), workers);
-            if owner == me {
-                engine.process_forwarded(&f, 0, out);
-            } else {
-                shared.mailboxes[owner].lock().unwrap().push(f);
+    while shared.left.load(Ordering::Acquire) > 0 {
+        let n = shared.slots.len();
+        for i in 0..n {
+            let k = (next + i) % n;
+            let Ok(mut slot) = shared.slots[k].try_lock() else {
+                continue;
+            };
+            let slot = &mut *slot;
+            let mut done = 0;
+            if let Some(ix) = slot.inbox {
+                std::mem::swap(&mut taken, &mut *shared.inboxes[ix].lock().unwrap());
+            }
+            let wall = slot.input.get(slot.next).map_or(0, |m| m.wall_ms);
+            for f in taken.drain(..) {
+                slot.engine.process_forwarded(&f, wall, &mut out);
+                done += 1;
+            }
+            while done < BATCH && slot.next < slot.input.len() {
+                let m = slot.input[slot.next];
+                slot.next += 1;
+                let msg = InputMessage {
+                    topic: m.topic,
+                    partition: m.partition,
+                    offset: m.offset,
+                    key: Some(m.key.as_bytes()),
+                    payload: &m.payload,
+                    wall_ms: m.wall_ms,
+                };
+                slot.engine.process(&msg, &mut out);
+                // What a sink would do with the outputs.
+                slot.engine.take_forwarded_into(&mut forwarded);
+                for f in forwarded.drain(..) {
+                    let p = f.target_partition(partitions) as usize;
+                    outbox[p].push(f);
+                }
+                slot.engine.take_district_inputs_into(&mut inputs);
+                if !inputs.is_empty() {
+                    let mut d = shared.district.lock().unwrap();
+                    d.absorb(&mut inputs, &mut district_out);
+                    district_out.clear();
+                }
+                out.clear();
+                done += 1;
+            }
+            // Handed over once per batch, as the runner sends its batches.
+            for (p, records) in outbox.iter_mut().enumerate() {
+                if !records.is_empty() {
+                    shared.left.fetch_add(records.len(), Ordering::AcqRel);
+                    shared.inboxes[p].lock().unwrap().append(records);
+                }
+            }
+            if done > 0 {
+                shared.left.fetch_sub(done, Ordering::AcqRel);
+                next = k + 1;
+                break;
             }
         }
-        engine.take_district_inputs_into(&mut inputs);
-        if !inputs.is_empty() {
-            shared
-                .district
-                .lock()
-                .unwrap()
-                .absorb(&mut inputs, &mut district_out);
-            district_out.clear();
-        }
-        // A sink would take the outputs here.
-        out.clear();
-    };
-    for chunk in mine.chunks(256) {
-        for m in chunk {
-            let msg = InputMessage {
-                topic: m.topic,
-                partition: m.partition,
-                offset: m.offset,
-                key: Some(m.key.as_bytes()),
-                payload: &m.payload,
-                wall_ms: m.wall_ms,
-            };
-            engine.process(&msg, &mut out);
-            feed(&mut engine, &mut out);
-        }
-        std::mem::swap(&mut taken, &mut *shared.mailboxes[me].lock().unwrap());
-        for f in taken.drain(..) {
-            let wall = chunk.last().map_or(0, |m| m.wall_ms);
-            engine.process_forwarded(&f, wall, &mut out);
-            feed(&mut engine, &mut out);
-        }
     }
-    // Every worker is done with its input: what is left in the mailbox is all.
-    end.wait();
-    let last = mine.last().map_or(0, |m| m.wall_ms);
-    std::mem::swap(&mut taken, &mut *shared.mailboxes[me].lock().unwrap());
-    for f in taken.drain(..) {
-        engine.process_forwarded(&f, last, &mut out);
-        feed(&mut engine, &mut out);
-    }
-    std::hint::black_box(engine);
 }
 
 /// Events/s of the whole workload through `workers` workers.
 fn run(config: &Arc<Config>, msgs: &[Msg], workers: usize) -> f64 {
-    let shared = Shared {
-        district: Mutex::new(District::new(config, Arc::new(crowdpark::model::Catalog::new(config)))),
-        mailboxes: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
-    };
-    let (start, end) = (Barrier::new(workers + 1), Barrier::new(workers));
-    let by_worker: Vec<Vec<&Msg>> = (0..workers)
-        .map(|w| {
-            msgs.iter()
-                .filter(|m| worker_of(m.partition, workers) == w)
-                .collect()
+    let catalog = Arc::new(Catalog::new(config));
+    let mut keys: BTreeMap<(InputTopic, i32), Vec<&Msg>> = BTreeMap::new();
+    for m in msgs {
+        keys.entry((m.topic, m.partition)).or_default().push(m);
+    }
+    for p in 0..config.topics.input_partitions {
+        keys.entry((InputTopic::PaymentsByZone, p)).or_default();
+    }
+    let slots = keys
+        .iter()
+        .map(|((topic, p), input)| {
+            let mut engine = Engine::with_catalog(config.clone(), catalog.clone());
+            engine.detach_district();
+            engine.repartition_through_kafka();
+            Mutex::new(Slot {
+                engine,
+                input,
+                next: 0,
+                inbox: (*topic == InputTopic::PaymentsByZone).then_some(*p as usize),
+            })
         })
         .collect();
-    std::thread::scope(|s| {
-        for (w, mine) in by_worker.iter().enumerate() {
-            let (shared, start, end) = (&shared, &start, &end);
-            s.spawn(move || worker(config, w, mine, shared, start, end));
+    let shared = Shared {
+        slots,
+        district: Mutex::new(District::new(config, catalog.clone())),
+        inboxes: (0..config.topics.input_partitions)
+            .map(|_| Mutex::new(Vec::new()))
+            .collect(),
+        left: AtomicUsize::new(msgs.len()),
+    };
+    let start = Barrier::new(workers + 1);
+    let elapsed = std::thread::scope(|s| {
+        for w in 0..workers {
+            let (shared, start) = (&shared, &start);
+            s.spawn(move || worker(config, w, shared, start));
         }
         start.wait();
-        let began = Instant::now();
         // The scope joins every worker before returning.
-        began
+        Instant::now()
     })
-    .elapsed()
-    .as_secs_f64()
-    .recip()
-        * msgs.len() as f64
+    .elapsed();
+    msgs.len() as f64 / elapsed.as_secs_f64()
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let partitions: i32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let partitions: i32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let minutes: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(120);
     let mut config = load_str(DEFAULT_CONFIG, Vec::new()).expect("embedded config");
     config.topics.input_partitions = partitions;
     let config = Arc::new(config);
-    let msgs = workload(&config);
-    if std::env::var("SHOW").is_ok() { distribution(&msgs); return; }
-    let share: Vec<usize> = (0..2)
-        .map(|w| msgs.iter().filter(|m| worker_of(m.partition, 2) == w).count())
-        .collect();
+    let msgs = workload(&config, minutes);
     // Warm caches and the allocator once, unmeasured.
     run(&config, &msgs, 1);
     run(&config, &msgs, 2);
@@ -185,10 +221,8 @@ fn main() {
         ratio.push(b / a);
     }
     println!(
-        "{} messages over {partitions} partitions (2 workers take {} and {}) x {rounds} rounds; medians: 1 worker {:.0} events/s, 2 workers {:.0} events/s, per-round ratio {:.2} (range {:.2}-{:.2})",
+        "{} messages over {partitions} partitions x {rounds} rounds; medians: 1 worker {:.0} events/s, 2 workers {:.0} events/s, per-round ratio {:.2} (range {:.2}-{:.2})",
         msgs.len(),
-        share[0],
-        share[1],
         median(one),
         median(two),
         median(ratio.clone()),
@@ -197,11 +231,3 @@ fn main() {
     );
 }
 
-#[allow(dead_code)]
-fn distribution(msgs: &[Msg]) {
-    let mut m = std::collections::BTreeMap::new();
-    for x in msgs {
-        *m.entry((x.partition, format!("{:?}", x.topic))).or_insert(0usize) += 1;
-    }
-    eprintln!("{m:?}");
-}

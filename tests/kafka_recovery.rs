@@ -18,8 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-fn crash_repeatedly(guarantee: &str) {
-    let d = Disturbed::new("crash", guarantee);
+/// The engine's environment with `engine.workers` set.
+fn with_workers(mut env: Vec<(String, String)>, workers: usize) -> Vec<(String, String)> {
+    env.push(("CROWDPARK_ENGINE__WORKERS".into(), workers.to_string()));
+    env
+}
+
+fn crash_repeatedly(guarantee: &str, workers: usize) {
+    let mut d = Disturbed::new(&format!("crash-w{workers}"), guarantee);
+    d.env = with_workers(std::mem::take(&mut d.env), workers);
 
     // Input arrives over ~40 s; the engine is killed four times while it does,
     // each time a random 0–2 s after it started processing (in the middle of a
@@ -55,28 +62,53 @@ fn crash_repeatedly(guarantee: &str) {
 }
 
 #[test]
-fn kill_9_at_random_points_loses_and_double_counts_nothing_at_least_once() {
-    crash_repeatedly("at_least_once");
+fn kill_9_at_random_points_loses_and_double_counts_nothing_at_least_once_one_worker() {
+    crash_repeatedly("at_least_once", 1);
 }
 
 #[test]
-fn kill_9_at_random_points_exactly_once_shows_no_duplicate() {
-    crash_repeatedly("exactly_once");
+fn kill_9_at_random_points_loses_and_double_counts_nothing_at_least_once_two_workers() {
+    crash_repeatedly("at_least_once", 2);
+}
+
+#[test]
+fn kill_9_at_random_points_exactly_once_shows_no_duplicate_one_worker() {
+    crash_repeatedly("exactly_once", 1);
+}
+
+#[test]
+fn kill_9_at_random_points_exactly_once_shows_no_duplicate_two_workers() {
+    crash_repeatedly("exactly_once", 2);
+}
+
+#[test]
+fn survivor_of_two_takes_over_the_killed_instances_partitions_one_worker() {
+    survivor_takes_over(1);
+}
+
+#[test]
+fn survivor_of_two_takes_over_the_killed_instances_partitions_two_workers() {
+    survivor_takes_over(2);
 }
 
 /// Two instances share the group; one is killed. The survivor must take its
 /// partitions, restore their state from the changelog and finish the job as if
 /// one instance had done it all.
-#[test]
-fn survivor_of_two_takes_over_the_killed_instances_partitions() {
+fn survivor_takes_over(workers: usize) {
     kafka::require_broker();
     let brokers = kafka::brokers();
-    let input = Names::new("rebal-in");
-    let reference = Names::new("rebal-ref");
-    let pair = Names::new("rebal-run");
+    let input = Names::new(&format!("rebal-in-w{workers}"));
+    let reference = Names::new(&format!("rebal-ref-w{workers}"));
+    let pair = Names::new(&format!("rebal-run-w{workers}"));
     create_topics(&input.env("sim", None));
-    let env_a = engine_env(&pair, &input, "engine", "a", "at_least_once");
-    let env_b = engine_env(&pair, &input, "engine", "b", "at_least_once");
+    let env_a = with_workers(
+        engine_env(&pair, &input, "engine", "a", "at_least_once"),
+        workers,
+    );
+    let env_b = with_workers(
+        engine_env(&pair, &input, "engine", "b", "at_least_once"),
+        workers,
+    );
     create_topics(&env_a);
 
     let sim = simulate(&input, &brokers, 1500, 15_000);
@@ -182,16 +214,28 @@ fn health(addr: &str) -> (u16, String) {
 /// it is unhealthy while the broker is away, resumes, and every message is
 /// accounted for with the same final outputs as an uninterrupted run.
 #[test]
-fn broker_restart_mid_stream_loses_nothing() {
+fn broker_restart_mid_stream_loses_nothing_one_worker() {
+    broker_restart_mid_stream(1);
+}
+
+#[test]
+fn broker_restart_mid_stream_loses_nothing_two_workers() {
+    broker_restart_mid_stream(2);
+}
+
+fn broker_restart_mid_stream(workers: usize) {
     let broker = OwnBroker::start();
     let brokers = broker.addr();
-    let input = Names::new("outage-in");
-    let run = Names::new("outage-run");
-    let reference = Names::new("outage-ref");
+    let input = Names::new(&format!("outage-in-w{workers}"));
+    let run = Names::new(&format!("outage-run-w{workers}"));
+    let reference = Names::new(&format!("outage-ref-w{workers}"));
     create_topics(&on_broker(input.env("sim", None), &brokers));
-    let mut env = on_broker(
-        engine_env(&run, &input, "engine", "a", "at_least_once"),
-        &brokers,
+    let mut env = with_workers(
+        on_broker(
+            engine_env(&run, &input, "engine", "a", "at_least_once"),
+            &brokers,
+        ),
+        workers,
     );
     env.push(("CROWDPARK_KAFKA__UNHEALTHY_AFTER".into(), "3s".into()));
     create_topics(&env);

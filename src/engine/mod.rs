@@ -27,12 +27,6 @@ use partition::PartitionTask;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The worker of a parallel run that owns `partition` of every input topic:
-/// a partition's stages stay together, as they do on one instance.
-pub fn worker_of(partition: i32, workers: usize) -> usize {
-    partition.rem_euclid(workers.max(1) as i32) as usize
-}
-
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
 pub struct InputMessage<'a> {
