@@ -190,6 +190,28 @@ fn bare_consumer(c: &Config, total: u64, broker: Option<u32>) -> anyhow::Result<
     ))
 }
 
+/// One engine configuration's figures over the rounds.
+#[derive(Default)]
+struct Rounds {
+    rate: Vec<f64>,
+    ratio: Vec<f64>,
+    own_us: Vec<f64>,
+    broker_us: Vec<f64>,
+    cpu: Vec<f64>,
+    bound: Vec<f64>,
+}
+
+impl Rounds {
+    fn add(&mut self, a: &Measured, b: &Measured, ceiling: f64) {
+        self.rate.push(b.rate);
+        self.ratio.push(b.rate / a.rate);
+        self.own_us.push(b.own_us);
+        self.broker_us.push(b.broker_us.unwrap_or(f64::NAN));
+        self.cpu.push(b.own_us / a.own_us);
+        self.bound.push(ceiling);
+    }
+}
+
 /// Histogram buckets (upper bound → cumulative count) of a family.
 fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{le=\"");
@@ -377,43 +399,60 @@ fn main() -> anyhow::Result<()> {
 
     let broker = broker_pid();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let (mut bare, mut run, mut ratio, mut bound, mut cpu) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // `E2E_WORKERS=1,2` runs the engine with each worker count in every
+    // round, after the same bare consumer; by default with its own default.
+    let workers: Vec<Option<usize>> = match std::env::var("E2E_WORKERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|w| w.trim().parse().map(Some))
+            .collect::<Result<_, _>>()?,
+        Err(_) => vec![None],
+    };
+    let mut bare = Vec::new();
+    let mut by_workers: Vec<Rounds> = workers.iter().map(|_| Rounds::default()).collect();
     for round in 1..=rounds {
         let c = config(&brokers, &input, &format!("{run_id}-r{round}"));
-        rt.block_on(create_topics(&c))?;
         let a = bare_consumer(&c, total, broker)?;
-        let b = engine(c.clone(), total, broker)?;
-        if round == 1 {
-            println!(
-                "records written per input message: {}",
-                outputs_per_input(&c, total)?
-            );
-        }
-        // Were every core busy with nothing else, the engine's CPU per event
-        // (its own and the broker's) would allow at most this ratio.
-        let ceiling = cores * 1e6 / b.total_us() / a.rate;
-        println!(
-            "round {round}:\n  (a) bare consumer: {}\n  (b) crowdpark run: {}\n  ratio (b)/(a) {:.2}; CPU per event (b)/(a) {:.2}; CPU ceiling on {cores} cores {ceiling:.2}",
-            a.describe(),
-            b.describe(),
-            b.rate / a.rate,
-            b.own_us / a.own_us
-        );
-        cpu.push(b.own_us / a.own_us);
+        println!("round {round}:\n  (a) bare consumer: {}", a.describe());
         bare.push(a.rate);
-        run.push(b.rate);
-        ratio.push(b.rate / a.rate);
-        bound.push(ceiling);
+        for (w, rounds) in workers.iter().zip(&mut by_workers) {
+            let tag = w.map_or(String::new(), |w| format!("-w{w}"));
+            let mut c = config(&brokers, &input, &format!("{run_id}-r{round}{tag}"));
+            c.engine.workers = *w;
+            rt.block_on(create_topics(&c))?;
+            let b = engine(c.clone(), total, broker)?;
+            if round == 1 {
+                println!(
+                    "  records written per input message: {}",
+                    outputs_per_input(&c, total)?
+                );
+            }
+            // Were every core busy with nothing else, the engine's CPU per
+            // event (its own and the broker's) would allow at most this ratio.
+            let ceiling = cores * 1e6 / b.total_us() / a.rate;
+            println!(
+                "  (b) crowdpark run, {} workers: {}\n      ratio (b)/(a) {:.2}; CPU per event (b)/(a) {:.2}; CPU ceiling on {cores} cores {ceiling:.2}",
+                c.engine.worker_count(),
+                b.describe(),
+                b.rate / a.rate,
+                b.own_us / a.own_us
+            );
+            rounds.add(&a, &b, ceiling);
+        }
     }
-    println!(
-        "median: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}, CPU per event (b)/(a) {:.2}, CPU ceiling {:.2}",
-        median(bare),
-        median(run),
-        median(ratio),
-        median(cpu),
-        median(bound)
-    );
+    for (w, r) in workers.iter().zip(by_workers) {
+        let w = w.map_or("default".to_string(), |w| w.to_string());
+        println!(
+            "median, {w} workers: bare consumer {:.0} events/s, crowdpark run {:.0} events/s, ratio (b)/(a) {:.2}, CPU per event {:.2} µs engine / {:.2} µs broker, (b)/(a) {:.2}, CPU ceiling {:.2}",
+            median(bare.clone()),
+            median(r.rate),
+            median(r.ratio),
+            median(r.own_us),
+            median(r.broker_us),
+            median(r.cpu),
+            median(r.bound)
+        );
+    }
     if offered <= 0.0 {
         return Ok(());
     }

@@ -125,13 +125,14 @@ fn worker(config: &Config, me: usize, shared: &Shared, start: &Barrier) {
                     outbox[p].push(f);
                 }
                 slot.engine.take_district_inputs_into(&mut inputs);
-                if !inputs.is_empty() {
-                    let mut d = shared.district.lock().unwrap();
-                    d.absorb(&mut inputs, &mut district_out);
-                    district_out.clear();
-                }
                 out.clear();
                 done += 1;
+            }
+            // Once per batch, as the runner feeds its district stage.
+            if !inputs.is_empty() {
+                let mut d = shared.district.lock().unwrap();
+                d.absorb(&mut inputs, &mut district_out);
+                district_out.clear();
             }
             // Handed over once per batch, as the runner sends its batches.
             for (p, records) in outbox.iter_mut().enumerate() {

@@ -467,11 +467,11 @@ impl Engine {
         self.district = Stage::Detached(Vec::new());
     }
 
-    /// Replaces `into` with the district inputs made since the last call.
+    /// Moves the district inputs made since the last call to the end of
+    /// `into`, so a caller can gather a batch's before taking the stage's lock.
     pub fn take_district_inputs_into(&mut self, into: &mut Vec<DistrictInput>) {
-        into.clear();
         if let Stage::Detached(inputs) = &mut self.district {
-            std::mem::swap(inputs, into);
+            into.append(inputs);
         }
     }
 }

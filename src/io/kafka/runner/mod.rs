@@ -57,7 +57,7 @@ use crate::output::{Forwarded, Output, OutputTopic};
 use checkpoint::{on_commit, Commit, InFlight};
 use context::{Commits, RunContext};
 use poll::Coordinator;
-use publish::{on_send_error, publish, send_batches, Buffers};
+use publish::{on_send_error, publish, publish_district, send_batches, Buffers};
 use slots::{Slot, Slots};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{

@@ -158,6 +158,7 @@ impl<'a> Coordinator<'a> {
                 self.out.clear();
                 engine.tick(wall_ms, &mut self.out);
                 publish(engine, batches, ctx, view, &mut self.bufs, &self.out)?;
+                publish_district(engine, ctx, view, &mut self.bufs)?;
                 if let Err(e) = send_batches(ctx, batches) {
                     on_send_error(e)?;
                 }

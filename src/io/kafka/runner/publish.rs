@@ -16,8 +16,8 @@ pub(super) struct Buffers {
 }
 
 /// Sends a slot's outputs to their topics (re-keyed payments into the slot's
-/// batches) and to the local view, then feeds the district stage and sends
-/// what it makes; true when the message caused anything to send. A failed
+/// batches) and to the local view, and gathers what they bring the district
+/// stage; true when the message caused anything to send. A failed
 /// send inside a transaction marks it for abort (the coordinator then
 /// rewinds); only a fatal producer error stops the run.
 pub(super) fn publish(
@@ -37,43 +37,49 @@ pub(super) fn publish(
             }
         }
     }
-    let sent = !out.is_empty() || !bufs.forwarded.is_empty();
-    if !send_all(engine, ctx, view, &mut bufs.json, out)? {
-        return Ok(true);
-    }
+    send_all(engine, ctx, view, &mut bufs.json, out)?;
     engine.take_district_inputs_into(&mut bufs.district);
-    if !bufs.district.is_empty() {
-        // Sent under the stage's lock, so its records leave in the order made
-        // whichever worker made them.
-        let mut district = crate::sync::lock(&ctx.district);
-        bufs.district_out.clear();
-        district.absorb(&mut bufs.district, &mut bufs.district_out);
-        send_all(engine, ctx, view, &mut bufs.json, &bufs.district_out)?;
-        return Ok(sent || !bufs.district_out.is_empty());
-    }
-    Ok(sent)
+    Ok(!out.is_empty() || !bufs.forwarded.is_empty())
 }
 
-/// Sends records to their topics and hands them to the local view; false if
-/// a send failed (and was dealt with).
+/// Feeds the district stage what a batch of messages brought it (gathered
+/// by [`publish`]) and sends the records that makes due, under the stage's
+/// lock, so they leave in the order made whichever worker made them.
+pub(super) fn publish_district(
+    engine: &Engine,
+    ctx: &RunContext,
+    view: &LiveView,
+    bufs: &mut Buffers,
+) -> anyhow::Result<()> {
+    if bufs.district.is_empty() {
+        return Ok(());
+    }
+    let mut district = crate::sync::lock(&ctx.district);
+    bufs.district_out.clear();
+    district.absorb(&mut bufs.district, &mut bufs.district_out);
+    send_all(engine, ctx, view, &mut bufs.json, &bufs.district_out)?;
+    Ok(())
+}
+
+/// Sends records to their topics and hands them to the local view. A failed
+/// send stops the rest (and was dealt with: see [`on_send_error`]).
 fn send_all(
     engine: &Engine,
     ctx: &RunContext,
     view: &LiveView,
     json: &mut Vec<u8>,
     out: &[Output],
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<()> {
     for o in out {
         json.clear();
         o.write_json(json);
         let topic = o.topic().name_in(&ctx.config.topics);
         if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), json) {
-            on_send_error(e)?;
-            return Ok(false);
+            return on_send_error(e);
         }
     }
     crate::io::publish_local(engine, view, out);
-    Ok(true)
+    Ok(())
 }
 
 /// A send that failed: inside a transaction it is aborted and rewound by the

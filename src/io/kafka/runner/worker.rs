@@ -23,8 +23,12 @@ pub(super) fn spawn(
         .name(format!("crowdpark-w{n}"))
         .spawn(move || {
             let mut w = Worker::new(&ctx, &view, n);
-            if let Err(e) = w.run() {
-                ctx.set_fatal(format!("{e:#}"));
+            // A worker that stops, however, stops the run: its slots would
+            // otherwise wait for good behind a healthy-looking coordinator.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => ctx.set_fatal(format!("{e:#}")),
+                Err(_) => ctx.set_fatal(format!("worker {n} panicked")),
             }
         })?;
     Ok(handle)
@@ -149,6 +153,7 @@ impl<'a> Worker<'a> {
             }
             done += 1;
         }
+        publish_district(engine, self.ctx, self.view, &mut self.bufs)?;
         Ok(done)
     }
 
