@@ -231,4 +231,3 @@ fn main() {
         ratio.iter().copied().fold(0.0, f64::max),
     );
 }
-

@@ -1,13 +1,13 @@
 //! Reading single JSON fields, each error a sentence that names the field.
 //!
-//! Fields arrive as borrowed `RawValue`s: serde_json only finds their extent, and the
+//! Fields arrive as borrowed [`Raw`] values: the decoder only finds their extent, and the
 //! typed reading happens here, where a failure can say which field was wrong and
 //! whether it was badly formed (`invalid_field`) or impossible (`out_of_range`).
 
+use super::json::Raw;
 use super::money::{parse_fen, MoneyError, MAX_ABS_FEN};
 use super::reject::Reject;
 use chrono::DateTime;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z: event times outside are bad clocks.
@@ -17,7 +17,7 @@ pub const MAX_TS: i64 = 4_102_444_800_000;
 /// Longest id (zone, source, space, transaction) accepted.
 pub const MAX_ID_LEN: usize = 128;
 
-fn kind_of(raw: &RawValue) -> &'static str {
+fn kind_of(raw: Raw<'_>) -> &'static str {
     match raw.get().as_bytes().first() {
         Some(b'"') => "a string",
         Some(b'{') => "an object",
@@ -28,12 +28,12 @@ fn kind_of(raw: &RawValue) -> &'static str {
     }
 }
 
-pub fn required<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<&'a RawValue, Reject> {
+pub fn required<'a>(name: &str, raw: Option<Raw<'a>>) -> Result<Raw<'a>, Reject> {
     raw.ok_or_else(|| Reject::invalid(format!("field `{name}` is missing")))
 }
 
 /// A JSON string, borrowed unless it contains escapes.
-pub fn string<'a>(name: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, Reject> {
+pub fn string<'a>(name: &str, raw: Raw<'a>) -> Result<Cow<'a, str>, Reject> {
     let text = raw.get();
     if !text.starts_with('"') {
         return Err(Reject::invalid(format!(
@@ -52,7 +52,7 @@ pub fn string<'a>(name: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, Reject>
 }
 
 /// A non-empty identifier of bounded length.
-pub fn id<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Reject> {
+pub fn id<'a>(name: &str, raw: Option<Raw<'a>>) -> Result<Cow<'a, str>, Reject> {
     let s = string(name, required(name, raw)?)?;
     if s.trim().is_empty() {
         return Err(Reject::invalid(format!("field `{name}` must not be empty")));
@@ -66,10 +66,7 @@ pub fn id<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Rej
     Ok(s)
 }
 
-pub fn optional_id<'a>(
-    name: &str,
-    raw: Option<&'a RawValue>,
-) -> Result<Option<Cow<'a, str>>, Reject> {
+pub fn optional_id<'a>(name: &str, raw: Option<Raw<'a>>) -> Result<Option<Cow<'a, str>>, Reject> {
     match raw {
         None => Ok(None),
         Some(_) => id(name, raw).map(Some),
@@ -77,7 +74,7 @@ pub fn optional_id<'a>(
 }
 
 /// A whole number in `0..=max`.
-pub fn count(name: &str, raw: &RawValue, max: u32) -> Result<u32, Reject> {
+pub fn count(name: &str, raw: Raw<'_>, max: u32) -> Result<u32, Reject> {
     let text = raw.get();
     let digits = text.strip_prefix('-').unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -107,7 +104,7 @@ pub fn count(name: &str, raw: &RawValue, max: u32) -> Result<u32, Reject> {
 }
 
 /// `ts`: RFC 3339 with an offset, or integer epoch milliseconds.
-pub fn timestamp(raw: Option<&RawValue>) -> Result<i64, Reject> {
+pub fn timestamp(raw: Option<Raw<'_>>) -> Result<i64, Reject> {
     let raw = required("ts", raw)?;
     let text = raw.get();
     let ms = if text.starts_with('"') {
@@ -144,7 +141,7 @@ pub fn timestamp(raw: Option<&RawValue>) -> Result<i64, Reject> {
 }
 
 /// `amount`: a decimal string or number with at most two decimals, into fen.
-pub fn amount(raw: Option<&RawValue>) -> Result<i64, Reject> {
+pub fn amount(raw: Option<Raw<'_>>) -> Result<i64, Reject> {
     let raw = required("amount", raw)?;
     let text = match kind_of(raw) {
         "a string" => string("amount", raw)?,

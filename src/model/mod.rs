@@ -8,6 +8,7 @@ mod catalog;
 mod decode;
 mod event;
 mod fields;
+mod json;
 mod keys;
 mod money;
 mod reject;

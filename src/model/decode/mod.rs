@@ -3,6 +3,7 @@
 use super::catalog::{Catalog, CategoryIx, LotIx, ZoneIx};
 use super::event::*;
 use super::fields::{self, id, optional_id, required, string};
+use super::json::{self, Raw};
 use super::reject::{Reject, RejectReason};
 use super::topic::InputTopic;
 use crate::config::Detection;
@@ -15,50 +16,88 @@ const MAX_PEOPLE: u32 = 1_000_000;
 const MAX_CROSSINGS: u32 = 100_000;
 const MAX_GATE_COUNT: u32 = 1_000;
 
-/// Every field any input may carry, each only located, not yet read. One struct
-/// for all three topics keeps decoding to a single pass over the bytes.
-#[derive(Deserialize)]
-struct RawFields<'a> {
-    #[serde(borrow)]
-    ts: Option<&'a RawValue>,
-    #[serde(borrow)]
-    event_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    zone: Option<&'a RawValue>,
-    #[serde(borrow)]
-    source: Option<&'a RawValue>,
-    #[serde(borrow)]
-    people: Option<&'a RawValue>,
-    #[serde(borrow)]
-    entered: Option<&'a RawValue>,
-    #[serde(borrow)]
-    exited: Option<&'a RawValue>,
-    #[serde(borrow)]
-    lot: Option<&'a RawValue>,
-    #[serde(borrow)]
-    slot: Option<&'a RawValue>,
-    #[serde(borrow)]
-    state: Option<&'a RawValue>,
-    #[serde(borrow)]
-    gate: Option<&'a RawValue>,
-    #[serde(borrow)]
-    count: Option<&'a RawValue>,
-    #[serde(borrow)]
-    txn_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    merchant: Option<&'a RawValue>,
-    #[serde(borrow)]
-    amount: Option<&'a RawValue>,
-    #[serde(borrow)]
-    currency: Option<&'a RawValue>,
-    #[serde(borrow)]
-    category: Option<&'a RawValue>,
-    #[serde(borrow)]
-    amount_fen: Option<&'a RawValue>,
-    #[serde(borrow)]
-    upstream: Option<&'a RawValue>,
-    #[serde(borrow)]
-    wm: Option<&'a RawValue>,
+/// Every field any input may carry, each only located, not yet read. One set
+/// for all three topics keeps decoding to a single pass over the bytes: the
+/// scanner's ([`flat_object`]) when it reads the message, else `serde_json`'s
+/// (`SerdeFields`), whose answer is then the decoder's.
+macro_rules! raw_fields {
+    ($($name:ident),* $(,)?) => {
+        #[derive(Default)]
+        struct RawFields<'a> {
+            $($name: Option<Raw<'a>>,)*
+        }
+
+        #[derive(Deserialize)]
+        struct SerdeFields<'a> {
+            $(#[serde(borrow)] $name: Option<&'a RawValue>,)*
+        }
+
+        impl<'a> From<SerdeFields<'a>> for RawFields<'a> {
+            fn from(s: SerdeFields<'a>) -> Self {
+                RawFields { $($name: s.$name.map(Raw::from_serde),)* }
+            }
+        }
+
+        #[cfg(test)]
+        impl<'a> RawFields<'a> {
+            fn texts(&self) -> Vec<Option<&'a str>> {
+                vec![$(self.$name.map(|r| r.get()),)*]
+            }
+        }
+
+        /// Each known field's place and its bit in a set of those seen.
+        fn field<'a, 'f>(
+            fields: &'f mut RawFields<'a>,
+            key: &str,
+        ) -> Option<(&'f mut Option<Raw<'a>>, u32)> {
+            let mut bit = 1u32;
+            $(
+                if key == stringify!($name) {
+                    return Some((&mut fields.$name, bit));
+                }
+                bit <<= 1;
+            )*
+            let _ = bit;
+            None
+        }
+    };
+}
+
+raw_fields!(
+    ts, event_id, zone, source, people, entered, exited, lot, slot, state, gate, count, txn_id,
+    merchant, amount, currency, category, amount_fen, upstream, wm,
+);
+
+/// The fields of a message, from the scanner when it reads the message, else
+/// from `serde_json`, with its error.
+fn raw_fields(text: &str) -> Result<RawFields<'_>, Reject> {
+    let mut fields = RawFields::default();
+    let mut seen = 0u32;
+    let scanned = json::flat_object(text, |key, value| match field(&mut fields, key) {
+        // A repeated field is `serde_json`'s to refuse, with its message.
+        Some((_, bit)) if seen & bit != 0 => false,
+        Some((place, bit)) => {
+            seen |= bit;
+            *place = value;
+            true
+        }
+        None => true,
+    });
+    if scanned.is_some() {
+        return Ok(fields);
+    }
+    serde_json::from_str::<SerdeFields<'_>>(text)
+        .map(RawFields::from)
+        .map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => Reject::invalid(e.to_string()),
+                _ => Reject::new(
+                    RejectReason::MalformedJson,
+                    format!("payload is not valid JSON: {e}"),
+                ),
+            }
+        })
 }
 
 /// Decodes one message of `topic`. Never panics, whatever the bytes.
@@ -89,16 +128,7 @@ pub fn decode<'a>(
             "payload is not a JSON object",
         ));
     }
-    let raw: RawFields<'a> = serde_json::from_str(text).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => Reject::invalid(e.to_string()),
-            _ => Reject::new(
-                RejectReason::MalformedJson,
-                format!("payload is not valid JSON: {e}"),
-            ),
-        }
-    })?;
+    let raw = raw_fields(text)?;
     let ts = fields::timestamp(raw.ts)?;
     match topic {
         InputTopic::CrowdCounts => decode_crowd(raw, ts, catalog),
@@ -121,7 +151,7 @@ fn known_lot(catalog: &Catalog, id: &str) -> Result<LotIx, Reject> {
 }
 
 /// A payment's optional `lot`: it must name a configured car park.
-fn optional_lot(catalog: &Catalog, raw: Option<&RawValue>) -> Result<Option<LotIx>, Reject> {
+fn optional_lot(catalog: &Catalog, raw: Option<Raw<'_>>) -> Result<Option<LotIx>, Reject> {
     optional_id("lot", raw)?
         .map(|l| known_lot(catalog, &l))
         .transpose()
@@ -308,7 +338,7 @@ fn decode_forwarded<'a>(
     ts: i64,
     catalog: &Catalog,
 ) -> Result<Decoded<'a>, Reject> {
-    let int = |name: &str, v: Option<&RawValue>| -> Result<i64, Reject> {
+    let int = |name: &str, v: Option<Raw<'_>>| -> Result<i64, Reject> {
         let text = required(name, v)?.get();
         text.parse()
             .map_err(|_| Reject::invalid(format!("field `{name}` is {text}, not an integer")))

@@ -223,3 +223,58 @@ fn oversized_is_refused_unparsed() {
     let r = decode(InputTopic::Payments, &big, &catalog(), 1024).unwrap_err();
     assert_eq!(r.reason, RejectReason::TooLarge);
 }
+
+/// Whatever the scanner reads, `serde_json` reads the same: for the
+/// simulator's messages, and for each of them cut short and with every byte
+/// replaced by each character that matters to JSON.
+#[test]
+fn the_scanner_agrees_with_serde_json_wherever_it_reads() {
+    let config = load_str(DEFAULT_CONFIG, Vec::new()).unwrap();
+    let opts = crate::sim::SimOptions::default();
+    let msgs =
+        crate::sim::Simulator::new(&config, opts.clone()).advance_to(opts.start_ms + 120_000);
+    let mut texts: Vec<String> = Vec::new();
+    for m in msgs.iter().take(40) {
+        let t = String::from_utf8(m.payload.clone()).unwrap();
+        for cut in 0..t.len() {
+            texts.push(t[..cut].to_string());
+        }
+        for (i, _) in t.char_indices() {
+            for c in [
+                '"', '\\', '{', '[', ',', ':', ' ', '0', '-', 'e', '.', 'n', '\u{1}', 'x',
+            ] {
+                let mut v = t.clone();
+                v.replace_range(
+                    i..i + t[i..].chars().next().unwrap().len_utf8(),
+                    &c.to_string(),
+                );
+                texts.push(v);
+            }
+        }
+        texts.push(format!("{t}{t}"));
+        texts.push(t.replace(':', ": ").replace(',', " ,\n"));
+        texts.push(t.replacen('{', "{\"ts\":null,", 1));
+    }
+    let mut scanned = 0;
+    for t in &texts {
+        let mut fields = RawFields::default();
+        let mut seen = 0u32;
+        let ok = json::flat_object(t, |key, value| match field(&mut fields, key) {
+            Some((_, bit)) if seen & bit != 0 => false,
+            Some((place, bit)) => {
+                seen |= bit;
+                *place = value;
+                true
+            }
+            None => true,
+        });
+        if ok.is_none() {
+            continue;
+        }
+        scanned += 1;
+        let serde = serde_json::from_str::<SerdeFields<'_>>(t)
+            .unwrap_or_else(|e| panic!("the scanner read {t:?}, serde_json refused it: {e}"));
+        assert_eq!(fields.texts(), RawFields::from(serde).texts(), "{t:?}");
+    }
+    assert!(scanned > 1000, "only {scanned} of {} read", texts.len());
+}

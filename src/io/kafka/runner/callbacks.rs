@@ -66,7 +66,10 @@ impl ConsumerContext for RunContext {
             // failed, the new owner replays the payments.
             let (revoked, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *slots)
                 .into_iter()
-                .map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+                .map(|m| {
+                    m.into_inner()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                })
                 .partition(|s| parts.contains(&s.key()));
             for slot in &revoked {
                 self.retire(slot);

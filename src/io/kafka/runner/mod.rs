@@ -58,7 +58,6 @@ use checkpoint::{on_commit, Commit, InFlight};
 use context::{Commits, RunContext};
 use poll::Coordinator;
 use publish::{on_send_error, publish, publish_district, send_batches, Buffers};
-use slots::{Slot, Slots};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
@@ -67,6 +66,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use slots::{Slot, Slots};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};

@@ -135,7 +135,10 @@ impl RunContext {
             let name = self.topic_name(s.topic);
             let o = match s.position {
                 Some(o) => Offset::Offset(o),
-                None => match committed.find_partition(name, s.partition).map(|e| e.offset()) {
+                None => match committed
+                    .find_partition(name, s.partition)
+                    .map(|e| e.offset())
+                {
                     Some(Offset::Offset(o)) => Offset::Offset(o),
                     _ => Offset::Beginning,
                 },

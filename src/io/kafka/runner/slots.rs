@@ -120,7 +120,8 @@ impl Slots {
 
 /// A slot as the barrier's holder may change it (no worker is inside one).
 pub(super) fn held(slot: &mut Mutex<Slot>) -> &mut Slot {
-    slot.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner)
+    slot.get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Every slot under the barrier.

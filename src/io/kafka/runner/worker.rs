@@ -133,7 +133,11 @@ impl<'a> Worker<'a> {
                 wall_ms: self.wall_ms(received),
             };
             self.out.clear();
-            let c = self.counters.iter().find(|(t, _)| t == topic).map(|(_, c)| c);
+            let c = self
+                .counters
+                .iter()
+                .find(|(t, _)| t == topic)
+                .map(|(_, c)| c);
             let input = &self.view.metrics.input;
             engine.process_each(&msg, &mut self.out, |d| {
                 if let Some(c) = c {
