@@ -68,12 +68,11 @@ raw_fields!(
     merchant, amount, currency, category, amount_fen, upstream, wm,
 );
 
-/// The fields of a message, from the scanner when it reads the message, else
-/// from `serde_json`, with its error.
-fn raw_fields(text: &str) -> Result<RawFields<'_>, Reject> {
+/// The fields of a message as the scanner reads it; `None` if it declines.
+fn scanned(text: &str) -> Option<RawFields<'_>> {
     let mut fields = RawFields::default();
     let mut seen = 0u32;
-    let scanned = json::flat_object(text, |key, value| match field(&mut fields, key) {
+    json::flat_object(text, |key, value| match field(&mut fields, key) {
         // A repeated field is `serde_json`'s to refuse, with its message.
         Some((_, bit)) if seen & bit != 0 => false,
         Some((place, bit)) => {
@@ -82,8 +81,14 @@ fn raw_fields(text: &str) -> Result<RawFields<'_>, Reject> {
             true
         }
         None => true,
-    });
-    if scanned.is_some() {
+    })?;
+    Some(fields)
+}
+
+/// The fields of a message, from the scanner when it reads the message, else
+/// from `serde_json`, with its error.
+fn raw_fields(text: &str) -> Result<RawFields<'_>, Reject> {
+    if let Some(fields) = scanned(text) {
         return Ok(fields);
     }
     serde_json::from_str::<SerdeFields<'_>>(text)

@@ -257,20 +257,9 @@ fn the_scanner_agrees_with_serde_json_wherever_it_reads() {
     }
     let mut scanned = 0;
     for t in &texts {
-        let mut fields = RawFields::default();
-        let mut seen = 0u32;
-        let ok = json::flat_object(t, |key, value| match field(&mut fields, key) {
-            Some((_, bit)) if seen & bit != 0 => false,
-            Some((place, bit)) => {
-                seen |= bit;
-                *place = value;
-                true
-            }
-            None => true,
-        });
-        if ok.is_none() {
+        let Some(fields) = scanned(t) else {
             continue;
-        }
+        };
         scanned += 1;
         let serde = serde_json::from_str::<SerdeFields<'_>>(t)
             .unwrap_or_else(|e| panic!("the scanner read {t:?}, serde_json refused it: {e}"));
