@@ -255,15 +255,15 @@ fn the_scanner_agrees_with_serde_json_wherever_it_reads() {
         texts.push(t.replace(':', ": ").replace(',', " ,\n"));
         texts.push(t.replacen('{', "{\"ts\":null,", 1));
     }
-    let mut scanned = 0;
+    let mut read = 0;
     for t in &texts {
         let Some(fields) = scanned(t) else {
             continue;
         };
-        scanned += 1;
+        read += 1;
         let serde = serde_json::from_str::<SerdeFields<'_>>(t)
             .unwrap_or_else(|e| panic!("the scanner read {t:?}, serde_json refused it: {e}"));
         assert_eq!(fields.texts(), RawFields::from(serde).texts(), "{t:?}");
     }
-    assert!(scanned > 1000, "only {scanned} of {} read", texts.len());
+    assert!(read > 1000, "only {read} of {} read", texts.len());
 }
