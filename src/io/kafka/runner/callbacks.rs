@@ -90,6 +90,8 @@ impl ConsumerContext for RunContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
             let mut slots = self.slots.barrier();
+            // Where an earlier assignment put messages back means nothing now.
+            crate::sync::lock(&self.put_back).clear();
             let positioned = self.restore(&parts).and_then(|restored| {
                 let seek = self.resume_positions(consumer, &restored)?;
                 Ok((restored, seek))

@@ -118,6 +118,35 @@ impl RunContext {
         }
     }
 
+    /// A message that reached the consumer's own queue, fetched for its
+    /// partition before that partition's queue was split off: its partition is
+    /// sought back to it, so it is fetched again into its own queue (messages
+    /// fetched before the seek are dropped by librdkafka as outdated).
+    pub(super) fn return_to_queue(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+        m: &BorrowedMessage<'_>,
+    ) {
+        tracing::debug!(
+            topic = m.topic(),
+            partition = m.partition(),
+            offset = m.offset(),
+            "a message arrived before its partition's queue was split; fetching it again"
+        );
+        if let Err(e) = consumer.seek(
+            m.topic(),
+            m.partition(),
+            Offset::Offset(m.offset()),
+            Duration::from_secs(10),
+        ) {
+            crate::io::kafka::logs::warn(
+                "could not return a message to its queue; the rewind will",
+                &e,
+            );
+            self.rewind_pending.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Refuses a changelog record the topic would refuse: retrying it could
     /// only fail again, so the run stops with the reason instead of rewinding
     /// forever. (Values are split to fit; only an absurd key can get here.)

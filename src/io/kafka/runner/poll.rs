@@ -64,7 +64,7 @@ impl<'a> Coordinator<'a> {
             match consumer.poll(COORDINATOR_POLL) {
                 // Fetched for a partition before its queue was split: put
                 // back, it is fetched again into its own queue.
-                Some(Ok(m)) => self.ctx.put_back(consumer, &m),
+                Some(Ok(m)) => self.ctx.return_to_queue(consumer, &m),
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                     anyhow::bail!("the consumer failed for good: {code}");
                 }
