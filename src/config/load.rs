@@ -289,6 +289,21 @@ mod tests {
     }
 
     #[test]
+    fn workers_are_one_per_core_unless_set_within_bounds() {
+        let c = load_str(DEFAULT_CONFIG, env(&[])).unwrap();
+        assert_eq!(c.engine.workers, None);
+        assert!(c.engine.worker_count() >= 1);
+        let c = load_str(DEFAULT_CONFIG, env(&[("CROWDPARK_ENGINE__WORKERS", "3")])).unwrap();
+        assert_eq!(c.engine.worker_count(), 3);
+        for bad in ["0", "257"] {
+            let e =
+                load_str(DEFAULT_CONFIG, env(&[("CROWDPARK_ENGINE__WORKERS", bad)])).unwrap_err();
+            assert_eq!(e.key, "engine.workers", "{e}");
+            assert!(e.problem.contains("must be 1 to 256"), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = load_str(
             DEFAULT_CONFIG,
