@@ -66,12 +66,20 @@ impl District {
         self.rollup.current()
     }
 
-    pub(super) fn seed(&mut self, a: &Availability) {
-        self.rollup.seed(a);
-    }
-
-    pub(super) fn entered(&mut self, ts: i64, people: u32) {
-        self.kpis.entered(ts, people);
+    /// Takes one input; a record comes back, for the caller to roll up.
+    pub(super) fn take(&mut self, input: DistrictInput) -> Option<Output> {
+        match input {
+            DistrictInput::Record(r) => return Some(r),
+            DistrictInput::Seed(a) => self.rollup.seed(&a),
+            DistrictInput::Entered(ts, n) => self.kpis.entered(ts, n),
+            DistrictInput::Watermark(t, p, wm) => {
+                self.watermarks.insert((t, p), wm);
+            }
+            DistrictInput::Forget(t, p) => {
+                self.watermarks.remove(&(t, p));
+            }
+        }
+        None
     }
 
     /// Rolls up the records among `out[first..]`, appending what is due;
@@ -114,17 +122,7 @@ impl District {
     pub fn absorb(&mut self, inputs: &mut Vec<DistrictInput>, out: &mut Vec<Output>) {
         let first = out.len();
         for input in inputs.drain(..) {
-            match input {
-                DistrictInput::Record(r) => out.push(r),
-                DistrictInput::Seed(a) => self.rollup.seed(&a),
-                DistrictInput::Entered(ts, n) => self.kpis.entered(ts, n),
-                DistrictInput::Watermark(t, p, wm) => {
-                    self.watermarks.insert((t, p), wm);
-                }
-                DistrictInput::Forget(t, p) => {
-                    self.watermarks.remove(&(t, p));
-                }
-            }
+            out.extend(self.take(input));
         }
         let records = out.len();
         let watermarks = std::mem::take(&mut self.watermarks);

@@ -205,10 +205,7 @@ impl Engine {
         let wm = task.watermark.current();
         if let Some(op) = task.op.as_any().downcast_ref::<ParkingOperator>() {
             for a in op.snapshots(wm) {
-                match &mut self.district {
-                    Stage::Inline(d) => d.seed(&a),
-                    Stage::Detached(inputs) => inputs.push(DistrictInput::Seed(a)),
-                }
+                self.district.feed(DistrictInput::Seed(a));
             }
         }
         Ok(())
@@ -226,9 +223,7 @@ impl Engine {
     pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
         if let Some(t) = self.tasks.remove(&(topic, partition)) {
             *self.evicted_retired.entry(topic).or_default() += t.dedup.evicted_early();
-            if let Stage::Detached(inputs) = &mut self.district {
-                inputs.push(DistrictInput::Forget(topic, partition));
-            }
+            self.district.feed(DistrictInput::Forget(topic, partition));
         }
     }
 
@@ -240,13 +235,6 @@ impl Engine {
             *total.entry(*topic).or_default() += t.dedup.evicted_early();
         }
         total
-    }
-
-    /// Input topic for a configured topic name.
-    pub fn input_topic(&self, name: &str) -> Option<InputTopic> {
-        InputTopic::CONSUMED
-            .into_iter()
-            .find(|t| self.topic_name(*t) == name)
     }
 
     /// Processes one consumed message and tells `each` what became of every
@@ -326,10 +314,7 @@ impl Engine {
             }
         };
         if let (Disposition::Accepted, Some((ts, n))) = (disposition, entered) {
-            match &mut self.district {
-                Stage::Inline(d) => d.entered(ts, n),
-                Stage::Detached(inputs) => inputs.push(DistrictInput::Entered(ts, n)),
-            }
+            self.district.feed(DistrictInput::Entered(ts, n));
         }
         if self.inline_repartition {
             self.route_forwarded(msg.wall_ms, out);
@@ -480,4 +465,18 @@ impl Engine {
 enum Stage {
     Inline(Box<District>),
     Detached(Vec<DistrictInput>),
+}
+
+impl Stage {
+    /// Hands the stage an input: taken at once inline, kept when detached.
+    /// Records go through `roll_up`, which also decides what is due.
+    fn feed(&mut self, input: DistrictInput) {
+        match self {
+            Stage::Inline(d) => {
+                let record = d.take(input);
+                debug_assert!(record.is_none(), "records are rolled up, not fed");
+            }
+            Stage::Detached(inputs) => inputs.push(input),
+        }
+    }
 }

@@ -44,6 +44,13 @@ impl InputTopic {
 }
 
 impl InputTopic {
+    /// The consumed topic a configured name stands for.
+    pub fn named(name: &str, topics: &TopicSettings) -> Option<InputTopic> {
+        InputTopic::CONSUMED
+            .into_iter()
+            .find(|t| t.name_in(topics) == name)
+    }
+
     /// The topic's configured name.
     pub fn name_in(self, topics: &TopicSettings) -> &str {
         use InputTopic::*;

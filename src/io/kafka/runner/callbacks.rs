@@ -64,12 +64,8 @@ impl ConsumerContext for RunContext {
             }
             // Their unsent batches were sent by the commit above; if it
             // failed, the new owner replays the payments.
-            let (revoked, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *slots)
+            let (revoked, kept): (Vec<_>, Vec<_>) = slots::take_all(&mut slots)
                 .into_iter()
-                .map(|m| {
-                    m.into_inner()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                })
                 .partition(|s| parts.contains(&s.key()));
             for slot in &revoked {
                 self.retire(slot);

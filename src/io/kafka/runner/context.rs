@@ -60,17 +60,13 @@ impl RunContext {
         t.name_in(&self.config.topics)
     }
 
-    /// Input topic for a configured topic name.
-    pub(super) fn input_topic(&self, name: &str) -> Option<InputTopic> {
-        InputTopic::CONSUMED
-            .into_iter()
-            .find(|t| self.topic_name(*t) == name)
-    }
-
     pub(super) fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {
         tpl.elements()
             .iter()
-            .filter_map(|e| Some((self.input_topic(e.topic())?, e.partition())))
+            .filter_map(|e| {
+                let topic = InputTopic::named(e.topic(), &self.config.topics)?;
+                Some((topic, e.partition()))
+            })
             .collect()
     }
 
@@ -107,15 +103,7 @@ impl RunContext {
                 _ => put_back.insert(key, m.offset()),
             };
         }
-        if let Err(e) = consumer.seek(
-            m.topic(),
-            m.partition(),
-            Offset::Offset(m.offset()),
-            Duration::from_secs(10),
-        ) {
-            crate::io::kafka::logs::warn("could not put a message back; the rewind will", &e);
-            self.rewind_pending.store(true, Ordering::Relaxed);
-        }
+        self.seek_back(consumer, m);
     }
 
     /// A message that reached the consumer's own queue, fetched for its
@@ -133,16 +121,19 @@ impl RunContext {
             offset = m.offset(),
             "a message arrived before its partition's queue was split; fetching it again"
         );
+        self.seek_back(consumer, m);
+    }
+
+    /// Seeks a message's partition back to it; if that fails, the rewind
+    /// puts the partition back instead.
+    fn seek_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
         if let Err(e) = consumer.seek(
             m.topic(),
             m.partition(),
             Offset::Offset(m.offset()),
             Duration::from_secs(10),
         ) {
-            crate::io::kafka::logs::warn(
-                "could not return a message to its queue; the rewind will",
-                &e,
-            );
+            crate::io::kafka::logs::warn("could not put a message back; the rewind will", &e);
             self.rewind_pending.store(true, Ordering::Relaxed);
         }
     }

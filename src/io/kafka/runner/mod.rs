@@ -96,7 +96,7 @@ fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Wall-clock milliseconds derived from a monotonic reading, so the loop reads
+/// Wall-clock milliseconds derived from a monotonic reading, so a thread reads
 /// the clock once per message, twice when it has outputs (their latency),
 /// instead of six (reads showed up at 5 % of the profile). Re-based every
 /// `VIEW_EVERY` to follow clock adjustments.
@@ -113,7 +113,10 @@ impl Clock {
         }
     }
 
-    fn wall_ms(&self, now: Instant) -> i64 {
+    fn wall_ms(&mut self, now: Instant) -> i64 {
+        if now.saturating_duration_since(self.base) >= VIEW_EVERY {
+            *self = Clock::new();
+        }
         self.base_wall_ms + now.saturating_duration_since(self.base).as_millis() as i64
     }
 }

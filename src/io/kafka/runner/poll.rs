@@ -88,8 +88,7 @@ impl<'a> Coordinator<'a> {
         Ok(())
     }
 
-    /// Stops on a fatal error a callback or worker set, refreshes the view,
-    /// re-bases the clock.
+    /// Stops on a fatal error a callback or worker set, refreshes the view.
     fn refresh(&mut self, now: Instant) -> anyhow::Result<()> {
         // A fatal error set by a callback or worker stops the run within
         // this period.
@@ -103,7 +102,6 @@ impl<'a> Coordinator<'a> {
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
         crate::io::refresh_view_of(&engines, district, &retired, self.view);
         drop(slots);
-        self.clock = Clock::new();
         self.last_view = now;
         Ok(())
     }

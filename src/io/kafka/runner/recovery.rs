@@ -74,10 +74,7 @@ impl RunContext {
         let parts = self.input_partitions(&assignment);
         let mut slots = self.slots.barrier();
         let mut queues = BTreeMap::new();
-        for slot in std::mem::take(&mut *slots) {
-            let slot = slot
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for slot in super::slots::take_all(&mut slots) {
             self.retire(&slot);
             let key = slot.key();
             if let Some(q) = slot.queue {

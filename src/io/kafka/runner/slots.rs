@@ -124,6 +124,17 @@ pub(super) fn held(slot: &mut Mutex<Slot>) -> &mut Slot {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Takes every slot out of the list, to keep some and drop others.
+pub(super) fn take_all(barrier: &mut Barrier<'_>) -> Vec<Slot> {
+    std::mem::take(&mut **barrier)
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+        .collect()
+}
+
 /// Every slot under the barrier.
 pub(super) fn each<'b>(barrier: &'b mut Barrier<'_>) -> impl Iterator<Item = &'b mut Slot> {
     barrier.iter_mut().map(held)

@@ -39,7 +39,6 @@ struct Worker<'a> {
     view: &'a LiveView,
     counters: Vec<(InputTopic, InputCounters)>,
     clock: Clock,
-    clock_based: Instant,
     out: Vec<Output>,
     bufs: Buffers,
     /// Where the next claim starts looking, so slots take turns.
@@ -56,7 +55,6 @@ impl<'a> Worker<'a> {
             view,
             counters,
             clock: Clock::new(),
-            clock_based: Instant::now(),
             out: Vec::new(),
             bufs: Buffers::default(),
             next: n,
@@ -130,7 +128,7 @@ impl<'a> Worker<'a> {
                 offset: m.offset(),
                 key: m.key(),
                 payload: m.payload().unwrap_or(&[]),
-                wall_ms: self.wall_ms(received),
+                wall_ms: self.clock.wall_ms(received),
             };
             self.out.clear();
             let c = self
@@ -159,15 +157,5 @@ impl<'a> Worker<'a> {
         }
         publish_district(engine, self.ctx, self.view, &mut self.bufs)?;
         Ok(done)
-    }
-
-    /// Wall-clock milliseconds from a monotonic reading, re-based once a
-    /// second to follow clock adjustments.
-    fn wall_ms(&mut self, now: Instant) -> i64 {
-        if now.duration_since(self.clock_based) >= Duration::from_secs(1) {
-            self.clock = Clock::new();
-            self.clock_based = now;
-        }
-        self.clock.wall_ms(now)
     }
 }
