@@ -20,6 +20,8 @@ struct Locked {
     d: Disturbed,
     env: Vec<(String, String)>,
     grants: Vec<String>,
+    /// The engine's principal, `User:<name>`.
+    principal: String,
 }
 
 fn locked(kind: &str, guarantee: &str) -> (&'static SecureCluster, Locked) {
@@ -29,8 +31,17 @@ fn locked(kind: &str, guarantee: &str) -> (&'static SecureCluster, Locked) {
     cluster.create_user(&user);
     let mut env = d.env.clone();
     env.extend(cluster.engine_env(&user));
-    let grants = cluster.grant_documented(&env, &format!("User:{user}"));
-    (cluster, Locked { d, env, grants })
+    let principal = format!("User:{user}");
+    let grants = cluster.grant_documented(&env, &principal);
+    (
+        cluster,
+        Locked {
+            d,
+            env,
+            grants,
+            principal,
+        },
+    )
 }
 
 /// The grants a revocation picks from: the two output topics first, then the
@@ -69,6 +80,54 @@ fn revoked_mid_run(guarantee: &str) {
         std::thread::sleep(Duration::from_secs(5));
         cluster.acl("grant", grant);
     });
+}
+
+/// Every topic the engine writes, one after another: the Write grant on each
+/// output topic, the dead-letter topic, the repartition topic and the
+/// changelog is revoked for 4 s while payments and the rest flow at 500
+/// messages/s, then granted again; an engine that stopped on it is started
+/// again, as a supervisor would. The run must finish with the outputs of an
+/// uninterrupted one: no payment missing from a window, none counted twice.
+/// (Found from outside: at-least-once, the Write on `parking.availability`
+/// revoked, the engine exited 1, and after the grant and a restart
+/// `payments.stats` counted 2,452 of 2,513 payments.)
+fn every_write_revoked(guarantee: &str) {
+    let (cluster, mut l) = locked("write", guarantee);
+    // Checkpoints often, so one lands between a refused send and the stop.
+    l.env
+        .push(("CROWDPARK_KAFKA__COMMIT_INTERVAL".into(), "100ms".into()));
+    let written = [
+        "parking.availability",
+        "payments.stats",
+        "crowd.density",
+        "crowd.alerts",
+        "crowdpark.deadletter",
+        "crowdpark.payments-by-zone",
+        "crowdpark.state",
+    ];
+    let sim = simulate(&l.d.input, &l.d.brokers, 500, 30_000);
+    let mut rng = Rng::from_env_or_clock();
+    let (run, principal) = (&l.d.run, l.principal.clone());
+    l.d.disturb_rounds(written.len(), &l.env, sim, &mut rng, |_, round| {
+        let grant = format!(
+            "--allow-principal {principal} --operation Write --topic {}",
+            run.topic(written[round])
+        );
+        eprintln!("revoking for 4 s: {grant}");
+        cluster.acl("revoke", &grant);
+        std::thread::sleep(Duration::from_secs(4));
+        cluster.acl("grant", &grant);
+    });
+}
+
+#[test]
+fn every_write_revoked_loses_nothing_at_least_once() {
+    every_write_revoked("at_least_once");
+}
+
+#[test]
+fn every_write_revoked_loses_nothing_exactly_once() {
+    every_write_revoked("exactly_once");
 }
 
 #[test]

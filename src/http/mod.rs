@@ -37,6 +37,7 @@ pub fn router(view: Arc<LiveView>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/livez", get(livez))
         .route(
             "/api/v1/zones",
             get(|State(v): State<Arc<LiveView>>| async move { Json(v.zones_json()) }),
@@ -105,15 +106,39 @@ async fn healthz(State(v): State<Arc<LiveView>>) -> Response {
     }
 }
 
+/// Ready: partitions assigned and restored, processing not held, and the
+/// health verdict good (a stalled partition, a hung call or no progress makes
+/// the instance not ready, as well as unhealthy).
 async fn readyz(State(v): State<Arc<LiveView>>) -> Response {
-    if v.is_ready() {
-        Json(json!({"ready": true})).into_response()
+    let (healthy, reason) = v.health();
+    if v.is_ready() && healthy {
+        return Json(json!({"ready": true})).into_response();
+    }
+    let reason = if healthy {
+        "not serving yet: partitions are being assigned or restored, or processing holds while a checkpoint is retried or rewound".to_string()
     } else {
-        (
+        reason
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"ready": false, "reason": reason})),
+    )
+        .into_response()
+}
+
+/// Alive: the process answers and its main loop turns. Independent of the
+/// broker, so a liveness probe does not restart instances during an outage.
+async fn livez() -> Response {
+    match crate::liveness::check() {
+        Ok(()) => Json(json!({"alive": true})).into_response(),
+        Err(secs) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false})),
+            Json(json!({
+                "alive": false,
+                "reason": format!("the engine's loop has not turned for {secs} s"),
+            })),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

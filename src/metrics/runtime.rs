@@ -13,6 +13,7 @@ pub struct RuntimeMetrics {
     outputs: IntCounterVec,
     event_to_output: Histogram,
     consumer_lag: IntGaugeVec,
+    partition_stalled: IntGaugeVec,
     watermark: GaugeVec,
     delivery_errors: IntCounterVec,
     commits: IntCounterVec,
@@ -46,6 +47,11 @@ impl RuntimeMetrics {
             consumer_lag: r.int_gauges(
                 "consumer_lag",
                 "Messages between the consumed position and the end of the partition.",
+                partition,
+            ),
+            partition_stalled: r.int_gauges(
+                "partition_stalled",
+                "1 while the input partition has records waiting and has not advanced for kafka.unhealthy_after (/healthz names it and why).",
                 partition,
             ),
             watermark: r.gauges(
@@ -134,6 +140,12 @@ impl RuntimeMetrics {
             .set(lag);
     }
 
+    pub fn set_partition_stalled(&self, topic: &str, partition: i32, stalled: bool) {
+        self.partition_stalled
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(i64::from(stalled));
+    }
+
     pub fn delivery_error(&self, topic: &str) {
         self.delivery_errors.with_label_values(&[topic]).inc();
     }
@@ -176,6 +188,7 @@ impl RuntimeMetrics {
         let labels = [topic, &partition.to_string()];
         let _ = self.restore_seconds.remove_label_values(&labels);
         let _ = self.consumer_lag.remove_label_values(&labels);
+        let _ = self.partition_stalled.remove_label_values(&labels);
         let _ = self.watermark.remove_label_values(&labels);
     }
 }

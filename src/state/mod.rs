@@ -67,3 +67,41 @@ mod store;
 pub use store::{
     flush_all, restore_into, Cell, Json, KeyFormat, KeyMap, Pairs, Store, Stores, ValueFormat,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restored state equals the state written, to the last bit: a sum of
+    /// densities that came back one unit in the last place off rounded a
+    /// published window average differently after a restart (0.972 against
+    /// the uninterrupted run's 0.973). serde_json's default float parser is
+    /// not correctly rounded; the `float_roundtrip` feature is.
+    #[test]
+    fn floats_restore_to_the_last_bit() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut wrong = Vec::new();
+        for _ in 0..200_000 {
+            // xorshift64*: sums of densities and everything else in between.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let bits = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let v = f64::from_bits(bits);
+            if !v.is_finite() {
+                continue;
+            }
+            let r = StateRecord::put("k".into(), &v);
+            let back: f64 = read("k", r.value.as_deref().unwrap()).unwrap();
+            if back.to_bits() != v.to_bits() {
+                wrong.push(v);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} values changed, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(3)]
+        );
+    }
+}

@@ -182,11 +182,24 @@ impl Disturbed {
         env: &[(String, String)],
         sim: ChildGuard,
         rng: &mut Rng,
+        disturb: impl FnMut(&mut Rng, usize),
+    ) {
+        self.disturb_rounds(3, env, sim, rng, disturb);
+    }
+
+    /// [`disturb_three_times`](Self::disturb_three_times) with `rounds`
+    /// disturbances.
+    pub fn disturb_rounds(
+        &self,
+        rounds: usize,
+        env: &[(String, String)],
+        sim: ChildGuard,
+        rng: &mut Rng,
         mut disturb: impl FnMut(&mut Rng, usize),
     ) {
         let mut engine: Option<(Engine, String)> = None;
         let mut stopped = 0;
-        for round in 0..3 {
+        for round in 0..rounds {
             let (mut e, addr) = engine.take().unwrap_or_else(|| start_engine(env));
             self.wait_consuming(&addr);
             std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
@@ -200,7 +213,7 @@ impl Disturbed {
                 None => engine = Some((e, addr)),
             }
         }
-        eprintln!("{stopped} of 3 disturbances stopped the engine");
+        eprintln!("{stopped} of {rounds} disturbances stopped the engine");
         let last = engine.map_or_else(|| start_engine(env).0, |(e, _)| e);
         let uninterrupted = self.assert_same_as_uninterrupted(sim);
         assert_eq!(stop_engine(last).code(), Some(0));

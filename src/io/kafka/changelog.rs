@@ -80,6 +80,8 @@ pub fn read_changelog(
     reader.assign(&tpl).map_err(failed)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
+        // A long restore is the loop at work, not stuck (`/livez`).
+        crate::liveness::beat();
         match reader.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 if m.partition() != partition {

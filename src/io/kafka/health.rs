@@ -10,8 +10,19 @@
 //! - no checkpoint has been committed while there was input to commit: a
 //!   commit deferred again and again, a transaction that cannot be aborted,
 //!   a checkpoint that fails every time. Consuming alone is not progress: a
-//!   rewind loop consumes the same messages forever.
+//!   rewind loop consumes the same messages forever;
+//! - one partition has records waiting and has not advanced (`stall`), while
+//!   the others go on and checkpoints still commit.
+//!
+//! At once, without waiting for `unhealthy_after`: a transactional call has
+//! outrun its timeout (`deadline`); once it has outrun its grace too, the
+//! process exits with `deadline::EXIT_HUNG` for the orchestrator to restart.
+//!
+//! `/readyz` is 200 only while the engine is ready (assigned, restored, not
+//! held) and this verdict is healthy.
 
+use super::deadline;
+use super::stall::StallWatch;
 use crate::http::LiveView;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -58,6 +69,7 @@ fn last_up() -> Option<Instant> {
 pub struct Health {
     unhealthy_after: Duration,
     state: Mutex<HealthState>,
+    stalls: Mutex<StallWatch>,
 }
 
 struct HealthState {
@@ -83,7 +95,13 @@ impl Health {
                 last_error: None,
                 restore_failed: None,
             }),
+            stalls: Mutex::new(StallWatch::default()),
         }
+    }
+
+    /// Each assigned partition's progress, kept by the runner.
+    pub fn stalls(&self) -> MutexGuard<'_, StallWatch> {
+        crate::sync::lock(&self.stalls)
     }
 
     fn lock(&self) -> MutexGuard<'_, HealthState> {
@@ -119,6 +137,9 @@ impl Health {
 
     /// Why the engine is unhealthy now, if it is.
     pub fn verdict(&self) -> Option<String> {
+        if let Some(o) = deadline::overdue() {
+            return Some(o.to_string());
+        }
         let h = self.lock();
         let limit = self.unhealthy_after;
         // A recognised cause (refused credentials, an untrusted certificate,
@@ -147,6 +168,14 @@ impl Health {
         if let Some(e) = &h.restore_failed {
             return Some(format!("state restore failed: {e}"));
         }
+        let stalled = self.stalls().stalled(limit, Instant::now());
+        if let Some(first) = stalled.first() {
+            let more = match stalled.len() {
+                1 => String::new(),
+                n => format!("; and {} more partition(s)", n - 1),
+            };
+            return Some(format!("{first}{more}"));
+        }
         // While the broker is away, the outage above is the reason, and it is
         // given once the broker has been away for `unhealthy_after`.
         let stalled = h.progress_at.elapsed();
@@ -159,8 +188,29 @@ impl Health {
     }
 
     fn publish(&self, view: &LiveView) {
+        if let Some(o) = deadline::overdue().filter(deadline::Overdue::hung) {
+            // librdkafka cannot be asked to give the call up, and whatever
+            // waits behind it waits for good: a restart is the way out, and
+            // is as safe as a crash.
+            tracing::error!(
+                "{o}; exiting so that the orchestrator restarts the engine (it resumes from the last committed checkpoint)"
+            );
+            std::process::exit(deadline::EXIT_HUNG);
+        }
         let stalled = self.lock().progress_at.elapsed().as_secs_f64();
         view.metrics.runtime.set_seconds_since_progress(stalled);
+        let now = Instant::now();
+        let stalls = self.stalls();
+        let stuck = stalls.stalled(self.unhealthy_after, now);
+        for (topic, partition) in stalls.keys() {
+            let is = stuck
+                .iter()
+                .any(|s| s.topic == topic && s.partition == partition);
+            view.metrics
+                .runtime
+                .set_partition_stalled(&topic, partition, is);
+        }
+        drop(stalls);
         match self.verdict() {
             Some(reason) => view.set_health(false, &reason),
             None => view.set_health(true, ""),
@@ -182,6 +232,13 @@ impl Health {
 }
 
 pub struct StopOnDrop(Arc<AtomicBool>);
+
+impl StopOnDrop {
+    /// A guard that sets `flag` when dropped.
+    pub fn new(flag: Arc<AtomicBool>) -> Self {
+        StopOnDrop(flag)
+    }
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {

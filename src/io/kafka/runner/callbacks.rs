@@ -5,16 +5,25 @@ use super::*;
 
 impl ClientContext for RunContext {
     fn stats(&self, stats: Statistics) {
+        let now = Instant::now();
+        let mut stalls = self.health.stalls();
         for (topic, t) in &stats.topics {
             for (p, part) in &t.partitions {
-                if *p >= 0 && part.consumer_lag >= 0 {
+                if *p < 0 {
+                    continue;
+                }
+                if part.consumer_lag >= 0 {
                     self.view
                         .metrics
                         .runtime
                         .set_lag(topic, *p, part.consumer_lag);
                 }
+                // Partitions not assigned here are ignored by the watch.
+                let key = (topic.clone(), *p);
+                stalls.fetched(&key, part.next_offset, part.fetchq_cnt, now);
             }
         }
+        drop(stalls);
         let up = crate::io::kafka::health::note_statistics(&stats);
         self.view.metrics.runtime.set_broker_reachable(up);
     }
@@ -33,6 +42,13 @@ impl ConsumerContext for RunContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
+            if consumer.assignment_lost() {
+                // Not a handover: the group went on without this instance.
+                tracing::warn!(
+                    partitions = parts.len(),
+                    "this instance lost its partitions: the group removed it (its session timed out, or the loop did not poll within max.poll.interval.ms); they resume from the last checkpoint wherever they are assigned next"
+                );
+            }
             self.view.set_ready(false);
             // Held until the slots are gone: no worker processes a message of
             // a revoked partition after its last commit.

@@ -154,6 +154,11 @@ impl RunContext {
         slots: &mut Barrier<'_>,
         consumer: &BaseConsumer<RunContext>,
     ) -> Result<Prepared, TxnError> {
+        // A worker that failed marked the run failed before it let go of the
+        // barrier held here: its positions are ahead of what it sent.
+        if let Some(e) = crate::sync::lock(&self.fatal).clone() {
+            return Err(TxnError::Fatal(e.into()));
+        }
         if self.txn.must_abort() {
             return Err(TxnError::Abort("an earlier transaction failed".into()));
         }

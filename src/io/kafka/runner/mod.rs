@@ -35,6 +35,7 @@
 mod callbacks;
 mod checkpoint;
 mod context;
+mod ends;
 mod poll;
 mod publish;
 mod recovery;
@@ -175,6 +176,7 @@ pub fn run(
         return Ok(RunSummary::default());
     };
     let ctx = consumer.context().clone();
+    let _ends = ends::watch(&config, &health)?;
     // Declared after the consumer, so dropped before it: an error return marks
     // the run failed, stops the workers and drops the slots (whose queues hold
     // the consumer) before the consumer's close runs the revoke callback.

@@ -2,7 +2,7 @@
 //! callbacks run here), ticks the slots, refreshes the view and checkpoints;
 //! while processing must hold, it retries the commit or the rewind.
 
-use super::slots::each;
+use super::slots::{each, Barrier};
 use super::*;
 
 /// How long one poll of the consumer's own queue waits: it carries only the
@@ -47,6 +47,7 @@ impl<'a> Coordinator<'a> {
         shutdown: &AtomicBool,
     ) -> anyhow::Result<()> {
         while !shutdown.load(Ordering::Relaxed) {
+            crate::liveness::beat();
             let now = Instant::now();
             if now.duration_since(self.last_view) >= VIEW_EVERY {
                 self.refresh(now)?;
@@ -97,6 +98,7 @@ impl<'a> Coordinator<'a> {
         }
         let ctx = self.ctx;
         let mut slots = ctx.slots.barrier();
+        self.watch_positions(&mut slots, now);
         let engines: Vec<&Engine> = each(&mut slots).map(|s| &s.engine).collect();
         let district = crate::sync::lock(&ctx.district).current();
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
@@ -104,6 +106,28 @@ impl<'a> Coordinator<'a> {
         drop(slots);
         self.last_view = now;
         Ok(())
+    }
+
+    /// Tells the stall watch which partitions are assigned and where the
+    /// engine stands in each.
+    fn watch_positions(&self, slots: &mut Barrier<'_>, now: Instant) {
+        let ctx = self.ctx;
+        let stands: Vec<((String, i32), Option<i64>)> = each(slots)
+            .map(|s| {
+                (
+                    (ctx.topic_name(s.topic).to_string(), s.partition),
+                    s.position,
+                )
+            })
+            .collect();
+        let mut stalls = ctx.health.stalls();
+        let keys: Vec<(String, i32)> = stands.iter().map(|(k, _)| k.clone()).collect();
+        stalls.assigned(&keys);
+        for (key, position) in &stands {
+            if let Some(p) = position {
+                stalls.processed(key, *p, now);
+            }
+        }
     }
 
     /// Held: the workers leave messages in their queues; a message that

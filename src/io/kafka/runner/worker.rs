@@ -70,13 +70,34 @@ impl<'a> Worker<'a> {
                 0
             } else {
                 let slots = self.ctx.slots.read();
-                self.claim(&slots)?
+                self.claim_or_fail(&slots)?
             };
             if done == 0 {
                 std::thread::park_timeout(IDLE);
             }
         }
         Ok(())
+    }
+
+    /// [`claim`](Self::claim); an error or panic marks the run failed before
+    /// the barrier is let go. A checkpoint taken in between would commit the
+    /// failed message's position, and the outputs it never sent (and the
+    /// district inputs of its batch) would be lost for good: payments missing
+    /// from their windows after a revoked Write grant.
+    fn claim_or_fail(&mut self, slots: &SlotList) -> anyhow::Result<usize> {
+        let claimed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.claim(slots)));
+        let failed = match &claimed {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(_) => Some("a worker panicked".to_string()),
+        };
+        if let Some(e) = failed {
+            self.ctx.mark_failed(e);
+        }
+        match claimed {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// One batch from the first free slot with messages, from `next` on;
@@ -117,7 +138,11 @@ impl<'a> Worker<'a> {
                     anyhow::bail!("the consumer failed for good: {code}");
                 }
                 Some(Err(e)) => {
+                    // From this partition's own queue: the error is its own
+                    // (the client's error carries no partition).
                     crate::io::kafka::logs::warn("consumer error", &e);
+                    let key = (self.ctx.topic_name(*topic).to_string(), *partition);
+                    self.ctx.health.stalls().error(&key, e.to_string());
                     break;
                 }
             };

@@ -10,6 +10,7 @@
 //! In exactly-once mode the outputs go into the same transaction, so a
 //! `read_committed` consumer sees each of them once, at the commit.
 
+use super::deadline;
 use super::sink::{KafkaSink, SinkError};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -141,7 +142,11 @@ fn registered_producer(
     )?;
     let deadline = Instant::now() + wait;
     loop {
-        match sink.producer().init_transactions(CALL_TIMEOUT.min(wait)) {
+        let timeout = CALL_TIMEOUT.min(wait);
+        let registered = deadline::during("init_transactions", timeout, || {
+            sink.producer().init_transactions(timeout)
+        });
+        match registered {
             Ok(()) => return Ok(sink),
             Err(KafkaError::Transaction(t)) if t.is_retriable() && Instant::now() < deadline => {
                 super::logs::warn(
@@ -248,14 +253,19 @@ impl Transactions {
             self.begin()?;
             // A retriable failure here is simplest treated as abortable: nothing
             // is committed yet, and the rewind replays the input.
-            p.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
-                .map_err(|e| match classify(e) {
-                    TxnError::Retry(e) => self.failed(TxnError::Abort(e)),
-                    other => self.failed(other),
-                })?;
+            deadline::during("send_offsets_to_transaction", CALL_TIMEOUT, || {
+                p.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
+            })
+            .map_err(|e| match classify(e) {
+                TxnError::Retry(e) => self.failed(TxnError::Abort(e)),
+                other => self.failed(other),
+            })?;
         }
-        p.commit_transaction(CALL_TIMEOUT)
-            .map_err(|e| self.failed(classify(e)))?;
+        // rdkafka flushes, then commits, each with the whole timeout.
+        deadline::during("commit_transaction", 2 * CALL_TIMEOUT, || {
+            p.commit_transaction(CALL_TIMEOUT)
+        })
+        .map_err(|e| self.failed(classify(e)))?;
         // A record that failed delivery inside a committed transaction is an
         // error librdkafka reports by failing the commit; this is a second guard.
         if let Err(SinkError::Undelivered { count, last }) = sink.take_failed() {
@@ -291,7 +301,9 @@ impl Transactions {
             BROKEN => return self.replace(),
             _ => {}
         }
-        let result = self.sink().producer().abort_transaction(CALL_TIMEOUT);
+        let result = deadline::during("abort_transaction", 2 * CALL_TIMEOUT, || {
+            self.sink().producer().abort_transaction(CALL_TIMEOUT)
+        });
         match result {
             Ok(()) => {
                 let _ = self.sink().take_failed();
