@@ -4,9 +4,10 @@
 #   docker run --rm -p 127.0.0.1:9898:9898 crowdpark demo      # no Kafka needed
 
 FROM rust:1-bookworm AS build
-# librdkafka is built from source by the rdkafka crate (C toolchain, OpenSSL).
+# librdkafka is built from source by the rdkafka crate (C toolchain, OpenSSL,
+# Cyrus SASL for GSSAPI, libcurl for OAUTHBEARER/OIDC; zstd is built in).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config \
+ && apt-get install -y --no-install-recommends cmake libssl-dev libsasl2-dev libcurl4-openssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -19,7 +20,7 @@ RUN cargo build --release --locked --bin crowdpark \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crowdpark
 COPY --from=build /src/target/release/crowdpark /usr/local/bin/crowdpark

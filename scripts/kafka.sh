@@ -7,6 +7,11 @@
 #   scripts/kafka.sh resume   start it again on the kept data
 #   scripts/kafka.sh status   say whether it runs
 #
+# With --cluster (e.g. `scripts/kafka.sh start --cluster`) the commands of
+# scripts/kafka/cluster.sh run a 3-node cluster (replication factor 3,
+# min.insync.replicas 2) on ports 9191-9193, with kill/restart/pause/resume of
+# one node for the failover tests.
+#
 # With --secure (e.g. `scripts/kafka.sh start --secure`) the same commands run a
 # second, locked-down broker beside the first, as a production cluster is set up:
 # a private CA and a broker certificate made with openssl at start (SAN 127.0.0.1
@@ -34,10 +39,19 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECURE=0
 args=()
+CLUSTER=0
 for arg in "$@"; do
-    if [ "$arg" = --secure ]; then SECURE=1; else args+=("$arg"); fi
+    case "$arg" in
+        --secure) SECURE=1 ;;
+        --cluster) CLUSTER=1 ;;
+        *) args+=("$arg") ;;
+    esac
 done
 set -- "${args[@]+"${args[@]}"}"
+# Three nodes, replicated as in production: scripts/kafka/cluster.sh.
+if [ "$CLUSTER" = 1 ]; then
+    exec "$ROOT/scripts/kafka/cluster.sh" "$@"
+fi
 CACHE=${CROWDPARK_KAFKA_CACHE:-$ROOT/.cache/kafka}
 if [ "$SECURE" = 1 ]; then
     RUN=${CROWDPARK_KAFKA_RUN:-$ROOT/.cache/kafka-secure-run}

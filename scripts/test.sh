@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --release -- -D warnings
+echo "== Kubernetes manifests against the Kubernetes JSON schemas"
+scripts/validate-kubernetes.sh
 echo "== cargo build"
 cargo test --release --all-targets --no-run
 

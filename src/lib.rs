@@ -14,6 +14,7 @@ pub mod crowd;
 pub mod engine;
 pub mod http;
 pub mod io;
+pub mod limits;
 pub mod liveness;
 pub mod metrics;
 pub mod model;

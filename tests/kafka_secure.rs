@@ -303,3 +303,65 @@ fn a_plaintext_client_on_the_tls_port_is_named() {
         "the listener probably expects TLS or SASL",
     );
 }
+
+/// A partition that cannot be consumed is named. The Read grant on the
+/// payments topic is revoked while payments keep coming; the other topics go
+/// on and checkpoints still commit, so only the stall watch can tell (before
+/// it, `/healthz` said ok, as it did for a batch the client could not
+/// decompress). `/healthz` and `/readyz` turn 503 naming the topic and the
+/// partition, `crowdpark_partition_stalled` says which; once granted again
+/// the partition catches up and both turn 200, with nothing lost.
+#[test]
+fn an_unreadable_partition_is_named_until_it_is_read_again() {
+    let (cluster, mut l) = locked("stall", "at_least_once");
+    l.env
+        .push(("CROWDPARK_KAFKA__UNHEALTHY_AFTER".into(), "3s".into()));
+    let (engine, addr) = start_engine(&l.env);
+    let payments = l.d.input.topic("payments");
+    let sim = simulate(&l.d.input, &l.d.brokers, 300, 12_000);
+    l.d.wait_consuming(&addr);
+    let read = format!(
+        "--allow-principal {} --operation Read --topic {payments}",
+        l.principal
+    );
+    cluster.acl("revoke", &read);
+    let named = |path: &str| {
+        matches!(http_get(&addr, path), Ok((503, body))
+            if body.contains(&format!("partition {payments}[")) && body.contains("has not advanced"))
+    };
+    wait_until(
+        "/healthz to name the unreadable payments partition",
+        Duration::from_secs(60),
+        || named("/healthz"),
+    );
+    assert!(named("/readyz"), "{:?}", http_get(&addr, "/readyz"));
+    let m = common::kafka::metrics(&addr);
+    let stalled = common::kafka::metric_sum(
+        &m,
+        "crowdpark_partition_stalled",
+        &format!("topic=\"{payments}\""),
+    );
+    assert!(stalled >= 1.0, "payments partitions stalled: {stalled}");
+    let crowd = l.d.input.topic("crowd.counts");
+    assert_eq!(
+        common::kafka::metric_sum(
+            &m,
+            "crowdpark_partition_stalled",
+            &format!("topic=\"{crowd}\"")
+        ),
+        0.0,
+        "the crowd counts still move"
+    );
+    cluster.acl("grant", &read);
+    wait_until(
+        "/healthz and /readyz to recover",
+        Duration::from_secs(60),
+        || {
+            matches!(http_get(&addr, "/healthz"), Ok((200, _)))
+                && matches!(http_get(&addr, "/readyz"), Ok((200, _)))
+        },
+    );
+    let uninterrupted = l.d.assert_same_as_uninterrupted(sim);
+    assert_eq!(stop_engine(engine).code(), Some(0));
+    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+}

@@ -69,6 +69,10 @@ pub(super) fn check_config(file: &Path) -> ExitCode {
         c.topics.payments_stats,
         c.topics.deadletter
     );
+    println!(
+        "          replication factor {}, min.insync.replicas {} (production: 3 and 2)",
+        c.topics.replication_factor, c.topics.min_insync_replicas
+    );
     print_kafka_settings(&c);
     ExitCode::SUCCESS
 }

@@ -133,13 +133,14 @@ fn spawn_http(
 async fn bind(
     http: &crate::config::HttpSettings,
 ) -> Option<(tokio::net::TcpListener, String, crate::http::ServerSettings)> {
-    let settings = match crate::http::ServerSettings::from_config(http) {
+    let mut settings = match crate::http::ServerSettings::from_config(http) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return None;
         }
     };
+    cap_connections(&mut settings, http.max_connections);
     match tokio::net::TcpListener::bind(&http.listen).await {
         Ok(l) => {
             let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -153,6 +154,28 @@ async fn bind(
         Err(e) => {
             eprintln!("error: cannot listen on {}: {e}", http.listen);
             None
+        }
+    }
+}
+
+/// Raises the open-file limit and caps the HTTP connections to what it leaves
+/// after the engine's own descriptors (`crate::limits`), saying both.
+fn cap_connections(settings: &mut crate::http::ServerSettings, configured: usize) {
+    match crate::limits::raise_open_files() {
+        Ok(files) => {
+            let cap = crate::limits::connection_cap(configured, files.soft);
+            settings.limits.max_connections = cap;
+            tracing::info!(
+                soft = files.soft,
+                hard = files.hard,
+                http_connections = cap,
+                configured,
+                reserved = crate::limits::RESERVED_FOR_ENGINE,
+                "open-file limit; HTTP connections capped to what it leaves the engine"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open-file limit; http.max_connections applies as configured")
         }
     }
 }

@@ -262,7 +262,11 @@ pub struct TopicSettings {
     /// Partitions of each input topic (and of the demo's in-process source).
     pub input_partitions: i32,
     pub output_partitions: i32,
+    /// Copies of every topic `topics create` makes (3 in production).
     pub replication_factor: i32,
+    /// The topics' `min.insync.replicas`: with `acks=all`, a write succeeds
+    /// only once this many copies have it (2 in production, with 3 copies).
+    pub min_insync_replicas: i32,
 }
 
 impl Default for TopicSettings {
@@ -281,6 +285,7 @@ impl Default for TopicSettings {
             input_partitions: 3,
             output_partitions: 3,
             replication_factor: 1,
+            min_insync_replicas: 1,
         }
     }
 }

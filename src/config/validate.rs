@@ -216,6 +216,13 @@ fn topics(c: &Config) -> Result<(), ConfigError> {
             "partition counts and replication_factor must be at least 1".into(),
         );
     }
+    let (rf, isr) = (c.topics.replication_factor, c.topics.min_insync_replicas);
+    if isr < 1 || isr > rf {
+        return err(
+            "topics.min_insync_replicas".into(),
+            format!("must be between 1 and topics.replication_factor ({rf}), not {isr}"),
+        );
+    }
     Ok(())
 }
 

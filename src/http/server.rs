@@ -122,6 +122,13 @@ impl Slot {
         ))
     }
 
+    /// Closes the oldest connection still waiting for a request, if any.
+    fn make_room(table: &Arc<Mutex<Table>>) {
+        if let Some((_, close)) = crate::sync::lock(table).waiting.pop_first() {
+            let _ = close.send(());
+        }
+    }
+
     /// The connection sent a whole request: it is no longer the first to go.
     fn serving(&self) {
         let mut t = crate::sync::lock(&self.table);
@@ -156,7 +163,12 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it
-                    // was accepted: wait a moment rather than spin.
+                    // was accepted: wait a moment rather than spin. Out of
+                    // descriptors, the oldest connection still without a
+                    // request goes, so a probe gets in.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        Slot::make_room(&table);
+                    }
                     crate::repeats::warn(&format!("http: accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;

@@ -16,6 +16,9 @@ pub fn brokers() -> String {
     if let Some(cluster) = super::secure::chosen() {
         return cluster.brokers.clone();
     }
+    if let Some(cluster) = super::cluster::chosen() {
+        return cluster.brokers();
+    }
     std::env::var("CROWDPARK_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
@@ -106,6 +109,11 @@ impl Names {
         env.push(("CROWDPARK_KAFKA__BROKERS".into(), brokers()));
         if let Some(cluster) = super::secure::chosen() {
             env.extend(cluster.engine_env("admin"));
+        }
+        if super::cluster::chosen().is_some() {
+            // Replicated as production clusters are (3 copies, 2 in sync).
+            env.push(("CROWDPARK_TOPICS__REPLICATION_FACTOR".into(), "3".into()));
+            env.push(("CROWDPARK_TOPICS__MIN_INSYNC_REPLICAS".into(), "2".into()));
         }
         env.push((
             "CROWDPARK_KAFKA__GROUP_ID".into(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cluster;
 pub mod engine;
 pub mod kafka;
 pub mod scenario;
@@ -42,12 +43,34 @@ pub fn spawn_crowdpark<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
     env: &[(K, V)],
 ) -> (ChildGuard, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crowdpark"));
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
+    spawn_command(cmd)
+}
+
+/// [`spawn_crowdpark`] under a soft and hard open-file limit of `files`, as
+/// `ulimit -n` sets it in a shell.
+pub fn spawn_crowdpark_limited<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    files: u32,
+    args: &[&str],
+    env: &[(K, V)],
+) -> (ChildGuard, mpsc::Receiver<String>) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    spawn_command(cmd)
+}
+
+/// Starts `cmd`; stdout lines arrive on the returned channel.
+pub fn spawn_command(mut cmd: Command) -> (ChildGuard, mpsc::Receiver<String>) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("crowdpark starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();

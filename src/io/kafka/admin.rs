@@ -61,6 +61,7 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
     let admin: AdminClient<super::logs::Quiet> =
         client_config(c, &[]).create_with_context(super::logs::Quiet)?;
     let specs = topic_specs(c);
+    let isr = c.topics.min_insync_replicas.to_string();
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
@@ -72,7 +73,7 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
             for (k, v) in &s.config {
                 n = n.set(k, v);
             }
-            n
+            n.set("min.insync.replicas", &isr)
         })
         .collect();
     let limit = c.kafka.unhealthy_after.as_duration();
@@ -90,8 +91,8 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
         };
         match r {
             Ok(name) => lines.push(format!(
-                "created {name} ({} partitions{policy})",
-                s.partitions
+                "created {name} ({} partitions, replication factor {}, min.insync.replicas {}{policy})",
+                s.partitions, c.topics.replication_factor, c.topics.min_insync_replicas
             )),
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 lines.push(format!("exists  {name}"))
@@ -101,6 +102,12 @@ pub async fn create_topics(c: &Config) -> anyhow::Result<Vec<String>> {
     }
     if !failed.is_empty() {
         anyhow::bail!("could not create topics: {}", failed.join("; "));
+    }
+    if c.topics.replication_factor < 2 {
+        lines.push(format!(
+            "note: replication factor {}: one copy of each topic, so a broker lost is data lost; production clusters set topics.replication_factor = 3 and topics.min_insync_replicas = 2",
+            c.topics.replication_factor
+        ));
     }
     Ok(lines)
 }

@@ -1,0 +1,253 @@
+//! `crowdpark run` on three brokers, replicated as production clusters are
+//! (`scripts/kafka.sh start --cluster`: replication factor 3,
+//! min.insync.replicas 2), through the faults operators meet:
+//!
+//! - the broker leading the most input, changelog and output partitions is
+//!   killed (SIGKILL) mid-stream and started again, then every broker is
+//!   restarted in turn (a rolling restart); under both guarantees the engine
+//!   keeps running, `/readyz` never claims progress that is not made, and the
+//!   outputs equal an uninterrupted run's;
+//! - the broker coordinating the engine's transactions is paused (SIGSTOP), so
+//!   a transactional call hangs past its timeout: `/readyz` turns 503 naming
+//!   it, SIGTERM still ends the engine within the 5 s the contract promises,
+//!   and a restarted engine finishes exactly as an uninterrupted run.
+
+mod common;
+
+use common::cluster::{turn, use_cluster};
+use common::engine::{consumed, start_engine, stop_engine, wait_until};
+use common::http_get;
+use common::scenario::{simulate, Disturbed};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `/readyz` and the messages consumed, sampled every 250 ms.
+struct Sample {
+    at: Instant,
+    ready: bool,
+    consumed: f64,
+}
+
+/// Samples the engine at `addr` until dropped.
+struct Watch {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watch {
+    fn start(addr: &str, d: &Disturbed) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, input) = (
+            addr.to_string(),
+            common::kafka::Names {
+                prefix: d.input.prefix.clone(),
+            },
+        );
+        let (s, flag) = (samples.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let ready = matches!(http_get(&addr, "/readyz"), Ok((200, _)));
+                let sample = Sample {
+                    at: Instant::now(),
+                    ready,
+                    consumed: consumed(&addr, &input),
+                };
+                s.lock().unwrap().push(sample);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Watch { samples, stop }
+    }
+
+    /// The longest stretch in which `/readyz` said 200 at every sample while
+    /// the engine consumed nothing, though input kept arriving.
+    fn longest_false_ready(&self) -> Duration {
+        let samples = self.samples.lock().unwrap();
+        let (mut longest, mut since): (Duration, Option<(Instant, f64)>) = (Duration::ZERO, None);
+        for s in samples.iter() {
+            match since {
+                Some((t0, c0)) if s.ready && s.consumed == c0 => {
+                    longest = longest.max(s.at - t0);
+                }
+                _ => since = s.ready.then_some((s.at, s.consumed)),
+            }
+        }
+        longest
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Environment for the disturbed engine: a quick verdict.
+fn env_of(d: &Disturbed) -> Vec<(String, String)> {
+    let mut env = d.env.clone();
+    env.push(("CROWDPARK_KAFKA__UNHEALTHY_AFTER".into(), "5s".into()));
+    env
+}
+
+fn broker_failover(guarantee: &str) {
+    let cluster = use_cluster();
+    let _turn = turn();
+    let d = Disturbed::new(&format!("failover-{guarantee}"), guarantee);
+    let env = env_of(&d);
+    let mut sim = simulate(&d.input, &d.brokers, 400, 60_000);
+    let (mut engine, addr) = start_engine(&env);
+    d.wait_consuming(&addr);
+    let watch = Watch::start(&addr, &d);
+    std::thread::sleep(Duration::from_secs(5));
+
+    let mut topics = d.input.input_topics();
+    for base in ["crowdpark.state", "parking.availability", "payments.stats"] {
+        topics.push(d.run.topic(base));
+    }
+    let leader = cluster.busiest_leader(&topics);
+    cluster.node("kill", leader);
+    std::thread::sleep(Duration::from_secs(15));
+    assert_running(&mut engine, "after the leading broker was killed");
+    cluster.node("launch", leader);
+    std::thread::sleep(Duration::from_secs(5));
+    for node in 1..=3 {
+        cluster.node("restart", node);
+        std::thread::sleep(Duration::from_secs(3));
+        assert_running(&mut engine, "during the rolling restart");
+    }
+    // Measured while the simulator still sends (60,000 messages at 400/s
+    // outlast the faults): input is waiting throughout.
+    let false_ready = watch.longest_false_ready();
+    assert!(
+        sim.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the simulator must outlast the faults for the measure to hold"
+    );
+    drop(watch);
+    let uninterrupted = d.assert_same_as_uninterrupted(sim);
+    // The verdict comes `unhealthy_after` (5 s) after the last progress; the
+    // sampler's own view lags by up to a commit interval and a sample.
+    assert!(
+        false_ready < Duration::from_secs(9),
+        "/readyz said 200 for {false_ready:?} while nothing was consumed"
+    );
+    assert!(matches!(http_get(&addr, "/readyz"), Ok((200, _))));
+    assert_eq!(stop_engine(engine).code(), Some(0));
+    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+}
+
+fn assert_running(engine: &mut common::engine::Engine, when: &str) {
+    let status = engine.child.0.as_mut().unwrap().try_wait().unwrap();
+    assert!(status.is_none(), "the engine stopped {when}: {status:?}");
+}
+
+#[test]
+fn leader_killed_and_rolling_restart_at_least_once() {
+    broker_failover("at_least_once");
+}
+
+#[test]
+fn leader_killed_and_rolling_restart_exactly_once() {
+    broker_failover("exactly_once");
+}
+
+/// The transaction coordinator paused: its connections stay open and it
+/// answers nothing, so a transactional call can hang past its timeout (seen:
+/// for good, in librdkafka's `send_offsets_to_transaction`). `/readyz` turns
+/// 503; within the calls' deadlines and grace the engine either recovers
+/// (the coordinator moves) or exits for its supervisor to restart it, and
+/// never freezes; SIGTERM ends it within 5 s; once the broker is back a
+/// restarted engine finishes as an uninterrupted run.
+#[test]
+fn a_hung_transaction_coordinator_never_freezes_the_engine() {
+    let cluster = use_cluster();
+    let _turn = turn();
+    let d = Disturbed::new("hang", "exactly_once");
+    let env = env_of(&d);
+    let sim = simulate(&d.input, &d.brokers, 400, 24_000);
+    let (mut engine, addr) = start_engine(&env);
+    d.wait_consuming(&addr);
+    std::thread::sleep(Duration::from_secs(3));
+    let instance = env
+        .iter()
+        .find(|(k, _)| k == "CROWDPARK_KAFKA__INSTANCE_ID")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let coordinator = cluster.transaction_coordinator(&instance);
+    cluster.node("pause", coordinator);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            "/readyz to turn 503 while the coordinator is paused",
+            Duration::from_secs(45),
+            || matches!(http_get(&addr, "/readyz"), Ok((503, _))),
+        );
+        eprintln!("readyz: {:?}", http_get(&addr, "/readyz"));
+        // The longest deadline (a commit: 2 x 10 s) and its grace (20 s).
+        let limit = Instant::now() + Duration::from_secs(50);
+        let way_out = loop {
+            if let Some(status) = engine.child.0.as_mut().unwrap().try_wait().unwrap() {
+                engine.child.0 = None;
+                break format!("exited: {status}");
+            }
+            if matches!(http_get(&addr, "/readyz"), Ok((200, _))) {
+                break "recovered".to_string();
+            }
+            assert!(
+                Instant::now() < limit,
+                "neither recovered nor exited 50 s after turning 503: frozen ({:?})",
+                http_get(&addr, "/readyz")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        eprintln!("while the coordinator was paused, the engine {way_out}");
+        engine
+    }));
+    cluster.node("resume", coordinator);
+    let engine = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let engine = match engine.child.0 {
+        Some(_) => engine,
+        None => start_engine(&env).0,
+    };
+    let uninterrupted = d.assert_same_as_uninterrupted(sim);
+    assert_eq!(stop_engine(engine).code(), Some(0));
+    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+}
+
+/// SIGTERM while the transaction coordinator is paused and a call hangs: the
+/// process is gone within the 5 s the contract promises (it took 6.5 s).
+#[test]
+fn sigterm_ends_the_engine_within_5_s_during_a_hang() {
+    let cluster = use_cluster();
+    let _turn = turn();
+    let d = Disturbed::new("term", "exactly_once");
+    let env = env_of(&d);
+    let sim = simulate(&d.input, &d.brokers, 400, 8_000);
+    let (engine, addr) = start_engine(&env);
+    d.wait_consuming(&addr);
+    let instance = env
+        .iter()
+        .find(|(k, _)| k == "CROWDPARK_KAFKA__INSTANCE_ID")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let coordinator = cluster.transaction_coordinator(&instance);
+    cluster.node("pause", coordinator);
+    let took = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            "/readyz to turn 503 while the coordinator is paused",
+            Duration::from_secs(45),
+            || matches!(http_get(&addr, "/readyz"), Ok((503, _))),
+        );
+        let asked = Instant::now();
+        let status = stop_engine(engine);
+        eprintln!("stopped: {status}");
+        asked.elapsed()
+    }));
+    cluster.node("resume", coordinator);
+    drop(sim);
+    let took = took.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(
+        took < Duration::from_millis(5_500),
+        "SIGTERM took {took:?} during the hang; the contract promises 5 s"
+    );
+}
