@@ -47,8 +47,8 @@ pub fn raise_open_files() -> std::io::Result<OpenFiles> {
         }
     }
     Ok(OpenFiles {
-        soft: l.rlim_cur as u64,
-        hard: l.rlim_max as u64,
+        soft: l.rlim_cur,
+        hard: l.rlim_max,
     })
 }
 
