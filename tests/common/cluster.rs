@@ -109,7 +109,7 @@ impl Cluster {
             }
         }
         eprintln!("partitions led per node: {:?}", &led[1..]);
-        (1..=3).max_by_key(|n| led[*n as usize]).unwrap() as i32
+        (1..=3).max_by_key(|n| led[*n as usize]).unwrap()
     }
 
     /// The node coordinating `transactional_id`'s transactions: the leader of
