@@ -1,7 +1,7 @@
 //! What each command does with its arguments.
 
 use super::serve::{run_demo, run_kafka, runtime};
-use super::{load_config, load_with_brokers, usage_error, DemoArgs, SimulateArgs};
+use super::{load_config, load_with_brokers, usage_error, DemoArgs, ResetArgs, SimulateArgs};
 use crate::io::demo::DemoOptions;
 use crate::sim::SimOptions;
 use std::path::PathBuf;
@@ -39,6 +39,45 @@ pub(super) fn topics_create(config: Option<PathBuf>, brokers: Option<String>) ->
         }
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `reset`: the checkpoint deleted and the group's offsets moved.
+pub(super) fn reset(a: ResetArgs) -> ExitCode {
+    use crate::io::kafka::reset::{reset, ResetTo};
+    let cfg = match load_with_brokers(a.config.as_deref(), a.brokers) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    let to = match (a.to_datetime, a.to_earliest) {
+        (Some(t), _) => match chrono::DateTime::parse_from_rfc3339(&t) {
+            Ok(t) => ResetTo::Time(t.timestamp_millis()),
+            Err(e) => {
+                return usage_error(&format!(
+                    "--to-datetime `{t}`: {e} (RFC 3339, e.g. 2026-10-01T13:00:00+08:00)"
+                ))
+            }
+        },
+        (None, true) => ResetTo::Earliest,
+        (None, false) => ResetTo::Latest,
+    };
+    match reset(&cfg, to) {
+        Ok(s) => {
+            println!("group {}: offsets set ({to:?})", cfg.kafka.group_id);
+            for ((topic, p), o) in &s.offsets {
+                println!("  {topic}[{p}] -> {o}");
+            }
+            println!(
+                "checkpoint deleted: {} state record(s) in {}; the next run starts from these offsets with empty state",
+                s.state_keys,
+                crate::io::kafka::state_topic(&cfg)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -47,6 +47,31 @@ pub enum Command {
     },
     /// Validate a configuration file and print what it defines.
     CheckConfig { file: PathBuf },
+    /// Reprocess: with every `run` of the group stopped, delete the
+    /// checkpoint and set the group's offsets to a time, the beginning or the
+    /// end of the input topics. The next `run` starts there with empty state.
+    Reset(ResetArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("to").required(true).args(["to_datetime", "to_earliest", "to_latest"])))]
+pub struct ResetArgs {
+    /// Configuration file; the embedded model district by default.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Brokers (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Reprocess from this time (RFC 3339, e.g. 2026-10-01T13:00:00+08:00):
+    /// each input partition from its first record at or after it.
+    #[arg(long)]
+    pub to_datetime: Option<String>,
+    /// Reprocess everything the input topics hold.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// Skip what waits: start at the end of the input topics.
+    #[arg(long)]
+    pub to_latest: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -180,6 +205,7 @@ pub fn main() -> ExitCode {
         } => commands::topics_acls(config, &principal),
         Command::Simulate(args) => commands::simulate(args),
         Command::Demo(args) => commands::demo(args),
+        Command::Reset(args) => commands::reset(args),
     }
 }
 

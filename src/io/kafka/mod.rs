@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod health;
 pub mod logs;
 pub mod repartition;
+pub mod reset;
 pub mod runner;
 pub mod simulate;
 pub mod sink;

@@ -104,8 +104,8 @@ impl ConsumerContext for RunContext {
             let mut slots = self.slots.barrier();
             // Where an earlier assignment put messages back means nothing now.
             crate::sync::lock(&self.put_back).clear();
-            let positioned = self.restore(&parts).and_then(|restored| {
-                let seek = self.resume_positions(consumer, &restored)?;
+            let positioned = self.restore(&parts).and_then(|mut restored| {
+                let seek = self.resume_positions(consumer, &mut restored)?;
                 Ok((restored, seek))
             });
             match positioned {

@@ -218,6 +218,16 @@ impl RunContext {
                 continue;
             }
             let (topic, p) = slot.key();
+            // A discarded checkpoint's keys go first: its own records may
+            // write some of them again.
+            for key in std::mem::take(&mut slot.stale) {
+                self.txn.send(
+                    &state_topic,
+                    Some(p % self.state_partitions),
+                    Some(key.as_bytes()),
+                    None,
+                )?;
+            }
             for r in slot.engine.checkpoint_partition(topic, p) {
                 self.fits_changelog(&r)?;
                 self.txn.send(

@@ -87,7 +87,7 @@ impl RunContext {
             c.txn_positions = None;
         }
         let mut restored = self.restore(&parts)?;
-        let seek = self.resume_positions(consumer, &restored)?;
+        let seek = self.resume_positions(consumer, &mut restored)?;
         consumer
             .seek_partitions(seek, Duration::from_secs(10))
             .map_err(RewindError::Seek)?;
@@ -109,41 +109,66 @@ impl RunContext {
     /// Where each restored partition resumes: the offset its state reflects, or
     /// for a partition with no checkpoint yet, the group's committed offset (set
     /// by an earlier version or by an operator), else the beginning.
+    ///
+    /// A checkpoint and the group's offsets are committed in one transaction,
+    /// so they agree unless someone moved the group's offsets since (an
+    /// operator's `kafka-consumer-groups --reset-offsets`). That reset is
+    /// honoured, never silently overridden: the partition's checkpoint is
+    /// discarded (its changelog keys deleted at the next checkpoint) and it
+    /// resumes, with empty state, from the group's offset.
     pub(super) fn resume_positions(
         &self,
         consumer: &BaseConsumer<RunContext>,
-        restored: &[Slot],
+        restored: &mut [Slot],
     ) -> Result<TopicPartitionList, RewindError> {
-        let mut unknown = TopicPartitionList::new();
-        for s in restored {
-            if s.position.is_none() {
-                unknown.add_partition(self.topic_name(s.topic), s.partition);
-            }
+        let mut all = TopicPartitionList::new();
+        for s in restored.iter() {
+            all.add_partition(self.topic_name(s.topic), s.partition);
         }
-        let committed = if unknown.count() > 0 {
-            consumer
-                .committed_offsets(unknown, Duration::from_secs(30))
-                .map_err(RewindError::Committed)?
-        } else {
-            unknown
-        };
+        let committed = consumer
+            .committed_offsets(all, Duration::from_secs(30))
+            .map_err(RewindError::Committed)?;
         let mut seek = TopicPartitionList::new();
-        for s in restored {
-            let name = self.topic_name(s.topic);
-            let o = match s.position {
-                Some(o) => Offset::Offset(o),
-                None => match committed
-                    .find_partition(name, s.partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
-                    _ => Offset::Beginning,
-                },
+        for i in 0..restored.len() {
+            let (name, p) = (self.topic_name(restored[i].topic), restored[i].partition);
+            let group = match committed.find_partition(name, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
             };
-            seek.add_partition_offset(name, s.partition, o)
+            let restored_keys = std::mem::take(&mut restored[i].restored_keys);
+            if let (Some(at), Some(g)) = (restored[i].position, group) {
+                if at != g {
+                    self.discard_checkpoint(&mut restored[i], at, g, restored_keys);
+                }
+            }
+            let o = match (restored[i].position, group) {
+                (Some(o), _) | (None, Some(o)) => Offset::Offset(o),
+                (None, None) => Offset::Beginning,
+            };
+            seek.add_partition_offset(name, p, o)
                 .map_err(RewindError::Seek)?;
         }
         Ok(seek)
+    }
+
+    /// The group's offset `group` differs from the checkpoint's `at`: the
+    /// slot starts again, empty, at `group`, and the checkpoint's keys are
+    /// deleted at the next checkpoint.
+    fn discard_checkpoint(&self, slot: &mut Slot, at: i64, group: i64, keys: Vec<String>) {
+        let name = self.topic_name(slot.topic).to_string();
+        tracing::warn!(
+            topic = %name,
+            partition = slot.partition,
+            checkpoint = at,
+            group,
+            "the group's offset was moved since the last checkpoint (an operator's reset): honouring it; this partition's checkpointed state is discarded and it is processed again from the group's offset"
+        );
+        let mut fresh = Slot::new(self, slot.topic, slot.partition);
+        fresh.position = Some(group);
+        fresh.stale = keys;
+        // `committed` still holds the checkpoint's offset, so the next
+        // checkpoint sees this partition moved and writes the deletions.
+        *slot = fresh;
     }
 
     /// Reads the changelog partitions of `parts` and rebuilds their state, a
@@ -172,6 +197,12 @@ impl RunContext {
                         source,
                     })?;
                 slot.position = slot.engine.next_offset(t, p);
+                let prefix = crate::state::partition_prefix(self.topic_name(t), p);
+                slot.restored_keys = records
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 if let Some(o) = slot.position {
                     self.commits().committed.insert((t, p), o);
                 }

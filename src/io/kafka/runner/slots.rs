@@ -30,6 +30,12 @@ pub(super) struct Slot {
     pub position: Option<i64>,
     /// Re-keyed payments not yet sent to the repartition topic.
     pub batches: RepartitionBatches,
+    /// The changelog keys the restore read for this partition, until the
+    /// positions are settled (`resume_positions`).
+    pub restored_keys: Vec<String>,
+    /// Changelog keys of a checkpoint that was discarded (an operator reset
+    /// the group's offsets): deleted by the next checkpoint.
+    pub stale: Vec<String>,
 }
 
 impl Slot {
@@ -48,6 +54,8 @@ impl Slot {
             queue: None,
             position: None,
             batches: RepartitionBatches::new(ctx.config.topics.input_partitions),
+            restored_keys: Vec::new(),
+            stale: Vec::new(),
         }
     }
 

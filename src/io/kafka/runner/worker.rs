@@ -125,6 +125,7 @@ impl<'a> Worker<'a> {
             queue,
             position,
             batches,
+            ..
         } = slot;
         let Some(queue) = queue else {
             return Ok(0);
