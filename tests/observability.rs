@@ -119,7 +119,7 @@ fn the_exposition_passes_promtool_check_metrics() {
 fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let (ok, out) = promtool(&["check", "rules", "config/prometheus/alerts.yml"], "");
     assert!(ok, "{out}");
-    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 10 rules found"), "{out}");
     let (ok, out) = promtool(&["test", "rules", "config/prometheus/alerts.test.yml"], "");
     assert!(ok, "{out}");
     // The rules use only metrics the engine exports.
@@ -147,6 +147,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "CrowdparkEngineLagging",
         "CrowdparkEngineNotConsuming",
         "CrowdparkEngineUnhealthy",
+        "CrowdparkPartitionStalled",
         "CrowdparkDeadLetterRateHigh",
     ] {
         assert!(alerts.contains(wanted), "missing alert {wanted}");

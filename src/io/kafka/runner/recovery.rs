@@ -129,19 +129,19 @@ impl RunContext {
             .committed_offsets(all, Duration::from_secs(30))
             .map_err(RewindError::Committed)?;
         let mut seek = TopicPartitionList::new();
-        for i in 0..restored.len() {
-            let (name, p) = (self.topic_name(restored[i].topic), restored[i].partition);
+        for slot in restored.iter_mut() {
+            let (name, p) = (self.topic_name(slot.topic), slot.partition);
             let group = match committed.find_partition(name, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             };
-            let restored_keys = std::mem::take(&mut restored[i].restored_keys);
-            if let (Some(at), Some(g)) = (restored[i].position, group) {
+            let restored_keys = std::mem::take(&mut slot.restored_keys);
+            if let (Some(at), Some(g)) = (slot.position, group) {
                 if at != g {
-                    self.discard_checkpoint(&mut restored[i], at, g, restored_keys);
+                    self.discard_checkpoint(slot, at, g, restored_keys);
                 }
             }
-            let o = match (restored[i].position, group) {
+            let o = match (slot.position, group) {
                 (Some(o), _) | (None, Some(o)) => Offset::Offset(o),
                 (None, None) => Offset::Beginning,
             };
