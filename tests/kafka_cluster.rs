@@ -148,6 +148,27 @@ fn broker_failover(guarantee: &str) {
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
 }
 
+/// Pauses (SIGSTOP) the broker coordinating the transactions of the engine
+/// `env` configures; its node.
+fn pause_coordinator(cluster: &common::cluster::Cluster, env: &[(String, String)]) -> i32 {
+    let instance = env
+        .iter()
+        .find(|(k, _)| k == "CROWDPARK_KAFKA__INSTANCE_ID")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let coordinator = cluster.transaction_coordinator(&instance);
+    cluster.node("pause", coordinator);
+    coordinator
+}
+
+fn wait_not_ready(addr: &str) {
+    wait_until(
+        "/readyz to turn 503 while the coordinator is paused",
+        Duration::from_secs(45),
+        || matches!(http_get(addr, "/readyz"), Ok((503, _))),
+    );
+}
+
 fn assert_running(engine: &mut common::engine::Engine, when: &str) {
     let status = engine.child.0.as_mut().unwrap().try_wait().unwrap();
     assert!(status.is_none(), "the engine stopped {when}: {status:?}");
@@ -180,19 +201,9 @@ fn a_hung_transaction_coordinator_never_freezes_the_engine() {
     let (mut engine, addr) = start_engine(&env);
     d.wait_consuming(&addr);
     std::thread::sleep(Duration::from_secs(3));
-    let instance = env
-        .iter()
-        .find(|(k, _)| k == "CROWDPARK_KAFKA__INSTANCE_ID")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    let coordinator = cluster.transaction_coordinator(&instance);
-    cluster.node("pause", coordinator);
+    let coordinator = pause_coordinator(cluster, &env);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            "/readyz to turn 503 while the coordinator is paused",
-            Duration::from_secs(45),
-            || matches!(http_get(&addr, "/readyz"), Ok((503, _))),
-        );
+        wait_not_ready(&addr);
         eprintln!("readyz: {:?}", http_get(&addr, "/readyz"));
         // The longest deadline (a commit: 2 x 10 s) and its grace (20 s).
         let limit = Instant::now() + Duration::from_secs(50);
@@ -236,19 +247,9 @@ fn sigterm_ends_the_engine_within_5_s_during_a_hang() {
     let sim = simulate(&d.input, &d.brokers, 400, 8_000);
     let (engine, addr) = start_engine(&env);
     d.wait_consuming(&addr);
-    let instance = env
-        .iter()
-        .find(|(k, _)| k == "CROWDPARK_KAFKA__INSTANCE_ID")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    let coordinator = cluster.transaction_coordinator(&instance);
-    cluster.node("pause", coordinator);
+    let coordinator = pause_coordinator(cluster, &env);
     let took = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            "/readyz to turn 503 while the coordinator is paused",
-            Duration::from_secs(45),
-            || matches!(http_get(&addr, "/readyz"), Ok((503, _))),
-        );
+        wait_not_ready(&addr);
         let asked = Instant::now();
         let status = stop_engine(engine);
         eprintln!("stopped: {status}");

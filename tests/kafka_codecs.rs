@@ -8,9 +8,7 @@ mod common;
 
 use common::engine::{create_topics, start_engine, stop_engine, wait_until};
 use common::kafka::{self, Names};
-use common::scenario::{finish, SETTINGS};
-use common::ChildGuard;
-use std::process::{Command, Stdio};
+use common::scenario::{finish, simulate_with, SETTINGS};
 use std::time::Duration;
 
 const MESSAGES: u32 = 3_000;
@@ -22,25 +20,14 @@ fn consumed_whole(codec: &str) {
     let mut env = names.env("engine", None);
     env.extend(SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     create_topics(&env);
-    let sim = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
-        .args([
-            "simulate",
-            "--brokers",
-            &kafka::brokers(),
-            "--rate",
-            "0",
-            "--messages",
-            &MESSAGES.to_string(),
-        ])
-        .envs(names.env("sim", None))
-        // The simulator's producer, like any other, takes librdkafka's settings
-        // from `kafka.client`.
-        .env("CROWDPARK_KAFKA__CLIENT__COMPRESSION_TYPE", codec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let summary = finish(ChildGuard(Some(sim)));
+    let sim = simulate_with(
+        &names,
+        &kafka::brokers(),
+        0,
+        MESSAGES,
+        &[("CROWDPARK_KAFKA__CLIENT__COMPRESSION_TYPE", codec)],
+    );
+    let summary = finish(sim);
     let (engine, addr) = start_engine(&env);
     let want = summary["sent"].as_f64().unwrap();
     let mut seen = 0.0;

@@ -48,6 +48,18 @@ pub fn engine_env(
 
 /// Starts `crowdpark simulate` filling `input` at `rate` messages/s.
 pub fn simulate(input: &Names, brokers: &str, rate: u32, messages: u32) -> ChildGuard {
+    simulate_with(input, brokers, rate, messages, &[])
+}
+
+/// [`simulate`] with extra environment for the simulator (its producer takes
+/// librdkafka's settings from `kafka.client`, as every client does).
+pub fn simulate_with(
+    input: &Names,
+    brokers: &str,
+    rate: u32,
+    messages: u32,
+    extra: &[(&str, &str)],
+) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
         .args([
             "simulate",
@@ -63,6 +75,7 @@ pub fn simulate(input: &Names, brokers: &str, rate: u32, messages: u32) -> Child
             "0.01",
         ])
         .envs(input.env("sim", None))
+        .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

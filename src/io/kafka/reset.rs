@@ -25,7 +25,7 @@ use super::sink::KafkaSink;
 use super::{client_config, state_topic};
 use crate::config::Config;
 use crate::model::InputTopic;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -130,14 +130,7 @@ fn target_offsets(
     let mut out = BTreeMap::new();
     for t in InputTopic::CONSUMED {
         let name = t.name_in(&config.topics);
-        let md = consumer
-            .fetch_metadata(Some(name), TIMEOUT)
-            .map_err(kafka(format!("reading the partitions of {name}")))?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .iter()
-            .flat_map(|m| m.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = partitions_of(consumer, name)?;
         let internal = t == InputTopic::PaymentsByZone;
         let mut by_time = TopicPartitionList::new();
         for p in &partitions {
@@ -178,18 +171,26 @@ fn target_offsets(
     Ok(out)
 }
 
+/// The partitions of `topic`, as the broker lists them.
+fn partitions_of<C: ConsumerContext>(
+    client: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, ResetError> {
+    let md = client
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(kafka(format!("reading the partitions of {topic}")))?;
+    Ok(md
+        .topics()
+        .iter()
+        .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// A tombstone for every key the changelog holds; how many.
 fn delete_checkpoint(config: &Config) -> Result<usize, ResetError> {
     let topic = state_topic(config);
     let reader = changelog_reader(config)?;
-    let md = reader
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(kafka(format!("reading the partitions of {topic}")))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .flat_map(|m| m.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partitions_of(&reader, topic)?;
     let sink = KafkaSink::new(config, None).map_err(kafka("creating a producer"))?;
     let mut deleted = 0;
     for p in partitions {

@@ -23,7 +23,19 @@ pub(super) enum RewindError {
     Committed(#[source] KafkaError),
     #[error("seeking back: {0}")]
     Seek(#[source] KafkaError),
+    #[error("{topic}[{partition}]: the group's offset {group} is ahead of the checkpoint's {checkpoint}; waiting for the checkpoint's transaction to become readable (an offset moved forward by an operator is honoured after {} s)", UNSTABLE_FOR.as_secs())]
+    Unstable {
+        topic: String,
+        partition: i32,
+        group: i64,
+        checkpoint: i64,
+    },
 }
+
+/// How long a group offset ahead of its checkpoint is taken for a checkpoint
+/// not yet readable (its transaction's markers not yet written, as while a
+/// transaction coordinator fails over) before it is taken for an operator's.
+const UNSTABLE_FOR: Duration = Duration::from_secs(60);
 
 impl RunContext {
     /// After a failed transaction: abort it and rewind every assigned partition
@@ -135,6 +147,11 @@ impl RunContext {
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             };
+            if let (Some(at), Some(g)) = (slot.position, group) {
+                if at < g {
+                    self.await_stable(slot, g)?;
+                }
+            }
             let restored_keys = std::mem::take(&mut slot.restored_keys);
             if let (Some(at), Some(g)) = (slot.position, group) {
                 if at != g {
@@ -149,6 +166,43 @@ impl RunContext {
                 .map_err(RewindError::Seek)?;
         }
         Ok(seek)
+    }
+
+    /// The group's offset is ahead of the checkpoint just read: either an
+    /// operator moved it forward, or the checkpoint committed with it is not
+    /// readable yet. The transaction's commit returns before its markers reach
+    /// the changelog, and a `read_committed` restore stops before them, while
+    /// the group's offsets are read stable (librdkafka asks for stable offsets
+    /// when reading committed). So the partition's checkpoint is read again
+    /// for up to 5 s until it reaches `group`; only an offset still ahead then
+    /// is an operator's.
+    fn await_stable(&self, slot: &mut Slot, group: i64) -> Result<(), RewindError> {
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(250));
+            let Some(again) = self.restore(&[slot.key()])?.pop() else {
+                break;
+            };
+            *slot = again;
+            if slot.position >= Some(group) {
+                crate::sync::lock(&self.behind_since).remove(&slot.key());
+                return Ok(());
+            }
+        }
+        // Still behind: hold and retry (the caller's error path) until it has
+        // been so for `UNSTABLE_FOR`.
+        let first = *crate::sync::lock(&self.behind_since)
+            .entry(slot.key())
+            .or_insert_with(Instant::now);
+        if first.elapsed() < UNSTABLE_FOR {
+            return Err(RewindError::Unstable {
+                topic: self.topic_name(slot.topic).to_string(),
+                partition: slot.partition,
+                group,
+                checkpoint: slot.position.unwrap_or(0),
+            });
+        }
+        crate::sync::lock(&self.behind_since).remove(&slot.key());
+        Ok(())
     }
 
     /// The group's offset `group` differs from the checkpoint's `at`: the
