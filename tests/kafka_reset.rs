@@ -180,12 +180,10 @@ fn reset_to_a_time_picks_the_first_record_at_or_after_it() {
     tpl.add_partition_offset(&payments, 0, Offset::Offset(high / 2))
         .unwrap();
     client.assign(&tpl).unwrap();
-    let ms = loop {
-        match client.poll(Duration::from_secs(10)) {
-            Some(Ok(m)) => break rdkafka::Message::timestamp(&m).to_millis().unwrap(),
-            Some(Err(e)) => panic!("{e}"),
-            None => panic!("no record at offset {}", high / 2),
-        }
+    let ms = match client.poll(Duration::from_secs(10)) {
+        Some(Ok(m)) => rdkafka::Message::timestamp(&m).to_millis().unwrap(),
+        Some(Err(e)) => panic!("{e}"),
+        None => panic!("no record at offset {}", high / 2),
     };
     let at = chrono::DateTime::from_timestamp_millis(ms)
         .unwrap()
