@@ -268,6 +268,18 @@ fn broker_restart_mid_stream(workers: usize) {
         away >= 3,
         "unhealthy only after kafka.unhealthy_after: {why}"
     );
+    // The probes an orchestrator uses: not ready, and still alive (a
+    // liveness probe on /healthz would restart every instance now).
+    assert!(
+        matches!(http_get(&addr, "/readyz"), Ok((503, body)) if body.contains("no Kafka broker reachable")),
+        "{:?}",
+        http_get(&addr, "/readyz")
+    );
+    assert!(
+        matches!(http_get(&addr, "/livez"), Ok((200, _))),
+        "/livez during the outage: {:?}",
+        http_get(&addr, "/livez")
+    );
     broker.script("resume");
     wait_until("/healthz to recover", Duration::from_secs(60), || {
         health(&addr).0 == 200

@@ -71,3 +71,33 @@ pub fn check_client_properties(config: &Config) -> Result<(), ConfigError> {
 pub fn state_topic(config: &Config) -> &str {
     &config.topics.state
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::config::ClientConfig;
+
+    /// The client reads every codec a producer may choose and speaks every
+    /// SASL mechanism operators run: librdkafka says what it was built with.
+    /// (Built without zstd, a zstd batch stopped its partition for good.)
+    #[test]
+    fn the_client_is_built_with_every_codec_and_mechanism() {
+        let native = ClientConfig::new().create_native_config().unwrap();
+        let features = native.get("builtin.features").unwrap();
+        let have: Vec<&str> = features.split(',').collect();
+        for wanted in [
+            "gzip",
+            "snappy",
+            "lz4",
+            "zstd",
+            "ssl",
+            "sasl_scram",
+            "sasl_gssapi",
+            "sasl_oauthbearer",
+            // OAUTHBEARER's OIDC token requests.
+            "http",
+            "oidc",
+        ] {
+            assert!(have.contains(&wanted), "{wanted} missing from {features}");
+        }
+    }
+}
