@@ -97,7 +97,13 @@ fn reset_to_earliest_reprocesses_the_hour_as_the_first_pass() {
     let env = env_with_outputs(&run, &input, &second);
     create_topics(&env);
 
-    let (running, _) = start_engine(&env);
+    let (running, addr) = start_engine(&env);
+    // A member of the group once its partitions are assigned.
+    wait_until(
+        "the instance to join the group",
+        Duration::from_secs(60),
+        || matches!(common::http_get(&addr, "/readyz"), Ok((200, _))),
+    );
     let refused = crowdpark(&["reset", "--to-earliest"], &env);
     assert!(!refused.status.success(), "a reset while an instance runs");
     let why = String::from_utf8_lossy(&refused.stderr);
