@@ -9,9 +9,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long the loop may go without a beat before `/livez` says it is stuck.
-/// Longer than any single wait in the loop (a transactional call's deadline
-/// and its grace, a changelog read), so only a loop that is truly stuck fails.
-pub const STUCK_AFTER: Duration = Duration::from_secs(60);
+/// Longer than the waits one pass of the loop may chain (a revoke during an
+/// outage: settle, flush, offsets, commit and abort, each bounded, about
+/// 80 s), so only a loop that is truly stuck fails; a single hung Kafka call
+/// has its own, shorter way out (`io::kafka::deadline`).
+pub const STUCK_AFTER: Duration = Duration::from_secs(180);
 
 /// Milliseconds since `EPOCH` of the last beat; 0 before the first.
 static LAST_BEAT_MS: AtomicU64 = AtomicU64::new(0);

@@ -146,6 +146,13 @@ impl RuntimeMetrics {
             .set(i64::from(stalled));
     }
 
+    /// Drops a partition's stall series (the partition left the watch).
+    pub fn forget_stalled(&self, topic: &str, partition: i32) {
+        let _ = self
+            .partition_stalled
+            .remove_label_values(&[topic, &partition.to_string()]);
+    }
+
     pub fn delivery_error(&self, topic: &str) {
         self.delivery_errors.with_label_values(&[topic]).inc();
     }

@@ -88,6 +88,8 @@ impl Drop for Running<'_> {
 
 impl Steps {
     fn during<T>(&self, step: &'static str, timeout: Duration, f: impl FnOnce() -> T) -> T {
+        // A bounded call is the loop at work (`/livez`).
+        crate::liveness::beat();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let call = Step {

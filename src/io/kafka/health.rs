@@ -70,6 +70,8 @@ pub struct Health {
     unhealthy_after: Duration,
     state: Mutex<HealthState>,
     stalls: Mutex<StallWatch>,
+    /// The partitions whose stall series `publish` last set.
+    published: Mutex<Vec<super::stall::Key>>,
 }
 
 struct HealthState {
@@ -96,6 +98,7 @@ impl Health {
                 restore_failed: None,
             }),
             stalls: Mutex::new(StallWatch::default()),
+            published: Mutex::new(Vec::new()),
         }
     }
 
@@ -200,17 +203,25 @@ impl Health {
         let stalled = self.lock().progress_at.elapsed().as_secs_f64();
         view.metrics.runtime.set_seconds_since_progress(stalled);
         let now = Instant::now();
-        let stalls = self.stalls();
-        let stuck = stalls.stalled(self.unhealthy_after, now);
-        for (topic, partition) in stalls.keys() {
+        let (keys, stuck) = {
+            let stalls = self.stalls();
+            (stalls.keys(), stalls.stalled(self.unhealthy_after, now))
+        };
+        let runtime = &view.metrics.runtime;
+        let mut published = crate::sync::lock(&self.published);
+        // A partition no longer assigned here has no series: another
+        // instance's alert is not this one's.
+        for (topic, partition) in published.iter().filter(|k| !keys.contains(k)) {
+            runtime.forget_stalled(topic, *partition);
+        }
+        for (topic, partition) in &keys {
             let is = stuck
                 .iter()
-                .any(|s| s.topic == topic && s.partition == partition);
-            view.metrics
-                .runtime
-                .set_partition_stalled(&topic, partition, is);
+                .any(|s| &s.topic == topic && s.partition == *partition);
+            runtime.set_partition_stalled(topic, *partition, is);
         }
-        drop(stalls);
+        *published = keys;
+        drop(published);
         match self.verdict() {
             Some(reason) => view.set_health(false, &reason),
             None => view.set_health(true, ""),

@@ -195,12 +195,19 @@ fn delete_checkpoint(config: &Config) -> Result<usize, ResetError> {
     let mut deleted = 0;
     for p in partitions {
         let keys = super::changelog::read_changelog(&reader, topic, p)?;
-        for key in keys.keys() {
-            sink.send(topic, Some(p), Some(key.as_bytes()), None)
-                .map_err(ResetError::Tombstones)?;
-            deleted += 1;
+        // Each input partition's `meta` (its offset) goes last, once the rest
+        // is delivered: a reset cut short leaves a checkpoint whose `meta`
+        // still says where its state stands, never state without one.
+        let (meta, state): (Vec<&String>, Vec<&String>) =
+            keys.keys().partition(|k| k.ends_with("/meta"));
+        for batch in [state, meta] {
+            for key in batch {
+                sink.send(topic, Some(p), Some(key.as_bytes()), None)
+                    .map_err(ResetError::Tombstones)?;
+                deleted += 1;
+            }
+            sink.flush(TIMEOUT).map_err(ResetError::Tombstones)?;
         }
     }
-    sink.flush(TIMEOUT).map_err(ResetError::Tombstones)?;
     Ok(deleted)
 }

@@ -87,6 +87,10 @@ impl ConsumerContext for RunContext {
                 self.retire(slot);
             }
             *slots = kept.into_iter().map(Mutex::new).collect();
+            let still: Vec<(String, i32)> = slots::each(&mut slots)
+                .map(|s| (self.topic_name(s.topic).to_string(), s.partition))
+                .collect();
+            self.health.stalls().assigned(&still);
             let mut c = self.commits();
             c.committed.retain(|k, _| !parts.contains(k));
             drop(c);

@@ -49,9 +49,6 @@ pub(super) struct RunContext {
     pub(super) put_back: Mutex<BTreeMap<(String, i32), i64>>,
     /// Set by a callback that hit an unrecoverable error; the loop stops on it.
     pub(super) fatal: Mutex<Option<String>>,
-    /// Since when each partition's group offset has been ahead of its
-    /// readable checkpoint (`RunContext::resume_positions`).
-    pub(super) behind_since: Mutex<BTreeMap<(InputTopic, i32), Instant>>,
 }
 
 impl RunContext {

@@ -232,7 +232,6 @@ fn start(
         rewind_pending: AtomicBool::new(false),
         put_back: Mutex::new(BTreeMap::new()),
         fatal: Mutex::new(None),
-        behind_since: Mutex::new(BTreeMap::new()),
     };
     // Each partition's queue is split off the consumer's, and librdkafka
     // then holds up to this much prefetched for each (not for all together):

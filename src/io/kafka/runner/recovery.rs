@@ -23,7 +23,7 @@ pub(super) enum RewindError {
     Committed(#[source] KafkaError),
     #[error("seeking back: {0}")]
     Seek(#[source] KafkaError),
-    #[error("{topic}[{partition}]: the group's offset {group} is ahead of the checkpoint's {checkpoint}; waiting for the checkpoint's transaction to become readable (an offset moved forward by an operator is honoured after {} s)", UNSTABLE_FOR.as_secs())]
+    #[error("{topic}[{partition}]: the group's offset {group} is ahead of the checkpoint's {checkpoint}; waiting for the checkpoint's transaction to become readable (if an operator moved the offset forward, stop the group and run `crowdpark reset --to-latest` or `--to-datetime` instead)")]
     Unstable {
         topic: String,
         partition: i32,
@@ -31,11 +31,6 @@ pub(super) enum RewindError {
         checkpoint: i64,
     },
 }
-
-/// How long a group offset ahead of its checkpoint is taken for a checkpoint
-/// not yet readable (its transaction's markers not yet written, as while a
-/// transaction coordinator fails over) before it is taken for an operator's.
-const UNSTABLE_FOR: Duration = Duration::from_secs(60);
 
 impl RunContext {
     /// After a failed transaction: abort it and rewind every assigned partition
@@ -168,41 +163,36 @@ impl RunContext {
         Ok(seek)
     }
 
-    /// The group's offset is ahead of the checkpoint just read: either an
-    /// operator moved it forward, or the checkpoint committed with it is not
-    /// readable yet. The transaction's commit returns before its markers reach
-    /// the changelog, and a `read_committed` restore stops before them, while
+    /// The group's offset is ahead of the checkpoint just read: the
+    /// checkpoint committed with it may not be readable yet (the transaction's
+    /// commit returns before its markers reach the changelog, a
+    /// `read_committed` restore stops before them, and another instance's
+    /// open transaction on the same changelog partition hides it too), while
     /// the group's offsets are read stable (librdkafka asks for stable offsets
-    /// when reading committed). So the partition's checkpoint is read again
-    /// for up to 5 s until it reaches `group`; only an offset still ahead then
-    /// is an operator's.
+    /// when reading committed). So the checkpoint is read again for up to 5 s;
+    /// if it is still behind, processing holds and the restore is retried,
+    /// for as long as it takes, with the reason in `/healthz`. An offset an
+    /// operator moved *forward* therefore holds the partition rather than
+    /// discard a checkpoint that may only be late: `crowdpark reset` is the
+    /// way to skip ahead.
     fn await_stable(&self, slot: &mut Slot, group: i64) -> Result<(), RewindError> {
-        for _ in 0..20 {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(250));
             let Some(again) = self.restore(&[slot.key()])?.pop() else {
                 break;
             };
             *slot = again;
             if slot.position >= Some(group) {
-                crate::sync::lock(&self.behind_since).remove(&slot.key());
                 return Ok(());
             }
         }
-        // Still behind: hold and retry (the caller's error path) until it has
-        // been so for `UNSTABLE_FOR`.
-        let first = *crate::sync::lock(&self.behind_since)
-            .entry(slot.key())
-            .or_insert_with(Instant::now);
-        if first.elapsed() < UNSTABLE_FOR {
-            return Err(RewindError::Unstable {
-                topic: self.topic_name(slot.topic).to_string(),
-                partition: slot.partition,
-                group,
-                checkpoint: slot.position.unwrap_or(0),
-            });
-        }
-        crate::sync::lock(&self.behind_since).remove(&slot.key());
-        Ok(())
+        Err(RewindError::Unstable {
+            topic: self.topic_name(slot.topic).to_string(),
+            partition: slot.partition,
+            group,
+            checkpoint: slot.position.unwrap_or(0),
+        })
     }
 
     /// The group's offset `group` differs from the checkpoint's `at`: the
