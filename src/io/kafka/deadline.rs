@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// How long past its timeout a call may stay blocked before the process exits.
 pub const GRACE: Duration = Duration::from_secs(20);
+/// librdkafka's timeouts are not to the millisecond: a call this little past
+/// its timeout is not overdue yet.
+const SLACK: Duration = Duration::from_secs(1);
 /// The exit status of a process that left a hung call behind (EX_TEMPFAIL: try
 /// again).
 pub const EXIT_HUNG: i32 = 75;
@@ -110,7 +113,7 @@ impl Steps {
                 elapsed: s.started.elapsed(),
                 timeout: s.timeout,
             })
-            .filter(|o| o.elapsed > o.timeout)
+            .filter(|o| o.elapsed > o.timeout + SLACK)
             .max_by_key(|o| o.elapsed.saturating_sub(o.timeout))
     }
 }
@@ -137,13 +140,13 @@ mod tests {
         // A watch of its own: the process's is read by the health tests.
         let steps: &'static Steps = Box::leak(Box::default());
         let t = std::thread::spawn(move || {
-            steps.during("test_step", Duration::from_millis(20), || {
+            steps.during("test_step", Duration::ZERO, || {
                 started_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
             })
         });
         started_rx.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(SLACK + Duration::from_millis(50));
         let o = steps.overdue().expect("overdue");
         assert_eq!(o.step, "test_step");
         assert!(!o.hung(), "the grace has not passed");

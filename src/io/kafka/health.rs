@@ -140,9 +140,6 @@ impl Health {
 
     /// Why the engine is unhealthy now, if it is.
     pub fn verdict(&self) -> Option<String> {
-        if let Some(o) = deadline::overdue() {
-            return Some(o.to_string());
-        }
         let h = self.lock();
         let limit = self.unhealthy_after;
         // A recognised cause (refused credentials, an untrusted certificate,
@@ -160,6 +157,11 @@ impl Health {
                     waiting.as_secs()
                 )
             });
+        }
+        // Past start-up (which waits for a broker however long it takes), a
+        // call past its deadline is the reason at once.
+        if let Some(o) = deadline::overdue() {
+            return Some(o.to_string());
         }
         let away = last_up().unwrap_or(h.started).elapsed();
         if away > limit {
