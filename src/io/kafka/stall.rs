@@ -104,8 +104,10 @@ impl StallWatch {
             return;
         };
         let fetch = (fetch >= 0).then_some(fetch);
-        let moved = fetch.is_some() && t.fetch.is_some() && fetch != t.fetch;
-        if fetch.is_some() {
+        // Progress is reaching offsets not reached before: a rewind loop
+        // (seek back, read the same records again) is not.
+        let moved = fetch.is_some() && t.fetch.is_some() && fetch > t.fetch;
+        if fetch > t.fetch {
             t.fetch = fetch;
         }
         t.queued = queued.max(0);
@@ -117,8 +119,9 @@ impl StallWatch {
         let Some(t) = self.parts.get_mut(key) else {
             return;
         };
-        let moved = t.processed.is_some_and(|p| p != next);
-        t.processed = Some(next);
+        // As for the fetch position: only new offsets are progress.
+        let moved = t.processed.is_some_and(|p| next > p);
+        t.processed = t.processed.max(Some(next));
         t.settle(moved, now);
     }
 
@@ -253,6 +256,20 @@ mod tests {
         w.processed(&key(), 50, t0 + Duration::from_secs(7));
         w.fetched(&key(), 50, 0, t0 + Duration::from_secs(7));
         assert!(w.stalled(LIMIT, t0 + Duration::from_secs(20)).is_empty());
+    }
+
+    #[test]
+    fn a_rewind_loop_over_the_same_records_is_a_stall() {
+        let (mut w, t0) = (watch(), Instant::now());
+        w.end(&key(), 500, t0);
+        for s in 0..12 {
+            let now = t0 + Duration::from_millis(500 * s);
+            // Sought back to the checkpoint, read forward again, aborted.
+            let at = if s % 2 == 0 { 100 } else { 300 };
+            w.fetched(&key(), at, 0, now);
+            w.processed(&key(), at, now);
+        }
+        assert_eq!(w.stalled(LIMIT, t0 + Duration::from_secs(7)).len(), 1);
     }
 
     #[test]
