@@ -88,7 +88,7 @@ impl ConsumerContext for RunContext {
             }
             *slots = kept.into_iter().map(Mutex::new).collect();
             let still: Vec<(String, i32)> = slots::each(&mut slots)
-                .map(|s| (self.topic_name(s.topic).to_string(), s.partition))
+                .map(|s| self.stall_key(s.topic, s.partition))
                 .collect();
             self.health.stalls().assigned(&still);
             let mut c = self.commits();

@@ -60,6 +60,11 @@ impl RunContext {
         t.name_in(&self.config.topics)
     }
 
+    /// A partition as the stall watch knows it: topic name and number.
+    pub(super) fn stall_key(&self, t: InputTopic, p: i32) -> crate::io::kafka::stall::Key {
+        (self.topic_name(t).to_string(), p)
+    }
+
     pub(super) fn input_partitions(&self, tpl: &TopicPartitionList) -> Vec<(InputTopic, i32)> {
         tpl.elements()
             .iter()

@@ -113,12 +113,7 @@ impl<'a> Coordinator<'a> {
     fn watch_positions(&self, slots: &mut Barrier<'_>, now: Instant) {
         let ctx = self.ctx;
         let stands: Vec<((String, i32), Option<i64>)> = each(slots)
-            .map(|s| {
-                (
-                    (ctx.topic_name(s.topic).to_string(), s.partition),
-                    s.position,
-                )
-            })
+            .map(|s| (ctx.stall_key(s.topic, s.partition), s.position))
             .collect();
         let mut stalls = ctx.health.stalls();
         let keys: Vec<(String, i32)> = stands.iter().map(|(k, _)| k.clone()).collect();

@@ -142,7 +142,7 @@ impl<'a> Worker<'a> {
                     // From this partition's own queue: the error is its own
                     // (the client's error carries no partition).
                     crate::io::kafka::logs::warn("consumer error", &e);
-                    let key = (self.ctx.topic_name(*topic).to_string(), *partition);
+                    let key = self.ctx.stall_key(*topic, *partition);
                     self.ctx.health.stalls().error(&key, e.to_string());
                     break;
                 }
