@@ -51,7 +51,7 @@ impl RuntimeMetrics {
             ),
             partition_stalled: r.int_gauges(
                 "partition_stalled",
-                "1 while the input partition has records waiting and has not advanced for kafka.unhealthy_after (/healthz names it and why).",
+                "1 while the input partition cannot be consumed (records waiting, or the client failing on it) and has not advanced for kafka.unhealthy_after (/healthz names it and why).",
                 partition,
             ),
             watermark: r.gauges(

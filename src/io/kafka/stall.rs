@@ -50,13 +50,16 @@ impl Track {
         behind || self.queued > 0
     }
 
-    /// Starts or clears the stall clock after a change.
+    /// Starts or clears the stall clock after a change. A partition the
+    /// client reports an error for counts as stuck even when no records are
+    /// known to wait: a revoked Read grant takes Describe with it, so the
+    /// broker's end offset can no longer be asked and stays where it was.
     fn settle(&mut self, moved: bool, now: Instant) {
-        if moved || !self.waiting() {
+        if moved {
+            self.cause = None;
+        }
+        if moved || !(self.waiting() || self.cause.is_some()) {
             self.since = None;
-            if moved {
-                self.cause = None;
-            }
         } else if self.since.is_none() {
             self.since = Some(now);
         }
@@ -131,14 +134,21 @@ impl StallWatch {
             return;
         };
         t.end = Some(end);
+        // The broker answers for the partition and nothing waits in it: an
+        // error the client reported was passing, not a stall.
+        if !t.waiting() {
+            t.cause = None;
+        }
         t.settle(false, now);
     }
 
-    /// An error the client reported for a partition: the cause a stall is
-    /// given, if one follows.
-    pub fn error(&mut self, key: &Key, cause: String) {
+    /// An error the client reported for a partition: the partition is stuck
+    /// from now until it moves or the broker shows it has nothing to read,
+    /// and a stall is given this cause.
+    pub fn error(&mut self, key: &Key, cause: String, now: Instant) {
         if let Some(t) = self.parts.get_mut(key) {
             t.cause = Some(cause);
+            t.settle(false, now);
         }
     }
 
@@ -209,6 +219,7 @@ mod tests {
         w.error(
             &key(),
             "Decompression (codec 0x4) of message at 400 failed".into(),
+            t0,
         );
         assert!(w.stalled(LIMIT, t0 + Duration::from_secs(4)).is_empty());
         w.fetched(&key(), 400, 0, t0 + Duration::from_secs(3));
@@ -270,6 +281,35 @@ mod tests {
             w.processed(&key(), at, now);
         }
         assert_eq!(w.stalled(LIMIT, t0 + Duration::from_secs(7)).len(), 1);
+    }
+
+    #[test]
+    fn an_error_on_a_partition_whose_end_cannot_be_asked_is_a_stall() {
+        let (mut w, t0) = (watch(), Instant::now());
+        // Caught up when the grant goes: the last end the broker gave is the
+        // fetch position, and no later one comes.
+        w.end(&key(), 400, t0);
+        w.fetched(&key(), 400, 0, t0);
+        w.error(&key(), "Topic authorization failed".into(), t0);
+        for s in 1..8 {
+            w.fetched(&key(), 400, 0, t0 + Duration::from_secs(s));
+            w.processed(&key(), 400, t0 + Duration::from_secs(s));
+        }
+        let s = w.stalled(LIMIT, t0 + Duration::from_secs(8));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].cause.contains("authorization"), "{}", s[0]);
+        // Read again: the partition moves and the stall is over.
+        w.fetched(&key(), 450, 0, t0 + Duration::from_secs(9));
+        assert!(w.stalled(LIMIT, t0 + Duration::from_secs(20)).is_empty());
+    }
+
+    #[test]
+    fn a_passing_error_on_an_idle_partition_is_cleared_by_the_broker_end() {
+        let (mut w, t0) = (watch(), Instant::now());
+        w.fetched(&key(), 400, 0, t0);
+        w.error(&key(), "Broker: Not leader for partition".into(), t0);
+        w.end(&key(), 400, t0 + Duration::from_secs(2));
+        assert!(w.stalled(LIMIT, t0 + Duration::from_secs(60)).is_empty());
     }
 
     #[test]

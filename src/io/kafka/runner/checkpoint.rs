@@ -168,11 +168,19 @@ impl RunContext {
             TopicPartitionList::new()
         } else {
             let positions = positions(slots);
-            let moved = {
+            // Only the offsets that moved go into the transaction: the group
+            // holds the others already, and a partition the engine may no
+            // longer read (a revoked Read grant) would fail every commit with
+            // `TOPIC_AUTHORIZATION_FAILED`, rewinding the partitions that do move.
+            let moved: Vec<_> = {
                 let c = self.commits();
-                positions.iter().any(|(k, v)| c.committed.get(k) != Some(v))
+                positions
+                    .iter()
+                    .filter(|(k, v)| c.committed.get(*k) != Some(*v))
+                    .map(|(k, v)| (*k, *v))
+                    .collect()
             };
-            if !moved && !self.txn.is_open() {
+            if moved.is_empty() && !self.txn.is_open() {
                 return Ok(Prepared::Skip(Commit::Nothing));
             }
             // The state about to be checkpointed has forwarded these payments.
@@ -186,9 +194,9 @@ impl RunContext {
             }
             self.write_state(slots)?;
             let mut offsets = TopicPartitionList::new();
-            for ((topic, p), pos) in &positions {
+            for ((topic, p), pos) in moved {
                 offsets
-                    .add_partition_offset(self.topic_name(*topic), *p, Offset::Offset(*pos))
+                    .add_partition_offset(self.topic_name(topic), p, Offset::Offset(pos))
                     .map_err(|e| TxnError::Abort(e.into()))?;
             }
             self.commits().txn_positions = Some(positions);

@@ -143,7 +143,10 @@ impl<'a> Worker<'a> {
                     // (the client's error carries no partition).
                     crate::io::kafka::logs::warn("consumer error", &e);
                     let key = self.ctx.stall_key(*topic, *partition);
-                    self.ctx.health.stalls().error(&key, e.to_string());
+                    self.ctx
+                        .health
+                        .stalls()
+                        .error(&key, e.to_string(), Instant::now());
                     break;
                 }
             };
