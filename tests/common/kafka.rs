@@ -49,7 +49,7 @@ pub struct Names {
     pub prefix: String,
 }
 
-pub const BASES: [(&str, &str); 10] = [
+pub const BASES: [(&str, &str); 11] = [
     ("CROWD_COUNTS", "crowd.counts"),
     ("PARKING_EVENTS", "parking.events"),
     ("PAYMENTS", "payments"),
@@ -60,6 +60,7 @@ pub const BASES: [(&str, &str); 10] = [
     ("DEADLETTER", "crowdpark.deadletter"),
     ("STATE", "crowdpark.state"),
     ("PAYMENTS_BY_ZONE", "crowdpark.payments-by-zone"),
+    ("PARTIALS_BY_DISTRICT", "crowdpark.partials-by-district"),
 ];
 
 impl Names {
@@ -243,6 +244,13 @@ pub fn read_all(topic: &str) -> Vec<Record> {
 /// True when `group` has committed, for every partition of `topics`, the end
 /// offset the partition has now.
 pub fn caught_up(brokers: &str, group: &str, topics: &[String]) -> bool {
+    behind(brokers, group, topics).is_some_and(|b| b.is_empty())
+}
+
+/// The partitions of `topics` whose committed offset in `group` is short of
+/// their end, as `topic[p] at offset of end`; `None` if the broker did not
+/// answer.
+pub fn behind(brokers: &str, group: &str, topics: &[String]) -> Option<Vec<String>> {
     let consumer: BaseConsumer = client_on(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -252,27 +260,41 @@ pub fn caught_up(brokers: &str, group: &str, topics: &[String]) -> bool {
     let mut ends = BTreeMap::new();
     for t in topics {
         let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(10)) else {
-            return false;
+            return None;
         };
         for p in md.topics()[0].partitions() {
             let Ok((_, high)) = consumer.fetch_watermarks(t, p.id(), Duration::from_secs(10))
             else {
-                return false;
+                return None;
             };
             tpl.add_partition(t, p.id());
             ends.insert((t.clone(), p.id()), high);
         }
     }
     let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
-        return false;
+        return None;
     };
-    committed.elements().iter().all(|e| {
-        let end = ends[&(e.topic().to_string(), e.partition())];
-        match e.offset() {
-            Offset::Offset(o) => o >= end,
-            _ => end == 0,
-        }
-    })
+    let behind: Vec<String> = committed
+        .elements()
+        .iter()
+        .filter(|e| {
+            let end = ends[&(e.topic().to_string(), e.partition())];
+            match e.offset() {
+                Offset::Offset(o) => o < end,
+                _ => end != 0,
+            }
+        })
+        .map(|e| {
+            let end = ends[&(e.topic().to_string(), e.partition())];
+            format!(
+                "{}[{}] at {:?} of {end}",
+                e.topic(),
+                e.partition(),
+                e.offset()
+            )
+        })
+        .collect();
+    Some(behind)
 }
 
 /// The latest record per key, as a compacted topic keeps it.

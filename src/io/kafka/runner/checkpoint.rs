@@ -180,7 +180,9 @@ impl RunContext {
                     .map(|(k, v)| (*k, *v))
                     .collect()
             };
-            if moved.is_empty() && !self.txn.is_open() {
+            // A discarded checkpoint's keys are deleted even if nothing moved.
+            let stale = each(slots).any(|s| !s.stale.is_empty());
+            if moved.is_empty() && !stale && !self.txn.is_open() {
                 return Ok(Prepared::Skip(Commit::Nothing));
             }
             // The state about to be checkpointed has forwarded these payments.

@@ -153,6 +153,14 @@ impl RunContext {
                     self.discard_checkpoint(slot, at, g, restored_keys);
                 }
             }
+            // What the group holds, which a checkpoint need not send again
+            // (it carries only the offsets that moved from there).
+            let mut c = self.commits();
+            match group {
+                Some(g) => c.committed.insert(slot.key(), g),
+                None => c.committed.remove(&slot.key()),
+            };
+            drop(c);
             let o = match (slot.position, group) {
                 (Some(o), _) | (None, Some(o)) => Offset::Offset(o),
                 (None, None) => Offset::Beginning,
@@ -209,9 +217,9 @@ impl RunContext {
         );
         let mut fresh = Slot::new(self, slot.topic, slot.partition);
         fresh.position = Some(group);
+        // Deleted by the next checkpoint, which is not skipped while any are
+        // left (`prepare`).
         fresh.stale = keys;
-        // `committed` still holds the checkpoint's offset, so the next
-        // checkpoint sees this partition moved and writes the deletions.
         *slot = fresh;
     }
 
