@@ -9,15 +9,16 @@
 //! first) as `crowdpark run` schedules its workers: every input partition a
 //! slot with its own engine, claimed by one worker at a time for a batch of
 //! 256 messages; payments re-keyed to a partition of the repartition topic
-//! wait in that partition's inbox (the topic's place) for its slot; one
-//! district stage shared under a lock. Reported: events/s of each and the
-//! median of the per-round ratios.
+//! wait in that partition's inbox (the topic's place) for its slot. The
+//! district partials (a few per closed window) are taken and dropped: the
+//! district's task is one more slot with little to do. Reported: events/s
+//! of each and the median of the per-round ratios.
 
 mod common;
 use common::median;
 
 use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
-use crowdpark::engine::{District, Engine, InputMessage};
+use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::{Catalog, InputTopic};
 use crowdpark::output::Forwarded;
 use crowdpark::sim::{SimOptions, Simulator};
@@ -69,11 +70,10 @@ struct Slot<'m> {
     inbox: Option<usize>,
 }
 
-/// What the workers share: the slots, the district stage, one inbox per
+/// What the workers share: the slots, one inbox per
 /// partition of the repartition topic, and how much work is left.
 struct Shared<'m> {
     slots: Vec<Mutex<Slot<'m>>>,
-    district: Mutex<District>,
     inboxes: Vec<Mutex<Vec<Forwarded>>>,
     /// Input messages not yet processed plus forwarded records not yet taken.
     left: AtomicUsize,
@@ -84,8 +84,8 @@ const BATCH: usize = 256;
 /// Claims slots with work until none is left anywhere.
 fn worker(config: &Config, me: usize, shared: &Shared, start: &Barrier) {
     let partitions = config.topics.input_partitions;
-    let (mut out, mut forwarded, mut inputs, mut district_out, mut taken) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut out, mut forwarded, mut partials, mut taken) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut outbox: Vec<Vec<Forwarded>> = vec![Vec::new(); partitions as usize];
     let mut next = me;
     start.wait();
@@ -124,15 +124,9 @@ fn worker(config: &Config, me: usize, shared: &Shared, start: &Barrier) {
                     let p = f.target_partition(partitions) as usize;
                     outbox[p].push(f);
                 }
-                slot.engine.take_district_inputs_into(&mut inputs);
+                slot.engine.take_partials_into(&mut partials);
                 out.clear();
                 done += 1;
-            }
-            // Once per batch, as the runner feeds its district stage.
-            if !inputs.is_empty() {
-                let mut d = shared.district.lock().unwrap();
-                d.absorb(&mut inputs, &mut district_out);
-                district_out.clear();
             }
             // Handed over once per batch, as the runner sends its batches.
             for (p, records) in outbox.iter_mut().enumerate() {
@@ -164,7 +158,6 @@ fn run(config: &Arc<Config>, msgs: &[Msg], workers: usize) -> f64 {
         .iter()
         .map(|((topic, p), input)| {
             let mut engine = Engine::with_catalog(config.clone(), catalog.clone());
-            engine.detach_district();
             engine.repartition_through_kafka();
             Mutex::new(Slot {
                 engine,
@@ -176,7 +169,6 @@ fn run(config: &Arc<Config>, msgs: &[Msg], workers: usize) -> f64 {
         .collect();
     let shared = Shared {
         slots,
-        district: Mutex::new(District::new(config, catalog.clone())),
         inboxes: (0..config.topics.input_partitions)
             .map(|_| Mutex::new(Vec::new()))
             .collect(),

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod crowd;
+pub mod district;
 pub mod engine;
 pub mod http;
 pub mod io;

@@ -42,7 +42,7 @@ fn input_schema(topic: InputTopic) -> &'static str {
         InputTopic::CrowdCounts => "crowd-count.schema.json",
         InputTopic::ParkingEvents => "parking-event.schema.json",
         InputTopic::Payments => "payment.schema.json",
-        InputTopic::PaymentsByZone => unreachable!("internal"),
+        InputTopic::PaymentsByZone | InputTopic::DistrictPartials => unreachable!("internal"),
     }
 }
 
@@ -184,6 +184,7 @@ fn the_asyncapi_document_covers_every_topic_and_schema() {
         &t.deadletter,
         &t.state,
         &t.payments_by_zone,
+        &t.partials_by_district,
     ]
     .iter()
     .map(|s| s.as_str())

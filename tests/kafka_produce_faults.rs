@@ -21,12 +21,13 @@ use std::time::Duration;
 
 /// Topics whose records can be made to fail, and whether they are compacted
 /// (a non-incremental config change resets what it does not name).
-const TARGETS: [(&str, bool); 5] = [
+const TARGETS: [(&str, bool); 6] = [
     ("parking.availability", true),
     ("payments.stats", false),
     ("crowd.alerts", false),
     ("crowdpark.deadletter", false),
     ("crowdpark.payments-by-zone", false),
+    ("crowdpark.partials-by-district", false),
 ];
 
 /// Below every record batch the engine writes, above the 78-byte control

@@ -145,6 +145,7 @@ fn an_operators_offset_reset_is_honoured() {
     let mut tpl = TopicPartitionList::new();
     let mut topics = input.input_topics();
     topics.push(run.topic("crowdpark.payments-by-zone"));
+    topics.push(run.topic("crowdpark.partials-by-district"));
     for t in &topics {
         for p in 0..3 {
             tpl.add_partition_offset(t, p, Offset::Offset(0)).unwrap();

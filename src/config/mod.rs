@@ -259,6 +259,9 @@ pub struct TopicSettings {
     pub state: String,
     /// Internal repartition topic: accepted payments keyed by zone.
     pub payments_by_zone: String,
+    /// Internal repartition topic: what each partition tells its district
+    /// (closed zone windows, car park figures, watermarks), keyed by district.
+    pub partials_by_district: String,
     /// Partitions of each input topic (and of the demo's in-process source).
     pub input_partitions: i32,
     pub output_partitions: i32,
@@ -282,6 +285,7 @@ impl Default for TopicSettings {
             deadletter: "crowdpark.deadletter".into(),
             state: "crowdpark.state".into(),
             payments_by_zone: "crowdpark.payments-by-zone".into(),
+            partials_by_district: "crowdpark.partials-by-district".into(),
             input_partitions: 3,
             output_partitions: 3,
             replication_factor: 1,

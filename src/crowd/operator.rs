@@ -33,6 +33,9 @@ struct DensityAgg {
     density_sum: f64,
     density_max: f64,
     level_max: Level,
+    /// People counting lines saw entering (state written before it had none).
+    #[serde(default)]
+    entered: u64,
 }
 
 /// A zone's live state, as the HTTP API and the metrics show it.
@@ -163,6 +166,7 @@ impl CrowdOperator {
                     density_avg: round3(agg.density_sum / n),
                     density_max: round3(agg.density_max),
                     level: agg.level_max,
+                    entered: agg.entered,
                     window_ms: (start, end),
                 }));
             });
@@ -174,6 +178,10 @@ impl CrowdOperator {
         let z = self
             .zones
             .get_or_insert_with(p.zone, || ZoneState::new(info, params, p.ts));
+        let entered = match p.reading {
+            CrowdReading::Line { entered, .. } => entered as u64,
+            CrowdReading::Headcount { .. } => 0,
+        };
         z.people = match p.reading {
             CrowdReading::Headcount { people } => {
                 z.estimate
@@ -202,6 +210,7 @@ impl CrowdOperator {
             a.density_sum += density_raw;
             a.density_max = a.density_max.max(density_raw);
             a.level_max = a.level_max.max(level);
+            a.entered += entered;
         });
     }
 

@@ -21,7 +21,7 @@ pub(crate) fn check_key(
             Some(m) => ("merchant", m.as_ref()),
             None => return Ok(()),
         },
-        Event::Heartbeat => return Ok(()),
+        Event::Heartbeat | Event::Partial(_) => return Ok(()),
     };
     match msg.key {
         Some(k) if k == entity.as_bytes() => Ok(()),

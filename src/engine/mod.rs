@@ -6,23 +6,19 @@
 //! appended to a caller's buffer. The demo, the Kafka runner, the tests and the
 //! benchmarks all drive the very same code this way.
 
-mod district;
 mod keys;
+mod partials;
 mod partition;
 mod queries;
 mod streams;
 
 use crate::config::Config;
-use crate::model::{
-    decode, forwarded_lines, Catalog, CrowdEvent, CrowdReading, Decoded, Event, InputTopic,
-    RejectReason,
-};
+use crate::district::PartialRecord;
+use crate::model::{decode, forwarded_lines, Catalog, Decoded, Event, InputTopic, RejectReason};
 use crate::operator::Emit;
 use crate::output::{DeadLetter, Forwarded, Origin, Output, OutputTopic};
-use crate::parking::ParkingOperator;
 use crate::state::{joined, partition_prefix, RestoreError, StateRecord, DEFAULT_PART_BYTES};
 use crate::time::MergedWatermark;
-pub use district::{District, DistrictInput};
 use partition::PartitionTask;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,7 +48,6 @@ pub struct Engine {
     config: Arc<Config>,
     catalog: Arc<Catalog>,
     tasks: BTreeMap<(InputTopic, i32), PartitionTask>,
-    district: Stage,
     checkpointing: bool,
     /// Route re-keyed payments to their zone's task directly, instead of leaving
     /// them in the outputs for a repartition topic.
@@ -64,6 +59,10 @@ pub struct Engine {
     /// Re-keyed records made since the caller last took them (see
     /// [`take_forwarded_into`](Self::take_forwarded_into)); empty when routed in process.
     forwarded: Vec<Forwarded>,
+    /// What the partitions told their district since the caller last took it
+    /// ([`take_partials_into`](Self::take_partials_into)), with the target
+    /// partition; empty when routed in process.
+    partials: Vec<(i32, PartialRecord)>,
 }
 
 impl Engine {
@@ -75,7 +74,6 @@ impl Engine {
     /// An engine sharing a catalog already built from `config`.
     pub fn with_catalog(config: Arc<Config>, catalog: Arc<Catalog>) -> Self {
         Engine {
-            district: Stage::Inline(Box::new(District::new(&config, catalog.clone()))),
             config,
             catalog,
             tasks: BTreeMap::new(),
@@ -85,6 +83,7 @@ impl Engine {
             check_keys: false,
             evicted_retired: BTreeMap::new(),
             forwarded: Vec::new(),
+            partials: Vec::new(),
         }
     }
 
@@ -127,7 +126,7 @@ impl Engine {
             let mut task = PartitionTask::new(&config.engine, op);
             if stream.repartitioned {
                 task.merged = Some(MergedWatermark::new(
-                    config.topics.input_partitions,
+                    config.topics.input_partitions * stream.upstream_topics,
                     config.engine.idle_timeout.as_ms(),
                     wall_ms,
                 ));
@@ -200,14 +199,6 @@ impl Engine {
         let task = self.task(topic, partition, wall_ms);
         let own = joined(records, &prefix, &mut task.split)?;
         task.restore(own.iter().map(|(k, v)| (*k, v.as_ref())), wall_ms)?;
-        // The district roll-up spans partitions; let it know the restored car
-        // parks so its next record sums all of them, not just those heard since.
-        let wm = task.watermark.current();
-        if let Some(op) = task.op.as_any().downcast_ref::<ParkingOperator>() {
-            for a in op.snapshots(wm) {
-                self.district.feed(DistrictInput::Seed(a));
-            }
-        }
         Ok(())
     }
 
@@ -223,7 +214,6 @@ impl Engine {
     pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
         if let Some(t) = self.tasks.remove(&(topic, partition)) {
             *self.evicted_retired.entry(topic).or_default() += t.dedup.evicted_early();
-            self.district.feed(DistrictInput::Forget(topic, partition));
         }
     }
 
@@ -238,8 +228,9 @@ impl Engine {
     }
 
     /// Processes one consumed message and tells `each` what became of every
-    /// event in it: one event, except on the repartition topic, whose messages
-    /// are batches of re-keyed payments ([`forwarded_lines`]). Each line is
+    /// event in it: one event, except on the repartition topics, whose messages
+    /// are batches of re-keyed payments or district partials
+    /// ([`forwarded_lines`]). Each line is
     /// deduplicated, checked and dead-lettered (with the batch's offset) alone.
     pub fn process_each(
         &mut self,
@@ -249,7 +240,7 @@ impl Engine {
     ) {
         let mut lines = forwarded_lines(msg.payload).peekable();
         // A message with no line at all is processed whole, to be dead-lettered.
-        if msg.topic != InputTopic::PaymentsByZone || lines.peek().is_none() {
+        if !msg.topic.is_internal() || lines.peek().is_none() {
             each(self.process(msg, out));
             return;
         }
@@ -270,18 +261,6 @@ impl Engine {
         let max_bytes = self.config.engine.max_message_bytes;
         let skew = self.config.engine.max_future_skew.as_ms();
         let decoded = decode(msg.topic, msg.payload, &self.catalog, max_bytes);
-        let entered = match &decoded {
-            Ok(Decoded {
-                ts,
-                event:
-                    Event::Crowd(CrowdEvent {
-                        reading: CrowdReading::Line { entered, .. },
-                        ..
-                    }),
-                ..
-            }) => Some((*ts, *entered)),
-            _ => None,
-        };
         let decoded = match decoded {
             Ok(d) if self.check_keys => keys::check_key(&self.catalog, msg, &d).map(|()| d),
             other => other,
@@ -313,13 +292,11 @@ impl Engine {
                 Disposition::Rejected(reason)
             }
         };
-        if let (Disposition::Accepted, Some((ts, n))) = (disposition, entered) {
-            self.district.feed(DistrictInput::Entered(ts, n));
-        }
+        self.forward_partials(msg.topic, msg.partition, first, out);
         if self.inline_repartition {
             self.route_forwarded(msg.wall_ms, out);
+            self.route_partials(msg.wall_ms, out);
         }
-        self.roll_up(first, out);
         disposition
     }
 
@@ -372,111 +349,63 @@ impl Engine {
             let letter = DeadLetter::new(origin, reject, &f.to_json());
             out.push(Output::DeadLetter(letter));
         }
-        // Rolled up by the caller when routed in process.
-        if !self.inline_repartition {
-            self.roll_up(first, out);
-        }
+        self.forward_partials(InputTopic::PaymentsByZone, partition, first, out);
     }
 
     /// Lets idle partitions' watermarks follow the wall clock and publishes what
     /// that makes due (closed windows, heartbeats).
     pub fn tick(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
-        let first = out.len();
-        let mut emit = Emit {
-            records: out,
-            forwarded: &mut self.forwarded,
-        };
-        for task in self.tasks.values_mut() {
-            task.on_wall_clock(wall_ms, &mut emit);
+        self.each_task(
+            |_| true,
+            out,
+            |task, emit| task.on_wall_clock(wall_ms, emit),
+        );
+        let keys: Vec<(InputTopic, i32)> = self.tasks.keys().copied().collect();
+        for (topic, partition) in keys {
+            self.district_heartbeat(topic, partition, wall_ms);
         }
         if self.inline_repartition {
             self.route_forwarded(wall_ms, out);
+            self.route_partials(wall_ms, out);
         }
-        if let Stage::Detached(inputs) = &mut self.district {
-            // A shared stage learns how far this worker's partitions are.
-            for ((t, p), task) in &self.tasks {
-                inputs.push(DistrictInput::Watermark(*t, *p, task.watermark.current()));
-            }
-        }
-        self.roll_up(first, out);
     }
 
     /// Advances every partition's watermark to at least `watermark`, as if the
     /// streams had moved on: closes windows in tests and at the end of a replay.
+    /// The district follows last, once the windows it sums are in.
     pub fn advance_all(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        let first = out.len();
-        let mut emit = Emit {
-            records: out,
-            forwarded: &mut self.forwarded,
-        };
-        for task in self.tasks.values_mut() {
-            task.force_watermark(watermark, &mut emit);
-        }
-        if self.inline_repartition {
-            self.route_forwarded(watermark, out);
-        }
-        self.roll_up(first, out);
-    }
-
-    /// Hands the records among `out[first..]` to the district stage: rolled
-    /// up at once when inline, kept for the shared stage when detached.
-    fn roll_up(&mut self, first: usize, out: &mut Vec<Output>) {
-        match &mut self.district {
-            Stage::Inline(d) => {
-                let tasks = &self.tasks;
-                d.roll_up(first, out, |topic| {
-                    tasks
-                        .iter()
-                        .filter(|((t, _), _)| *t == topic)
-                        .map(|(_, t)| t.watermark.current())
-                        .min()
-                });
-            }
-            Stage::Detached(inputs) => {
-                for o in &out[first..] {
-                    if matches!(
-                        o,
-                        Output::Availability(_) | Output::Density(_) | Output::Payments(_)
-                    ) {
-                        inputs.push(DistrictInput::Record(o.clone()));
-                    }
-                }
+        for district in [false, true] {
+            let which = |t: InputTopic| (t == InputTopic::DistrictPartials) == district;
+            self.each_task(which, out, |task, emit| {
+                task.force_watermark(watermark, emit)
+            });
+            if self.inline_repartition {
+                self.route_forwarded(watermark, out);
+                self.route_partials(watermark, out);
             }
         }
     }
 
-    /// Leaves the district stage to the caller, who shares one [`District`]
-    /// among several engines (the workers of a parallel run) and feeds it what
-    /// [`take_district_inputs_into`](Self::take_district_inputs_into) returns.
-    pub fn detach_district(&mut self) {
-        self.district = Stage::Detached(Vec::new());
-    }
-
-    /// Moves the district inputs made since the last call to the end of
-    /// `into`, so a caller can gather a batch's before taking the stage's lock.
-    pub fn take_district_inputs_into(&mut self, into: &mut Vec<DistrictInput>) {
-        if let Stage::Detached(inputs) = &mut self.district {
-            into.append(inputs);
-        }
-    }
-}
-
-/// Where the district stage runs.
-enum Stage {
-    Inline(Box<District>),
-    Detached(Vec<DistrictInput>),
-}
-
-impl Stage {
-    /// Hands the stage an input: taken at once inline, kept when detached.
-    /// Records go through `roll_up`, which also decides what is due.
-    fn feed(&mut self, input: DistrictInput) {
-        match self {
-            Stage::Inline(d) => {
-                let record = d.take(input);
-                debug_assert!(record.is_none(), "records are rolled up, not fed");
-            }
-            Stage::Detached(inputs) => inputs.push(input),
+    /// Runs `f` on the task of every partition of the topics `which` picks,
+    /// forwarding to the district what each one publishes.
+    fn each_task(
+        &mut self,
+        which: impl Fn(InputTopic) -> bool,
+        out: &mut Vec<Output>,
+        mut f: impl FnMut(&mut PartitionTask, &mut Emit<'_>),
+    ) {
+        let keys: Vec<(InputTopic, i32)> = self.tasks.keys().copied().collect();
+        for (topic, partition) in keys.into_iter().filter(|(t, _)| which(*t)) {
+            let first = out.len();
+            let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
+                continue;
+            };
+            let mut emit = Emit {
+                records: out,
+                forwarded: &mut self.forwarded,
+            };
+            f(task, &mut emit);
+            self.forward_partials(topic, partition, first, out);
         }
     }
 }

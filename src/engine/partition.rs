@@ -17,6 +17,8 @@ pub(crate) struct PartitionTask {
     pub merged: Option<MergedWatermark>,
     /// Which of this partition's changelog values are written in parts.
     pub split: Splitter,
+    /// Wall time of the last watermark heartbeat to the district.
+    pub district_beat: i64,
 }
 
 impl PartitionTask {
@@ -31,6 +33,7 @@ impl PartitionTask {
             next_offset: None,
             merged: None,
             split: Splitter::default(),
+            district_beat: i64::MIN,
         }
     }
 
@@ -150,7 +153,7 @@ fn sensor_of(d: &Decoded<'_>) -> u64 {
             Some(m) => h.write(m.as_bytes()),
             None => h.write(&p.zone.to_le_bytes()),
         },
-        Event::Heartbeat => {}
+        Event::Heartbeat | Event::Partial(_) => {}
     }
     h.0
 }

@@ -51,12 +51,19 @@ impl Engine {
         by_lot.into_values().collect()
     }
 
-    /// The district roll-up from the latest records.
+    /// The district's car park roll-up, where this engine holds the
+    /// district's task.
     pub fn district(&self) -> Option<crate::output::ParkingGroup> {
-        match &self.district {
-            super::Stage::Inline(d) => d.current(),
-            super::Stage::Detached(_) => None,
-        }
+        self.tasks
+            .iter()
+            .filter(|((t, _), _)| *t == crate::model::InputTopic::DistrictPartials)
+            .find_map(|(_, task)| {
+                let op = task
+                    .op
+                    .as_any()
+                    .downcast_ref::<crate::district::DistrictOperator>()?;
+                op.current()
+            })
     }
 
     /// Running payment totals per zone and category since start.

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams};
+use crate::district::DistrictOperator;
 use crate::model::{Catalog, InputTopic};
 use crate::operator::Operator;
 use crate::parking::{ParkingOperator, ParkingParams};
@@ -26,9 +27,11 @@ pub(crate) struct InputStream {
     /// Fed by a repartition topic: the watermark is the slowest upstream
     /// partition's, merged (`time::MergedWatermark`).
     pub repartitioned: bool,
+    /// Upstream topics whose partitions send to it, for the merged watermark.
+    pub upstream_topics: i32,
 }
 
-pub(crate) const STREAMS: [InputStream; 4] = [
+pub(crate) const STREAMS: [InputStream; 5] = [
     InputStream {
         topic: InputTopic::CrowdCounts,
         operator: |b| {
@@ -36,6 +39,7 @@ pub(crate) const STREAMS: [InputStream; 4] = [
             Box::new(CrowdOperator::new(b.catalog.clone(), params))
         },
         repartitioned: false,
+        upstream_topics: 0,
     },
     InputStream {
         topic: InputTopic::ParkingEvents,
@@ -44,6 +48,7 @@ pub(crate) const STREAMS: [InputStream; 4] = [
             Box::new(ParkingOperator::new(b.catalog.clone(), params))
         },
         repartitioned: false,
+        upstream_topics: 0,
     },
     InputStream {
         topic: InputTopic::Payments,
@@ -55,6 +60,7 @@ pub(crate) const STREAMS: [InputStream; 4] = [
             Box::new(f)
         },
         repartitioned: false,
+        upstream_topics: 0,
     },
     InputStream {
         topic: InputTopic::PaymentsByZone,
@@ -63,6 +69,13 @@ pub(crate) const STREAMS: [InputStream; 4] = [
             Box::new(PaymentsOperator::new(b.catalog.clone(), params))
         },
         repartitioned: true,
+        upstream_topics: 1,
+    },
+    InputStream {
+        topic: InputTopic::DistrictPartials,
+        operator: |b| Box::new(DistrictOperator::new(b.config, b.catalog.clone())),
+        repartitioned: true,
+        upstream_topics: crate::district::SENDERS.len() as i32,
     },
 ];
 

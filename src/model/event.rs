@@ -48,6 +48,8 @@ pub enum Event<'a> {
     Payment(Payment),
     /// Internal: an upstream partition's watermark moved (repartition topic).
     Heartbeat,
+    /// Internal: what a partition tells its district.
+    Partial(Box<super::Partial>),
 }
 
 /// One accepted message: event time, optional idempotency id, and the event.

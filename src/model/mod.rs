@@ -11,6 +11,7 @@ mod fields;
 mod json;
 mod keys;
 mod money;
+mod partial;
 mod reject;
 mod topic;
 
@@ -20,5 +21,6 @@ pub use decode::{decode, forwarded_lines};
 pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
 pub use keys::{LotKeys, ZoneKeys};
 pub use money::{format_fen, parse_fen, MAX_ABS_FEN};
+pub use partial::{Partial, PartialRecord};
 pub use reject::{Reject, RejectReason};
 pub use topic::InputTopic;

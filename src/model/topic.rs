@@ -12,6 +12,10 @@ pub enum InputTopic {
     /// Internal: accepted payments re-keyed by zone (see `engine`), so that one
     /// zone's sales meet in one partition whatever merchant sold them.
     PaymentsByZone,
+    /// Internal: zone windows and car park figures keyed by district (see
+    /// `district`), so that one task sums a district whatever partitions
+    /// and instances its zones are spread over.
+    DistrictPartials,
 }
 
 impl InputTopic {
@@ -25,12 +29,21 @@ impl InputTopic {
     /// Every topic the engine consumes: the inputs and the internal
     /// repartition topic. The consumer subscribes to these, `topics create`
     /// creates them, and the engine has one operator per partition of each.
-    pub const CONSUMED: [InputTopic; 4] = [
+    pub const CONSUMED: [InputTopic; 5] = [
         InputTopic::CrowdCounts,
         InputTopic::ParkingEvents,
         InputTopic::Payments,
         InputTopic::PaymentsByZone,
+        InputTopic::DistrictPartials,
     ];
+
+    /// The engine's own repartition topics, which users do not produce to.
+    pub fn is_internal(self) -> bool {
+        matches!(
+            self,
+            InputTopic::PaymentsByZone | InputTopic::DistrictPartials
+        )
+    }
 
     /// The default topic name (contract §1); configuration may rename topics.
     pub fn default_name(self) -> &'static str {
@@ -39,6 +52,7 @@ impl InputTopic {
             InputTopic::ParkingEvents => "parking.events",
             InputTopic::Payments => "payments",
             InputTopic::PaymentsByZone => "crowdpark.payments-by-zone",
+            InputTopic::DistrictPartials => "crowdpark.partials-by-district",
         }
     }
 }
@@ -59,6 +73,7 @@ impl InputTopic {
             ParkingEvents => &topics.parking_events,
             Payments => &topics.payments,
             PaymentsByZone => &topics.payments_by_zone,
+            DistrictPartials => &topics.partials_by_district,
         }
     }
 }

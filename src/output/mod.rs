@@ -101,6 +101,9 @@ pub struct DensityRecord {
     pub density_max: f64,
     /// The highest level the zone was at during the window.
     pub level: Level,
+    /// People its counting lines saw entering, for the district's visitors.
+    #[serde(skip)]
+    pub entered: u64,
     #[serde(skip)]
     pub window_ms: (i64, i64),
 }

@@ -1,26 +1,45 @@
 //! The district roll-up of every car park (`ParkingGroup`).
 
-use crate::output::{round3, Availability, ParkingGroup};
+use crate::output::{round3, ParkingGroup};
 use crate::time::format_ts;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Sums the latest record of each car park into one district record, published
-/// when the district's free count changes (at most once per `min_interval` of
-/// observation time) and at least every `heartbeat`.
-///
-/// With several instances each sees only its own partitions' car parks; the
-/// roll-up is then per instance, and a consumer sums the instances' records.
+/// Sums the latest figures of each car park into one district record,
+/// published when the district's free count changes (at most once per
+/// `min_interval` of event time) and at least every `heartbeat`. The
+/// settings live here; the figures in a [`RollupState`], which the district
+/// task checkpoints.
 #[derive(Debug, Clone)]
 pub struct DistrictRollup {
     id: String,
     name: String,
     min_interval: i64,
     heartbeat: i64,
-    /// Per car park: (total, available, occupied, observed).
-    lots: BTreeMap<String, (u32, u32, u32, i64)>,
-    last: Option<(u32, i64)>,
-    /// Free spaces summed from restored car parks, taken as already published.
-    restored: Option<u32>,
+}
+
+/// A car park's figures as the roll-up sums them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotFigures {
+    pub total: u32,
+    pub available: u32,
+    pub occupied: u32,
+    pub observed: i64,
+}
+
+/// What the roll-up has seen: each car park's latest figures, and the last
+/// district record published (free spaces, at event time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollupState {
+    pub lots: BTreeMap<String, LotFigures>,
+    pub last: Option<(u32, i64)>,
+}
+
+impl RollupState {
+    /// Free spaces over the car parks heard of.
+    pub fn available(&self) -> Option<u32> {
+        (!self.lots.is_empty()).then(|| self.lots.values().map(|l| l.available).sum())
+    }
 }
 
 impl DistrictRollup {
@@ -30,32 +49,29 @@ impl DistrictRollup {
             name,
             min_interval,
             heartbeat,
-            lots: BTreeMap::new(),
-            last: None,
-            restored: None,
         }
     }
 
-    /// Takes the newest record of a car park; returns a district record when due.
-    pub fn update(&mut self, record: &Availability) -> Option<ParkingGroup> {
-        let figures = (
-            record.total_spot_number,
-            record.available_spot_number,
-            record.occupied_spot_number,
-            record.observed_ms,
-        );
-        match self.lots.get_mut(&record.id) {
+    /// Takes the newest figures of car park `lot`, made at event time `now`;
+    /// returns a district record when one is due.
+    pub fn update(
+        &self,
+        state: &mut RollupState,
+        lot: &str,
+        figures: LotFigures,
+        now: i64,
+    ) -> Option<ParkingGroup> {
+        match state.lots.get_mut(lot) {
             Some(f) => *f = figures,
             None => {
-                self.lots.insert(record.id.clone(), figures);
+                state.lots.insert(lot.to_string(), figures);
             }
         }
-        let now = record.emitted_ms;
         // Decide on the sum alone: the whole record (names, ids, formatted
         // time) is built only when it goes out, not on every car park update.
-        let free = self.available()?;
-        let due = match self.last {
-            None => self.restored != Some(free),
+        let free = state.available()?;
+        let due = match state.last {
+            None => true,
             Some((available, at)) => {
                 (available != free && now >= at + self.min_interval) || now >= at + self.heartbeat
             }
@@ -63,42 +79,20 @@ impl DistrictRollup {
         if !due {
             return None;
         }
-        self.last = Some((free, now));
-        self.current()
+        state.last = Some((free, now));
+        self.current(state)
     }
 
-    /// Takes a car park's current figures without publishing anything (after a
-    /// restore), as if the sum so far had been published.
-    pub fn seed(&mut self, record: &Availability) {
-        let figures = (
-            record.total_spot_number,
-            record.available_spot_number,
-            record.occupied_spot_number,
-            record.observed_ms,
-        );
-        self.lots.insert(record.id.clone(), figures);
-        // What the restored car parks add up to was published before the
-        // restart; publish again when it changes, not at once (an exactly-once
-        // consumer would see the same record twice).
-        if self.last.is_none() {
-            self.restored = self.current().map(|g| g.available_spot_number);
-        }
-    }
-
-    /// Free spaces over the car parks heard of, without building the record.
-    pub fn available(&self) -> Option<u32> {
-        (!self.lots.is_empty()).then(|| self.lots.values().map(|l| l.1).sum())
-    }
-
-    /// The district record from the latest record of each car park.
-    pub fn current(&self) -> Option<ParkingGroup> {
-        if self.lots.is_empty() {
+    /// The district record from the latest figures of each car park.
+    pub fn current(&self, state: &RollupState) -> Option<ParkingGroup> {
+        let lots = &state.lots;
+        if lots.is_empty() {
             return None;
         }
-        let total: u32 = self.lots.values().map(|l| l.0).sum();
-        let available: u32 = self.lots.values().map(|l| l.1).sum();
-        let occupied: u32 = self.lots.values().map(|l| l.2).sum();
-        let observed = self.lots.values().map(|l| l.3).max().unwrap_or(0);
+        let total: u32 = lots.values().map(|l| l.total).sum();
+        let available: u32 = lots.values().map(|l| l.available).sum();
+        let occupied: u32 = lots.values().map(|l| l.occupied).sum();
+        let observed = lots.values().map(|l| l.observed).max().unwrap_or(0);
         Some(ParkingGroup {
             id: self.id.clone(),
             kind: "ParkingGroup",
@@ -107,7 +101,7 @@ impl DistrictRollup {
             available_spot_number: available,
             occupied_spot_number: occupied,
             occupancy: round3(1.0 - available as f64 / total.max(1) as f64),
-            ref_parking_site: self.lots.keys().cloned().collect(),
+            ref_parking_site: lots.keys().cloned().collect(),
             observation_date_time: format_ts(observed),
             observed_ms: observed,
         })

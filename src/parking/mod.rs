@@ -10,6 +10,6 @@ pub mod recommend;
 mod slots;
 
 pub use crate::time::OpeningHours;
-pub use group::DistrictRollup;
+pub use group::{DistrictRollup, LotFigures, RollupState};
 pub use lot::{LotAnalytics, LotState};
 pub use operator::{ParkingOperator, ParkingParams};

@@ -27,7 +27,9 @@ pub fn spoil(
                     replace_number(&text, "\"ts\":", "\"ts\":\"half past two\"")
                 }
                 InputTopic::ParkingEvents => replace_number(&text, "\"ts\":", "\"ts\":true"),
-                InputTopic::Payments | InputTopic::PaymentsByZone => {
+                InputTopic::Payments
+                | InputTopic::PaymentsByZone
+                | InputTopic::DistrictPartials => {
                     text.replacen("\"amount\":\"", "\"amount\":\"12.345", 1)
                 }
             };
@@ -37,7 +39,9 @@ pub fn spoil(
             let bad = match topic {
                 InputTopic::CrowdCounts => text.replacen("\"zone\":\"", "\"zone\":\"atlantis-", 1),
                 InputTopic::ParkingEvents => text.replacen("\"lot\":\"", "\"lot\":\"p99-", 1),
-                InputTopic::Payments | InputTopic::PaymentsByZone => {
+                InputTopic::Payments
+                | InputTopic::PaymentsByZone
+                | InputTopic::DistrictPartials => {
                     text.replacen("\"merchant\":\"", "\"merchant\":\"x-", 1)
                 }
             };

@@ -62,6 +62,11 @@ pub fn grants(c: &Config) -> Vec<Grant> {
         "internal: payments forwarded by zone",
     ));
     out.push(topic(
+        &t.partials_by_district,
+        &["Read", "Write"],
+        "internal: zone windows and car parks forwarded by district",
+    ));
+    out.push(topic(
         &t.state,
         &["Read", "Write", "DescribeConfigs"],
         "internal: state changelog (read at restore; max.message.bytes read at start)",
@@ -108,7 +113,7 @@ mod tests {
             std::iter::empty::<(String, String)>(),
         )
         .unwrap();
-        assert_eq!(grants(&c).len(), 13);
+        assert_eq!(grants(&c).len(), 14);
         c.kafka.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
         let eos = grants(&c);
         let txn = eos.last().unwrap();

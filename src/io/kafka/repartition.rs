@@ -15,6 +15,7 @@
 //! later than that), and before every checkpoint; a rewind drops the unsent
 //! ones with the state that made them.
 
+use crate::model::InputTopic;
 use crate::output::Forwarded;
 
 /// Upper bound of one batch record, well below the broker's default
@@ -40,13 +41,22 @@ impl RepartitionBatches {
     /// must be sent now, as `(partition, payload)`.
     pub fn add(&mut self, f: &Forwarded) -> Option<(i32, Vec<u8>)> {
         let n = self.pending.len() as i32;
-        let p = f.target_partition(n).rem_euclid(n);
+        self.add_line(f.target_partition(n), &f.record)
+    }
+
+    /// Adds any record as a line of partition `partition`'s batch.
+    pub fn add_line<T: serde::Serialize>(
+        &mut self,
+        partition: i32,
+        record: &T,
+    ) -> Option<(i32, Vec<u8>)> {
+        let p = partition.rem_euclid(self.pending.len() as i32);
         let buf = &mut self.pending[p as usize];
         if !buf.is_empty() {
             buf.push(b'\n');
         }
-        serde_json::to_writer(&mut *buf, &f.record)
-            .expect("forward records contain only serialisable fields");
+        serde_json::to_writer(&mut *buf, record)
+            .expect("repartitioned records contain only serialisable fields");
         (buf.len() >= MAX_BATCH_BYTES).then(|| (p, std::mem::take(buf)))
     }
 
@@ -68,6 +78,43 @@ impl RepartitionBatches {
 
     pub fn is_empty(&self) -> bool {
         self.pending.iter().all(Vec::is_empty)
+    }
+}
+
+/// The pending batches of both repartition topics: payments by zone, and
+/// what partitions tell their district.
+#[derive(Debug)]
+pub struct Batches {
+    pub payments: RepartitionBatches,
+    pub partials: RepartitionBatches,
+}
+
+impl Batches {
+    pub fn new(partitions: i32) -> Self {
+        Batches {
+            payments: RepartitionBatches::new(partitions),
+            partials: RepartitionBatches::new(partitions),
+        }
+    }
+
+    /// Takes every non-empty batch, to be sent: `(topic, partition, payload)`.
+    pub fn drain(&mut self) -> impl Iterator<Item = (InputTopic, i32, Vec<u8>)> + '_ {
+        let payments = self
+            .payments
+            .drain()
+            .map(|(p, b)| (InputTopic::PaymentsByZone, p, b));
+        let partials = (self.partials.drain()).map(|(p, b)| (InputTopic::DistrictPartials, p, b));
+        payments.chain(partials)
+    }
+
+    /// Drops unsent batches (their state is being rewound).
+    pub fn clear(&mut self) {
+        self.payments.clear();
+        self.partials.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.payments.is_empty() && self.partials.is_empty()
     }
 }
 

@@ -131,7 +131,7 @@ fn target_offsets(
     for t in InputTopic::CONSUMED {
         let name = t.name_in(&config.topics);
         let partitions = partitions_of(consumer, name)?;
-        let internal = t == InputTopic::PaymentsByZone;
+        let internal = t.is_internal();
         let mut by_time = TopicPartitionList::new();
         for p in &partitions {
             let (low, high) = consumer

@@ -133,6 +133,10 @@ pub fn decode<'a>(
             "payload is not a JSON object",
         ));
     }
+    // Not flat: its partial is an object of its own.
+    if topic == InputTopic::DistrictPartials {
+        return decode_partial(text);
+    }
     let raw = raw_fields(text)?;
     let ts = fields::timestamp(raw.ts)?;
     match topic {
@@ -140,7 +144,26 @@ pub fn decode<'a>(
         InputTopic::ParkingEvents => decode_parking(raw, ts, catalog),
         InputTopic::Payments => decode_payment(raw, ts, catalog),
         InputTopic::PaymentsByZone => decode_forwarded(raw, ts, catalog),
+        InputTopic::DistrictPartials => decode_partial(text),
     }
+}
+
+/// What a partition told its district: written by this engine, read by
+/// serde (a few records per window, not worth the fast path). Its time is
+/// the sender's watermark, which is what the district follows.
+fn decode_partial(text: &str) -> Result<Decoded<'_>, Reject> {
+    let r: super::PartialRecord = serde_json::from_str(text)
+        .map_err(|e| Reject::invalid(format!("not a district partial: {e}")))?;
+    Ok(Decoded {
+        ts: r.wm.max(0),
+        dedup_id: None,
+        event: match r.partial {
+            Some(p) => Event::Partial(Box::new(p)),
+            None => Event::Heartbeat,
+        },
+        upstream: Some((r.upstream, r.wm)),
+        merchant: None,
+    })
 }
 
 fn known_zone(catalog: &Catalog, id: &str) -> Result<ZoneIx, Reject> {

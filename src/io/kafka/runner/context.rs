@@ -21,8 +21,6 @@ pub(super) struct RunContext {
     pub(super) catalog: Arc<Catalog>,
     /// The assigned partitions, each with its engine, and the barrier.
     pub(super) slots: Slots,
-    /// The district-wide stage every slot feeds.
-    pub(super) district: Mutex<District>,
     pub(super) commits: Mutex<Commits>,
     /// Input messages processed (the repartition topic is not input).
     pub(super) consumed: AtomicU64,

@@ -44,21 +44,22 @@ mod worker;
 
 use super::changelog::{changelog_reader, read_changelog};
 use super::health::Health;
-use super::repartition::RepartitionBatches;
+use super::repartition::Batches;
 use super::sink::KafkaSink;
 use super::startup::{connect, Connected};
 use super::txn::{Transactions, TxnError};
 use super::{client_config, state_topic};
 use crate::config::{Config, ProcessingGuarantee};
-use crate::engine::{District, DistrictInput, Engine, InputMessage};
+use crate::district::PartialRecord;
+use crate::engine::{Engine, InputMessage};
 use crate::http::LiveView;
 use crate::metrics::{InputCounters, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
 use crate::model::{Catalog, InputTopic};
-use crate::output::{Forwarded, Output, OutputTopic};
+use crate::output::{Forwarded, Output};
 use checkpoint::{on_commit, Commit, InFlight};
 use context::{Commits, RunContext};
 use poll::Coordinator;
-use publish::{on_send_error, publish, publish_district, send_batches, Buffers};
+use publish::{on_send_error, publish, send_batches, Buffers};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
@@ -215,7 +216,6 @@ fn start(
     let catalog = Arc::new(Catalog::new(config));
     let context = RunContext {
         config: config.clone(),
-        district: Mutex::new(District::new(config, catalog.clone())),
         catalog,
         slots: Slots::new(),
         commits: Mutex::new(Commits::default()),

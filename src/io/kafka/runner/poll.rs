@@ -100,7 +100,7 @@ impl<'a> Coordinator<'a> {
         let mut slots = ctx.slots.barrier();
         self.watch_positions(&mut slots, now);
         let engines: Vec<&Engine> = each(&mut slots).map(|s| &s.engine).collect();
-        let district = crate::sync::lock(&ctx.district).current();
+        let district = engines.iter().find_map(|e| e.district());
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
         crate::io::refresh_view_of(&engines, district, &retired, self.view);
         drop(slots);
@@ -175,7 +175,6 @@ impl<'a> Coordinator<'a> {
                 self.out.clear();
                 engine.tick(wall_ms, &mut self.out);
                 publish(engine, batches, ctx, view, &mut self.bufs, &self.out)?;
-                publish_district(engine, ctx, view, &mut self.bufs)?;
                 if let Err(e) = send_batches(ctx, batches) {
                     on_send_error(e)?;
                 }

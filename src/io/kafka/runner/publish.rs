@@ -1,5 +1,5 @@
-//! Publishing: outputs to their topics (re-keyed payments into batches for
-//! the repartition topic) and to the local view.
+//! Publishing: outputs to their topics (re-keyed payments and district
+//! partials into batches for the repartition topics) and to the local view.
 
 use super::*;
 
@@ -10,55 +10,44 @@ pub(super) struct Buffers {
     pub json: Vec<u8>,
     /// The re-keyed payments the engine made for the message.
     pub forwarded: Vec<Forwarded>,
-    /// What the message brings the district stage, and what that makes.
-    pub district: Vec<DistrictInput>,
-    pub district_out: Vec<Output>,
+    /// What the message's partition tells its district.
+    pub partials: Vec<(i32, PartialRecord)>,
 }
 
-/// Sends a slot's outputs to their topics (re-keyed payments into the slot's
-/// batches) and to the local view, and gathers what they bring the district
-/// stage; true when the message caused anything to send. A failed
-/// send inside a transaction marks it for abort (the coordinator then
-/// rewinds); only a fatal producer error stops the run.
+/// Sends a slot's outputs to their topics (re-keyed payments and district
+/// partials into the slot's batches) and to the local view; true when the
+/// message caused anything to send. A failed send inside a transaction marks
+/// it for abort (the coordinator then rewinds); only a fatal producer error
+/// stops the run.
 pub(super) fn publish(
     engine: &mut Engine,
-    batches: &mut RepartitionBatches,
+    batches: &mut Batches,
     ctx: &RunContext,
     view: &LiveView,
     bufs: &mut Buffers,
     out: &[Output],
 ) -> anyhow::Result<bool> {
     engine.take_forwarded_into(&mut bufs.forwarded);
-    for f in &bufs.forwarded {
-        if let Some((p, batch)) = batches.add(f) {
-            if let Err(e) = send_batch(ctx, p, &batch) {
-                on_send_error(e)?;
-                return Ok(true);
-            }
+    engine.take_partials_into(&mut bufs.partials);
+    let full = bufs
+        .forwarded
+        .iter()
+        .filter_map(|f| batches.payments.add(f))
+        .map(|(p, b)| (InputTopic::PaymentsByZone, p, b))
+        .collect::<Vec<_>>();
+    let partials = bufs
+        .partials
+        .iter()
+        .filter_map(|(p, r)| batches.partials.add_line(*p, r))
+        .map(|(p, b)| (InputTopic::DistrictPartials, p, b));
+    for (topic, p, batch) in full.into_iter().chain(partials.collect::<Vec<_>>()) {
+        if let Err(e) = send_batch(ctx, topic, p, &batch) {
+            on_send_error(e)?;
+            return Ok(true);
         }
     }
     send_all(engine, ctx, view, &mut bufs.json, out)?;
-    engine.take_district_inputs_into(&mut bufs.district);
-    Ok(!out.is_empty() || !bufs.forwarded.is_empty())
-}
-
-/// Feeds the district stage what a batch of messages brought it (gathered
-/// by [`publish`]) and sends the records that makes due, under the stage's
-/// lock, so they leave in the order made whichever worker made them.
-pub(super) fn publish_district(
-    engine: &Engine,
-    ctx: &RunContext,
-    view: &LiveView,
-    bufs: &mut Buffers,
-) -> anyhow::Result<()> {
-    if bufs.district.is_empty() {
-        return Ok(());
-    }
-    let mut district = crate::sync::lock(&ctx.district);
-    bufs.district_out.clear();
-    district.absorb(&mut bufs.district, &mut bufs.district_out);
-    send_all(engine, ctx, view, &mut bufs.json, &bufs.district_out)?;
-    Ok(())
+    Ok(!out.is_empty() || !bufs.forwarded.is_empty() || !bufs.partials.is_empty())
 }
 
 /// Sends records to their topics and hands them to the local view. A failed
@@ -94,18 +83,20 @@ pub(super) fn on_send_error(e: TxnError) -> anyhow::Result<()> {
     }
 }
 
-pub(super) fn send_batch(ctx: &RunContext, partition: i32, batch: &[u8]) -> Result<(), TxnError> {
-    let topic = OutputTopic::PaymentsByZone.name_in(&ctx.config.topics);
+pub(super) fn send_batch(
+    ctx: &RunContext,
+    topic: InputTopic,
+    partition: i32,
+    batch: &[u8],
+) -> Result<(), TxnError> {
+    let topic = topic.name_in(&ctx.config.topics);
     ctx.send_output(topic, Some(partition), b"", batch)
 }
 
-/// Sends every pending batch of re-keyed payments.
-pub(super) fn send_batches(
-    ctx: &RunContext,
-    batches: &mut RepartitionBatches,
-) -> Result<(), TxnError> {
-    for (p, batch) in batches.drain() {
-        send_batch(ctx, p, &batch)?;
+/// Sends every pending batch of both repartition topics.
+pub(super) fn send_batches(ctx: &RunContext, batches: &mut Batches) -> Result<(), TxnError> {
+    for (topic, p, batch) in batches.drain() {
+        send_batch(ctx, topic, p, &batch)?;
     }
     Ok(())
 }

@@ -28,8 +28,8 @@ pub(super) struct Slot {
     pub queue: Option<PartitionQueue<RunContext>>,
     /// Next offset to commit: the next message to process.
     pub position: Option<i64>,
-    /// Re-keyed payments not yet sent to the repartition topic.
-    pub batches: RepartitionBatches,
+    /// Re-keyed payments and district partials not yet sent.
+    pub batches: Batches,
     /// The changelog keys the restore read for this partition, until the
     /// positions are settled (`resume_positions`).
     pub restored_keys: Vec<String>,
@@ -45,7 +45,6 @@ impl Slot {
         engine.enable_checkpoints();
         engine.repartition_through_kafka();
         engine.require_entity_keys();
-        engine.detach_district();
         engine.set_state_part_bytes(part_bytes(ctx.state_max_bytes));
         Slot {
             topic,
@@ -53,7 +52,7 @@ impl Slot {
             engine,
             queue: None,
             position: None,
-            batches: RepartitionBatches::new(ctx.config.topics.input_partitions),
+            batches: Batches::new(ctx.config.topics.input_partitions),
             restored_keys: Vec::new(),
             stale: Vec::new(),
         }

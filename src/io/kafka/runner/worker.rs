@@ -81,9 +81,9 @@ impl<'a> Worker<'a> {
 
     /// [`claim`](Self::claim); an error or panic marks the run failed before
     /// the barrier is let go. A checkpoint taken in between would commit the
-    /// failed message's position, and the outputs it never sent (and the
-    /// district inputs of its batch) would be lost for good: payments missing
-    /// from their windows after a revoked Write grant.
+    /// failed message's position, and the outputs it never sent would be
+    /// lost for good: payments missing from their windows after a revoked
+    /// Write grant.
     fn claim_or_fail(&mut self, slots: &SlotList) -> anyhow::Result<usize> {
         let claimed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.claim(slots)));
         let failed = match &claimed {
@@ -172,8 +172,8 @@ impl<'a> Worker<'a> {
                 }
             });
             *position = Some(m.offset() + 1);
-            // Input messages only; the internal repartition topic is not input.
-            if *topic != InputTopic::PaymentsByZone {
+            // Input messages only; the internal repartition topics are not input.
+            if !topic.is_internal() {
                 self.ctx.consumed.fetch_add(1, Ordering::Relaxed);
             }
             let (ctx, view, out) = (self.ctx, self.view, &self.out);
@@ -184,7 +184,6 @@ impl<'a> Worker<'a> {
             }
             done += 1;
         }
-        publish_district(engine, self.ctx, self.view, &mut self.bufs)?;
         Ok(done)
     }
 }

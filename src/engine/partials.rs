@@ -1,0 +1,146 @@
+//! What each partition task tells its district (see `district`): its closed
+//! zone windows and car park figures as they are published, and its watermark
+//! every second, through `crowdpark.partials-by-district` or, in process,
+//! straight to the district's task.
+
+use super::{Engine, InputTopic};
+use crate::district::{district_partition, partial_of, upstream_id, PartialRecord};
+use crate::model::{Decoded, Event};
+use crate::operator::Emit;
+use crate::output::{DeadLetter, Origin, Output};
+
+/// Heartbeats go out this often (wall clock), moved or not: the district
+/// reads silence as "this partition's owner is gone" and waits.
+const HEARTBEAT_EVERY_MS: i64 = 1_000;
+
+impl Engine {
+    /// The partition of the district topic this engine's district is in.
+    fn district_target(&self) -> i32 {
+        let partitions = self.config.topics.input_partitions;
+        district_partition(&self.catalog.district_id, partitions)
+    }
+
+    /// The sender's number and watermark, for a partition that sends.
+    fn sender(&self, topic: InputTopic, partition: i32) -> Option<(i32, i64)> {
+        let id = upstream_id(topic, partition, self.config.topics.input_partitions)?;
+        let wm = self.tasks.get(&(topic, partition))?.watermark.current();
+        Some((id, wm))
+    }
+
+    /// Forwards what the records among `out[first..]`, made by the task of
+    /// `topic`/`partition`, bring the district.
+    pub(super) fn forward_partials(
+        &mut self,
+        topic: InputTopic,
+        partition: i32,
+        first: usize,
+        out: &[Output],
+    ) {
+        // Most messages close no window: skip the lookups for them.
+        if out.len() <= first {
+            return;
+        }
+        let Some((upstream, wm)) = self.sender(topic, partition) else {
+            return;
+        };
+        let target = self.district_target();
+        let before = self.partials.len();
+        for o in &out[first..] {
+            if let Some(partial) = partial_of(o) {
+                // No watermark on the partial itself: the district would close
+                // a window on the first record of a step, before the rest of
+                // it (the other zones the same watermark closed) is in.
+                let record = PartialRecord {
+                    upstream,
+                    wm: i64::MIN,
+                    partial: Some(partial),
+                };
+                self.partials.push((target, record));
+            }
+        }
+        if self.partials.len() > before {
+            let beat = PartialRecord {
+                upstream,
+                wm,
+                partial: None,
+            };
+            self.partials.push((target, beat));
+        }
+    }
+
+    /// Tells the district how far a sending partition's event time has got,
+    /// once a second, so its windows close even when the partition has
+    /// nothing for them.
+    pub(super) fn district_heartbeat(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) {
+        let Some((upstream, wm)) = self.sender(topic, partition) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
+            return;
+        };
+        if wall_ms < task.district_beat.saturating_add(HEARTBEAT_EVERY_MS) {
+            return;
+        }
+        task.district_beat = wall_ms;
+        let target = self.district_target();
+        let record = PartialRecord {
+            upstream,
+            wm,
+            partial: None,
+        };
+        self.partials.push((target, record));
+    }
+
+    /// Replaces `into` with the district records made since the last call,
+    /// as `(partition, record)`, in the order made.
+    pub fn take_partials_into(&mut self, into: &mut Vec<(i32, PartialRecord)>) {
+        into.clear();
+        std::mem::swap(&mut self.partials, into);
+    }
+
+    /// Hands the district records made so far to the district's task here,
+    /// as the district topic would.
+    pub(super) fn route_partials(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        for (partition, r) in std::mem::take(&mut self.partials) {
+            self.process_partial(partition, &r, wall_ms, out);
+        }
+    }
+
+    /// Processes one district record in the district's task here: the
+    /// in-process route.
+    fn process_partial(
+        &mut self,
+        partition: i32,
+        r: &PartialRecord,
+        wall_ms: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let skew = self.config.engine.max_future_skew.as_ms();
+        let decoded = Decoded {
+            ts: r.wm.max(0),
+            dedup_id: None,
+            event: match &r.partial {
+                Some(p) => Event::Partial(Box::new(p.clone())),
+                None => Event::Heartbeat,
+            },
+            upstream: Some((r.upstream, r.wm)),
+            merchant: None,
+        };
+        let mut none = Vec::new();
+        let task = self.task(InputTopic::DistrictPartials, partition, wall_ms);
+        let mut emit = Emit {
+            records: out,
+            forwarded: &mut none,
+        };
+        if let Err(reject) = task.process(&decoded, wall_ms, skew, &mut emit) {
+            let origin = Origin {
+                topic: self.topic_name(InputTopic::DistrictPartials),
+                partition,
+                offset: -1,
+                key: None,
+            };
+            let json = serde_json::to_vec(r).unwrap_or_default();
+            out.push(Output::DeadLetter(DeadLetter::new(origin, reject, &json)));
+        }
+    }
+}
