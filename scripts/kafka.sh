@@ -26,7 +26,10 @@
 # Its files, under $RUN (.cache/kafka-secure-run): tls/ca.pem (the CA clients trust),
 # users/<name> (passwords, mode 600), admin.properties (for Kafka's own tools). A
 # second listener on KAFKA_MISMATCH_PORT (9096) presents a certificate for another
-# host name, so a client's host-name check can be tested on 127.0.0.1.
+# host name, so a client's host-name check can be tested on 127.0.0.1. A third,
+# on KAFKA_OAUTH_PORT (9097), takes SASL OAUTHBEARER with the broker's own
+# unsecured JWT validator: a token names its principal, for testing a client's
+# OAUTHBEARER login without an identity provider (never in production).
 #
 # The broker's jars come from Maven Central through scripts/kafka/pom.xml and are
 # cached in .cache/kafka (git-ignored); a second start reuses them. Data lives in
@@ -58,6 +61,7 @@ if [ "$SECURE" = 1 ]; then
     PORT=${KAFKA_SECURE_PORT:-9094}
     CONTROLLER_PORT=${KAFKA_SECURE_CONTROLLER_PORT:-9095}
     MISMATCH_PORT=${KAFKA_MISMATCH_PORT:-9096}
+    OAUTH_PORT=${KAFKA_OAUTH_PORT:-9097}
 else
     RUN=${CROWDPARK_KAFKA_RUN:-$ROOT/.cache/kafka-run}
     PORT=${KAFKA_PORT:-9092}
@@ -146,14 +150,16 @@ secure_properties() {
     {
         common_properties "$1"
         cat <<PROPS
-listeners=SASL_SSL://127.0.0.1:$PORT,MISMATCH://127.0.0.1:$MISMATCH_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=SASL_SSL://127.0.0.1:$PORT,MISMATCH://127.0.0.1:$MISMATCH_PORT
-listener.security.protocol.map=SASL_SSL:SASL_SSL,MISMATCH:SASL_SSL,CONTROLLER:SSL
+listeners=SASL_SSL://127.0.0.1:$PORT,MISMATCH://127.0.0.1:$MISMATCH_PORT,OAUTH://127.0.0.1:$OAUTH_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$PORT,MISMATCH://127.0.0.1:$MISMATCH_PORT,OAUTH://127.0.0.1:$OAUTH_PORT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,MISMATCH:SASL_SSL,OAUTH:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password admin)";
 listener.name.mismatch.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="admin";
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$RUN/tls/broker.p12
 ssl.keystore.password=$store_pass

@@ -12,6 +12,8 @@ pub struct SecureCluster {
     pub brokers: String,
     /// The listener whose certificate names another host.
     pub mismatch_brokers: String,
+    /// The listener that takes OAUTHBEARER with unsecured JWTs.
+    pub oauth_brokers: String,
     pub run: PathBuf,
 }
 
@@ -34,9 +36,11 @@ pub fn use_secure_cluster() -> &'static SecureCluster {
             .unwrap_or_else(|_| root().join(".cache/kafka-secure-run"));
         let port = std::env::var("KAFKA_SECURE_PORT").unwrap_or_else(|_| "9094".into());
         let mismatch = std::env::var("KAFKA_MISMATCH_PORT").unwrap_or_else(|_| "9096".into());
+        let oauth = std::env::var("KAFKA_OAUTH_PORT").unwrap_or_else(|_| "9097".into());
         let cluster = SecureCluster {
             brokers: format!("127.0.0.1:{port}"),
             mismatch_brokers: format!("127.0.0.1:{mismatch}"),
+            oauth_brokers: format!("127.0.0.1:{oauth}"),
             run,
         };
         assert!(
@@ -77,15 +81,26 @@ impl SecureCluster {
         ]
     }
 
+    /// librdkafka properties that log in on the OAUTHBEARER listener with an
+    /// unsecured token naming `user` (librdkafka makes the token itself).
+    pub fn oauth_properties(&self, user: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("security.protocol", "SASL_SSL".into()),
+            ("sasl.mechanism", "OAUTHBEARER".into()),
+            ("enable.sasl.oauthbearer.unsecure.jwt", "true".into()),
+            ("sasl.oauthbearer.config", format!("principal={user}")),
+            ("ssl.ca.location", self.ca().display().to_string()),
+        ]
+    }
+
     /// The same, as `crowdpark` reads them from the environment.
     pub fn engine_env(&self, user: &str) -> Vec<(String, String)> {
-        self.client_properties(user)
-            .into_iter()
-            .map(|(k, v)| {
-                let key = k.replace('.', "_").to_uppercase();
-                (format!("CROWDPARK_KAFKA__CLIENT__{key}"), v)
-            })
-            .collect()
+        as_env(self.client_properties(user))
+    }
+
+    /// [`oauth_properties`](Self::oauth_properties) as `crowdpark` reads them.
+    pub fn oauth_env(&self, user: &str) -> Vec<(String, String)> {
+        as_env(self.oauth_properties(user))
     }
 
     /// A new SCRAM user (its password made by the script).
@@ -161,4 +176,15 @@ fn split_grant(line: &str) -> (String, String, String) {
         format!("{ops} {kind}")
     };
     (batch, ops.to_string(), resource.trim().to_string())
+}
+
+/// librdkafka properties as `kafka.client` settings in the environment.
+fn as_env(properties: Vec<(&'static str, String)>) -> Vec<(String, String)> {
+    properties
+        .into_iter()
+        .map(|(k, v)| {
+            let key = k.replace('.', "_").to_uppercase();
+            (format!("CROWDPARK_KAFKA__CLIENT__{key}"), v)
+        })
+        .collect()
 }
