@@ -46,6 +46,7 @@ impl Watch {
             addr.to_string(),
             common::kafka::Names {
                 prefix: d.input.prefix.clone(),
+                partitions: d.input.partitions,
             },
         );
         let (s, flag) = (samples.clone(), stop.clone());

@@ -47,6 +47,8 @@ pub fn require_broker() {
 /// Topic names and a group id unique to one test run.
 pub struct Names {
     pub prefix: String,
+    /// Partitions per input topic, when not the configured 3.
+    pub partitions: Option<i32>,
 }
 
 pub const BASES: [(&str, &str); 11] = [
@@ -71,7 +73,15 @@ impl Names {
             .subsec_nanos();
         Names {
             prefix: format!("{test}-{}-{nanos}", std::process::id()),
+            partitions: None,
         }
+    }
+
+    /// The same names, with `partitions` per input topic (and per internal
+    /// topic) instead of the configured 3.
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
     }
 
     pub fn topic(&self, base: &str) -> String {
@@ -108,6 +118,9 @@ impl Names {
             })
             .collect();
         env.push(("CROWDPARK_KAFKA__BROKERS".into(), brokers()));
+        if let Some(n) = self.partitions {
+            env.push(("CROWDPARK_TOPICS__INPUT_PARTITIONS".into(), n.to_string()));
+        }
         if let Some(cluster) = super::secure::chosen() {
             env.extend(cluster.engine_env("admin"));
         }

@@ -161,10 +161,21 @@ pub struct Disturbed {
 impl Disturbed {
     /// Names and topics for a disturbed run called `kind`.
     pub fn new(kind: &str, guarantee: &str) -> Self {
+        Self::with_partitions(kind, guarantee, None)
+    }
+
+    /// [`new`](Self::new) with `partitions` per topic instead of the
+    /// configured 3.
+    pub fn with_partitions(kind: &str, guarantee: &str, partitions: Option<i32>) -> Self {
         kafka::require_broker();
-        let input = Names::new(&format!("{kind}-in-{guarantee}"));
-        let reference = Names::new(&format!("{kind}-ref-{guarantee}"));
-        let run = Names::new(&format!("{kind}-run-{guarantee}"));
+        let names = |role: &str| {
+            let n = Names::new(&format!("{kind}-{role}-{guarantee}"));
+            match partitions {
+                Some(p) => n.with_partitions(p),
+                None => n,
+            }
+        };
+        let (input, reference, run) = (names("in"), names("ref"), names("run"));
         create_topics(&input.env("sim", None));
         let env = engine_env(&run, &input, "engine", "a", guarantee);
         create_topics(&env);
