@@ -83,6 +83,24 @@ pub const SENDERS: [crate::model::InputTopic; 3] = [
     crate::model::InputTopic::PaymentsByZone,
 ];
 
+/// The senders that hold a zone or car park of `catalog` (entities are keyed
+/// by id, so their partition follows): the district waits for these even
+/// before their first event, and leaves out only the others when idle.
+pub fn holding(catalog: &crate::model::Catalog, partitions: i32) -> Vec<i32> {
+    use crate::model::InputTopic::{CrowdCounts, ParkingEvents, PaymentsByZone};
+    let at = |id: &str| crate::partitioner::partition_for(id.as_bytes(), partitions.max(1));
+    let zones = catalog.zones.iter().map(|z| at(&z.id));
+    let lots = catalog.lots.iter().map(|l| at(&l.id));
+    let mut out: Vec<i32> = zones
+        .flat_map(|p| [(CrowdCounts, p), (PaymentsByZone, p)])
+        .chain(lots.map(|p| (ParkingEvents, p)))
+        .filter_map(|(t, p)| upstream_id(t, p, partitions))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// A sending partition's number among all senders: `partitions` per topic.
 pub fn upstream_id(
     topic: crate::model::InputTopic,

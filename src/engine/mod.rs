@@ -125,11 +125,16 @@ impl Engine {
             });
             let mut task = PartitionTask::new(&config.engine, op);
             if stream.repartitioned {
-                task.merged = Some(MergedWatermark::new(
+                let mut merged = MergedWatermark::new(
                     config.topics.input_partitions * stream.upstream_topics,
                     config.engine.idle_timeout.as_ms(),
                     wall_ms,
-                ));
+                );
+                if topic == InputTopic::DistrictPartials {
+                    let partitions = config.topics.input_partitions;
+                    merged.expect_events_from(crate::district::holding(catalog, partitions));
+                }
+                task.merged = Some(merged);
             }
             if checkpointing {
                 task.dedup.track_changes();

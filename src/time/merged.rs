@@ -23,6 +23,9 @@ pub struct MergedWatermark {
     dead_after: i64,
     started_wall: i64,
     upstream: BTreeMap<i32, Upstream>,
+    /// Upstreams known to hold entities: one that has no event yet is waited
+    /// for up to `dead_after`, not left out after `idle_timeout`.
+    holding: std::collections::BTreeSet<i32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +51,16 @@ impl MergedWatermark {
             dead_after: idle_timeout_ms.max(MIN_DEAD_AFTER_MS),
             started_wall: wall_ms,
             upstream: BTreeMap::new(),
+            holding: Default::default(),
         }
+    }
+
+    /// Names the upstreams that hold entities and so will have events: while
+    /// one has none yet (a stage catching up, a partition still restoring),
+    /// the merged watermark waits for it rather than close windows it still
+    /// has records for. Left out only once empty for `dead_after`.
+    pub fn expect_events_from(&mut self, upstreams: impl IntoIterator<Item = i32>) {
+        self.holding.extend(upstreams);
     }
 
     /// Upstream partition `from` has reached `watermark` (`i64::MIN`: it is
@@ -88,9 +100,12 @@ impl MergedWatermark {
                 Some(u) if wall_ms - u.heard >= self.dead_after => {}
                 Some(u) if u.watermark == i64::MIN => {
                     let alive = wall_ms - u.heard < HEARD_RECENTLY_MS;
-                    let idle = u
-                        .empty_since
-                        .is_some_and(|t| wall_ms - t >= self.idle_timeout);
+                    let patience = if self.holding.contains(&p) {
+                        self.dead_after
+                    } else {
+                        self.idle_timeout
+                    };
+                    let idle = u.empty_since.is_some_and(|t| wall_ms - t >= patience);
                     if !(alive && idle) {
                         return None;
                     }
@@ -111,6 +126,23 @@ const HEARD_RECENTLY_MS: i64 = 3_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_upstream_that_holds_entities_is_waited_for_longer() {
+        let mut m = MergedWatermark::new(2, 3_000, 0);
+        m.expect_events_from([1]);
+        for t in (0..=10_000).step_by(1_000) {
+            m.report(0, 5_000, t);
+            m.report(1, i64::MIN, t);
+        }
+        assert_eq!(m.current(10_000), None, "upstream 1 will have events");
+        let mut idle = MergedWatermark::new(2, 3_000, 0);
+        for t in (0..=10_000).step_by(1_000) {
+            idle.report(0, 5_000, t);
+            idle.report(1, i64::MIN, t);
+        }
+        assert_eq!(idle.current(10_000), Some(5_000), "an empty one is left out");
+    }
 
     #[test]
     fn follows_the_slowest_upstream_and_waits_for_a_silent_one() {
