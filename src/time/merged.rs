@@ -141,7 +141,11 @@ mod tests {
             idle.report(0, 5_000, t);
             idle.report(1, i64::MIN, t);
         }
-        assert_eq!(idle.current(10_000), Some(5_000), "an empty one is left out");
+        assert_eq!(
+            idle.current(10_000),
+            Some(5_000),
+            "an empty one is left out"
+        );
     }
 
     #[test]
