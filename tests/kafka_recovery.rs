@@ -35,6 +35,43 @@ fn six_partitions_give_whole_district_records_through_kills() {
     crash(&d, "exactly_once", 2, 10_000);
 }
 
+/// Every third checkpoint aborted once written (`CROWDPARK_FAULT_ABORT_EVERY`,
+/// as a commit that fails on a broker fault), so the engine rewinds to its
+/// last checkpoint again and again without a restart: outputs equal an
+/// uninterrupted run's, district records included (before the district had a
+/// task of its own, rewinds counted district payments twice).
+fn forced_rewinds(guarantee: &str) {
+    let mut d = Disturbed::new("rewinds", guarantee);
+    d.env
+        .push(("CROWDPARK_FAULT_ABORT_EVERY".into(), "3".into()));
+    d.env = with_workers(std::mem::take(&mut d.env), 2);
+    let sim = simulate(&d.input, &d.brokers, 400, 12_000);
+    let (engine, addr) = start_engine(&d.env);
+    d.wait_consuming(&addr);
+    let uninterrupted = d.assert_same_as_uninterrupted(sim);
+    let rewinds = kafka::metric_sum(&kafka::metrics(&addr), "crowdpark_rewinds_total", "");
+    assert!(rewinds >= 5.0, "only {rewinds} rewinds were forced");
+    if guarantee == "exactly_once" {
+        let dups = duplicates(&d.brokers, &d.run);
+        assert!(
+            dups.is_empty(),
+            "a read_committed consumer saw duplicates: {dups:?}"
+        );
+    }
+    assert_eq!(stop_engine(engine).code(), Some(0));
+    assert_eq!(stop_engine(uninterrupted).code(), Some(0));
+}
+
+#[test]
+fn forced_rewinds_change_no_output_exactly_once() {
+    forced_rewinds("exactly_once");
+}
+
+#[test]
+fn forced_rewinds_lose_nothing_at_least_once() {
+    forced_rewinds("at_least_once");
+}
+
 fn crash_repeatedly(guarantee: &str, workers: usize) {
     let mut d = Disturbed::new(&format!("crash-w{workers}"), guarantee);
     d.env = with_workers(std::mem::take(&mut d.env), workers);

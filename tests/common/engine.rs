@@ -260,13 +260,34 @@ pub fn assert_same_outputs(brokers: &str, reference: &Names, run: &Names, timeou
                 &b.availability,
             ));
             panic!(
-                "outputs differ from the uninterrupted run ({} differences; first 10):\n{}",
+                "outputs differ from the uninterrupted run ({} differences; first 10):\n{}\ndead letters (input partition, reason: count), uninterrupted: {:?}\nthis run: {:?}",
                 diff.len(),
-                diff.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+                diff.iter().take(10).cloned().collect::<Vec<_>>().join("\n"),
+                dead_letters(brokers, reference),
+                dead_letters(brokers, run),
             );
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// A run's dead letters, each input message once, counted by input
+/// partition and reason: a run that refused what the other took shows here.
+fn dead_letters(brokers: &str, names: &Names) -> BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut counts = BTreeMap::new();
+    for r in kafka::read_all_on(brokers, &names.topic("crowdpark.deadletter")) {
+        let v = &r.value;
+        if seen.insert((
+            v["topic"].to_string(),
+            v["partition"].as_i64(),
+            v["offset"].as_i64(),
+        )) {
+            let at = format!("{}[{}] {}", v["topic"], v["partition"], v["reason"]);
+            *counts.entry(at).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 fn differences<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(

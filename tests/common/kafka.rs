@@ -370,3 +370,22 @@ pub fn alter_topic(topic: &str, compacted: bool, settings: &[(&str, &str)]) {
         .unwrap();
     assert!(r.iter().all(|r| r.is_ok()), "alter {topic}: {r:?}");
 }
+
+/// Grows `topic` to `partitions` partitions, as an operator would with
+/// `kafka-topics --alter --partitions`.
+pub fn grow_topic(topic: &str, partitions: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_on(&brokers()).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(admin.create_partitions(
+            &[NewPartitions::new(topic, partitions)],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    assert!(r.iter().all(|r| r.is_ok()), "grow {topic}: {r:?}");
+}

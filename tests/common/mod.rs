@@ -68,6 +68,25 @@ pub fn spawn_crowdpark_limited<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsS
     spawn_command(cmd)
 }
 
+/// [`spawn_crowdpark`] with its log (stderr) appended to `log` as well as
+/// shown, for tests that check what it says.
+pub fn spawn_crowdpark_logged<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    log: &std::path::Path,
+    args: &[&str],
+    env: &[(K, V)],
+) -> (ChildGuard, mpsc::Receiver<String>) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec \"$0\" \"$@\" 2>>\"$CROWDPARK_TEST_LOG\"")
+        .arg(env!("CARGO_BIN_EXE_crowdpark"))
+        .args(args)
+        .env("CROWDPARK_TEST_LOG", log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    spawn_command(cmd)
+}
+
 /// Starts `cmd`; stdout lines arrive on the returned channel.
 pub fn spawn_command(mut cmd: Command) -> (ChildGuard, mpsc::Receiver<String>) {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());

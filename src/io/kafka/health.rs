@@ -82,6 +82,8 @@ struct HealthState {
     progress_at: Instant,
     last_error: Option<String>,
     restore_failed: Option<String>,
+    /// Partition counts that do not match (`layout`): processing refused.
+    refused: Option<String>,
 }
 
 impl Health {
@@ -96,6 +98,7 @@ impl Health {
                 progress_at: now,
                 last_error: None,
                 restore_failed: None,
+                refused: None,
             }),
             stalls: Mutex::new(StallWatch::default()),
             published: Mutex::new(Vec::new()),
@@ -138,6 +141,29 @@ impl Health {
         h.restore_failed = e;
     }
 
+    /// Processing refused because the partition counts do not match (`Some`,
+    /// with the reason), or allowed again. The ERROR is logged here, once per
+    /// change, so every place that checks can report.
+    pub fn refuse(&self, reason: Option<String>) {
+        let mut h = self.lock();
+        if h.refused == reason {
+            return;
+        }
+        match &reason {
+            Some(r) => tracing::error!("{r}"),
+            None => {
+                tracing::info!("partition counts match again; processing resumes");
+                h.progress_at = Instant::now();
+            }
+        }
+        h.refused = reason;
+    }
+
+    /// True while processing is refused (`refuse`).
+    pub fn refused(&self) -> bool {
+        self.lock().refused.is_some()
+    }
+
     /// Why the engine is unhealthy now, if it is.
     pub fn verdict(&self) -> Option<String> {
         let h = self.lock();
@@ -157,6 +183,10 @@ impl Health {
                     waiting.as_secs()
                 )
             });
+        }
+        // Refused at once: no amount of waiting fixes a partition count.
+        if let Some(r) = &h.refused {
+            return Some(r.clone());
         }
         // Past start-up (which waits for a broker however long it takes), a
         // call past its deadline is the reason at once.

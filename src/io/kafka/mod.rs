@@ -9,6 +9,7 @@ pub mod cause;
 pub mod changelog;
 pub mod deadline;
 pub mod health;
+pub mod layout;
 pub mod logs;
 pub mod repartition;
 pub mod reset;

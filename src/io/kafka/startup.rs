@@ -56,7 +56,7 @@ pub fn connect(
         match attempt(config, metrics) {
             Ok(c) => {
                 health.connected();
-                return Ok(Some(c));
+                return Ok(wait_for_layout(config, health, shutdown)?.then_some(c));
             }
             Err(Failure::Final(e)) => return Err(e),
             Err(Failure::Waiting(e)) => {
@@ -104,6 +104,38 @@ fn attempt(config: &Config, metrics: &Arc<Metrics>) -> Result<Connected, Failure
         state_max_bytes,
     })
 }
+
+/// Waits until every consumed topic and the changelog have
+/// `topics.input_partitions` partitions (`layout`): until then the engine
+/// joins no group and processes nothing, and health says why. False when
+/// `shutdown` was set first.
+fn wait_for_layout(
+    config: &Config,
+    health: &Health,
+    shutdown: &AtomicBool,
+) -> anyhow::Result<bool> {
+    let probe: BaseConsumer<Quiet> = client_config(config, &[]).create_with_context(Quiet)?;
+    loop {
+        match super::layout::check(&probe, config) {
+            Ok(()) => {
+                health.refuse(None);
+                return Ok(true);
+            }
+            Err(super::layout::LayoutError::Mismatch(m)) => health.refuse(Some(m.to_string())),
+            Err(e) => logs::warn("checking partition counts", &e),
+        }
+        let until = Instant::now() + LAYOUT_RECHECK;
+        while Instant::now() < until {
+            if shutdown.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// How often refused partition counts are checked again.
+pub const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 
 /// Partition count of the changelog topic (it must exist: `topics create`).
 fn changelog_partitions(config: &Config) -> Result<i32, Failure> {

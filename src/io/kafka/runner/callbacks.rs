@@ -53,7 +53,10 @@ impl ConsumerContext for RunContext {
             // Held until the slots are gone: no worker processes a message of
             // a revoked partition after its last commit.
             let mut slots = self.slots.barrier();
-            let failed = crate::sync::lock(&self.fatal).clone();
+            let held = self.rewind_pending.load(Ordering::Relaxed) || self.health.refused();
+            let failed = crate::sync::lock(&self.fatal)
+                .clone()
+                .or_else(|| held.then(|| "processing is held (a rewind is pending)".to_string()));
             let committed = match failed {
                 // Positions may be ahead of what was delivered: commit nothing,
                 // and let the next owner resume from the last checkpoint.

@@ -61,6 +61,7 @@ impl RunContext {
             Prepared::Ready(ready) => ready,
             Prepared::Skip(not) => return Ok(not),
         };
+        self.injected_abort()?;
         self.txn.commit(&ready.offsets, &ready.group)?;
         self.committed(slots);
         Ok(Commit::Done)
@@ -81,6 +82,7 @@ impl RunContext {
             Prepared::Ready(ready) => ready,
             Prepared::Skip(not) => return Ok(not),
         };
+        self.injected_abort()?;
         let txn = self.txn.clone();
         let handle = std::thread::Builder::new()
             .name("crowdpark-commit".into())

@@ -47,9 +47,43 @@ pub(super) struct RunContext {
     pub(super) put_back: Mutex<BTreeMap<(String, i32), i64>>,
     /// Set by a callback that hit an unrecoverable error; the loop stops on it.
     pub(super) fatal: Mutex<Option<String>>,
+    /// Tests only: every n-th checkpoint is aborted (`FAULT_ABORT_EVERY`).
+    pub(super) abort_every: Option<u64>,
+    pub(super) checkpoints: AtomicU64,
+}
+
+/// Set to n, every n-th checkpoint is aborted once it is written, as a
+/// failed commit would be, so tests can force rewinds on a healthy broker.
+pub(super) const FAULT_ABORT_EVERY: &str = "CROWDPARK_FAULT_ABORT_EVERY";
+
+/// The `FAULT_ABORT_EVERY` setting, said loudly when set.
+pub(super) fn abort_every() -> Option<u64> {
+    let n = std::env::var(FAULT_ABORT_EVERY).ok()?.parse::<u64>().ok()?;
+    (n > 0).then(|| {
+        tracing::warn!(
+            every = n,
+            "{FAULT_ABORT_EVERY} is set: checkpoints are aborted on purpose (tests only)"
+        );
+        n
+    })
 }
 
 impl RunContext {
+    /// A checkpoint ready to commit: aborted instead when a test asks
+    /// (`FAULT_ABORT_EVERY`).
+    pub(super) fn injected_abort(&self) -> Result<(), TxnError> {
+        let Some(n) = self.abort_every else {
+            return Ok(());
+        };
+        let seen = self.checkpoints.fetch_add(1, Ordering::Relaxed) + 1;
+        if seen % n == 0 {
+            return Err(TxnError::Abort(
+                format!("aborted on purpose ({FAULT_ABORT_EVERY}={n})").into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn commits(&self) -> MutexGuard<'_, Commits> {
         crate::sync::lock(&self.commits)
     }
@@ -92,6 +126,7 @@ impl RunContext {
         self.txn.is_committing()
             || self.txn.must_abort()
             || self.rewind_pending.load(Ordering::Relaxed)
+            || self.health.refused()
     }
 
     /// While held, a message that still arrives is put back: its partition is

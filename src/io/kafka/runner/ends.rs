@@ -10,6 +10,8 @@ use crate::io::kafka::health::StopOnDrop;
 /// How often the end offsets are asked for.
 const EVERY: Duration = Duration::from_secs(2);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Partition counts are checked every this many rounds (10 s).
+const LAYOUT_EVERY: u32 = 5;
 
 /// Asks for the end offsets on a thread of its own until the guard is dropped.
 pub(super) fn watch(config: &Config, health: &Arc<Health>) -> anyhow::Result<StopOnDrop> {
@@ -19,11 +21,25 @@ pub(super) fn watch(config: &Config, health: &Arc<Health>) -> anyhow::Result<Sto
         .create()
         .map_err(|e| anyhow::anyhow!("the end-offset client: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (health, flag) = (health.clone(), stop.clone());
+    let (health, flag, config) = (health.clone(), stop.clone(), config.clone());
     std::thread::Builder::new()
         .name("crowdpark-ends".into())
         .spawn(move || {
+            let mut rounds = 0u32;
             while !flag.load(Ordering::Relaxed) {
+                // A topic grown while the engine runs shows here within
+                // seconds; the consumer itself sees it only at its next
+                // metadata refresh (5 minutes by default).
+                if rounds % LAYOUT_EVERY == 0 {
+                    use crate::io::kafka::layout::{check, LayoutError};
+                    match check(&client, &config) {
+                        Err(LayoutError::Mismatch(m)) => health.refuse(Some(m.to_string())),
+                        // Cleared by the rewind that resumes processing,
+                        // which checks again, so nothing runs in between.
+                        Ok(()) | Err(LayoutError::Metadata(_)) => {}
+                    }
+                }
+                rounds = rounds.wrapping_add(1);
                 // Taken first: a guard in the loop's head would be held
                 // through the loop, and the lookups below take it again.
                 let keys = health.stalls().keys();

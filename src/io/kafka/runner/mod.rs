@@ -232,6 +232,8 @@ fn start(
         rewind_pending: AtomicBool::new(false),
         put_back: Mutex::new(BTreeMap::new()),
         fatal: Mutex::new(None),
+        abort_every: context::abort_every(),
+        checkpoints: AtomicU64::new(0),
     };
     // Each partition's queue is split off the consumer's, and librdkafka
     // then holds up to this much prefetched for each (not for all together):
@@ -269,8 +271,20 @@ fn finish(
     consumer: &BaseConsumer<RunContext>,
     view: &LiveView,
 ) -> anyhow::Result<RunSummary> {
-    tracing::info!("stopping: final checkpoint and commit");
     view.set_ready(false);
+    if ctx.rewind_pending.load(Ordering::Relaxed) || ctx.health.refused() {
+        // What the slots hold is not a state to keep (half restored, or
+        // processed under partition counts that no longer hold).
+        tracing::warn!("stopping while processing is held: nothing committed; the next run resumes from the last checkpoint");
+        let _ = ctx.txn.abort();
+        consumer.unsubscribe();
+        let _ = consumer.poll(Duration::from_millis(100));
+        return Ok(RunSummary {
+            consumed: ctx.consumed.load(Ordering::Relaxed),
+            commits: ctx.commits().count,
+        });
+    }
+    tracing::info!("stopping: final checkpoint and commit");
     match ctx.commit(consumer) {
         Ok(Commit::Deferred(e))
         | Err(TxnError::Abort(e))

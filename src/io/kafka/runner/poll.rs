@@ -138,10 +138,23 @@ impl<'a> Coordinator<'a> {
         if let Some(Ok(m)) = consumer.poll(POLL_TIMEOUT) {
             ctx.put_back(consumer, &m);
         }
-        if self.last_recover.elapsed() < RECOVER_EVERY {
+        // Partition counts that do not match: what was processed since the
+        // last checkpoint is dropped (the open transaction aborted, the state
+        // rewound), and the rewind, which checks the counts, is tried again
+        // until they match.
+        let refused = ctx.health.refused();
+        if refused {
+            ctx.rewind_pending.store(true, Ordering::Relaxed);
+        }
+        let every = if refused {
+            crate::io::kafka::startup::LAYOUT_RECHECK
+        } else {
+            RECOVER_EVERY
+        };
+        if self.last_recover.elapsed() < every {
             return Ok(());
         }
-        if ctx.txn.is_committing() {
+        if ctx.txn.is_committing() && !refused {
             match ctx.commit(consumer) {
                 Ok(_) => {
                     self.view.metrics.runtime.commit("ok");

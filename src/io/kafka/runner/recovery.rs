@@ -2,7 +2,7 @@
 //! partition to its last checkpoint, restored from the changelog.
 
 use super::*;
-use crate::io::kafka::changelog::ChangelogError;
+use crate::io::kafka::changelog::{ChangelogError, ChangelogReader};
 use crate::state::RestoreError;
 
 /// Why partitions could not be put back to their last checkpoint.
@@ -19,10 +19,28 @@ pub(super) enum RewindError {
         #[source]
         source: RestoreError,
     },
+    #[error(transparent)]
+    Layout(#[from] crate::io::kafka::layout::Mismatch),
+    #[error("reading topic metadata: {0}")]
+    Metadata(#[source] KafkaError),
+    #[error("the state changelog holds input partition {partition}'s state (key `{key}`) in its partition {changelog}: it was written under another partition count than topics.input_partitions = {partitions} (grown, or the setting changed, without a reset: see \"Production Kafka\" in the README); not processing")]
+    Misplaced {
+        key: String,
+        partition: i32,
+        changelog: i32,
+        partitions: i32,
+    },
     #[error("reading committed offsets: {0}")]
     Committed(#[source] KafkaError),
     #[error("seeking back: {0}")]
     Seek(#[source] KafkaError),
+    #[error("seeking {topic}[{partition}] back: {source}")]
+    SeekPartition {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
     #[error("{topic}[{partition}]: the group's offset {group} is ahead of the checkpoint's {checkpoint}; waiting for the checkpoint's transaction to become readable (if an operator moved the offset forward, stop the group and run `crowdpark reset --to-latest` or `--to-datetime` instead)")]
     Unstable {
         topic: String,
@@ -95,9 +113,21 @@ impl RunContext {
         }
         let mut restored = self.restore(&parts)?;
         let seek = self.resume_positions(consumer, &mut restored)?;
-        consumer
+        let sought = consumer
             .seek_partitions(seek, Duration::from_secs(10))
             .map_err(RewindError::Seek)?;
+        // Only a global error is returned; each partition's is in the list.
+        // One not sought back would go on from where it was, past records
+        // the restored state has not seen.
+        for e in sought.elements() {
+            if let Err(source) = e.error() {
+                return Err(RewindError::SeekPartition {
+                    topic: e.topic().to_string(),
+                    partition: e.partition(),
+                    source,
+                });
+            }
+        }
         let mut unsplit = Vec::new();
         for mut slot in restored.drain(..) {
             match queues.remove(&slot.key()) {
@@ -234,11 +264,13 @@ impl RunContext {
                 .push((*t, *p));
         }
         let reader = changelog_reader(&self.config)?;
+        self.check_layout(&reader)?;
         let topic = state_topic(&self.config);
         let mut out = Vec::new();
         for (cp, inputs) in by_changelog {
             let started = Instant::now();
             let records = read_changelog(&reader, topic, cp)?;
+            self.check_keys(cp, &records)?;
             for (t, p) in inputs {
                 let mut slot = Slot::new(self, t, p);
                 slot.engine
@@ -273,5 +305,42 @@ impl RunContext {
             );
         }
         Ok(out)
+    }
+
+    /// Every consumed topic and the changelog have `topics.input_partitions`
+    /// partitions, or nothing is restored (`layout`); health says why.
+    fn check_layout(&self, reader: &BaseConsumer<ChangelogReader>) -> Result<(), RewindError> {
+        use crate::io::kafka::layout::{check, LayoutError};
+        match check(reader, &self.config) {
+            Ok(()) => {
+                self.health.refuse(None);
+                Ok(())
+            }
+            Err(LayoutError::Mismatch(m)) => {
+                self.health.refuse(Some(m.to_string()));
+                Err(m.into())
+            }
+            Err(LayoutError::Metadata(e)) => Err(RewindError::Metadata(e)),
+        }
+    }
+
+    /// A checkpoint written under another partition count has keys where
+    /// this one would not put them: refused like a count that differs.
+    fn check_keys(&self, cp: i32, records: &BTreeMap<String, Vec<u8>>) -> Result<(), RewindError> {
+        let partitions = self.state_partitions;
+        let found = records.keys().find_map(|k| {
+            crate::io::kafka::layout::misplaced_key(k, cp, partitions).map(|p| (k, p))
+        });
+        let Some((key, partition)) = found else {
+            return Ok(());
+        };
+        let e = RewindError::Misplaced {
+            key: key.clone(),
+            partition,
+            changelog: cp,
+            partitions,
+        };
+        self.health.refuse(Some(e.to_string()));
+        Err(e)
     }
 }
