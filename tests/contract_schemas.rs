@@ -185,6 +185,7 @@ fn the_asyncapi_document_covers_every_topic_and_schema() {
         &t.state,
         &t.payments_by_zone,
         &t.partials_by_district,
+        &t.view,
     ]
     .iter()
     .map(|s| s.as_str())

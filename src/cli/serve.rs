@@ -48,7 +48,8 @@ async fn termination() {
 
 pub(super) async fn run_kafka(cfg: Config) -> ExitCode {
     let config = Arc::new(cfg);
-    let view = crate::io::live_view(&Engine::new(config.clone()));
+    // One of several instances: the API answers for the whole district.
+    let view = crate::io::shared_live_view(&Engine::new(config.clone()));
     let Some((listener, url, http_settings)) = bind(&config.http).await else {
         return ExitCode::from(2);
     };

@@ -262,6 +262,10 @@ pub struct TopicSettings {
     /// Internal repartition topic: what each partition tells its district
     /// (closed zone windows, car park figures, watermarks), keyed by district.
     pub partials_by_district: String,
+    /// Internal, compacted: every instance's latest figures (zones, car
+    /// parks, district, sales, alerts), read whole by every instance so each
+    /// answers for the whole district.
+    pub view: String,
     /// Partitions of each input topic (and of the demo's in-process source).
     pub input_partitions: i32,
     pub output_partitions: i32,
@@ -286,6 +290,7 @@ impl Default for TopicSettings {
             state: "crowdpark.state".into(),
             payments_by_zone: "crowdpark.payments-by-zone".into(),
             partials_by_district: "crowdpark.partials-by-district".into(),
+            view: "crowdpark.view".into(),
             input_partitions: 3,
             output_partitions: 3,
             replication_factor: 1,

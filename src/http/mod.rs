@@ -3,12 +3,13 @@
 
 mod auth;
 mod server;
+pub mod shared;
 mod ui;
 mod view;
 
 pub use server::{Limits, ServerSettings};
 
-pub use view::{LiveView, StreamEvent};
+pub use view::{analytics_json, LiveView, StreamEvent};
 
 use crate::parking::recommend::Near;
 use axum::extract::{Path, Query, State};

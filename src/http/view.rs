@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+use super::shared::{self, SharedView};
+
 /// One server-sent event for `/api/v1/stream`.
 #[derive(Debug, Clone)]
 pub struct StreamEvent {
@@ -48,6 +50,10 @@ pub struct LiveView {
     ready: AtomicBool,
     healthy: AtomicBool,
     unhealthy_reason: RwLock<String>,
+    /// Several instances (the Kafka runner): the API, stream and page answer
+    /// from the shared view, for the whole district. `None` in one process
+    /// that has it all (the demo).
+    shared: Option<SharedView>,
 }
 
 impl LiveView {
@@ -66,7 +72,55 @@ impl LiveView {
             ready: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             unhealthy_reason: RwLock::new(String::new()),
+            shared: None,
         }
+    }
+
+    /// Answers from the shared view (`http::shared`) rather than from what
+    /// this process computes itself.
+    pub fn with_shared_view(mut self) -> Self {
+        self.shared = Some(SharedView::default());
+        self
+    }
+
+    pub fn shared(&self) -> Option<&SharedView> {
+        self.shared.as_ref()
+    }
+
+    /// A record of the shared view, applied and streamed to subscribers.
+    pub fn apply_shared(&self, key: &str, value: Option<Value>) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if let (Some(event), Some(v)) = (shared::event_of(key), &value) {
+            if self.stream.receiver_count() > 0 {
+                let _ = self.stream.send(StreamEvent {
+                    event,
+                    data: v.to_string(),
+                });
+            }
+        }
+        shared.apply(key, value);
+    }
+
+    /// The local zones, car parks' latest records, sales windows, district
+    /// records and alerts, for the shared view's writer.
+    pub fn local_sales(&self) -> Vec<PaymentStats> {
+        self.sales.iter().map(|s| s.clone()).collect()
+    }
+
+    pub fn local_district_kpis(&self) -> (Option<DistrictRecord>, Option<DistrictRecord>) {
+        crate::sync::read(&self.district_kpis).clone()
+    }
+
+    /// The newest alert of each zone seen here.
+    pub fn local_latest_alerts(&self) -> Vec<CrowdAlert> {
+        let recent = crate::sync::read(&self.recent_alerts);
+        let mut latest: std::collections::BTreeMap<&str, &CrowdAlert> = Default::default();
+        for a in recent.iter() {
+            latest.insert(&a.zone, a);
+        }
+        latest.into_values().cloned().collect()
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -127,8 +181,9 @@ impl LiveView {
             if let Output::Group(g) = o {
                 *crate::sync::write(&self.district) = Some(g.clone());
             }
-            // No subscriber is not an error; nor worth serialising for.
-            if self.stream.receiver_count() == 0 {
+            // No subscriber is not an error; nor worth serialising for. With
+            // a shared view, the stream carries what the view reads instead.
+            if self.stream.receiver_count() == 0 || self.shared.is_some() {
                 continue;
             }
             let _ = self.stream.send(StreamEvent {
@@ -164,18 +219,22 @@ impl LiveView {
     /// without data yet shows `null` figures, never a reassuring green.
     pub fn zone_json(&self, id: &str) -> Option<Value> {
         let ix = self.catalog.zone(id)?;
-        let mut v = match self.zones.get(id) {
-            Some(z) => serde_json::to_value(&*z).expect("serialisable"),
-            None => {
-                let info = &self.catalog.zones[ix as usize];
-                json!({
-                    "id": info.id, "name": info.name, "area_m2": info.area_m2,
-                    "people": null, "density": null, "density_raw": null, "level": null,
-                    "level_since": null, "thresholds": info.thresholds,
-                    "forecast_red_in_s": null, "observation_date_time": null,
-                })
-            }
+        let known = match &self.shared {
+            Some(shared) => shared.get(&format!("zone/{id}")),
+            None => self
+                .zones
+                .get(id)
+                .map(|z| serde_json::to_value(&*z).expect("serialisable")),
         };
+        let mut v = known.unwrap_or_else(|| {
+            let info = &self.catalog.zones[ix as usize];
+            json!({
+                "id": info.id, "name": info.name, "area_m2": info.area_m2,
+                "people": null, "density": null, "density_raw": null, "level": null,
+                "level_since": null, "thresholds": info.thresholds,
+                "forecast_red_in_s": null, "observation_date_time": null,
+            })
+        });
         let position = self.catalog.zones[ix as usize].position;
         v["lat"] = json!(position.map(|p| p.0));
         v["lon"] = json!(position.map(|p| p.1));
@@ -184,6 +243,9 @@ impl LiveView {
 
     /// The latest alerts, newest first.
     pub fn alerts_json(&self) -> Value {
+        if let Some(shared) = &self.shared {
+            return shared.alerts();
+        }
         let recent = crate::sync::read(&self.recent_alerts);
         Value::Array(
             recent
@@ -202,14 +264,23 @@ impl LiveView {
             .zones
             .iter()
             .map(|z| {
-                let window = self
-                    .sales
-                    .get(&z.id)
-                    .map(|p| serde_json::to_value(&*p).expect("serialisable"));
+                let window = match &self.shared {
+                    Some(shared) => shared.get(&format!("sales/{}", z.id)),
+                    None => self
+                        .sales
+                        .get(&z.id)
+                        .map(|p| serde_json::to_value(&*p).expect("serialisable")),
+                };
                 json!({"zone": z.id, "name": z.name, "window": window})
             })
             .collect();
-        let district = crate::sync::read(&self.district_kpis).1.clone();
+        let district = match &self.shared {
+            Some(shared) => shared.get("district/payments"),
+            None => {
+                let k = crate::sync::read(&self.district_kpis).1.clone();
+                k.map(|d| serde_json::to_value(d).expect("serialisable"))
+            }
+        };
         json!({"zones": zones, "district": district})
     }
 
@@ -228,6 +299,18 @@ impl LiveView {
     pub fn lot_json(&self, id: &str) -> Option<Value> {
         let ix = self.catalog.lot(id)?;
         let info = &self.catalog.lots[ix as usize];
+        if let Some(shared) = &self.shared {
+            let revenue = shared.revenue(id);
+            return Some(match shared.get(&format!("lot/{id}")) {
+                Some(mut v) => {
+                    v["analytics"]["revenueFen"] = json!(revenue);
+                    v["analytics"]["revenuePerSpace"] =
+                        json!(revenue_per_space(revenue, info.spaces));
+                    v
+                }
+                None => lot_placeholder(info, revenue),
+            });
+        }
         let revenue = self.lot_revenue.get(id).map(|r| *r);
         Some(match self.lots.get(id) {
             Some(a) => {
@@ -235,18 +318,7 @@ impl LiveView {
                 v["analytics"] = analytics_json(&a.analytics, info.spaces, revenue);
                 v
             }
-            None => {
-                json!({
-                    "id": info.id, "type": "OffStreetParking", "name": info.name,
-                    "totalSpotNumber": info.spaces, "availableSpotNumber": null,
-                    "occupiedSpotNumber": null, "unknownSpotNumber": info.spaces,
-                    "occupancy": null, "status": null, "occupancyTrend": null,
-                    "observationDateTime": null,
-                    "occupancyDetectionType": info.detection_type(),
-                    "location": crate::output::GeoPoint::of_lot(info),
-                    "analytics": analytics_json(&Default::default(), info.spaces, revenue),
-                })
-            }
+            None => lot_placeholder(info, revenue),
         })
     }
 
@@ -260,7 +332,12 @@ impl LiveView {
                 name: l.name.clone(),
                 spaces: l.spaces,
                 position: l.lat.zip(l.lon),
-                latest: self.lots.get(&l.id).map(|a| a.clone()),
+                latest: match &self.shared {
+                    Some(shared) => shared
+                        .get(&format!("lot/{}", l.id))
+                        .and_then(|v| serde_json::from_value(v).ok()),
+                    None => self.lots.get(&l.id).map(|a| (&*a).into()),
+                },
             })
             .collect()
     }
@@ -279,25 +356,59 @@ impl LiveView {
     /// the latest closed crowd and payments windows under `crowd` and
     /// `payments` (`null` until one has closed).
     pub fn district_json(&self) -> Value {
-        let mut v = match &*crate::sync::read(&self.district) {
-            Some(g) => serde_json::to_value(g).expect("serialisable"),
+        let (group, crowd, payments) = match &self.shared {
+            Some(shared) => (
+                shared.get("district/parking"),
+                shared.get("district/crowd"),
+                shared.get("district/payments"),
+            ),
             None => {
-                json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null})
+                let g = crate::sync::read(&self.district).clone();
+                let k = crate::sync::read(&self.district_kpis).clone();
+                (g.map(to_json), k.0.map(to_json), k.1.map(to_json))
             }
         };
-        let k = crate::sync::read(&self.district_kpis);
-        v["crowd"] = serde_json::to_value(&k.0).expect("serialisable");
-        v["payments"] = serde_json::to_value(&k.1).expect("serialisable");
+        let mut v = group.unwrap_or_else(|| {
+            json!({"id": self.catalog.district_id, "type": "ParkingGroup", "availableSpotNumber": null})
+        });
+        v["crowd"] = crowd.unwrap_or(Value::Null);
+        v["payments"] = payments.unwrap_or(Value::Null);
+        v["view"] = match &self.shared {
+            Some(shared) => shared.freshness(crate::time::now_ms()),
+            None => json!({"shared": false}),
+        };
         // For clients that show times as the district's clock shows them.
         v["utc_offset_s"] = json!(self.catalog.utc_offset.seconds);
         v
     }
 }
 
+fn to_json<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("serialisable")
+}
+
+/// A car park before any record: nothing is known.
+fn lot_placeholder(info: &crate::model::LotInfo, revenue: Option<i64>) -> Value {
+    json!({
+        "id": info.id, "type": "OffStreetParking", "name": info.name,
+        "totalSpotNumber": info.spaces, "availableSpotNumber": null,
+        "occupiedSpotNumber": null, "unknownSpotNumber": info.spaces,
+        "occupancy": null, "status": null, "occupancyTrend": null,
+        "observationDateTime": null,
+        "occupancyDetectionType": info.detection_type(),
+        "location": crate::output::GeoPoint::of_lot(info),
+        "analytics": analytics_json(&Default::default(), info.spaces, revenue),
+    })
+}
+
+fn revenue_per_space(revenue_fen: Option<i64>, spaces: u32) -> Option<String> {
+    revenue_fen.map(|r| crate::model::format_fen(r / spaces.max(1) as i64))
+}
+
 /// A car park's analytics since it was first heard of (turnover,
 /// average stay, parking index, revenue per space). Windows of any length come
 /// from the `crowdpark_lot_*_total` counters.
-fn analytics_json(a: &LotAnalytics, spaces: u32, revenue_fen: Option<i64>) -> Value {
+pub fn analytics_json(a: &LotAnalytics, spaces: u32, revenue_fen: Option<i64>) -> Value {
     let round = |v: f64| (v * 1000.0).round() / 1000.0;
     json!({
         "observedHours": round(a.capacity_space_ms as f64 / spaces.max(1) as f64 / 3_600_000.0),
@@ -307,7 +418,7 @@ fn analytics_json(a: &LotAnalytics, spaces: u32, revenue_fen: Option<i64>) -> Va
         "measuredStays": a.stays,
         "parkingIndex": a.parking_index().map(round),
         "revenueFen": revenue_fen,
-        "revenuePerSpace": revenue_fen.map(|r| crate::model::format_fen(r / spaces.max(1) as i64)),
+        "revenuePerSpace": revenue_per_space(revenue_fen, spaces),
     })
 }
 

@@ -13,11 +13,21 @@ use std::sync::Arc;
 
 /// Builds the engine's metrics and live view for a configuration.
 pub fn live_view(engine: &Engine) -> Arc<LiveView> {
+    Arc::new(view_of(engine))
+}
+
+/// [`live_view`] answering from the shared view (`http::shared`): for a
+/// process that is one of several instances.
+pub fn shared_live_view(engine: &Engine) -> Arc<LiveView> {
+    Arc::new(view_of(engine).with_shared_view())
+}
+
+fn view_of(engine: &Engine) -> LiveView {
     let names: Vec<(InputTopic, String)> = InputTopic::CONSUMED
         .map(|t| (t, engine.topic_name(t).to_string()))
         .into();
     let metrics = Arc::new(Metrics::new(engine.catalog(), &names));
-    Arc::new(LiveView::new(engine.catalog().clone(), metrics))
+    LiveView::new(engine.catalog().clone(), metrics)
 }
 
 /// Copies the engine's live state into the view and gauges.

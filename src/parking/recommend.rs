@@ -7,7 +7,7 @@
 //! room come first, nearest first; the rest follow, most room first. Every
 //! entry says why it is where it is, so the app can show the reason.
 
-use crate::output::{Availability, ParkingStatus};
+use crate::output::{Availability, ForecastPoint, ParkingStatus};
 use serde::Serialize;
 
 /// Fewer free spaces than this share of the car park (and at least
@@ -52,7 +52,28 @@ pub struct Candidate {
     /// `[lat, lon]`, when configured.
     pub position: Option<(f64, f64)>,
     /// The latest availability record, if any has been published.
-    pub latest: Option<Availability>,
+    pub latest: Option<LotNow>,
+}
+
+/// What the ranking needs of a car park's latest record: from the record
+/// itself, or from its JSON in the shared view.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LotNow {
+    pub available_spot_number: u32,
+    pub status: ParkingStatus,
+    #[serde(default)]
+    pub forecast: Vec<ForecastPoint>,
+}
+
+impl From<&Availability> for LotNow {
+    fn from(a: &Availability) -> Self {
+        LotNow {
+            available_spot_number: a.available_spot_number,
+            status: a.status,
+            forecast: a.forecast.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,7 +91,7 @@ pub struct Recommendation {
 
 /// Free spaces expected `minutes` from the record, interpolated between the
 /// record's own figure (0 min) and its forecast points; flat beyond the last.
-pub fn expected_free(a: &Availability, minutes: u32) -> u32 {
+pub fn expected_free(a: &LotNow, minutes: u32) -> u32 {
     let mut prev = (0u32, a.available_spot_number as f64);
     for p in &a.forecast {
         let here = (p.minutes, p.available_spot_number as f64);
@@ -180,10 +201,10 @@ pub fn recommend(candidates: &[Candidate], near: &Near, arrive_in: u32) -> Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::{ForecastPoint, OccupancyTrend};
+    use crate::output::OccupancyTrend;
 
-    fn record(id: &str, spaces: u32, now: u32, forecast: [u32; 3]) -> Availability {
-        Availability {
+    fn record(id: &str, spaces: u32, now: u32, forecast: [u32; 3]) -> LotNow {
+        LotNow::from(&Availability {
             id: id.into(),
             kind: "OffStreetParking",
             name: id.into(),
@@ -208,14 +229,15 @@ mod tests {
             analytics: Default::default(),
             observed_ms: 0,
             emitted_ms: 0,
-        }
+        })
     }
 
-    fn candidate(id: &str, lat: f64, a: Availability) -> Candidate {
+    /// A car park of 200 spaces.
+    fn candidate(id: &str, lat: f64, a: LotNow) -> Candidate {
         Candidate {
             id: id.into(),
             name: id.into(),
-            spaces: a.total_spot_number,
+            spaces: 200,
             position: Some((lat, 120.0)),
             latest: Some(a),
         }

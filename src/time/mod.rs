@@ -20,3 +20,10 @@ pub use merged::MergedWatermark;
 pub use offset::{format_ts, UtcOffset};
 pub use watermark::{Leader, Watermark};
 pub use window::{WindowSpec, WindowStore};
+
+/// The wall clock, in Unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -51,7 +51,7 @@ pub struct Names {
     pub partitions: Option<i32>,
 }
 
-pub const BASES: [(&str, &str); 11] = [
+pub const BASES: [(&str, &str); 12] = [
     ("CROWD_COUNTS", "crowd.counts"),
     ("PARKING_EVENTS", "parking.events"),
     ("PAYMENTS", "payments"),
@@ -63,6 +63,7 @@ pub const BASES: [(&str, &str); 11] = [
     ("STATE", "crowdpark.state"),
     ("PAYMENTS_BY_ZONE", "crowdpark.payments-by-zone"),
     ("PARTIALS_BY_DISTRICT", "crowdpark.partials-by-district"),
+    ("VIEW", "crowdpark.view"),
 ];
 
 impl Names {

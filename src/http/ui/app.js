@@ -75,6 +75,18 @@ function renderAge() {
     ? `data observed ${fmtTime(new Date(newest).toISOString())} district time` + (stale ? ` — STALE: no new data for ${Math.round(Math.max(sinceFetch, stillFor) / 1000)} s` : "")
     : "no data yet";
   el.classList.toggle("stale", stale);
+  renderViewAge();
+}
+
+// With several instances, each serves the whole district from the shared
+// view; how far behind the instances' own figures that view may be.
+function renderViewAge() {
+  const el = $("#view-age");
+  const v = state.district && state.district.view;
+  if (!v || !v.shared) { el.textContent = ""; return; }
+  el.textContent = v.as_of
+    ? `shared view of all instances as of ${new Date(v.as_of).toLocaleTimeString()} (${v.behind_s} s behind; up to about 1 s plus the commit interval behind the instances)`
+    : "shared view of all instances: still reading";
 }
 
 function positions() {

@@ -67,6 +67,11 @@ pub fn grants(c: &Config) -> Vec<Grant> {
         "internal: zone windows and car parks forwarded by district",
     ));
     out.push(topic(
+        &t.view,
+        &["Read", "Write"],
+        "internal: the shared view every instance's API answers from",
+    ));
+    out.push(topic(
         &t.state,
         &["Read", "Write", "DescribeConfigs"],
         "internal: state changelog (read at restore; max.message.bytes read at start)",
@@ -81,7 +86,7 @@ pub fn grants(c: &Config) -> Vec<Grant> {
     out.push(group(c.kafka.group_id.clone(), "the consumer group"));
     out.push(group(
         format!("{}-restore", c.kafka.group_id),
-        "the state restore reader",
+        "the state restore and shared-view readers (assign only)",
     ));
     // Both guarantees checkpoint in a transaction (state and offsets together),
     // so both need the transactional id. Without an instance id it is
@@ -113,7 +118,7 @@ mod tests {
             std::iter::empty::<(String, String)>(),
         )
         .unwrap();
-        assert_eq!(grants(&c).len(), 14);
+        assert_eq!(grants(&c).len(), 15);
         c.kafka.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
         let eos = grants(&c);
         let txn = eos.last().unwrap();

@@ -46,6 +46,8 @@ pub fn topic_specs(c: &Config) -> Vec<TopicSpec> {
         plain(&t.payments_stats, t.output_partitions),
         plain(&t.deadletter, t.output_partitions),
         compacted(&t.state, t.input_partitions),
+        // A few hundred keys at most, read whole by every instance.
+        compacted(&t.view, 1),
     ]);
     specs
 }

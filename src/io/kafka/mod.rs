@@ -20,6 +20,7 @@ pub mod stall;
 pub mod startup;
 pub mod tls_check;
 pub mod txn;
+pub mod view_reader;
 
 use crate::config::{secrets, Config, ConfigError};
 use rdkafka::config::ClientConfig;

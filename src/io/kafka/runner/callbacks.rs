@@ -124,6 +124,7 @@ impl ConsumerContext for RunContext {
                     // After `assign`, which undoes any split.
                     slots::split_queues(self, &mut restored);
                     slots.extend(restored.into_iter().map(Mutex::new));
+                    self.generation.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
                     self.view
                         .metrics

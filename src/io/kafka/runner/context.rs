@@ -50,6 +50,9 @@ pub(super) struct RunContext {
     /// Tests only: every n-th checkpoint is aborted (`FAULT_ABORT_EVERY`).
     pub(super) abort_every: Option<u64>,
     pub(super) checkpoints: AtomicU64,
+    /// Bumped at every assignment and rewind: the shared view's writer then
+    /// sends everything again.
+    pub(super) generation: AtomicU64,
 }
 
 /// Set to n, every n-th checkpoint is aborted once it is written, as a

@@ -39,6 +39,7 @@ mod ends;
 mod poll;
 mod publish;
 mod recovery;
+mod share;
 mod slots;
 mod worker;
 
@@ -72,7 +73,7 @@ use slots::{Slot, Slots};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long a flush may take before the commit is deferred (and retried on the
 /// next interval). Outputs are never dropped; they wait in the producer.
@@ -92,10 +93,7 @@ fn part_bytes(topic_max: usize) -> usize {
 }
 
 fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::time::now_ms()
 }
 
 /// Wall-clock milliseconds derived from a monotonic reading, so a thread reads
@@ -178,6 +176,10 @@ pub fn run(
     };
     let ctx = consumer.context().clone();
     let _ends = ends::watch(&config, &health)?;
+    let _shared = match view.shared() {
+        Some(_) => Some(super::view_reader::spawn(&config, view.clone())?),
+        None => None,
+    };
     // Declared after the consumer, so dropped before it: an error return marks
     // the run failed, stops the workers and drops the slots (whose queues hold
     // the consumer) before the consumer's close runs the revoke callback.
@@ -234,6 +236,7 @@ fn start(
         fatal: Mutex::new(None),
         abort_every: context::abort_every(),
         checkpoints: AtomicU64::new(0),
+        generation: AtomicU64::new(0),
     };
     // Each partition's queue is split off the consumer's, and librdkafka
     // then holds up to this much prefetched for each (not for all together):

@@ -21,6 +21,8 @@ pub(super) struct Coordinator<'a> {
     last_recover: Instant,
     commit_every: Duration,
     was_held: bool,
+    writer: super::share::ViewWriter,
+    last_share: Instant,
 }
 
 impl<'a> Coordinator<'a> {
@@ -38,6 +40,8 @@ impl<'a> Coordinator<'a> {
             last_recover: now,
             commit_every: ctx.config.kafka.commit_interval.as_duration(),
             was_held: false,
+            writer: Default::default(),
+            last_share: now,
         }
     }
 
@@ -103,6 +107,11 @@ impl<'a> Coordinator<'a> {
         let district = engines.iter().find_map(|e| e.district());
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
         crate::io::refresh_view_of(&engines, district, &retired, self.view);
+        // Not while held: the transaction is failing, or the state rewinding.
+        if now.duration_since(self.last_share) >= super::share::SHARE_EVERY && !ctx.held() {
+            self.writer.write(ctx, self.view, &mut slots);
+            self.last_share = now;
+        }
         drop(slots);
         self.last_view = now;
         Ok(())

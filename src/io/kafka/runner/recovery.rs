@@ -140,6 +140,7 @@ impl RunContext {
         }
         super::slots::split_queues(self, &mut unsplit);
         slots.extend(unsplit.into_iter().map(Mutex::new));
+        self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(parts.len())
     }
 

@@ -1,0 +1,98 @@
+//! The shared view's writer (see `http::shared`): once a second, what this
+//! instance computes (its zones, car parks, revenue shares, the district if
+//! it owns the district task, and the sales windows, district records and
+//! alerts it published) goes to the compacted view topic, each record only
+//! when it changed. Under exactly_once it joins the open transaction, so a
+//! rewound checkpoint takes its view records with it.
+
+use super::slots::{each, Barrier};
+use super::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+/// How often the view is written.
+pub(super) const SHARE_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+pub(super) struct ViewWriter {
+    /// A hash of the bytes last sent, per key.
+    sent: HashMap<String, u64>,
+    /// The rewinds and assignments seen: after one, everything is sent again
+    /// (what was sent in an aborted transaction never arrived).
+    generation: u64,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ViewWriter {
+    /// Sends what changed since the last call.
+    pub(super) fn write(&mut self, ctx: &RunContext, view: &LiveView, slots: &mut Barrier<'_>) {
+        let generation = ctx.generation.load(Ordering::Relaxed);
+        if generation != self.generation {
+            self.sent.clear();
+            self.generation = generation;
+        }
+        let topic = ctx.config.topics.view.as_str();
+        for (key, value) in records(ctx, view, slots) {
+            let bytes = value.to_string().into_bytes();
+            let mut h = self.hasher.build_hasher();
+            h.write(&bytes);
+            let hash = h.finish();
+            if self.sent.get(&key) == Some(&hash) {
+                continue;
+            }
+            match ctx.send_output(topic, None, key.as_bytes(), &bytes) {
+                Ok(()) => {
+                    self.sent.insert(key, hash);
+                }
+                // The transaction failed: the coordinator rewinds, and the
+                // next generation sends everything again.
+                Err(e) => {
+                    crate::io::kafka::logs::warn("view record not sent", &e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Every record this instance has for the view now.
+fn records(ctx: &RunContext, view: &LiveView, slots: &mut Barrier<'_>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let catalog = &ctx.catalog;
+    for slot in each(slots) {
+        let engine = &slot.engine;
+        for z in engine.zone_statuses() {
+            out.push((format!("zone/{}", z.id), json(&z)));
+        }
+        for a in engine.lot_snapshots() {
+            let spaces = a.total_spot_number;
+            let mut v = json(&a);
+            v["analytics"] = crate::http::analytics_json(&a.analytics, spaces, None);
+            out.push((format!("lot/{}", a.id), v));
+        }
+        let name = ctx.topic_name(slot.topic);
+        for (lot, tally) in engine.lot_revenue() {
+            let id = &catalog.lots[lot as usize].id;
+            let key = format!("revenue/{id}/{name}/{}", slot.partition);
+            out.push((key, Value::from(tally.net_fen())));
+        }
+        if let Some(g) = engine.district() {
+            out.push(("district/parking".into(), json(&g)));
+        }
+    }
+    let (crowd, payments) = view.local_district_kpis();
+    out.extend(crowd.map(|d| ("district/crowd".into(), json(&d))));
+    out.extend(payments.map(|d| ("district/payments".into(), json(&d))));
+    for s in view.local_sales() {
+        out.push((format!("sales/{}", s.zone), json(&s)));
+    }
+    for a in view.local_latest_alerts() {
+        out.push((format!("alert/{}", a.zone), json(&a)));
+    }
+    out
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("output types serialise")
+}
