@@ -41,7 +41,7 @@ pub(super) struct DistrictState {
     /// People entering through counting lines, per payments window start,
     /// summed from the crowd windows published.
     pub entries: BTreeMap<i64, u64>,
-    /// Each car park's free spaces by observation time, from the oldest still
+    /// Each car park's free spaces by crowd-window boundary, from the oldest still
     /// needed by an open crowd window's end onwards.
     pub free: BTreeMap<String, BTreeMap<i64, u32>>,
     pub rollup: RollupState,
@@ -65,8 +65,8 @@ impl Default for DistrictState {
 /// window that never closes (no sales at all) must not grow memory.
 pub(super) const KEEP_WINDOWS: i64 = 48;
 
-/// Free-space reports kept per car park at most (availability records are
-/// rate-limited; this is hours of them).
+/// Free-space reports kept per car park at most (one per crowd-window
+/// boundary: hours of them).
 const MAX_FREE_HISTORY: usize = 512;
 
 impl DistrictState {
@@ -117,14 +117,11 @@ impl DistrictState {
                 };
                 w.zones.insert(zone.clone(), tally);
             }
-            Partial::Lot {
-                lot,
-                available,
-                observed,
-                ..
-            } => {
+            // The live figures are the roll-up's (`operator`).
+            Partial::Lot { .. } => {}
+            Partial::Free { lot, at, available } => {
                 let history = self.free.entry(lot.clone()).or_default();
-                history.insert(*observed, *available);
+                history.insert(*at, *available);
                 // Bounded whether or not crowd windows close to prune it.
                 if history.len() > MAX_FREE_HISTORY {
                     history.pop_first();

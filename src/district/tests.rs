@@ -120,13 +120,10 @@ fn nothing_is_published_before_the_watermark_passes_the_window() {
 #[test]
 fn free_spaces_are_the_car_parks_last_figures_at_the_window_end() {
     let mut s = DistrictState::default();
-    let lot = |id: &str, observed: i64, available: u32| Partial::Lot {
+    let lot = |id: &str, at: i64, available: u32| Partial::Free {
         lot: id.into(),
-        total: 100,
+        at,
         available,
-        occupied: 100 - available,
-        observed,
-        emitted: observed,
     };
     for p in [
         lot("p1", 10, 50),

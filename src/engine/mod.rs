@@ -297,6 +297,9 @@ impl Engine {
                 Disposition::Rejected(reason)
             }
         };
+        // The free spaces first: the heartbeat after this step's partials
+        // may say the boundary they are for has passed.
+        self.free_spaces_due(msg.topic, msg.partition);
         self.forward_partials(msg.topic, msg.partition, first, out);
         if self.inline_repartition {
             self.route_forwarded(msg.wall_ms, out);
@@ -367,6 +370,9 @@ impl Engine {
         );
         let keys: Vec<(InputTopic, i32)> = self.tasks.keys().copied().collect();
         for (topic, partition) in keys {
+            // The free spaces before the heartbeat that says the boundary
+            // has passed.
+            self.free_spaces_due(topic, partition);
             self.district_heartbeat(topic, partition, wall_ms);
         }
         if self.inline_repartition {

@@ -5,13 +5,19 @@
 
 use super::{Engine, InputTopic};
 use crate::district::{district_partition, partial_of, upstream_id, PartialRecord};
+use crate::model::Partial;
 use crate::model::{Decoded, Event};
 use crate::operator::Emit;
 use crate::output::{DeadLetter, Origin, Output};
+use crate::parking::ParkingOperator;
 
 /// Heartbeats go out this often (wall clock), moved or not: the district
 /// reads silence as "this partition's owner is gone" and waits.
 const HEARTBEAT_EVERY_MS: i64 = 1_000;
+
+/// Boundaries a car park partition reports at most in one step (a jump in
+/// event time sends the latest ones only).
+const MAX_BOUNDARIES: i64 = 60;
 
 impl Engine {
     /// The partition of the district topic this engine's district is in.
@@ -65,6 +71,59 @@ impl Engine {
                 partial: None,
             };
             self.partials.push((target, beat));
+        }
+    }
+
+    /// After a car park partition's step: its car parks' free spaces as of
+    /// each crowd-window boundary its event time has passed since the last
+    /// step (the district sums them at each window's end). Event time here is
+    /// the newest event time less the allowed out-of-orderness, which the
+    /// partition's records alone fix (the watermark also follows the wall
+    /// clock), or the watermark once that is ahead (an idle partition, whose
+    /// figures are then final).
+    pub(super) fn free_spaces_due(&mut self, topic: InputTopic, partition: i32) {
+        if topic != InputTopic::ParkingEvents {
+            return;
+        }
+        let Some((upstream, wm)) = self.sender(topic, partition) else {
+            return;
+        };
+        let crowd = &self.config.crowd;
+        let step = crowd.window_advance.unwrap_or(crowd.window).as_ms().max(1);
+        let ooo = self.config.engine.max_out_of_orderness.as_ms();
+        let target = self.district_target();
+        let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
+            return;
+        };
+        let Some(newest) = task.watermark.snapshot().0 else {
+            return;
+        };
+        let progress = newest.saturating_sub(ooo).max(wm);
+        let through = progress - progress.rem_euclid(step);
+        let first = match task.free_through {
+            Some(t) if t >= through => return,
+            Some(t) => (t + step).max(through - MAX_BOUNDARIES * step),
+            None => through,
+        };
+        task.free_through = Some(through);
+        let Some(op) = task.op.as_any().downcast_ref::<ParkingOperator>() else {
+            return;
+        };
+        let free = op.free_spaces();
+        for at in (first..=through).step_by(step as usize) {
+            for (lot, available) in &free {
+                let partial = Partial::Free {
+                    lot: self.catalog.lots[*lot as usize].id.clone(),
+                    at,
+                    available: *available,
+                };
+                let record = PartialRecord {
+                    upstream,
+                    wm: i64::MIN,
+                    partial: Some(partial),
+                };
+                self.partials.push((target, record));
+            }
         }
     }
 

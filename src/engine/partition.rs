@@ -19,6 +19,9 @@ pub(crate) struct PartitionTask {
     pub split: Splitter,
     /// Wall time of the last watermark heartbeat to the district.
     pub district_beat: i64,
+    /// Car park partitions: the last crowd-window boundary whose free spaces
+    /// went to the district (checkpointed, so a replay sends none twice).
+    pub free_through: Option<i64>,
 }
 
 impl PartitionTask {
@@ -34,6 +37,7 @@ impl PartitionTask {
             merged: None,
             split: Splitter::default(),
             district_beat: i64::MIN,
+            free_through: None,
         }
     }
 
@@ -182,6 +186,8 @@ struct Meta {
     /// The two most advanced sensors the watermark follows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     leaders: Vec<Leader>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    free_through: Option<i64>,
 }
 
 /// The key of the task's own record, written after every store's.
@@ -211,6 +217,7 @@ impl PartitionTask {
                 .map(|m| m.upstreams())
                 .unwrap_or_default(),
             leaders,
+            free_through: self.free_through,
         };
         out.push(StateRecord::put(format!("{prefix}{META}"), &meta));
     }
@@ -238,6 +245,7 @@ impl PartitionTask {
             self.watermark
                 .restore(m.max_ts, m.watermark, &m.leaders, wall_ms);
             self.next_offset = m.next_offset;
+            self.free_through = m.free_through;
             if let Some(merged) = &mut self.merged {
                 for (from, wm) in m.upstream {
                     merged.report(from, wm, wall_ms);

@@ -29,6 +29,15 @@ pub enum Partial {
         refunds: u32,
         refund_fen: i64,
     },
+    /// A car park's free spaces as of the crowd-window boundary `at`: what
+    /// it had when its partition's event time first passed `at`. Taken at a
+    /// point fixed by the partition's records, not by when its figures were
+    /// published, so two runs of the same input agree on it.
+    Free {
+        lot: String,
+        at: i64,
+        available: u32,
+    },
     /// A car park's newest figures.
     Lot {
         lot: String,

@@ -199,6 +199,14 @@ impl ParkingOperator {
     }
 
     /// The current record of every car park seen, published or not.
+    /// Each car park's free spaces now.
+    pub fn free_spaces(&self) -> Vec<(LotIx, u32)> {
+        self.lots
+            .iter()
+            .map(|(ix, e)| (*ix, e.state.available()))
+            .collect()
+    }
+
     pub fn snapshots(&self, watermark: i64) -> Vec<Availability> {
         let (catalog, params) = (&self.catalog, &self.params);
         self.lots
