@@ -268,8 +268,8 @@ pub enum DistrictScope {
 
 /// The district roll-up of one closed window (issue 7): on `crowd.density`
 /// with the crowd's figures, on `payments.stats` with the sales', both keyed by
-/// the district id. Each instance sums the partitions it owns (as the parking
-/// roll-up does); with one instance that is the whole district.
+/// the district id. One task sums the whole district from what every
+/// partition sends it (`district`), wherever the partitions are processed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DistrictRecord {
     #[serde(rename = "type")]
