@@ -114,7 +114,8 @@ fn broker_failover(guarantee: &str) {
     let _turn = turn();
     let d = Disturbed::new(&format!("failover-{guarantee}"), guarantee);
     let env = env_of(&d);
-    let sim = simulate(&d.input, &d.brokers, 400, 40_000);
+    // 70 s of input: it flows through the kill and the rolling restart.
+    let sim = simulate(&d.input, &d.brokers, 400, 28_000);
     let (mut engine, addr) = start_engine(&env);
     d.wait_consuming(&addr);
     let watch = Watch::start(&addr, &d);

@@ -106,6 +106,7 @@ fn every_write_revoked(guarantee: &str) {
         "crowdpark.deadletter",
         "crowdpark.payments-by-zone",
         "crowdpark.partials-by-district",
+        "crowdpark.view",
         "crowdpark.state",
     ];
     let sim = simulate(&l.d.input, &l.d.brokers, 500, 30_000);
@@ -380,13 +381,22 @@ fn an_unreadable_partition_is_named_until_it_is_read_again() {
         || named("/healthz"),
     );
     assert!(named("/readyz"), "{:?}", http_get(&addr, "/readyz"));
-    let m = common::kafka::metrics(&addr);
-    let stalled = common::kafka::metric_sum(
-        &m,
-        "crowdpark_partition_stalled",
-        &format!("topic=\"{payments}\""),
+    // The first checkpoints after the revocation still carry payments
+    // offsets fetched before it, fail, and rewind (a few, about a second
+    // apart); the series may flap until they are through.
+    let mut m = common::kafka::metrics(&addr);
+    wait_until(
+        "the stalled payments series",
+        Duration::from_secs(30),
+        || {
+            m = common::kafka::metrics(&addr);
+            common::kafka::metric_sum(
+                &m,
+                "crowdpark_partition_stalled",
+                &format!("topic=\"{payments}\""),
+            ) >= 1.0
+        },
     );
-    assert!(stalled >= 1.0, "payments partitions stalled: {stalled}");
     let crowd = l.d.input.topic("crowd.counts");
     assert_eq!(
         common::kafka::metric_sum(
