@@ -24,8 +24,10 @@ use std::sync::RwLock;
 
 use serde_json::{json, Value};
 
-/// How many alerts the shared view keeps for `/api/v1/alerts`.
-const RECENT_ALERTS: usize = super::view::RECENT_ALERTS;
+/// How many alerts `/api/v1/alerts` keeps, here and in a process's own
+/// view: a page opened after an alert still shows it, and memory stays
+/// bounded.
+pub const RECENT_ALERTS: usize = 50;
 
 #[derive(Default)]
 pub struct SharedView {
