@@ -78,14 +78,16 @@ impl Engine {
     /// each crowd-window boundary its event time has passed since the last
     /// step (the district sums them at each window's end). Event time here is
     /// the newest event time less the allowed out-of-orderness, which the
-    /// partition's records alone fix (the watermark also follows the wall
-    /// clock), or the watermark once that is ahead (an idle partition, whose
-    /// figures are then final).
+    /// partition's records alone fix. The watermark is not used: it also
+    /// follows the wall clock (it jumped ahead after a broker failover, before
+    /// the records that had waited were in). An idle partition sends nothing
+    /// more, and needs not: with no records its figures stand, and the
+    /// district takes the last ones reported before a window's end.
     pub(super) fn free_spaces_due(&mut self, topic: InputTopic, partition: i32) {
         if topic != InputTopic::ParkingEvents {
             return;
         }
-        let Some((upstream, wm)) = self.sender(topic, partition) else {
+        let Some((upstream, _)) = self.sender(topic, partition) else {
             return;
         };
         let crowd = &self.config.crowd;
@@ -98,7 +100,7 @@ impl Engine {
         let Some(newest) = task.watermark.snapshot().0 else {
             return;
         };
-        let progress = newest.saturating_sub(ooo).max(wm);
+        let progress = newest.saturating_sub(ooo);
         let through = progress - progress.rem_euclid(step);
         let first = match task.free_through {
             Some(t) if t >= through => return,
