@@ -11,7 +11,7 @@
 mod common;
 
 use common::browser::Browser;
-use common::engine::{duplicates, kill_engine, start_engine, stop_engine, Engine};
+use common::engine::{kill_engine, start_engine, stop_engine, Engine};
 use common::http_get;
 use common::scenario::{engine_env, simulate, Disturbed};
 use serde_json::{json, Value};
@@ -78,11 +78,7 @@ fn three_instances_on_six_partitions_one_killed_a_fourth_started_serve_one_distr
     live.push(start_engine(&env("d")));
 
     let uninterrupted = d.assert_same_as_uninterrupted(sim);
-    let dups = duplicates(&d.brokers, &d.run);
-    assert!(
-        dups.is_empty(),
-        "a read_committed consumer saw duplicates: {dups:?}"
-    );
+    d.assert_no_duplicates();
 
     // Every live instance answers the same, for all 10 car parks.
     let addrs: Vec<String> = live.iter().map(|(_, a)| a.clone()).collect();

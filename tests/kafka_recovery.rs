@@ -6,8 +6,8 @@
 mod common;
 
 use common::engine::{
-    assert_same_outputs, consumed, create_topics, duplicates, kill_engine, start_engine,
-    stop_engine, wait_until,
+    assert_same_outputs, consumed, create_topics, kill_engine, start_engine, stop_engine,
+    wait_until,
 };
 use common::kafka::{self, Names};
 use common::scenario::{
@@ -32,7 +32,7 @@ fn with_workers(mut env: Vec<(String, String)>, workers: usize) -> Vec<(String, 
 #[test]
 fn six_partitions_give_whole_district_records_through_kills() {
     let d = Disturbed::with_partitions("six", "exactly_once", Some(6));
-    crash(&d, "exactly_once", 2, 10_000);
+    crash(&d, 2, 10_000);
 }
 
 /// Every third checkpoint aborted once written (`CROWDPARK_FAULT_ABORT_EVERY`,
@@ -51,13 +51,7 @@ fn forced_rewinds(guarantee: &str) {
     let uninterrupted = d.assert_same_as_uninterrupted(sim);
     let rewinds = kafka::metric_sum(&kafka::metrics(&addr), "crowdpark_rewinds_total", "");
     assert!(rewinds >= 5.0, "only {rewinds} rewinds were forced");
-    if guarantee == "exactly_once" {
-        let dups = duplicates(&d.brokers, &d.run);
-        assert!(
-            dups.is_empty(),
-            "a read_committed consumer saw duplicates: {dups:?}"
-        );
-    }
+    d.assert_no_duplicates();
     assert_eq!(stop_engine(engine).code(), Some(0));
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
 }
@@ -75,7 +69,7 @@ fn forced_rewinds_lose_nothing_at_least_once() {
 fn crash_repeatedly(guarantee: &str, workers: usize) {
     let mut d = Disturbed::new(&format!("crash-w{workers}"), guarantee);
     d.env = with_workers(std::mem::take(&mut d.env), workers);
-    crash(&d, guarantee, 4, 16_000);
+    crash(&d, 4, 16_000);
 }
 
 /// Input arrives at 400 messages/s (`messages` of it: 16,000 is ~40 s);
@@ -84,7 +78,7 @@ fn crash_repeatedly(guarantee: &str, workers: usize) {
 /// a checkpoint transaction: wherever the kill lands). Each restart waits for
 /// the killed instance's session to expire (6 s). Then the run must equal an
 /// uninterrupted one, and in exactly-once mode show no duplicate.
-fn crash(d: &Disturbed, guarantee: &str, kills: u32, messages: u32) {
+fn crash(d: &Disturbed, kills: u32, messages: u32) {
     let sim = simulate(&d.input, &d.brokers, 400, messages);
     let mut rng = Rng::from_env_or_clock();
     let mut kills_mid_stream = 0;
@@ -103,13 +97,7 @@ fn crash(d: &Disturbed, guarantee: &str, kills: u32, messages: u32) {
     );
     let (last, _) = start_engine(&d.env);
     let uninterrupted = d.assert_same_as_uninterrupted(sim);
-    if guarantee == "exactly_once" {
-        let dups = duplicates(&d.brokers, &d.run);
-        assert!(
-            dups.is_empty(),
-            "a read_committed consumer saw duplicates: {dups:?}"
-        );
-    }
+    d.assert_no_duplicates();
     assert_eq!(stop_engine(last).code(), Some(0));
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
 }

@@ -245,6 +245,18 @@ impl Disturbed {
         assert_eq!(stop_engine(uninterrupted).code(), Some(0));
     }
 
+    /// Under exactly_once, a read_committed consumer of the run's outputs
+    /// sees no record twice.
+    pub fn assert_no_duplicates(&self) {
+        if self.guarantee == "exactly_once" {
+            let dups = super::engine::duplicates(&self.brokers, &self.run);
+            assert!(
+                dups.is_empty(),
+                "a read_committed consumer saw duplicates: {dups:?}"
+            );
+        }
+    }
+
     /// Once the simulator is done, runs the reference to the end and asserts
     /// that the disturbed run published the same; returns the reference.
     pub fn assert_same_as_uninterrupted(&self, sim: ChildGuard) -> Engine {
