@@ -42,6 +42,7 @@ fn district(spaces: u32, brokers: &str) -> Config {
             opening_hours: "24h".into(),
             lat: None,
             lon: None,
+            district: None,
         })
         .collect();
     let run = std::process::id();

@@ -44,7 +44,6 @@ fn thirty_minute_forecast_beats_seasonal_naive_and_carry_forward() {
     let catalog = engine.catalog().clone();
     let msgs = parking_weeks(
         &catalog,
-        &catalog.calendar,
         &WeeksOptions {
             start_ms: START_MS,
             weeks: WEEKS,
@@ -95,7 +94,7 @@ fn thirty_minute_forecast_beats_seasonal_naive_and_carry_forward() {
             ours += err(forecast);
             seasonal += err(last_week);
             carried += err(p.free);
-            if catalog.calendar.is_holiday(target) {
+            if catalog.districts[0].calendar.is_holiday(target) {
                 holiday.0 += 1;
                 holiday.1 += err(forecast);
                 holiday.2 += err(last_week);

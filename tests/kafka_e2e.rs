@@ -161,6 +161,7 @@ fn scripted_input_gives_the_exact_outputs() {
     };
     let mut want = figures("0.02");
     want["zone"] = json!("in77-atrium");
+    want["district"] = json!("hubin");
     want["window_start"] = json!("2026-10-01T06:00:00Z");
     want["window_end"] = json!("2026-10-01T06:01:00Z");
     want["by_category"] = json!({"food": figures("0.12")});

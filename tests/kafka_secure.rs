@@ -83,9 +83,11 @@ fn revoked_mid_run(guarantee: &str) {
 }
 
 /// Every topic the engine writes, one after another: the Write grant on each
-/// output topic, the dead-letter topic, the two repartition topics and the
-/// changelog is revoked for 4 s while payments and the rest flow at 500
-/// messages/s, then granted again; an engine that stopped on it is started
+/// output topic, the dead-letter topic, the two repartition topics, the view
+/// and the changelog is revoked for 4 s while payments and the rest flow at
+/// 500 messages/s, then granted again; each guarantee takes the two outputs
+/// of the bug below, the changelog, and half of the others (the two runs
+/// between them revoke every topic); an engine that stopped on it is started
 /// again, as a supervisor would. The run must finish with the outputs of an
 /// uninterrupted one, district records included: no payment missing from a
 /// window, none counted twice. (Found from outside: at-least-once, the Write
@@ -98,18 +100,23 @@ fn every_write_revoked(guarantee: &str) {
     // Checkpoints often, so one lands between a refused send and the stop.
     l.env
         .push(("CROWDPARK_KAFKA__COMMIT_INTERVAL".into(), "100ms".into()));
-    let written = [
-        "parking.availability",
-        "payments.stats",
-        "crowd.density",
-        "crowd.alerts",
-        "crowdpark.deadletter",
-        "crowdpark.payments-by-zone",
-        "crowdpark.partials-by-district",
-        "crowdpark.view",
-        "crowdpark.state",
-    ];
-    let sim = simulate(&l.d.input, &l.d.brokers, 500, 30_000);
+    let halves = if guarantee == "exactly_once" {
+        [
+            "crowd.alerts",
+            "crowdpark.payments-by-zone",
+            "crowdpark.view",
+        ]
+    } else {
+        [
+            "crowd.density",
+            "crowdpark.deadletter",
+            "crowdpark.partials-by-district",
+        ]
+    };
+    let mut written = vec!["parking.availability", "payments.stats"];
+    written.extend(halves);
+    written.push("crowdpark.state");
+    let sim = simulate(&l.d.input, &l.d.brokers, 500, 24_000);
     let mut rng = Rng::from_env_or_clock();
     let (run, principal) = (&l.d.run, l.principal.clone());
     l.d.disturb_rounds(written.len(), &l.env, sim, &mut rng, |_, round| {

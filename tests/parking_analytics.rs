@@ -28,7 +28,7 @@ fn analytics_per_car_park_from_the_simulated_afternoon() {
     crowdpark::io::refresh_view(&engine, &view);
 
     // `/api/v1/district`: the parking roll-up with the latest district KPIs.
-    let district = view.district_json();
+    let district = view.district_json(0);
     assert_eq!(district["type"], "ParkingGroup");
     assert_eq!(district["crowd"]["scope"], "crowd", "{district}");
     assert!(district["crowd"]["people"].as_f64().unwrap() > 0.0);

@@ -2,7 +2,9 @@
 //! (a zone reaches red, car parks fill, payments flow) holds, and the accounting
 //! identity holds with bad and duplicate messages mixed in.
 
-use crowdpark::config::{load_str, DEFAULT_CONFIG};
+mod common;
+
+use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
 use crowdpark::crowd::Level;
 use crowdpark::engine::{Disposition, Engine, InputMessage};
 use crowdpark::model::InputTopic;
@@ -12,8 +14,14 @@ use crowdpark::sim::{Expect, SimOptions, Simulator};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-fn run(minutes: i64, opts: SimOptions) -> (Vec<Output>, HashMap<(InputTopic, &'static str), u64>) {
-    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
+type Counts = HashMap<(InputTopic, &'static str), u64>;
+
+fn run(minutes: i64, opts: SimOptions) -> (Vec<Output>, Counts) {
+    run_on(load_str(DEFAULT_CONFIG, Vec::new()).unwrap(), minutes, opts)
+}
+
+fn run_on(config: Config, minutes: i64, opts: SimOptions) -> (Vec<Output>, Counts) {
+    let config = Arc::new(config);
     let mut engine = Engine::new(config.clone());
     let mut sim = Simulator::new(&config, opts.clone());
     let mut out = Vec::new();
@@ -136,25 +144,115 @@ fn bad_and_duplicate_messages_are_classified_as_the_simulator_meant() {
 }
 
 /// The district KPI records sum their window's zone records exactly, each
-/// window once, and relate sales to the visitors counted entering.
+/// window once, and relate sales to the visitors counted entering: with one
+/// district, and with two in one configuration, where each district's
+/// records sum its own zones only.
 #[test]
 fn district_records_sum_each_closed_window() {
+    let one = load_str(DEFAULT_CONFIG, Vec::new()).unwrap();
+    check_districts(&one);
+    let two = common::districts::two_districts();
+    let outputs = check_districts(&two);
+    // Every record names the district its zone or car park is in.
+    let zone_district: HashMap<&str, &str> = two
+        .zones
+        .iter()
+        .map(|z| (z.id.as_str(), z.district.as_deref().unwrap()))
+        .collect();
+    let lot_district: HashMap<&str, &str> = two
+        .lots
+        .iter()
+        .map(|l| (l.id.as_str(), l.district.as_deref().unwrap()))
+        .collect();
+    let mut named = 0;
+    for o in &outputs {
+        let (id, district, of) = match o {
+            Output::Density(d) => (&d.zone, &d.district, &zone_district),
+            Output::Payments(p) => (&p.zone, &p.district, &zone_district),
+            Output::Alert(a) => (&a.zone, &a.district, &zone_district),
+            Output::Availability(a) => (&a.id, &a.district, &lot_district),
+            _ => continue,
+        };
+        assert_eq!(of[id.as_str()], district, "{o:?}");
+        named += 1;
+    }
+    assert!(named > 1000, "{named} records");
+}
+
+/// Runs 40 minutes of the afternoon on `config` and checks every district's
+/// records against its zones'; the outputs.
+fn check_districts(config: &Config) -> Vec<Output> {
     use crowdpark::output::DistrictScope;
     use std::collections::BTreeMap;
-    let (out, _) = run(40, SimOptions::default());
-    let mut zone_people: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
-    let mut zone_sales: BTreeMap<i64, u32> = BTreeMap::new();
+    let (out, _) = run_on(config.clone(), 40, SimOptions::default());
+    let mut zone_people: BTreeMap<(&str, i64), (f64, u32)> = BTreeMap::new();
+    let mut zone_sales: BTreeMap<(&str, i64), u32> = BTreeMap::new();
     for o in &out {
         match o {
             Output::Density(d) => {
-                let e = zone_people.entry(d.window_ms.0).or_default();
+                let e = zone_people.entry((&d.district, d.window_ms.0)).or_default();
                 e.0 += d.people_avg;
                 e.1 += 1;
             }
             Output::Payments(p) => {
-                *zone_sales.entry(p.window_ms.0).or_default() += p.figures.transactions
+                *zone_sales.entry((&p.district, p.window_ms.0)).or_default() +=
+                    p.figures.transactions
             }
             _ => {}
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for district in config.districts() {
+        let id = district.id.as_str();
+        let spaces: u32 = config
+            .lots
+            .iter()
+            .filter(|l| config.district_of(l.district.as_deref()).unwrap().id == id)
+            .map(|l| l.spaces)
+            .sum();
+        let records: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::District(d) if d.district == id => Some(d),
+                _ => None,
+            })
+            .collect();
+        let crowd: Vec<_> = records
+            .iter()
+            .filter(|d| d.scope == DistrictScope::Crowd)
+            .collect();
+        let payments: Vec<_> = records
+            .iter()
+            .filter(|d| d.scope == DistrictScope::Payments)
+            .collect();
+        assert!(crowd.len() >= 30, "{id}: {} crowd records", crowd.len());
+        assert!(
+            payments.len() >= 6,
+            "{id}: {} payments records",
+            payments.len()
+        );
+        for d in &crowd {
+            assert!(
+                seen.insert((id, "crowd", d.window_ms.0)),
+                "one record per window"
+            );
+            let (people, zones) = zone_people[&(id, d.window_ms.0)];
+            assert!((d.people.unwrap() - people).abs() < 0.11, "{d:?}");
+            let levels = d.zones_by_level.as_ref().unwrap();
+            assert_eq!(levels.values().sum::<u32>(), zones, "{d:?}");
+            assert!(
+                d.available_spot_number.is_some_and(|n| n <= spaces),
+                "{d:?}"
+            );
+        }
+        for d in &payments {
+            assert!(
+                seen.insert((id, "payments", d.window_ms.0)),
+                "one record per window"
+            );
+            let zones = zone_sales[&(id, d.window_ms.0)];
+            assert_eq!(d.transactions, Some(zones), "{d:?}");
+            assert!(d.sales_per_m2.is_some());
         }
     }
     let districts: Vec<_> = out
@@ -164,50 +262,17 @@ fn district_records_sum_each_closed_window() {
             _ => None,
         })
         .collect();
-    let crowd: Vec<_> = districts
-        .iter()
-        .filter(|d| d.scope == DistrictScope::Crowd)
-        .collect();
-    let payments: Vec<_> = districts
-        .iter()
-        .filter(|d| d.scope == DistrictScope::Payments)
-        .collect();
-    assert!(crowd.len() >= 30, "{} crowd district records", crowd.len());
     assert!(
-        payments.len() >= 6,
-        "{} payments district records",
-        payments.len()
-    );
-    let mut seen = std::collections::BTreeSet::new();
-    for d in &crowd {
-        assert!(
-            seen.insert(("crowd", d.window_ms.0)),
-            "one record per window"
-        );
-        let (people, zones) = zone_people[&d.window_ms.0];
-        assert!((d.people.unwrap() - people).abs() < 0.11, "{d:?}");
-        let levels = d.zones_by_level.as_ref().unwrap();
-        assert_eq!(levels.values().sum::<u32>(), zones, "{d:?}");
-        assert!(d.available_spot_number.is_some_and(|n| n <= 2413));
-    }
-    assert!(
-        crowd
+        districts
             .iter()
-            .any(|d| d.zones_by_level.as_ref().unwrap()["red"] > 0),
-        "the afternoon's red shows in the district"
+            .any(|d| d.zones_by_level.as_ref().is_some_and(|l| l["red"] > 0)),
+        "the afternoon's red shows in a district"
     );
-    for d in &payments {
-        assert!(
-            seen.insert(("payments", d.window_ms.0)),
-            "one record per window"
-        );
-        assert_eq!(d.transactions, Some(zone_sales[&d.window_ms.0]), "{d:?}");
-        assert!(d.sales_per_m2.is_some());
-    }
     assert!(
-        payments
+        districts
             .iter()
             .any(|d| d.entries.is_some_and(|e| e > 0) && d.transactions_per_visitor.is_some()),
         "counting lines give visitors to relate sales to"
     );
+    out
 }

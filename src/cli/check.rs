@@ -15,10 +15,24 @@ pub(super) fn check_config(file: &Path) -> ExitCode {
         }
     };
     println!("{}: valid", file.display());
-    println!(
-        "district  {} ({}), UTC{}",
-        c.district.name, c.district.id, c.district.utc_offset
-    );
+    for d in c.districts() {
+        let zones = c.zones.iter().filter(|z| {
+            c.district_of(z.district.as_deref())
+                .is_some_and(|x| x.id == d.id)
+        });
+        let lots = c.lots.iter().filter(|l| {
+            c.district_of(l.district.as_deref())
+                .is_some_and(|x| x.id == d.id)
+        });
+        println!(
+            "district  {} ({}), UTC{}: {} zones, {} car parks",
+            d.name,
+            d.id,
+            d.utc_offset,
+            zones.count(),
+            lots.count()
+        );
+    }
     println!(
         "engine    out-of-orderness {}, idle timeout {}, lateness {}, dedup horizon {}",
         c.engine.max_out_of_orderness,

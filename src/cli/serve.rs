@@ -198,7 +198,7 @@ pub(super) async fn run_demo(cfg: Config, opts: DemoOptions, hold: bool) -> Exit
     };
     println!(
         "crowdpark demo: {} — {} zones, {} car parks ({} spaces), {} merchants; simulated time runs {}× real time",
-        config.district.name,
+        config.districts().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", "),
         config.zones.len(),
         config.lots.len(),
         config.total_spaces(),

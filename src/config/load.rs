@@ -348,4 +348,75 @@ mod tests {
         assert_eq!(e.key, "kafka.client.sasl.password");
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
+
+    /// The embedded district as the first of two, `[[districts]]`, each zone
+    /// and car park naming `hubin` except the last car park, in `wulin`.
+    fn two_districts() -> String {
+        let mut text = DEFAULT_CONFIG
+            .replace("[district]\n", "[[districts]]\n")
+            .replace("[[zones]]\n", "[[zones]]\ndistrict = \"hubin\"\n")
+            .replace("[[lots]]\n", "[[lots]]\ndistrict = \"hubin\"\n");
+        let last = text.rfind("district = \"hubin\"").unwrap();
+        text.replace_range(last..last + 18, "district = \"wulin\"");
+        text + "\n[[districts]]\nid = \"wulin\"\nname = \"Wulin\"\nutc_offset = \"+09:00\"\n"
+    }
+
+    #[test]
+    fn several_districts_each_zone_and_car_park_names_one() {
+        let c = load_str(&two_districts(), env(&[])).unwrap();
+        let catalog = crate::model::Catalog::new(&c);
+        let ids: Vec<&str> = catalog.districts.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["hubin", "wulin"]);
+        assert_eq!(catalog.lots[9].district, 1);
+        assert_eq!(catalog.lot_district(9).utc_offset.seconds, 9 * 3600);
+        assert!(catalog.lots[..9].iter().all(|l| l.district == 0));
+        assert!(catalog.zones.iter().all(|z| z.district == 0));
+        assert_eq!(
+            catalog.district_selling_area_centi(0),
+            (0..catalog.zones.len() as u32)
+                .map(|z| catalog.zone_selling_area_centi(z))
+                .sum::<u64>()
+        );
+        assert_eq!(catalog.district_selling_area_centi(1), 0);
+
+        let missing = two_districts().replacen("district = \"hubin\"\n", "", 1);
+        let e = load_str(&missing, env(&[])).unwrap_err();
+        assert_eq!(e.key, "zones[0].district");
+        assert!(
+            e.to_string().contains("several districts (hubin, wulin)"),
+            "{e}"
+        );
+
+        let unknown = two_districts().replacen("district = \"hubin\"", "district = \"xihu\"", 1);
+        let e = load_str(&unknown, env(&[])).unwrap_err();
+        assert_eq!(e.key, "zones[0].district");
+        assert!(
+            e.to_string()
+                .contains("`xihu` is not a configured district"),
+            "{e}"
+        );
+
+        let both = format!(
+            "{}\n[district]\nid = \"x\"\nname = \"x\"\n",
+            two_districts()
+        );
+        let e = load_str(&both, env(&[])).unwrap_err();
+        assert_eq!(e.key, "districts");
+
+        let clash = two_districts().replace("\"wulin\"", "\"p10-huanglong-east\"");
+        let e = load_str(&clash, env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("district's and a car park's id"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_district_needs_no_district_on_its_zones_but_may_name_it() {
+        let named = DEFAULT_CONFIG.replace("[[zones]]\n", "[[zones]]\ndistrict = \"hubin\"\n");
+        load_str(&named, env(&[])).unwrap();
+        let wrong = DEFAULT_CONFIG.replace("[[lots]]\n", "[[lots]]\ndistrict = \"wulin\"\n");
+        let e = load_str(&wrong, env(&[])).unwrap_err();
+        assert_eq!(e.key, "lots[0].district");
+    }
 }

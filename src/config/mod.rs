@@ -11,7 +11,7 @@ mod duration;
 mod load;
 pub mod secrets;
 mod validate;
-pub use validate::{area_to_centi, MAX_CATEGORIES, MAX_LOTS, MAX_ZONES};
+pub use validate::{area_to_centi, MAX_CATEGORIES, MAX_DISTRICTS, MAX_LOTS, MAX_ZONES};
 
 pub use duration::{parse_duration, Millis};
 pub use load::{load_file, load_str, ConfigError};
@@ -26,7 +26,12 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../config/crowdpark.toml");
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub district: District,
+    /// The district, when there is one: `[district]`. Several are
+    /// `[[districts]]`; read both through [`Config::districts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<District>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub districts: Vec<District>,
     #[serde(default)]
     pub engine: EngineSettings,
     #[serde(default)]
@@ -52,7 +57,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct District {
-    /// Key of the district roll-up records (`ParkingGroup`).
+    /// Key of the district's roll-up records (`ParkingGroup`, district KPIs),
+    /// and what its zones and car parks name in their `district`.
     pub id: String,
     pub name: String,
     /// The district's UTC offset, used for opening hours (`"+08:00"`).
@@ -395,6 +401,8 @@ pub struct Zone {
     /// Starting occupancy for zones counted only by gates.
     #[serde(default)]
     pub baseline: u32,
+    /// The district's id; needed only when there are several.
+    pub district: Option<String>,
     /// Where the zone is (its centre, in degrees), for the district map and
     /// as a destination for car park recommendations.
     pub lat: Option<f64>,
@@ -426,6 +434,8 @@ pub struct Lot {
     pub opening_hours: String,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
+    /// The district's id; needed only when there are several.
+    pub district: Option<String>,
 }
 
 fn default_hours() -> String {
@@ -436,6 +446,7 @@ fn default_hours() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Merchant {
     pub id: String,
+    /// The zone it trades in; the merchant is in that zone's district.
     pub zone: String,
     pub category: String,
     /// Selling area in m², at most two decimals (kept in hundredths, see `Catalog`).
@@ -443,6 +454,21 @@ pub struct Merchant {
 }
 
 impl Config {
+    /// The districts: `[district]` or every `[[districts]]`, in order. The
+    /// first is the one the API and the page show by default.
+    pub fn districts(&self) -> impl Iterator<Item = &District> {
+        self.district.iter().chain(self.districts.iter())
+    }
+
+    /// The district a zone or car park naming `named` belongs to: the one
+    /// named, or the only one (validation makes sure it is one of them).
+    pub fn district_of(&self, named: Option<&str>) -> Option<&District> {
+        match named {
+            Some(id) => self.districts().find(|d| d.id == id),
+            None => self.districts().next(),
+        }
+    }
+
     /// The thresholds in force for a zone: its own, or the district default.
     pub fn thresholds_for(&self, zone: &Zone) -> Thresholds {
         zone.thresholds.unwrap_or(self.crowd.thresholds)

@@ -23,23 +23,72 @@ fn err(key: String, problem: String) -> Result<(), ConfigError> {
     Err(ConfigError::new(key, problem))
 }
 
-/// The district: id, clock, holidays.
+/// The districts: one `[district]` or `[[districts]]`, each with an id,
+/// a clock and holidays.
 fn district(c: &Config) -> Result<(), ConfigError> {
-    if c.district.id.trim().is_empty() {
-        return err("district.id".into(), "must not be empty".into());
-    }
-    if let Err(e) = UtcOffset::parse(&c.district.utc_offset) {
-        return err("district.utc_offset".into(), e);
-    }
-    for (i, day) in c.district.holidays.iter().enumerate() {
-        if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err() {
+    let keys: Vec<String> = match (&c.district, c.districts.len()) {
+        (Some(_), 0) => vec!["district".into()],
+        (None, 0) => {
             return err(
-                format!("district.holidays[{i}]"),
-                format!("`{day}` is not a YYYY-MM-DD date"),
-            );
+                "district".into(),
+                "missing: give [district], or [[districts]] for several".into(),
+            )
+        }
+        (None, n) => (0..n).map(|i| format!("districts[{i}]")).collect(),
+        (Some(_), _) => {
+            return err(
+                "districts".into(),
+                "give [district] for one district or [[districts]] for several, not both".into(),
+            )
+        }
+    };
+    if keys.len() > MAX_DISTRICTS {
+        return err(
+            "districts".into(),
+            format!(
+                "{} entries; at most {MAX_DISTRICTS} are supported",
+                keys.len()
+            ),
+        );
+    }
+    unique("districts", c.districts().map(|d| d.id.as_str()))?;
+    for (d, key) in c.districts().zip(keys) {
+        if d.id.trim().is_empty() {
+            return err(format!("{key}.id"), "must not be empty".into());
+        }
+        if let Err(e) = UtcOffset::parse(&d.utc_offset) {
+            return err(format!("{key}.utc_offset"), e);
+        }
+        for (i, day) in d.holidays.iter().enumerate() {
+            if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err() {
+                return err(
+                    format!("{key}.holidays[{i}]"),
+                    format!("`{day}` is not a YYYY-MM-DD date"),
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// A zone's or car park's `district`: one configured, and given whenever
+/// there are several.
+fn check_district(c: &Config, key: &str, named: Option<&str>) -> Result<(), ConfigError> {
+    let ids: Vec<&str> = c.districts().map(|d| d.id.as_str()).collect();
+    match named {
+        Some(id) if !ids.contains(&id) => err(
+            format!("{key}.district"),
+            format!("`{id}` is not a configured district ({})", ids.join(", ")),
+        ),
+        None if ids.len() > 1 => err(
+            format!("{key}.district"),
+            format!(
+                "required when there are several districts ({})",
+                ids.join(", ")
+            ),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Entities are numbered by compact indices; more would wrap around and
@@ -243,6 +292,7 @@ fn zones(c: &Config) -> Result<(), ConfigError> {
             check_thresholds(&format!("zones[{i}].thresholds"), t)?;
         }
         check_position(&format!("zones[{i}]"), z.lat, z.lon)?;
+        check_district(c, &format!("zones[{i}]"), z.district.as_deref())?;
     }
     Ok(())
 }
@@ -261,6 +311,22 @@ fn lots(c: &Config) -> Result<(), ConfigError> {
             return err(format!("lots[{i}].opening_hours"), e);
         }
         check_position(&format!("lots[{i}]"), l.lat, l.lon)?;
+        check_district(c, &format!("lots[{i}]"), l.district.as_deref())?;
+    }
+    // District records share the output topics with zone and car park
+    // records, keyed by id: one id for two things would mix them up.
+    for d in c.districts() {
+        let zone = c.zones.iter().any(|z| z.id == d.id);
+        if zone || c.lots.iter().any(|l| l.id == d.id) {
+            let what = if zone { "zone" } else { "car park" };
+            return err(
+                "districts".into(),
+                format!(
+                    "`{}` is both a district's and a {what}'s id; output records are keyed by it",
+                    d.id
+                ),
+            );
+        }
     }
     Ok(())
 }
@@ -386,6 +452,7 @@ fn unique<'a>(key: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), Confi
 pub const MAX_ZONES: usize = u32::MAX as usize;
 pub const MAX_LOTS: usize = u16::MAX as usize;
 pub const MAX_CATEGORIES: usize = u16::MAX as usize;
+pub const MAX_DISTRICTS: usize = u16::MAX as usize;
 
 /// m² with at most two decimals → hundredths of m², exactly; `None` otherwise.
 /// Areas divide money (sales per m²), so they are kept as integers too.

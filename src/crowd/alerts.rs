@@ -51,6 +51,8 @@ impl ZoneState {
 /// density at `density`.
 pub(super) struct Step<'a> {
     pub info: &'a ZoneInfo,
+    /// The zone's district's id.
+    pub district: &'a str,
     pub params: &'a CrowdParams,
     pub ts: i64,
     pub density: f64,
@@ -66,6 +68,7 @@ impl Step<'_> {
         CrowdAlert {
             alert_id: format!("{}:{}:{}", info.id, self.ts, tag),
             zone: info.id.clone(),
+            district: self.district.to_string(),
             kind,
             level,
             previous,

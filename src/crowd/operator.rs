@@ -158,6 +158,7 @@ impl CrowdOperator {
                 let n = agg.samples.max(1) as f64;
                 out.push(Output::Density(DensityRecord {
                     zone: info.id.clone(),
+                    district: catalog.districts[info.district as usize].id.clone(),
                     window_start: format_ts(start),
                     window_end: format_ts(end),
                     samples: agg.samples,
@@ -195,6 +196,7 @@ impl CrowdOperator {
         z.trend.push(p.ts, density);
         let step = Step {
             info,
+            district: &self.catalog.districts[info.district as usize].id,
             params,
             ts: p.ts,
             density,

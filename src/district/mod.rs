@@ -22,12 +22,13 @@ pub use operator::DistrictOperator;
 pub use crate::model::{Partial, PartialRecord};
 use crate::output::{Availability, DensityRecord, Level, Output, PaymentStats};
 
-/// What a zone or car park record brings the district, if anything.
-pub fn partial_of(output: &Output) -> Option<Partial> {
+/// What a zone or car park record brings its district, if anything, with
+/// the district's id.
+pub fn partial_of(output: &Output) -> Option<(&str, Partial)> {
     match output {
-        Output::Density(d) => Some(crowd(d)),
-        Output::Payments(p) => Some(sales(p)),
-        Output::Availability(a) => Some(lot(a)),
+        Output::Density(d) => Some((&d.district, crowd(d))),
+        Output::Payments(p) => Some((&p.district, sales(p))),
+        Output::Availability(a) => Some((&a.district, lot(a))),
         _ => None,
     }
 }
@@ -83,14 +84,20 @@ pub const SENDERS: [crate::model::InputTopic; 3] = [
     crate::model::InputTopic::PaymentsByZone,
 ];
 
-/// The senders that hold a zone or car park of `catalog` (entities are keyed
-/// by id, so their partition follows): the district waits for these even
-/// before their first event, and leaves out only the others when idle.
-pub fn holding(catalog: &crate::model::Catalog, partitions: i32) -> Vec<i32> {
+/// The senders that hold a zone or car park of a district on partition
+/// `target` of the district topic (entities are keyed by id, so their
+/// partition follows): its task waits for these even before their first
+/// event, and leaves out only the others when idle.
+pub fn holding(catalog: &crate::model::Catalog, partitions: i32, target: i32) -> Vec<i32> {
     use crate::model::InputTopic::{CrowdCounts, ParkingEvents, PaymentsByZone};
     let at = |id: &str| crate::partitioner::partition_for(id.as_bytes(), partitions.max(1));
-    let zones = catalog.zones.iter().map(|z| at(&z.id));
-    let lots = catalog.lots.iter().map(|l| at(&l.id));
+    let here = |d: crate::model::DistrictIx| {
+        district_partition(&catalog.districts[d as usize].id, partitions) == target
+    };
+    let zones = catalog.zones.iter().filter(|z| here(z.district));
+    let lots = catalog.lots.iter().filter(|l| here(l.district));
+    let zones = zones.map(|z| at(&z.id));
+    let lots = lots.map(|l| at(&l.id));
     let mut out: Vec<i32> = zones
         .flat_map(|p| [(CrowdCounts, p), (PaymentsByZone, p)])
         .chain(lots.map(|p| (ParkingEvents, p)))

@@ -1,54 +1,89 @@
-//! The operator of a district's partition of `crowdpark.partials-by-district`:
-//! the district KPIs of each closed window and the car parks' roll-up.
+//! The operator of a partition of `crowdpark.partials-by-district`: for each
+//! district on it, the district KPIs of each closed window and the car
+//! parks' roll-up.
 
 use super::state::{CrowdWindow, DistrictState, SalesWindow};
 use super::Partial;
 use crate::config::Config;
-use crate::model::{Catalog, Event, Reject};
+use crate::model::{Catalog, DistrictIx, Event, Reject};
 use crate::operator::{foreign_event, Emit, Input, Operator};
 use crate::output::{DistrictRecord, DistrictScope, Output, ParkingGroup};
 use crate::parking::{DistrictRollup, LotFigures};
 use crate::payments::Tally;
-use crate::state::{Cell, Json, Stores};
+use crate::state::{Json, KeyFormat, KeyMap, Stores};
 use crate::time::format_ts;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Sums a district's zone windows once every sending partition has passed
-/// them, and rolls its car parks up.
+/// Sums each district's zone windows once every sending partition has
+/// passed them, and rolls its car parks up. One task holds every district
+/// whose id hashes to its partition of the district topic.
 pub struct DistrictOperator {
     catalog: Arc<Catalog>,
-    rollup: DistrictRollup,
+    /// The car park roll-up's settings, by district index.
+    rollups: Vec<DistrictRollup>,
     lateness: i64,
     payments_window_ms: i64,
-    state: Cell<DistrictState>,
+    /// Each district's state, changelogged one record per district.
+    states: KeyMap<DistrictIx, DistrictState>,
 }
 
 impl DistrictOperator {
     pub fn new(config: &Config, catalog: Arc<Catalog>) -> Self {
+        let rollups = catalog
+            .districts
+            .iter()
+            .map(|d| {
+                DistrictRollup::new(
+                    d.id.clone(),
+                    d.name.clone(),
+                    config.parking.min_emit_interval.as_ms(),
+                    config.parking.heartbeat.as_ms(),
+                )
+            })
+            .collect();
         DistrictOperator {
-            rollup: DistrictRollup::new(
-                config.district.id.clone(),
-                config.district.name.clone(),
-                config.parking.min_emit_interval.as_ms(),
-                config.parking.heartbeat.as_ms(),
-            ),
+            rollups,
+            states: KeyMap::new(Arc::new(DistrictKeys(catalog.clone())), Arc::new(Json)),
             catalog,
             lateness: config.engine.allowed_lateness.as_ms(),
             payments_window_ms: config.payments.window.as_ms().max(1),
-            state: Cell::new(DistrictState::default(), Arc::new(Json)),
         }
     }
 
-    /// The car parks' roll-up as it stands (the HTTP view's district record).
-    pub fn current(&self) -> Option<ParkingGroup> {
-        self.rollup.current(&self.state.get().rollup)
+    /// Each district's car park roll-up as it stands (the HTTP view's
+    /// district records), for the districts this task holds.
+    pub fn current(&self) -> Vec<ParkingGroup> {
+        self.states
+            .iter()
+            .filter_map(|(d, s)| self.rollups[*d as usize].current(&s.rollup))
+            .collect()
     }
 
-    fn record(&self, scope: DistrictScope, (start, end): (i64, i64)) -> DistrictRecord {
+    /// The district a partial's zone or car park is in; `None` for one no
+    /// longer configured (a partial sent before a configuration change).
+    fn district_of(&self, partial: &Partial) -> Option<DistrictIx> {
+        let c = &self.catalog;
+        match partial {
+            Partial::Crowd { zone, .. } | Partial::Sales { zone, .. } => {
+                Some(c.zones[c.zone(zone)? as usize].district)
+            }
+            Partial::Free { lot, .. } | Partial::Lot { lot, .. } => {
+                Some(c.lots[c.lot(lot)? as usize].district)
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        d: DistrictIx,
+        scope: DistrictScope,
+        (start, end): (i64, i64),
+    ) -> DistrictRecord {
         DistrictRecord {
             kind: "district",
-            district: self.catalog.district_id.clone(),
+            district: self.catalog.districts[d as usize].id.clone(),
             scope,
             window_start: format_ts(start),
             window_end: format_ts(end),
@@ -64,8 +99,8 @@ impl DistrictOperator {
         }
     }
 
-    fn crowd_record(&mut self, start: i64, w: CrowdWindow) -> DistrictRecord {
-        let mut r = self.record(DistrictScope::Crowd, (start, w.end));
+    fn crowd_record(&mut self, d: DistrictIx, start: i64, w: CrowdWindow) -> DistrictRecord {
+        let mut r = self.record(d, DistrictScope::Crowd, (start, w.end));
         let tenths: i64 = w.zones.values().map(|z| z.people_tenths).sum();
         r.people = Some(tenths as f64 / 10.0);
         let mut levels: BTreeMap<&'static str, u32> =
@@ -78,22 +113,31 @@ impl DistrictOperator {
             *levels.entry(level.as_str()).or_default() += 1;
         }
         r.zones_by_level = Some(levels);
-        let state = self.state.get_mut();
+        let payments_window_ms = self.payments_window_ms;
+        let state = self
+            .states
+            .get_mut(&d)
+            .expect("a district closing a window");
         r.available_spot_number = state.free_at(w.end);
         let entered: u64 = w.zones.values().map(|z| z.entered).sum();
-        state.entered(start, entered, self.payments_window_ms);
+        state.entered(start, entered, payments_window_ms);
         r
     }
 
-    fn sales_record(&mut self, start: i64, w: SalesWindow) -> DistrictRecord {
-        let mut r = self.record(DistrictScope::Payments, (start, w.end));
+    fn sales_record(&mut self, d: DistrictIx, start: i64, w: SalesWindow) -> DistrictRecord {
+        let mut r = self.record(d, DistrictScope::Payments, (start, w.end));
         let mut tally = Tally::default();
         for t in w.zones.values() {
             tally.absorb(t);
         }
         let catalog = &self.catalog;
-        let figures = tally.figures(&catalog.currency, catalog.district_selling_area_centi());
-        let entries = self.state.get_mut().entries.remove(&start);
+        let area = catalog.district_selling_area_centi(d);
+        let figures = tally.figures(&catalog.currency, area);
+        let state = self
+            .states
+            .get_mut(&d)
+            .expect("a district closing a window");
+        let entries = state.entries.remove(&start);
         r.transactions = Some(figures.transactions);
         r.transactions_per_visitor = entries
             .filter(|e| *e > 0)
@@ -104,9 +148,9 @@ impl DistrictOperator {
         r
     }
 
-    /// A car park's new figures: into the free-space history, and into the
-    /// roll-up, which may publish.
-    fn lot(&mut self, partial: &Partial, out: &mut Vec<Output>) {
+    /// A car park's new figures: into its district's roll-up, which may
+    /// publish.
+    fn lot(&mut self, d: DistrictIx, partial: &Partial, out: &mut Vec<Output>) {
         let Partial::Lot {
             lot,
             total,
@@ -124,10 +168,30 @@ impl DistrictOperator {
             occupied: *occupied,
             observed: *observed,
         };
-        let state = &mut self.state.get_mut().rollup;
-        if let Some(g) = self.rollup.update(state, lot, figures, *emitted) {
+        let Some(state) = self.states.get_mut(&d) else {
+            return;
+        };
+        if let Some(g) = self.rollups[d as usize].update(&mut state.rollup, lot, figures, *emitted)
+        {
             out.push(Output::Group(g));
         }
+    }
+}
+
+/// Districts by id. The one record a checkpoint from before several
+/// districts left (key `district`, no id) is not read: it stays in the
+/// compacted changelog beside the newer per-district records, and read in
+/// any order it could overwrite them. Only the windows open at the upgrade
+/// are lost with it.
+struct DistrictKeys(Arc<Catalog>);
+
+impl KeyFormat<DistrictIx> for DistrictKeys {
+    fn write(&self, key: &DistrictIx) -> Cow<'_, str> {
+        Cow::Borrowed(&self.0.districts[*key as usize].id)
+    }
+
+    fn read(&self, text: &str) -> Option<DistrictIx> {
+        self.0.district(text)
     }
 }
 
@@ -142,8 +206,12 @@ impl Operator for DistrictOperator {
         let Event::Partial(partial) = input.event else {
             return Err(foreign_event());
         };
-        if self.state.get_mut().take(partial) && matches!(**partial, Partial::Lot { .. }) {
-            self.lot(partial, out.records);
+        let Some(d) = self.district_of(partial) else {
+            return Ok(());
+        };
+        let state = self.states.get_or_insert_with(d, DistrictState::default);
+        if state.take(partial) && matches!(**partial, Partial::Lot { .. }) {
+            self.lot(d, partial, out.records);
         }
         Ok(())
     }
@@ -152,18 +220,28 @@ impl Operator for DistrictOperator {
     /// windows first: their entries count towards the payments windows.
     fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
         let done = watermark.saturating_sub(self.lateness);
-        while let Some((start, w)) = self.state.get_mut().close_crowd(done) {
-            let r = self.crowd_record(start, w);
-            out.records.push(Output::District(r));
-        }
-        while let Some((start, w)) = self.state.get_mut().close_sales(done) {
-            let r = self.sales_record(start, w);
-            out.records.push(Output::District(r));
+        // Only districts with a window to close are touched: a write marks
+        // the district for the next checkpoint.
+        let due: Vec<DistrictIx> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.closes_any(done))
+            .map(|(d, _)| *d)
+            .collect();
+        for d in due {
+            while let Some((start, w)) = self.states.get_mut(&d).and_then(|s| s.close_crowd(done)) {
+                let r = self.crowd_record(d, start, w);
+                out.records.push(Output::District(r));
+            }
+            while let Some((start, w)) = self.states.get_mut(&d).and_then(|s| s.close_sales(done)) {
+                let r = self.sales_record(d, start, w);
+                out.records.push(Output::District(r));
+            }
         }
     }
 
     fn stores(&mut self) -> Stores<'_> {
-        vec![("district", &mut self.state)]
+        vec![("district", &mut self.states)]
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

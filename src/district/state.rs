@@ -131,6 +131,12 @@ impl DistrictState {
         true
     }
 
+    /// Whether `done` closes any open window.
+    pub fn closes_any(&self, done: i64) -> bool {
+        let crowd = self.crowd.values().next().is_some_and(|w| w.end <= done);
+        crowd || self.sales.values().next().is_some_and(|w| w.end <= done)
+    }
+
     /// The open crowd window that `done` closes, the oldest first.
     pub fn close_crowd(&mut self, done: i64) -> Option<(i64, CrowdWindow)> {
         let entry = self.crowd.first_entry()?;

@@ -7,6 +7,9 @@ use crate::output::{DistrictRecord, DistrictScope, Output};
 use std::sync::Arc;
 
 const MIN: i64 = 60_000;
+// Two zones of the default district.
+const A: &str = "lakeside-promenade";
+const B: &str = "music-fountain-plaza";
 
 fn crowd(zone: &str, start: i64, tenths: i64, level: u8) -> Partial {
     Partial::Crowd {
@@ -69,13 +72,13 @@ fn a_window_sums_each_zone_once_however_often_it_is_sent() {
     let mut op = operator();
     let lateness = 60_000 * 2; // above the default allowed lateness
     let parts = [
-        crowd("a", 0, 1234, 0),
-        crowd("b", 0, 100, 2),
+        crowd(A, 0, 1234, 0),
+        crowd(B, 0, 100, 2),
         // Replayed after a rewind: the same zone and window again.
-        crowd("a", 0, 1234, 0),
-        sales("a", 0, 3, 30_000),
-        sales("a", 0, 3, 30_000),
-        sales("b", 0, 1, 5),
+        crowd(A, 0, 1234, 0),
+        sales(A, 0, 3, 30_000),
+        sales(A, 0, 3, 30_000),
+        sales(B, 0, 1, 5),
     ];
     let got = run(&mut op, &parts, 5 * MIN + lateness);
     assert_eq!(got.len(), 2, "{got:?}");
@@ -98,22 +101,18 @@ fn a_window_sums_each_zone_once_however_often_it_is_sent() {
 #[test]
 fn a_part_for_a_window_already_published_changes_nothing() {
     let mut op = operator();
-    let first = run(&mut op, &[crowd("a", 0, 10, 0)], 10 * MIN);
+    let first = run(&mut op, &[crowd(A, 0, 10, 0)], 10 * MIN);
     assert_eq!(first.len(), 1);
     // A partition replayed from an older checkpoint sends it again, and a
     // zone whose part came after the window closed is not published twice.
-    let again = run(
-        &mut op,
-        &[crowd("a", 0, 10, 0), crowd("b", 0, 20, 1)],
-        20 * MIN,
-    );
+    let again = run(&mut op, &[crowd(A, 0, 10, 0), crowd(B, 0, 20, 1)], 20 * MIN);
     assert!(again.is_empty(), "{again:?}");
 }
 
 #[test]
 fn nothing_is_published_before_the_watermark_passes_the_window() {
     let mut op = operator();
-    let got = run(&mut op, &[crowd("a", 0, 10, 0)], MIN);
+    let got = run(&mut op, &[crowd(A, 0, 10, 0)], MIN);
     assert!(got.is_empty(), "the allowed lateness is not over: {got:?}");
 }
 
@@ -141,7 +140,7 @@ fn free_spaces_are_the_car_parks_last_figures_at_the_window_end() {
 #[test]
 fn the_state_comes_back_from_its_checkpoint_whole() {
     let mut op = operator();
-    run(&mut op, &[crowd("a", 0, 10, 0), sales("a", 0, 1, 100)], 0);
+    run(&mut op, &[crowd(A, 0, 10, 0), sales(A, 0, 1, 100)], 0);
     let mut records = Vec::new();
     crate::state::flush_all("d/0/", op.stores(), &mut records);
     let mut restored = operator();
@@ -152,8 +151,71 @@ fn the_state_comes_back_from_its_checkpoint_whole() {
             crate::state::restore_into(&mut stores, key, r.value.as_deref().unwrap()).unwrap();
         }
     }
-    let a = run(&mut op, &[crowd("b", 0, 5, 0)], 20 * MIN);
-    let b = run(&mut restored, &[crowd("b", 0, 5, 0)], 20 * MIN);
+    let a = run(&mut op, &[crowd(B, 0, 5, 0)], 20 * MIN);
+    let b = run(&mut restored, &[crowd(B, 0, 5, 0)], 20 * MIN);
     assert_eq!(a, b);
     assert_eq!(a.len(), 2);
+}
+
+/// One task holding two districts (both hash to its partition here) keeps
+/// them apart: each district's record sums its own zones, car parks and
+/// selling area only.
+#[test]
+fn two_districts_in_one_task_sum_their_own_zones() {
+    let mut config = load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap();
+    let mut hubin = config.district.take().unwrap();
+    let wulin = crate::config::District {
+        id: "wulin".into(),
+        name: "Wulin".into(),
+        ..hubin.clone()
+    };
+    hubin.name = "Hubin".into();
+    for z in &mut config.zones {
+        let id = if z.id == B { "wulin" } else { "hubin" };
+        z.district = Some(id.into());
+    }
+    for l in &mut config.lots {
+        l.district = Some("hubin".into());
+    }
+    config.districts = vec![hubin, wulin];
+    let catalog = Arc::new(Catalog::new(&config));
+    let mut op = DistrictOperator::new(&config, catalog.clone());
+    let lateness = 60_000 * 2;
+    let got = run(
+        &mut op,
+        &[
+            crowd(A, 0, 1234, 0),
+            crowd(B, 0, 100, 2),
+            sales(A, 0, 3, 30_000),
+            sales(B, 0, 1, 5),
+        ],
+        5 * MIN + lateness,
+    );
+    let find = |district: &str, scope: DistrictScope| {
+        got.iter()
+            .find(|d| d.district == district && d.scope == scope)
+            .unwrap_or_else(|| panic!("no {district} {scope:?} record in {got:?}"))
+    };
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(find("hubin", DistrictScope::Crowd).people, Some(123.4));
+    assert_eq!(find("wulin", DistrictScope::Crowd).people, Some(10.0));
+    assert_eq!(
+        find("wulin", DistrictScope::Crowd)
+            .zones_by_level
+            .as_ref()
+            .unwrap()["red"],
+        1
+    );
+    assert_eq!(find("hubin", DistrictScope::Payments).transactions, Some(3));
+    assert_eq!(find("wulin", DistrictScope::Payments).transactions, Some(1));
+    assert_eq!(
+        find("wulin", DistrictScope::Payments).amount.as_deref(),
+        Some("0.05")
+    );
+    // Sales per m² over each district's own selling area.
+    let b = catalog.zone(B).unwrap();
+    assert_eq!(
+        catalog.district_selling_area_centi(1),
+        catalog.zone_selling_area_centi(b)
+    );
 }

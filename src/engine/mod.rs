@@ -63,6 +63,10 @@ pub struct Engine {
     /// ([`take_partials_into`](Self::take_partials_into)), with the target
     /// partition; empty when routed in process.
     partials: Vec<(i32, PartialRecord)>,
+    /// The partition of the district topic each district is in, by index,
+    /// and those partitions once each (where heartbeats go).
+    district_targets: Vec<i32>,
+    heartbeat_targets: Vec<i32>,
 }
 
 impl Engine {
@@ -73,7 +77,18 @@ impl Engine {
 
     /// An engine sharing a catalog already built from `config`.
     pub fn with_catalog(config: Arc<Config>, catalog: Arc<Catalog>) -> Self {
+        let partitions = config.topics.input_partitions;
+        let district_targets: Vec<i32> = catalog
+            .districts
+            .iter()
+            .map(|d| crate::district::district_partition(&d.id, partitions))
+            .collect();
+        let mut heartbeat_targets = district_targets.clone();
+        heartbeat_targets.sort_unstable();
+        heartbeat_targets.dedup();
         Engine {
+            district_targets,
+            heartbeat_targets,
             config,
             catalog,
             tasks: BTreeMap::new(),
@@ -132,7 +147,9 @@ impl Engine {
                 );
                 if topic == InputTopic::DistrictPartials {
                     let partitions = config.topics.input_partitions;
-                    merged.expect_events_from(crate::district::holding(catalog, partitions));
+                    merged.expect_events_from(crate::district::holding(
+                        catalog, partitions, partition,
+                    ));
                 }
                 task.merged = Some(merged);
             }

@@ -20,10 +20,24 @@ const HEARTBEAT_EVERY_MS: i64 = 1_000;
 const MAX_BOUNDARIES: i64 = 60;
 
 impl Engine {
-    /// The partition of the district topic this engine's district is in.
-    fn district_target(&self) -> i32 {
-        let partitions = self.config.topics.input_partitions;
-        district_partition(&self.catalog.district_id, partitions)
+    /// The partition of the district topic a district is in.
+    fn district_target(&self, district: &str) -> i32 {
+        match self.catalog.district(district) {
+            Some(d) => self.district_targets[d as usize],
+            None => district_partition(district, self.config.topics.input_partitions),
+        }
+    }
+
+    /// A heartbeat from `upstream` at `wm` to every district's partition.
+    fn beat(&mut self, upstream: i32, wm: i64) {
+        for target in &self.heartbeat_targets {
+            let record = PartialRecord {
+                upstream,
+                wm,
+                partial: None,
+            };
+            self.partials.push((*target, record));
+        }
     }
 
     /// The sender's number and watermark, for a partition that sends.
@@ -49,10 +63,10 @@ impl Engine {
         let Some((upstream, wm)) = self.sender(topic, partition) else {
             return;
         };
-        let target = self.district_target();
         let before = self.partials.len();
         for o in &out[first..] {
-            if let Some(partial) = partial_of(o) {
+            if let Some((district, partial)) = partial_of(o) {
+                let target = self.district_target(district);
                 // No watermark on the partial itself: the district would close
                 // a window on the first record of a step, before the rest of
                 // it (the other zones the same watermark closed) is in.
@@ -65,12 +79,7 @@ impl Engine {
             }
         }
         if self.partials.len() > before {
-            let beat = PartialRecord {
-                upstream,
-                wm,
-                partial: None,
-            };
-            self.partials.push((target, beat));
+            self.beat(upstream, wm);
         }
     }
 
@@ -93,7 +102,6 @@ impl Engine {
         let crowd = &self.config.crowd;
         let step = crowd.window_advance.unwrap_or(crowd.window).as_ms().max(1);
         let ooo = self.config.engine.max_out_of_orderness.as_ms();
-        let target = self.district_target();
         let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
             return;
         };
@@ -114,6 +122,8 @@ impl Engine {
         let free = op.free_spaces();
         for at in (first..=through).step_by(step as usize) {
             for (lot, available) in &free {
+                let district = self.catalog.lots[*lot as usize].district;
+                let target = self.district_targets[district as usize];
                 let partial = Partial::Free {
                     lot: self.catalog.lots[*lot as usize].id.clone(),
                     at,
@@ -143,13 +153,7 @@ impl Engine {
             return;
         }
         task.district_beat = wall_ms;
-        let target = self.district_target();
-        let record = PartialRecord {
-            upstream,
-            wm,
-            partial: None,
-        };
-        self.partials.push((target, record));
+        self.beat(upstream, wm);
     }
 
     /// Replaces `into` with the district records made since the last call,

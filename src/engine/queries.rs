@@ -51,19 +51,18 @@ impl Engine {
         by_lot.into_values().collect()
     }
 
-    /// The district's car park roll-up, where this engine holds the
-    /// district's task.
-    pub fn district(&self) -> Option<crate::output::ParkingGroup> {
+    /// The car park roll-up of each district whose task this engine holds.
+    pub fn districts(&self) -> Vec<crate::output::ParkingGroup> {
         self.tasks
             .iter()
             .filter(|((t, _), _)| *t == crate::model::InputTopic::DistrictPartials)
-            .find_map(|(_, task)| {
-                let op = task
-                    .op
+            .filter_map(|(_, task)| {
+                task.op
                     .as_any()
-                    .downcast_ref::<crate::district::DistrictOperator>()?;
-                op.current()
+                    .downcast_ref::<crate::district::DistrictOperator>()
             })
+            .flat_map(|op| op.current())
+            .collect()
     }
 
     /// Running payment totals per zone and category since start.

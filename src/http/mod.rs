@@ -40,28 +40,17 @@ pub fn router(view: Arc<LiveView>) -> Router {
         .route("/readyz", get(readyz))
         .route("/livez", get(livez))
         .route(
-            "/api/v1/zones",
-            get(|State(v): State<Arc<LiveView>>| async move { Json(v.zones_json()) }),
+            "/api/v1/districts",
+            get(|State(v): State<Arc<LiveView>>| async move { Json(v.districts_json()) }),
         )
+        .route("/api/v1/zones", get(zones))
         .route("/api/v1/zones/{id}", get(zone))
-        .route(
-            "/api/v1/lots",
-            get(|State(v): State<Arc<LiveView>>| async move { Json(v.lots_json()) }),
-        )
+        .route("/api/v1/lots", get(lots))
         .route("/api/v1/lots/recommend", get(recommend))
         .route("/api/v1/lots/{id}", get(lot))
-        .route(
-            "/api/v1/district",
-            get(|State(v): State<Arc<LiveView>>| async move { Json(v.district_json()) }),
-        )
-        .route(
-            "/api/v1/alerts",
-            get(|State(v): State<Arc<LiveView>>| async move { Json(v.alerts_json()) }),
-        )
-        .route(
-            "/api/v1/sales",
-            get(|State(v): State<Arc<LiveView>>| async move { Json(v.sales_json()) }),
-        )
+        .route("/api/v1/district", get(district))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/sales", get(sales))
         .route("/api/v1/stream", get(stream))
         .fallback(|| async { not_found("no such path; see /api/v1/zones, /api/v1/lots, /metrics") })
         .with_state(view)
@@ -140,6 +129,74 @@ async fn livez() -> Response {
             })),
         )
             .into_response(),
+    }
+}
+
+/// The query of the district-scoped endpoints: `?district=<id>`.
+#[derive(serde::Deserialize)]
+struct InDistrict {
+    district: Option<String>,
+}
+
+impl InDistrict {
+    /// The district asked for, or the first configured; for an unknown id,
+    /// the 404's message, naming the configured ones.
+    fn one(&self, v: &LiveView) -> Result<crate::model::DistrictIx, String> {
+        v.district_named(self.district.as_deref())
+            .ok_or_else(|| unknown_district(v, self.district.as_deref().unwrap_or("")))
+    }
+
+    /// The district asked for, or every district when none is.
+    fn filter(&self, v: &LiveView) -> Result<Option<crate::model::DistrictIx>, String> {
+        match &self.district {
+            None => Ok(None),
+            Some(_) => self.one(v).map(Some),
+        }
+    }
+}
+
+fn unknown_district(v: &LiveView, id: &str) -> String {
+    let ids: Vec<&str> = v.catalog.districts.iter().map(|d| d.id.as_str()).collect();
+    format!("unknown district `{id}`; configured: {}", ids.join(", "))
+}
+
+/// `GET /api/v1/district[?district=<id>]`: one district, the first by default.
+async fn district(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
+    match q.one(&v) {
+        Ok(d) => Json(v.district_json(d)).into_response(),
+        Err(message) => not_found(message),
+    }
+}
+
+/// `GET /api/v1/sales[?district=<id>]`: one district, the first by default.
+async fn sales(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
+    match q.one(&v) {
+        Ok(d) => Json(v.sales_json(d)).into_response(),
+        Err(message) => not_found(message),
+    }
+}
+
+/// `GET /api/v1/zones[?district=<id>]`: every zone, or one district's.
+async fn zones(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
+    match q.filter(&v) {
+        Ok(d) => Json(v.zones_json(d)).into_response(),
+        Err(message) => not_found(message),
+    }
+}
+
+/// `GET /api/v1/lots[?district=<id>]`: every car park, or one district's.
+async fn lots(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
+    match q.filter(&v) {
+        Ok(d) => Json(v.lots_json(d)).into_response(),
+        Err(message) => not_found(message),
+    }
+}
+
+/// `GET /api/v1/alerts[?district=<id>]`: every alert, or one district's.
+async fn alerts(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
+    match q.filter(&v) {
+        Ok(d) => Json(v.alerts_json(d)).into_response(),
+        Err(message) => not_found(message),
     }
 }
 

@@ -6,8 +6,9 @@
 //! has read the topic to its end.
 //!
 //! Records are keyed by what they describe (`zone/<id>`, `lot/<id>`,
-//! `revenue/<lot>/<topic>/<partition>`, `district/parking`, `district/crowd`,
-//! `district/payments`, `sales/<zone>`, `alert/<zone>`) and hold the JSON the
+//! `revenue/<lot>/<topic>/<partition>`, `district/<id>/parking`,
+//! `district/<id>/crowd`, `district/<id>/payments`, `sales/<zone>`,
+//! `alert/<zone>`) and hold the JSON the
 //! API serves for it, so the view is bounded by the configuration, not by
 //! traffic. A car park's revenue comes from payments on several partitions,
 //! each owner writing its own share; the view sums them.
@@ -45,7 +46,7 @@ pub fn event_of(key: &str) -> Option<&'static str> {
         "alert" => Some("alert"),
         "lot" => Some("availability"),
         "sales" => Some("sales"),
-        "district" if key == "district/parking" => Some("availability"),
+        "district" if key.ends_with("/parking") => Some("availability"),
         "district" => Some("district"),
         _ => None,
     }
@@ -91,14 +92,9 @@ impl SharedView {
     }
 
     /// Alerts read, newest first.
-    pub fn alerts(&self) -> Value {
-        Value::Array(
-            crate::sync::read(&self.recent_alerts)
-                .iter()
-                .rev()
-                .cloned()
-                .collect(),
-        )
+    pub fn alerts(&self) -> Vec<Value> {
+        let recent = crate::sync::read(&self.recent_alerts);
+        recent.iter().rev().cloned().collect()
     }
 
     pub fn caught_up(&self, wall_ms: i64) {
@@ -144,7 +140,6 @@ mod tests {
             v.apply("alert/z1", Some(a));
         }
         let alerts = v.alerts();
-        let alerts = alerts.as_array().unwrap();
         assert_eq!(alerts.len(), RECENT_ALERTS);
         assert_eq!(alerts[0]["alert_id"], "z1:59");
     }
@@ -153,8 +148,8 @@ mod tests {
     fn events_follow_the_key() {
         assert_eq!(event_of("alert/z1"), Some("alert"));
         assert_eq!(event_of("lot/p01"), Some("availability"));
-        assert_eq!(event_of("district/parking"), Some("availability"));
-        assert_eq!(event_of("district/crowd"), Some("district"));
+        assert_eq!(event_of("district/hubin/parking"), Some("availability"));
+        assert_eq!(event_of("district/hubin/crowd"), Some("district"));
         assert_eq!(event_of("zone/z1"), None);
         assert_eq!(event_of("revenue/p01/payments/0"), None);
     }

@@ -32,7 +32,7 @@ fn view_of(engine: &Engine) -> LiveView {
 
 /// Copies the engine's live state into the view and gauges.
 pub fn refresh_view(engine: &Engine, view: &LiveView) {
-    refresh_view_of(&[engine], engine.district(), &BTreeMap::new(), view);
+    refresh_view_of(&[engine], engine.districts(), &BTreeMap::new(), view);
 }
 
 /// The same over the engines of a parallel run's partitions: each zone and
@@ -41,7 +41,7 @@ pub fn refresh_view(engine: &Engine, view: &LiveView) {
 /// already dropped.
 pub fn refresh_view_of(
     engines: &[&Engine],
-    district: Option<ParkingGroup>,
+    districts: Vec<ParkingGroup>,
     retired: &BTreeMap<InputTopic, u64>,
     view: &LiveView,
 ) {
@@ -77,7 +77,7 @@ pub fn refresh_view_of(
             view.update_lot(a);
         }
     }
-    view.update_district(district);
+    view.update_districts(districts);
     view.metrics.payments.set_payment_totals(catalog, &totals);
     // Names from any engine: with none there is nothing new to count.
     if let Some(engine) = engines.first() {

@@ -12,11 +12,23 @@ use foldhash::{HashMap, HashMapExt};
 pub type ZoneIx = u32;
 pub type LotIx = u16;
 pub type CategoryIx = u16;
+pub type DistrictIx = u16;
 
 // The configuration's limits are what these indices can number.
 const _: () = assert!(ZoneIx::MAX as usize == crate::config::MAX_ZONES);
 const _: () = assert!(LotIx::MAX as usize == crate::config::MAX_LOTS);
 const _: () = assert!(CategoryIx::MAX as usize == crate::config::MAX_CATEGORIES);
+const _: () = assert!(DistrictIx::MAX as usize == crate::config::MAX_DISTRICTS);
+
+/// A district: the key of its records, its clock and its holidays.
+#[derive(Debug, Clone)]
+pub struct DistrictInfo {
+    pub id: String,
+    pub name: String,
+    pub utc_offset: UtcOffset,
+    /// Weekdays and public holidays, for forecasts.
+    pub calendar: Calendar,
+}
 
 #[derive(Debug, Clone)]
 pub struct ZoneInfo {
@@ -27,6 +39,7 @@ pub struct ZoneInfo {
     pub baseline: u32,
     /// `(lat, lon)`, when configured.
     pub position: Option<(f64, f64)>,
+    pub district: DistrictIx,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +51,7 @@ pub struct LotInfo {
     pub hours: OpeningHours,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
+    pub district: DistrictIx,
 }
 
 impl LotInfo {
@@ -61,10 +75,8 @@ pub struct MerchantInfo {
 /// validated [`Config`]; shared read-only by every partition.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    pub district_id: String,
-    pub utc_offset: UtcOffset,
-    /// Weekdays and public holidays, for forecasts.
-    pub calendar: Calendar,
+    /// In configuration order: the first is the default one.
+    pub districts: Vec<DistrictInfo>,
     pub zones: Vec<ZoneInfo>,
     pub lots: Vec<LotInfo>,
     pub categories: Vec<String>,
@@ -81,6 +93,24 @@ pub struct Catalog {
 impl Catalog {
     /// Builds the catalog. The config must have passed validation.
     pub fn new(c: &Config) -> Self {
+        let districts: Vec<DistrictInfo> = c
+            .districts()
+            .map(|d| {
+                let utc_offset = UtcOffset::parse(&d.utc_offset).expect("validated offset");
+                DistrictInfo {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                    utc_offset,
+                    calendar: Calendar::new(utc_offset, &d.holidays),
+                }
+            })
+            .collect();
+        let district_ix = |named: Option<&String>| -> DistrictIx {
+            let d = c
+                .district_of(named.map(String::as_str))
+                .expect("validated district");
+            districts.iter().position(|x| x.id == d.id).unwrap_or(0) as DistrictIx
+        };
         let zones: Vec<ZoneInfo> = c
             .zones
             .iter()
@@ -91,6 +121,7 @@ impl Catalog {
                 thresholds: c.thresholds_for(z),
                 baseline: z.baseline,
                 position: z.lat.zip(z.lon),
+                district: district_ix(z.district.as_ref()),
             })
             .collect();
         let lots: Vec<LotInfo> = c
@@ -104,6 +135,7 @@ impl Catalog {
                 hours: OpeningHours::parse(&l.opening_hours).expect("validated opening hours"),
                 lat: l.lat,
                 lon: l.lon,
+                district: district_ix(l.district.as_ref()),
             })
             .collect();
         let zone_ix: HashMap<String, ZoneIx> = zones
@@ -136,11 +168,8 @@ impl Catalog {
                 .or_insert(0) += area;
             merchants.insert(m.id.clone(), MerchantInfo { zone, category });
         }
-        let utc_offset = UtcOffset::parse(&c.district.utc_offset).expect("validated offset");
         Catalog {
-            district_id: c.district.id.clone(),
-            utc_offset,
-            calendar: Calendar::new(utc_offset, &c.district.holidays),
+            districts,
             zones,
             lots,
             categories: c.payments.categories.clone(),
@@ -154,6 +183,25 @@ impl Catalog {
         }
     }
 
+    /// A district's index by id.
+    pub fn district(&self, id: &str) -> Option<DistrictIx> {
+        self.districts
+            .iter()
+            .position(|d| d.id == id)
+            .map(|i| i as DistrictIx)
+    }
+    /// The district a zone is in.
+    pub fn zone_district(&self, zone: ZoneIx) -> &DistrictInfo {
+        &self.districts[self.zones[zone as usize].district as usize]
+    }
+    /// The district a car park is in.
+    pub fn lot_district(&self, lot: LotIx) -> &DistrictInfo {
+        &self.districts[self.lots[lot as usize].district as usize]
+    }
+    /// The default district: the first configured.
+    pub fn first_district(&self) -> &DistrictInfo {
+        &self.districts[0]
+    }
     pub fn zone(&self, id: &str) -> Option<ZoneIx> {
         self.zone_ix.get(id).copied()
     }
@@ -169,9 +217,14 @@ impl Catalog {
     pub fn zone_selling_area_centi(&self, zone: ZoneIx) -> u64 {
         self.zone_area_centi[zone as usize]
     }
-    /// Selling area of the whole district, in hundredths of m².
-    pub fn district_selling_area_centi(&self) -> u64 {
-        self.zone_area_centi.iter().sum()
+    /// Selling area of a whole district, in hundredths of m².
+    pub fn district_selling_area_centi(&self, district: DistrictIx) -> u64 {
+        self.zones
+            .iter()
+            .zip(&self.zone_area_centi)
+            .filter(|(z, _)| z.district == district)
+            .map(|(_, a)| a)
+            .sum()
     }
 
     pub fn category_selling_area_centi(&self, zone: ZoneIx, category: CategoryIx) -> u64 {

@@ -16,7 +16,9 @@ mod reject;
 mod topic;
 
 pub use crate::config::area_to_centi;
-pub use catalog::{Catalog, CategoryIx, LotInfo, LotIx, ZoneInfo, ZoneIx};
+pub use catalog::{
+    Catalog, CategoryIx, DistrictInfo, DistrictIx, LotInfo, LotIx, ZoneInfo, ZoneIx,
+};
 pub use decode::{decode, forwarded_lines};
 pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
 pub use keys::{LotKeys, ZoneKeys};

@@ -68,6 +68,7 @@ pub enum AlertKind {
 pub struct CrowdAlert {
     pub alert_id: String,
     pub zone: String,
+    pub district: String,
     pub kind: AlertKind,
     /// The zone's level when the alert was raised (for a forecast: still below red).
     pub level: Level,
@@ -92,6 +93,7 @@ pub struct CrowdAlert {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DensityRecord {
     pub zone: String,
+    pub district: String,
     pub window_start: String,
     pub window_end: String,
     pub samples: u32,
@@ -160,6 +162,8 @@ pub struct Availability {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub name: String,
+    /// The district's id (also the id of its `ParkingGroup`).
+    pub district: String,
     pub total_spot_number: u32,
     pub available_spot_number: u32,
     pub occupied_spot_number: u32,
@@ -234,6 +238,7 @@ pub struct PaymentFigures {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PaymentStats {
     pub zone: String,
+    pub district: String,
     pub window_start: String,
     pub window_end: String,
     #[serde(flatten)]

@@ -174,7 +174,7 @@ impl ParkingOperator {
         if (changed && rate_ok) || heartbeat {
             if sample_history(&mut entry.state, now) && status.is_known() {
                 profiles.get_or_insert_with(ix, Profile::default).learn(
-                    &catalog.calendar,
+                    &catalog.lot_district(ix).calendar,
                     now,
                     entry.state.occupancy(),
                 );
@@ -276,7 +276,8 @@ fn status_of(
     now: i64,
 ) -> ParkingStatus {
     let info = &catalog.lots[ix as usize];
-    if !info.hours.is_open(catalog.utc_offset.minute_of_day(now)) {
+    let clock = catalog.lot_district(ix).utc_offset;
+    if !info.hours.is_open(clock.minute_of_day(now)) {
         ParkingStatus::Closed
     } else if lot.unknown() * 2 > lot.spaces {
         ParkingStatus::Unknown
@@ -316,6 +317,7 @@ fn trend_per_min(lot: &LotState, now: i64) -> Option<f64> {
 
 fn forecast(
     catalog: &Catalog,
+    ix: LotIx,
     lot: &LotState,
     profile: &Profile,
     status: ParkingStatus,
@@ -335,7 +337,7 @@ fn forecast(
         .map(|&minutes| ForecastPoint {
             minutes,
             available_spot_number: lot.spaces
-                - forecast::used_in(profile, &catalog.calendar, start, minutes),
+                - forecast::used_in(profile, &catalog.lot_district(ix).calendar, start, minutes),
         })
         .collect()
 }
@@ -364,6 +366,7 @@ fn availability(
         id: info.id.clone(),
         kind: "OffStreetParking",
         name: info.name.clone(),
+        district: catalog.lot_district(ix).id.clone(),
         total_spot_number: lot.spaces,
         available_spot_number: lot.available(),
         occupied_spot_number: lot.occupied,
@@ -374,7 +377,7 @@ fn availability(
         occupancy_detection_type: info.detection_type(),
         observation_date_time: format_ts(lot.last_event_ts.max(i64::MIN + 1)),
         location: crate::output::GeoPoint::of_lot(info),
-        forecast: forecast(catalog, lot, profile, status, now),
+        forecast: forecast(catalog, ix, lot, profile, status, now),
         analytics: lot.analytics,
         observed_ms: lot.last_event_ts,
         emitted_ms: now,

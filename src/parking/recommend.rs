@@ -205,6 +205,7 @@ mod tests {
 
     fn record(id: &str, spaces: u32, now: u32, forecast: [u32; 3]) -> LotNow {
         LotNow::from(&Availability {
+            district: "hubin".into(),
             id: id.into(),
             kind: "OffStreetParking",
             name: id.into(),

@@ -86,6 +86,7 @@ impl PaymentsOperator {
             let currency = &catalog.currency;
             out.push(Output::Payments(PaymentStats {
                 zone: catalog.zones[zone as usize].id.clone(),
+                district: catalog.zone_district(zone).id.clone(),
                 window_start: format_ts(start),
                 window_end: format_ts(end),
                 figures: w

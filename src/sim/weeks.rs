@@ -108,11 +108,13 @@ struct GateMsg<'a> {
 
 /// The messages of `weeks` weeks, in delivery order (event time plus up to two
 /// seconds).
-pub fn parking_weeks(catalog: &Catalog, cal: &Calendar, opts: &WeeksOptions) -> Vec<SimMessage> {
+/// Each car park follows its district's calendar.
+pub fn parking_weeks(catalog: &Catalog, opts: &WeeksOptions) -> Vec<SimMessage> {
     let mut rng = Rng::new(opts.seed);
     let minutes = opts.weeks as i64 * 7 * 1440;
     let mut out = Vec::with_capacity((minutes as usize) * catalog.lots.len() * 2);
     for (i, lot) in catalog.lots.iter().enumerate() {
+        let cal = &catalog.districts[lot.district as usize].calendar;
         let kind = match i % 3 {
             0 => Kind::Offices,
             1 => Kind::Shops,

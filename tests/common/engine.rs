@@ -113,8 +113,9 @@ pub struct Published {
     pub availability: BTreeMap<String, Value>,
     pub stats: BTreeMap<(String, String), Value>,
     pub density: BTreeMap<(String, String), Value>,
-    /// The district records of each window, by scope and window start.
-    pub district: BTreeMap<(String, String), Value>,
+    /// The district records of each window, by district, scope and window
+    /// start.
+    pub district: BTreeMap<(String, String, String), Value>,
 }
 
 pub fn published(names: &Names) -> Published {
@@ -151,10 +152,10 @@ pub fn published_on(brokers: &str, names: &Names) -> Published {
     }
     Published {
         alerts,
-        // Car parks only: the district roll-up is per instance.
+        // Car parks only: the district roll-up publishes by the wall clock.
         availability: kafka::latest_per_key(&read("parking.availability"))
             .into_iter()
-            .filter(|(k, _)| k.starts_with('p'))
+            .filter(|(_, v)| v["type"] == "OffStreetParking")
             .collect(),
         district: district_records(&[read("payments.stats"), read("crowd.density")]),
         stats: windowed(read("payments.stats")),
@@ -162,19 +163,17 @@ pub fn published_on(brokers: &str, names: &Names) -> Published {
     }
 }
 
-/// The district records among `topics`, by scope and window start; a window
-/// published twice must be published the same.
-fn district_records(topics: &[Vec<kafka::Record>]) -> BTreeMap<(String, String), Value> {
+/// The district records among `topics`, by district, scope and window
+/// start; a window published twice must be published the same.
+fn district_records(topics: &[Vec<kafka::Record>]) -> BTreeMap<(String, String, String), Value> {
     let mut map = BTreeMap::new();
     for r in topics
         .iter()
         .flatten()
         .filter(|r| r.value["type"] == "district")
     {
-        let key = (
-            r.value["scope"].as_str().unwrap_or_default().to_string(),
-            r.value["window_start"].as_str().unwrap().to_string(),
-        );
+        let text = |field: &str| r.value[field].as_str().unwrap_or_default().to_string();
+        let key = (text("district"), text("scope"), text("window_start"));
         let value = r.value.clone();
         if let Some(old) = map.get(&key) {
             assert_eq!(old, &value, "a repeated district record must be identical");
@@ -301,21 +300,20 @@ fn differences<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
     out
 }
 
-/// The zone windows (crowd or payments, by start) that no district record
-/// sums: a district window must close once its zones' have.
+/// The zone windows (district, crowd or payments, start) that no district
+/// record sums: a district window must close once its zones' have.
 pub fn windows_without_district(p: &Published) -> Vec<String> {
-    let starts = |zones: &BTreeMap<(String, String), Value>| -> std::collections::BTreeSet<String> {
-        zones.keys().map(|(_, start)| start.clone()).collect()
-    };
-    let mut missing = Vec::new();
+    let mut missing = std::collections::BTreeSet::new();
     for (scope, zones) in [("crowd", &p.density), ("payments", &p.stats)] {
-        for start in starts(zones) {
-            if !p.district.contains_key(&(scope.to_string(), start.clone())) {
-                missing.push(format!("{scope} {start}"));
+        for ((_, start), z) in zones {
+            let district = z["district"].as_str().unwrap_or_default().to_string();
+            let key = (district, scope.to_string(), start.clone());
+            if !p.district.contains_key(&key) {
+                missing.insert(format!("{} {scope} {start}", key.0));
             }
         }
     }
-    missing
+    missing.into_iter().collect()
 }
 
 /// Every district record equals the sum of its zones' records of the same
@@ -329,18 +327,18 @@ pub fn assert_district_sums(p: &Published) {
         whole.parse::<i64>().unwrap() * 100
             + sign * format!("{frac:0<2}")[..2].parse::<i64>().unwrap()
     };
-    for ((scope, start), d) in &p.district {
+    for ((district, scope, start), d) in &p.district {
         let zones: Vec<&Value> = match scope.as_str() {
             "crowd" => &p.density,
             _ => &p.stats,
         }
         .iter()
-        .filter(|((_, s), _)| s == start)
+        .filter(|((_, s), v)| s == start && v["district"] == district.as_str())
         .map(|(_, v)| v)
         .collect();
         assert!(
             !zones.is_empty(),
-            "district {scope} {start} without zone records"
+            "district {district} {scope} {start} without zone records"
         );
         if scope == "crowd" {
             let tenths: i64 = zones

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod districts;
 pub mod engine;
 pub mod kafka;
 pub mod scenario;

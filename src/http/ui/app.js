@@ -7,6 +7,10 @@ const REFRESH_MS = 2000;
 // A view whose data has not moved for this long says so, loudly.
 const STALE_MS = 10000;
 const state = { zones: [], lots: [], district: null, alerts: [], sales: null, fetchedAt: 0, newestMs: 0, newestSeenAt: 0 };
+// The district shown: `?district=<id>` in the page's address, else the
+// first configured (the API's default).
+let districtId = new URLSearchParams(location.search).get("district");
+const inDistrict = (path) => districtId ? `${path}?district=${encodeURIComponent(districtId)}` : path;
 
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -28,9 +32,12 @@ async function getJson(path) {
 
 async function refresh() {
   try {
-    const [zones, lots, district, alerts, sales] = await Promise.all([
-      getJson("/api/v1/zones"), getJson("/api/v1/lots"), getJson("/api/v1/district"),
-      getJson("/api/v1/alerts"), getJson("/api/v1/sales"),
+    // Lists are filtered only when a district is chosen; the district's
+    // own record says which one is shown.
+    const [district, sales] = await Promise.all([getJson(inDistrict("/api/v1/district")), getJson(inDistrict("/api/v1/sales"))]);
+    const only = (path) => `${path}?district=${encodeURIComponent(district.id)}`;
+    const [zones, lots, alerts] = await Promise.all([
+      getJson(only("/api/v1/zones")), getJson(only("/api/v1/lots")), getJson(only("/api/v1/alerts")),
     ]);
     Object.assign(state, { zones, lots, district, alerts, sales, fetchedAt: Date.now() });
     render();
@@ -227,6 +234,25 @@ async function recommend(ev) {
   }
 }
 
+// Several districts: a selector, which keeps the choice in the address so a
+// reload or a shared link shows the same district.
+async function districts() {
+  try {
+    const list = await getJson("/api/v1/districts");
+    const select = $("#district");
+    select.innerHTML = list.map((d) => `<option value="${esc(d.id)}">${esc(d.name)}</option>`).join("");
+    select.value = districtId || (list[0] && list[0].id) || "";
+    select.hidden = list.length < 2;
+    select.addEventListener("change", () => {
+      districtId = select.value;
+      history.replaceState(null, "", `?district=${encodeURIComponent(districtId)}`);
+      refresh();
+    });
+  } catch (e) {
+    setConnection(false, e.message);
+  }
+}
+
 // The live stream: an alert refreshes at once. EventSource reconnects by itself.
 function listen() {
   const es = new EventSource("/api/v1/stream");
@@ -236,6 +262,7 @@ function listen() {
 }
 
 $("#recommend").addEventListener("submit", recommend);
+districts();
 refresh();
 setInterval(refresh, REFRESH_MS);
 setInterval(renderAge, 1000);

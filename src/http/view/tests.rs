@@ -8,7 +8,7 @@ use std::sync::Arc;
 fn configured_fields_are_there_before_the_first_reading() {
     let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap());
     let view = crate::io::live_view(&Engine::new(config.clone()));
-    let lots = view.lots_json();
+    let lots = view.lots_json(None);
     let lots = lots.as_array().unwrap();
     assert_eq!(lots.len(), config.lots.len());
     for (lot, configured) in lots.iter().zip(&config.lots) {
@@ -40,6 +40,7 @@ fn recent_alerts_and_sales_are_bounded() {
         Output::Alert(CrowdAlert {
             alert_id: format!("{zone}:{i}:red"),
             zone: zone.clone(),
+            district: "hubin".into(),
             kind: AlertKind::Level,
             level: Level::Red,
             previous: Level::Yellow,
@@ -54,7 +55,7 @@ fn recent_alerts_and_sales_are_bounded() {
         })
     };
     view.publish(&(0..60).map(alert).collect::<Vec<_>>());
-    let alerts = view.alerts_json();
+    let alerts = view.alerts_json(None);
     let ids: Vec<&str> = alerts
         .as_array()
         .unwrap()
@@ -68,6 +69,7 @@ fn recent_alerts_and_sales_are_bounded() {
     let window = |start: i64| {
         Output::Payments(PaymentStats {
             zone: zone.clone(),
+            district: "hubin".into(),
             window_start: crate::time::format_ts(start),
             window_end: crate::time::format_ts(start + 300_000),
             figures: crate::output::Tally::default().figures("CNY", 0),
@@ -77,7 +79,7 @@ fn recent_alerts_and_sales_are_bounded() {
         })
     };
     view.publish(&[window(0), window(300_000)]);
-    let sales = view.sales_json();
+    let sales = view.sales_json(0);
     let zones = sales["zones"].as_array().unwrap();
     assert_eq!(zones.len(), config.zones.len());
     assert_eq!(

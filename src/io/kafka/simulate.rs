@@ -106,7 +106,6 @@ pub fn simulate(config: &Config, opts: &SimulateOptions) -> anyhow::Result<Simul
         let catalog = Catalog::new(config);
         let msgs = parking_weeks(
             &catalog,
-            &catalog.calendar,
             &WeeksOptions {
                 start_ms: opts.sim.start_ms,
                 weeks,

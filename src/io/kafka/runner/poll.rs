@@ -104,9 +104,9 @@ impl<'a> Coordinator<'a> {
         let mut slots = ctx.slots.barrier();
         self.watch_positions(&mut slots, now);
         let engines: Vec<&Engine> = each(&mut slots).map(|s| &s.engine).collect();
-        let district = engines.iter().find_map(|e| e.district());
+        let districts = engines.iter().flat_map(|e| e.districts()).collect();
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
-        crate::io::refresh_view_of(&engines, district, &retired, self.view);
+        crate::io::refresh_view_of(&engines, districts, &retired, self.view);
         // Not while held: the transaction is failing, or the state rewinding.
         if now.duration_since(self.last_share) >= super::share::SHARE_EVERY && !ctx.held() {
             self.writer.write(ctx, self.view, &mut slots);

@@ -77,13 +77,17 @@ fn records(ctx: &RunContext, view: &LiveView, slots: &mut Barrier<'_>) -> Vec<(S
             let key = format!("revenue/{id}/{name}/{}", slot.partition);
             out.push((key, Value::from(tally.net_fen())));
         }
-        if let Some(g) = engine.district() {
-            out.push(("district/parking".into(), json(&g)));
+        for g in engine.districts() {
+            out.push((format!("district/{}/parking", g.id), json(&g)));
         }
     }
-    let (crowd, payments) = view.local_district_kpis();
-    out.extend(crowd.map(|d| ("district/crowd".into(), json(&d))));
-    out.extend(payments.map(|d| ("district/payments".into(), json(&d))));
+    for d in view.local_district_kpis() {
+        let scope = match d.scope {
+            crate::output::DistrictScope::Crowd => "crowd",
+            crate::output::DistrictScope::Payments => "payments",
+        };
+        out.push((format!("district/{}/{scope}", d.district), json(&d)));
+    }
     for s in view.local_sales() {
         out.push((format!("sales/{}", s.zone), json(&s)));
     }
