@@ -5,6 +5,25 @@ use crate::config::Config;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// One line per district: name, id, clock, and how many zones and car parks.
+fn print_districts(c: &crate::config::Config) {
+    let named = |d: &crate::config::District, in_it: Option<&str>| {
+        c.district_of(in_it).is_some_and(|x| x.id == d.id)
+    };
+    for d in c.districts() {
+        let zones = c.zones.iter().filter(|z| named(d, z.district.as_deref()));
+        let lots = c.lots.iter().filter(|l| named(d, l.district.as_deref()));
+        println!(
+            "district  {} ({}), UTC{}: {} zones, {} car parks",
+            d.name,
+            d.id,
+            d.utc_offset,
+            zones.count(),
+            lots.count()
+        );
+    }
+}
+
 pub(super) fn check_config(file: &Path) -> ExitCode {
     // `FILE: KEY: PROBLEM`, as every command reports a bad configuration.
     let c = match load_config(Some(file)) {
@@ -15,24 +34,7 @@ pub(super) fn check_config(file: &Path) -> ExitCode {
         }
     };
     println!("{}: valid", file.display());
-    for d in c.districts() {
-        let zones = c.zones.iter().filter(|z| {
-            c.district_of(z.district.as_deref())
-                .is_some_and(|x| x.id == d.id)
-        });
-        let lots = c.lots.iter().filter(|l| {
-            c.district_of(l.district.as_deref())
-                .is_some_and(|x| x.id == d.id)
-        });
-        println!(
-            "district  {} ({}), UTC{}: {} zones, {} car parks",
-            d.name,
-            d.id,
-            d.utc_offset,
-            zones.count(),
-            lots.count()
-        );
-    }
+    print_districts(&c);
     println!(
         "engine    out-of-orderness {}, idle timeout {}, lateness {}, dedup horizon {}",
         c.engine.max_out_of_orderness,

@@ -27,10 +27,11 @@ struct SalesWindow {
 const LOT_PRINT_INTERVAL_MS: i64 = 60_000;
 
 impl<W: Write> ConsolePrinter<W> {
-    pub fn new(out: W, offset: UtcOffset) -> Self {
+    /// Prints times on the clock of the catalog's first district.
+    pub fn new(out: W, catalog: &crate::model::Catalog) -> Self {
         ConsolePrinter {
             out,
-            offset,
+            offset: catalog.first_district().utc_offset,
             lot_printed: HashMap::new(),
             sales: BTreeMap::new(),
         }

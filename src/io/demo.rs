@@ -49,10 +49,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<DemoSummary> {
     let mut sim = Simulator::new(&config, opts.sim.clone());
-    let mut printer = ConsolePrinter::new(
-        std::io::stdout(),
-        engine.catalog().first_district().utc_offset,
-    );
+    let mut printer = ConsolePrinter::new(std::io::stdout(), engine.catalog());
     let partitions = config.topics.input_partitions;
     let mut offsets: HashMap<(InputTopic, i32), i64> = HashMap::new();
     let mut summary = DemoSummary::default();

@@ -93,18 +93,7 @@ pub struct Catalog {
 impl Catalog {
     /// Builds the catalog. The config must have passed validation.
     pub fn new(c: &Config) -> Self {
-        let districts: Vec<DistrictInfo> = c
-            .districts()
-            .map(|d| {
-                let utc_offset = UtcOffset::parse(&d.utc_offset).expect("validated offset");
-                DistrictInfo {
-                    id: d.id.clone(),
-                    name: d.name.clone(),
-                    utc_offset,
-                    calendar: Calendar::new(utc_offset, &d.holidays),
-                }
-            })
-            .collect();
+        let districts = districts_of(c);
         let district_ix = |named: Option<&String>| -> DistrictIx {
             let d = c
                 .district_of(named.map(String::as_str))
@@ -233,6 +222,19 @@ impl Catalog {
             .copied()
             .unwrap_or(0)
     }
+}
+
+fn districts_of(c: &Config) -> Vec<DistrictInfo> {
+    let info = |d: &crate::config::District| {
+        let utc_offset = UtcOffset::parse(&d.utc_offset).expect("validated offset");
+        DistrictInfo {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            utc_offset,
+            calendar: Calendar::new(utc_offset, &d.holidays),
+        }
+    };
+    c.districts().map(info).collect()
 }
 
 #[cfg(test)]
