@@ -160,44 +160,37 @@ fn unknown_district(v: &LiveView, id: &str) -> String {
     format!("unknown district `{id}`; configured: {}", ids.join(", "))
 }
 
-/// `GET /api/v1/district[?district=<id>]`: one district, the first by default.
-async fn district(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
-    match q.one(&v) {
-        Ok(d) => Json(v.district_json(d)).into_response(),
+/// The JSON asked for, or a 404 with the message.
+fn answer(found: Result<serde_json::Value, String>) -> Response {
+    match found {
+        Ok(v) => Json(v).into_response(),
         Err(message) => not_found(message),
     }
+}
+
+/// `GET /api/v1/district[?district=<id>]`: one district, the first by default.
+async fn district(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
+    answer(q.one(&v).map(|d| v.district_json(d)))
 }
 
 /// `GET /api/v1/sales[?district=<id>]`: one district, the first by default.
 async fn sales(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
-    match q.one(&v) {
-        Ok(d) => Json(v.sales_json(d)).into_response(),
-        Err(message) => not_found(message),
-    }
+    answer(q.one(&v).map(|d| v.sales_json(d)))
 }
 
 /// `GET /api/v1/zones[?district=<id>]`: every zone, or one district's.
 async fn zones(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
-    match q.filter(&v) {
-        Ok(d) => Json(v.zones_json(d)).into_response(),
-        Err(message) => not_found(message),
-    }
+    answer(q.filter(&v).map(|d| v.zones_json(d)))
 }
 
 /// `GET /api/v1/lots[?district=<id>]`: every car park, or one district's.
 async fn lots(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
-    match q.filter(&v) {
-        Ok(d) => Json(v.lots_json(d)).into_response(),
-        Err(message) => not_found(message),
-    }
+    answer(q.filter(&v).map(|d| v.lots_json(d)))
 }
 
 /// `GET /api/v1/alerts[?district=<id>]`: every alert, or one district's.
 async fn alerts(State(v): State<Arc<LiveView>>, Query(q): Query<InDistrict>) -> Response {
-    match q.filter(&v) {
-        Ok(d) => Json(v.alerts_json(d)).into_response(),
-        Err(message) => not_found(message),
-    }
+    answer(q.filter(&v).map(|d| v.alerts_json(d)))
 }
 
 async fn zone(State(v): State<Arc<LiveView>>, Path(id): Path<String>) -> Response {
