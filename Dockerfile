@@ -10,7 +10,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake libssl-dev libsasl2-dev libcurl4-openssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# No .git in the build context: pass the revision for `--version` and
+# crowdpark_build_info, e.g. --build-arg CROWDPARK_GIT_REVISION=$(git rev-parse --short=12 HEAD).
+ARG CROWDPARK_GIT_REVISION=unknown
+ENV CROWDPARK_GIT_REVISION=${CROWDPARK_GIT_REVISION}
 COPY src src
 COPY config config
 COPY benches benches

@@ -29,3 +29,29 @@ pub mod sim;
 pub mod state;
 pub mod sync;
 pub mod time;
+
+/// Which build this is: `--version` and `crowdpark_build_info` say it.
+#[derive(Debug, Clone, Copy)]
+pub struct Build {
+    pub version: &'static str,
+    /// The git revision it was built from (`build.rs`), or `unknown`.
+    pub revision: &'static str,
+    /// The day it was built, UTC (`YYYY-MM-DD`).
+    pub date: &'static str,
+}
+
+pub const BUILD: Build = Build {
+    version: env!("CARGO_PKG_VERSION"),
+    revision: env!("CROWDPARK_REVISION"),
+    date: env!("CROWDPARK_BUILD_DATE"),
+};
+
+/// `--version`'s text: `0.1.0 (revision 1a2b3c4d5e6f, built 2026-12-07)`.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("CROWDPARK_REVISION"),
+    ", built ",
+    env!("CROWDPARK_BUILD_DATE"),
+    ")"
+);

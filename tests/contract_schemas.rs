@@ -167,8 +167,8 @@ fn the_simulated_afternoon_matches_the_published_schemas() {
 #[test]
 fn the_asyncapi_document_covers_every_topic_and_schema() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root.join("docs/asyncapi.yaml")).unwrap())
+    let doc: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("docs/asyncapi.yaml")).unwrap())
             .unwrap();
     assert_eq!(doc["asyncapi"].as_str(), Some("3.0.0"));
     let config = load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap();
@@ -257,13 +257,14 @@ fn the_dead_letter_reasons_are_the_engines() {
     assert_eq!(listed, engine);
 }
 
-/// Every JSON example in the README (one per line in its `json` blocks) is
-/// valid against one of the schemas: the examples are the contract's, not
-/// older shapes.
+/// Every JSON example in the README and `docs/outputs.md` (one per line in
+/// their `json` blocks) is valid against one of the schemas: the examples are
+/// the contract's, not older shapes.
 #[test]
 fn the_readme_examples_follow_the_schemas() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap()
+        + &std::fs::read_to_string(root.join("docs/outputs.md")).unwrap();
     let validators: Vec<(String, jsonschema::Validator)> = std::fs::read_dir(root.join("schemas"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -118,6 +118,23 @@ fn demo_tells_the_story_and_serves_the_api() {
         "no payment windows:\n{text}"
     );
     assert!(text.contains("summary:"), "no summary line");
+
+    // The README's sample is what the demo prints with its default seed:
+    // each sample line, exactly, in this run's output.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sample: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.len() > 10 && l.as_bytes()[2] == b':' && l.as_bytes()[5] == b':')
+        .filter(|l| l[8..].starts_with("  "))
+        .collect();
+    assert!(sample.len() >= 5, "the README's sample: {sample:?}");
+    for line in sample {
+        assert!(
+            text.lines().any(|l| l == line),
+            "the README's sample line is not what the demo prints:\n{line}\n\nthe demo printed:\n{text}"
+        );
+    }
 }
 
 #[test]

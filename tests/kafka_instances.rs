@@ -108,7 +108,10 @@ fn three_instances_on_six_partitions_one_killed_a_fourth_started_serve_one_distr
         );
     }
     let district = &last[0]["district"];
-    assert!(district["availableSpotNumber"].is_u64(), "{district}");
+    assert!(
+        district["parking"]["availableSpotNumber"].is_u64(),
+        "{district}"
+    );
     assert!(district["crowd"]["window_start"].is_string(), "{district}");
 
     // The page of the newest instance shows every car park's free spaces as

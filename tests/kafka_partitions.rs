@@ -4,7 +4,7 @@
 //! `late` and four car parks ended with wrong free counts, with `/healthz` 200.
 //! Now the engine refuses: `/readyz` and `/healthz` 503 with the topics and
 //! their counts, an ERROR saying the same, and nothing processed, at once
-//! while it runs and again at start; the README's way to grow (stop, grow
+//! while it runs and again at start; the documented way to grow (docs/operations.md) (stop, grow
 //! every topic, reset, set `topics.input_partitions`) then runs.
 
 mod common;
@@ -96,7 +96,7 @@ fn a_topic_grown_while_the_engine_runs_is_refused_until_the_documented_reset() {
     assert_eq!(consumed(&addr, &input), 0.0);
     assert_eq!(stop_engine(engine).code(), Some(0));
 
-    // The README's way: every topic grown, the checkpoint reset, the setting
+    // The documented way: every topic grown, the checkpoint reset, the setting
     // changed. The engine then runs on six partitions.
     for base in [
         "parking.events",

@@ -124,16 +124,33 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     assert!(ok, "{out}");
     // The rules use only metrics the engine exports.
     let exported = exported_metrics();
-    let rules: serde_yaml::Value = serde_yaml::from_str(
+    let rules: serde_norway::Value = serde_norway::from_str(
         &std::fs::read_to_string(repo("config/prometheus/alerts.yml")).unwrap(),
     )
     .unwrap();
+    let runbooks = std::fs::read_to_string(repo("docs/operations.md")).unwrap();
     let mut alerts = BTreeSet::new();
     for group in rules["groups"].as_sequence().unwrap() {
         for rule in group["rules"].as_sequence().unwrap() {
             alerts.insert(rule["alert"].as_str().unwrap().to_string());
             assert!(rule["annotations"]["summary"].is_string());
             assert!(rule["annotations"]["description"].is_string());
+            // A runbook for each, a section of docs/operations.md.
+            let alert = rule["alert"].as_str().unwrap();
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(
+                url,
+                format!(
+                    "https://crowdpark.example/docs/operations.md#{}",
+                    alert.to_lowercase()
+                )
+            );
+            assert!(
+                runbooks.contains(&format!("\n### {alert}\n")),
+                "no runbook for {alert}"
+            );
             for name in metric_names_in(rule["expr"].as_str().unwrap()) {
                 assert!(exported.contains(&name), "rule uses unknown metric {name}");
             }
@@ -223,8 +240,15 @@ fn the_dashboard_queries_only_exported_metrics() {
         let targets = p["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
         for t in targets {
-            assert_eq!(t["datasource"]["uid"], "prometheus");
-            let names = metric_names_in(t["expr"].as_str().unwrap());
+            // The datasource and the instances are the viewer's choice.
+            assert_eq!(t["datasource"]["uid"], "${datasource}");
+            let expr = t["expr"].as_str().unwrap();
+            let names = metric_names_in(expr);
+            assert_eq!(
+                expr.matches("crowdpark_").count(),
+                expr.matches("instance=~\"$instance\"").count(),
+                "every metric of `{expr}` is filtered by instance"
+            );
             assert!(
                 !names.is_empty(),
                 "{} queries no crowdpark metric",
@@ -233,6 +257,20 @@ fn the_dashboard_queries_only_exported_metrics() {
             used.extend(names);
         }
     }
+    let variables: Vec<(&str, &str)> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        variables,
+        [
+            ("datasource", "datasource"),
+            ("instance", "query"),
+            ("zone", "query")
+        ]
+    );
     let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
     assert!(
         unknown.is_empty(),
@@ -243,14 +281,42 @@ fn the_dashboard_queries_only_exported_metrics() {
         "config/grafana/provisioning/datasources/prometheus.yml",
     ))
     .unwrap();
-    let ds: serde_yaml::Value = serde_yaml::from_str(&ds).unwrap();
+    let ds: serde_norway::Value = serde_norway::from_str(&ds).unwrap();
     assert_eq!(ds["datasources"][0]["uid"].as_str(), Some("prometheus"));
+}
+
+/// The compose stack's Alertmanager configuration passes `amtool
+/// check-config`, with the receiver and inhibitions it is meant to have, and
+/// Prometheus notifies it.
+#[test]
+fn the_alertmanager_configuration_passes_amtool() {
+    let out = Command::new("amtool")
+        .args(["check-config", "config/alertmanager/alertmanager.yml"])
+        .current_dir(repo(""))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("amtool not found ({e}): install the Debian package `prometheus-alertmanager` (.ci/run does)")
+        });
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "amtool check-config: {text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+    assert!(
+        text.contains("1 receivers") && text.contains("2 inhibit rules"),
+        "{text}"
+    );
+    let prometheus: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo("config/prometheus/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    let target = &prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0];
+    assert_eq!(target.as_str(), Some("alertmanager:9093"));
 }
 
 #[test]
 fn the_compose_file_parses_and_refers_to_files_that_exist() {
     let text = std::fs::read_to_string(repo("docker-compose.yml")).unwrap();
-    let compose: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let compose: serde_norway::Value = serde_norway::from_str(&text).unwrap();
     let services = compose["services"].as_mapping().unwrap();
     let names: BTreeSet<&str> = services.keys().filter_map(|k| k.as_str()).collect();
     for wanted in [
@@ -260,6 +326,8 @@ fn the_compose_file_parses_and_refers_to_files_that_exist() {
         "simulator",
         "prometheus",
         "grafana",
+        "alertmanager",
+        "alert-log",
     ] {
         assert!(names.contains(wanted), "service {wanted} missing");
     }
@@ -278,8 +346,8 @@ fn the_compose_file_parses_and_refers_to_files_that_exist() {
             assert!(repo(host).exists(), "{name}: {host} does not exist");
         }
         let deps: Vec<&str> = match &service["depends_on"] {
-            serde_yaml::Value::Sequence(s) => s.iter().filter_map(|d| d.as_str()).collect(),
-            serde_yaml::Value::Mapping(m) => m.keys().filter_map(|d| d.as_str()).collect(),
+            serde_norway::Value::Sequence(s) => s.iter().filter_map(|d| d.as_str()).collect(),
+            serde_norway::Value::Mapping(m) => m.keys().filter_map(|d| d.as_str()).collect(),
             _ => Vec::new(),
         };
         for d in deps {
@@ -287,7 +355,7 @@ fn the_compose_file_parses_and_refers_to_files_that_exist() {
         }
     }
     // Prometheus scrapes the crowdpark service where it listens.
-    let prom: serde_yaml::Value = serde_yaml::from_str(
+    let prom: serde_norway::Value = serde_norway::from_str(
         &std::fs::read_to_string(repo("config/prometheus/prometheus.yml")).unwrap(),
     )
     .unwrap();

@@ -29,12 +29,27 @@ fn analytics_per_car_park_from_the_simulated_afternoon() {
 
     // `/api/v1/district`: the parking roll-up with the latest district KPIs.
     let district = view.district_json(0);
-    assert_eq!(district["type"], "ParkingGroup");
+    assert_eq!(district["parking"]["type"], "ParkingGroup", "{district}");
+    assert_eq!(district["id"], "hubin");
     assert_eq!(district["crowd"]["scope"], "crowd", "{district}");
     assert!(district["crowd"]["people"].as_f64().unwrap() > 0.0);
     assert!(district["crowd"]["zones_by_level"]["green"].is_u64());
     assert_eq!(district["payments"]["scope"], "payments", "{district}");
     assert!(district["payments"]["transactions"].as_u64().unwrap() > 0);
+
+    // One naming rule in every answer: crowdpark's own fields snake_case;
+    // FIWARE records (`OffStreetParking`, `ParkingGroup`) as published, in
+    // that standard's camelCase, everything inside them included.
+    for answer in [
+        view.districts_json(),
+        view.zones_json(None),
+        view.lots_json(None),
+        district.clone(),
+        view.sales_json(0),
+        view.alerts_json(None),
+    ] {
+        assert_naming(&answer, false, &answer);
+    }
 
     let mut revenue_total = 0;
     for lot in &config.lots {
@@ -76,5 +91,31 @@ fn analytics_per_car_park_from_the_simulated_afternoon() {
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
             .sum();
         assert!(sum > 0.0, "{family} is still zero");
+    }
+}
+
+/// Checks every key of `v` (see the caller); `whole` is the answer, for the
+/// message.
+fn assert_naming(v: &serde_json::Value, fiware: bool, whole: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let fiware = fiware
+                || matches!(
+                    map.get("type").and_then(Value::as_str),
+                    Some("OffStreetParking" | "ParkingGroup")
+                );
+            for (key, inner) in map {
+                let snake = key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                let camel = key.starts_with(|c: char| c.is_ascii_lowercase()) && !key.contains('_');
+                let ok = if fiware { camel } else { snake };
+                assert!(ok, "`{key}` breaks the naming rule in {whole}");
+                assert_naming(inner, fiware, whole);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| assert_naming(i, fiware, whole)),
+        _ => {}
     }
 }

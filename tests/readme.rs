@@ -1,11 +1,35 @@
-//! The README's examples are real: every TOML snippet is valid TOML that the
-//! engine accepts as configuration (laid over the embedded district), and the
-//! ACL list it shows is what `crowdpark topics acls` prints.
+//! The documentation's examples are real: every TOML snippet in the README
+//! and `docs/` is valid TOML that the engine accepts as configuration (laid
+//! over the embedded district), the ACL list `docs/operations.md` shows is
+//! what `crowdpark topics acls` prints, and the README is a guide, not a
+//! manual (at most 16 KB).
 
 use std::process::Command;
 
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+fn read(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The README and every Markdown file under `docs/`, one after another.
+fn documentation() -> String {
+    let mut text = read("README.md");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut docs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    for doc in docs {
+        text.push_str(&std::fs::read_to_string(doc).unwrap());
+    }
+    text
+}
+
+#[test]
+fn the_readme_is_a_guide_of_at_most_16_kb() {
+    let size = read("README.md").len();
+    assert!(size <= 16 * 1024, "README.md is {size} bytes");
 }
 
 /// The fenced code blocks of `text` tagged `lang`.
@@ -22,11 +46,29 @@ fn blocks<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
     out
 }
 
-/// Lays `over` onto `base`, table by table.
+/// Lays `over` onto `base`, table by table. A snippet's `[[districts]]`
+/// replaces the base's `[district]`, and the base's zones and car parks join
+/// its first district.
 fn merge(base: &mut toml::Table, over: toml::Table) {
+    if let Some(toml::Value::Array(districts)) = over.get("districts") {
+        base.remove("district");
+        let first = districts[0]["id"].clone();
+        for list in ["zones", "lots"] {
+            for entity in base[list].as_array_mut().unwrap() {
+                entity
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("district".into(), first.clone());
+            }
+        }
+    }
+    merge_tables(base, over);
+}
+
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
             (_, v) => {
                 base.insert(k, v);
             }
@@ -36,7 +78,7 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 #[test]
 fn every_toml_snippet_is_a_valid_configuration() {
-    let text = readme();
+    let text = documentation();
     let snippets = blocks(&text, "toml");
     assert!(!snippets.is_empty(), "the README shows configuration");
     let default = std::fs::read_to_string(concat!(
@@ -47,7 +89,7 @@ fn every_toml_snippet_is_a_valid_configuration() {
     for snippet in snippets {
         let parsed: toml::Table = snippet
             .parse()
-            .unwrap_or_else(|e| panic!("README snippet is not TOML ({e}):\n{snippet}"));
+            .unwrap_or_else(|e| panic!("documentation snippet is not TOML ({e}):\n{snippet}"));
         let mut config: toml::Table = default.parse().unwrap();
         merge(&mut config, parsed);
         let dir = std::env::temp_dir().join(format!("crowdpark-readme-{}", std::process::id()));
@@ -61,7 +103,7 @@ fn every_toml_snippet_is_a_valid_configuration() {
             .unwrap();
         assert!(
             out.status.success(),
-            "README snippet refused: {}\n{snippet}",
+            "documentation snippet refused: {}\n{snippet}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -69,7 +111,7 @@ fn every_toml_snippet_is_a_valid_configuration() {
 
 #[test]
 fn the_acl_list_is_what_topics_acls_prints() {
-    let text = readme();
+    let text = read("docs/operations.md");
     let out = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
         .args(["topics", "acls", "--principal", "User:crowdpark"])
         .env_clear()
@@ -80,6 +122,6 @@ fn the_acl_list_is_what_topics_acls_prints() {
     assert!(printed.lines().count() >= 13, "{printed}");
     assert!(
         blocks(&text, "text").contains(&printed.as_str()),
-        "the README's ACL list differs from `crowdpark topics acls`:\n{printed}"
+        "the ACL list in docs/operations.md differs from `crowdpark topics acls`:\n{printed}"
     );
 }

@@ -98,11 +98,10 @@ pub(super) fn topics_acls(config: Option<PathBuf>, principal: &str) -> ExitCode 
 
 /// `simulate`: district traffic to the input topics.
 pub(super) fn simulate(a: SimulateArgs) -> ExitCode {
-    let mut cfg = match load_config(a.config.as_deref()) {
+    let cfg = match load_with_brokers(a.config.as_deref(), a.brokers) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    cfg.kafka.brokers = a.brokers;
     if !(0.0..=1.0).contains(&a.bad_ratio) || !(0.0..=1.0).contains(&a.duplicate_ratio) {
         return usage_error("--bad-ratio and --duplicate-ratio must be between 0 and 1");
     }

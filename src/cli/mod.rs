@@ -12,12 +12,22 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "crowdpark",
-    version,
+    version = crate::LONG_VERSION,
     about = "Streaming engine for crowd safety, parking availability and district commerce"
 )]
 pub struct Cli {
+    /// Log lines as text (coloured only on a terminal) or one JSON object
+    /// per line.
+    #[arg(long, global = true, env = "CROWDPARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,7 +56,10 @@ pub enum Command {
         action: TopicsAction,
     },
     /// Validate a configuration file and print what it defines.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The configuration file (TOML) to check.
+        file: PathBuf,
+    },
     /// Reprocess: with every `run` of the group stopped, delete the
     /// checkpoint and set the group's offsets to a time, the beginning or the
     /// end of the input topics. The next `run` starts there with empty state.
@@ -105,8 +118,9 @@ pub struct DemoArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
+    /// Brokers (overrides kafka.brokers).
     #[arg(long)]
-    pub brokers: String,
+    pub brokers: Option<String>,
     /// Messages per second (0: as fast as possible).
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
@@ -133,6 +147,8 @@ pub struct SimulateArgs {
     /// (weekday and holiday patterns, noise), for forecasts; parking only.
     #[arg(long)]
     pub weeks: Option<u32>,
+    /// Configuration file (its zones, car parks, merchants and topics); the
+    /// embedded model district by default.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -141,8 +157,11 @@ pub struct SimulateArgs {
 pub enum TopicsAction {
     /// Create the input, output, dead-letter and state topics that do not exist.
     Create {
+        /// Configuration file (topic names, partitions, replication); the
+        /// embedded model district by default.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Brokers (overrides kafka.brokers).
         #[arg(long)]
         brokers: Option<String>,
     },
@@ -150,6 +169,8 @@ pub enum TopicsAction {
     /// `kafka-acls --add` option list per line (the guarantee, group and
     /// instance id decide some of them).
     Acls {
+        /// Configuration file (topic names, group and instance id); the
+        /// embedded model district by default.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The engine's principal, e.g. `User:crowdpark`.
@@ -169,7 +190,11 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
     };
     loaded
         .and_then(|c| crate::io::kafka::check_client_properties(&c).map(|()| c))
-        .map_err(|e| format!("{source}: {e}"))
+        .map_err(|e| match e.variable {
+            // The variable is named in `e`: the file is not to blame.
+            Some(_) => format!("environment: {e}"),
+            None => format!("{source}: {e}"),
+        })
 }
 
 /// [`load_config`], with `--brokers` overriding `kafka.brokers` when given.
@@ -181,15 +206,24 @@ fn load_with_brokers(path: Option<&Path>, brokers: Option<String>) -> Result<Con
     Ok(cfg)
 }
 
+/// Logs to stderr, filtered by `RUST_LOG`: text with colours only when
+/// stderr is a terminal (a file or a pipe gets no escape codes), or JSON.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "crowdpark=info,warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "crowdpark=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     match cli.command {
         Command::CheckConfig { file } => check::check_config(&file),
         Command::Run {
@@ -213,3 +247,6 @@ fn usage_error(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,9 @@ pub struct ConfigError {
     /// Dotted path of the key (`zones[2].area_m2`), or `(file)` for syntax errors.
     pub key: String,
     pub problem: String,
+    /// The environment variable that set the key, when one did: the error is
+    /// then the variable's, not the file's.
+    pub variable: Option<String>,
 }
 
 impl ConfigError {
@@ -17,13 +20,17 @@ impl ConfigError {
         ConfigError {
             key: key.into(),
             problem: problem.into(),
+            variable: None,
         }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.problem)
+        match &self.variable {
+            Some(v) => write!(f, "{v} (sets {}): {}", self.key, self.problem),
+            None => write!(f, "{}: {}", self.key, self.problem),
+        }
     }
 }
 
@@ -52,9 +59,28 @@ pub fn load_str(
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
         .collect();
     overrides.sort();
+    let mut set_by = Vec::new();
     for (name, value) in overrides {
-        apply_override(&mut doc, &name, &value)?;
+        let key = apply_override(&mut doc, &name, &value)?;
+        set_by.push((key, name));
     }
+    parse(doc).map_err(|mut e| {
+        // The error is the variable's when it concerns a key it set.
+        // A key it set, inside it, or a section holding it.
+        let within = |inner: &str, outer: &str| {
+            inner == outer
+                || inner.starts_with(&format!("{outer}."))
+                || inner.starts_with(&format!("{outer}["))
+        };
+        let concerns = |key: &str| within(&e.key, key) || within(key, &e.key);
+        let variable = set_by.iter().find(|(key, _)| concerns(key));
+        e.variable = variable.map(|(_, name)| name.clone());
+        e
+    })
+}
+
+/// The configuration from its TOML document, deserialised and validated.
+fn parse(mut doc: toml::Table) -> Result<Config, ConfigError> {
     flatten_client_properties(&mut doc)?;
     let config: Config =
         serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
@@ -170,7 +196,8 @@ fn flatten_into(
 /// `kafka.client` are librdkafka properties, which use dots where the environment
 /// can only carry underscores, so there `SECURITY_PROTOCOL` becomes
 /// `security.protocol`.
-fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+/// Returns the dotted key it set.
+fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<String, ConfigError> {
     let path: Vec<String> = name[ENV_PREFIX.len()..]
         .split("__")
         .map(|p| p.to_ascii_lowercase())
@@ -207,8 +234,9 @@ fn apply_override(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), 
         Some(toml::Value::String(_)) => toml::Value::String(value.to_string()),
         _ => parse_scalar(value),
     };
+    let dotted = format!("{}.{key}", parents.join("."));
     table.insert(key, typed);
-    Ok(())
+    Ok(dotted)
 }
 
 /// Reads an environment value as a TOML scalar when it is one (numbers, booleans,
@@ -418,5 +446,35 @@ mod tests {
         let wrong = DEFAULT_CONFIG.replace("[[lots]]\n", "[[lots]]\ndistrict = \"wulin\"\n");
         let e = load_str(&wrong, env(&[])).unwrap_err();
         assert_eq!(e.key, "lots[0].district");
+    }
+
+    #[test]
+    fn a_bad_environment_override_is_named_by_its_variable() {
+        let e = load_str(
+            DEFAULT_CONFIG,
+            env(&[("CROWDPARK_CROWD__MIN_DWELL", "abc")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.variable.as_deref(), Some("CROWDPARK_CROWD__MIN_DWELL"));
+        assert!(
+            e.to_string()
+                .starts_with("CROWDPARK_CROWD__MIN_DWELL (sets crowd.min_dwell): "),
+            "{e}"
+        );
+        // Rules past deserialisation too: yellow above red.
+        let e = load_str(
+            DEFAULT_CONFIG,
+            env(&[("CROWDPARK_CROWD__THRESHOLDS__YELLOW", "9")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.variable.as_deref(),
+            Some("CROWDPARK_CROWD__THRESHOLDS__YELLOW"),
+            "{e}"
+        );
+        // A file's own mistake stays the file's.
+        let bad = DEFAULT_CONFIG.replace("min_dwell = \"120s\"", "min_dwell = \"abc\"");
+        let e = load_str(&bad, env(&[("CROWDPARK_CROWD__HYSTERESIS", "0.9")])).unwrap_err();
+        assert_eq!((e.key.as_str(), e.variable), ("crowd.min_dwell", None));
     }
 }

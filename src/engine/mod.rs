@@ -398,6 +398,16 @@ impl Engine {
         }
     }
 
+    /// Partition `partition` of `topic` holds records not yet processed at
+    /// wall time `wall_ms`: its watermark does not advance by the wall clock
+    /// meanwhile (see `Watermark::hold_idle`). The Kafka runner says so from
+    /// the broker's end offsets; in process, records are never left waiting.
+    pub fn hold_idle(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) {
+        if let Some(task) = self.tasks.get_mut(&(topic, partition)) {
+            task.watermark.hold_idle(wall_ms);
+        }
+    }
+
     /// Advances every partition's watermark to at least `watermark`, as if the
     /// streams had moved on: closes windows in tests and at the end of a replay.
     /// The district follows last, once the windows it sums are in.

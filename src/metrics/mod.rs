@@ -9,6 +9,7 @@ mod crowd;
 mod input;
 mod parking;
 mod payments;
+mod process;
 mod registrar;
 mod runtime;
 
@@ -44,15 +45,23 @@ impl Metrics {
         let build = r.int_gauges(
             "build_info",
             "Always 1; labels say which build is running.",
-            &["version"],
+            &["version", "revision", "build_date"],
         );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let b = crate::BUILD;
+        build
+            .with_label_values(&[b.version, b.revision, b.date])
+            .set(1);
         let crowd = CrowdMetrics::new(&r, catalog);
         let parking = ParkingMetrics::new(&r, catalog);
         let payments = PaymentMetrics::new(&r);
         let input = InputMetrics::new(&r, topic_names);
         let runtime = RuntimeMetrics::new(&r);
         let (registry, names) = r.finish();
+        // The exporter convention: `process_*` (CPU, memory, file
+        // descriptors, threads, start time), unprefixed.
+        registry
+            .register(Box::new(process::ProcessCollector::new()))
+            .expect("registered once, under names of its own");
         Metrics {
             registry,
             names,

@@ -39,6 +39,16 @@ pub fn spoil(
             let bad = match topic {
                 InputTopic::CrowdCounts => text.replacen("\"zone\":\"", "\"zone\":\"atlantis-", 1),
                 InputTopic::ParkingEvents => text.replacen("\"lot\":\"", "\"lot\":\"p99-", 1),
+                // The contract's rule: a payment's own `zone` wins over its
+                // merchant's, so one that carries a zone (a parking fee, from
+                // a merchant not configured) is unknown by its zone.
+                InputTopic::Payments
+                | InputTopic::PaymentsByZone
+                | InputTopic::DistrictPartials
+                    if text.contains("\"zone\":\"") =>
+                {
+                    text.replacen("\"zone\":\"", "\"zone\":\"atlantis-", 1)
+                }
                 InputTopic::Payments
                 | InputTopic::PaymentsByZone
                 | InputTopic::DistrictPartials => {

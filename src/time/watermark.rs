@@ -29,6 +29,9 @@ pub struct Watermark {
     leaders: [Option<Leader>; 2],
     /// Wall time of the last event that moved or matched the watermark's input.
     last_event_wall: i64,
+    /// The last wall time the partition was known to hold records not yet
+    /// processed (see [`hold_idle`](Self::hold_idle)).
+    waiting_wall: i64,
     current: i64,
 }
 
@@ -48,8 +51,26 @@ impl Watermark {
             idle_timeout: idle_timeout_ms,
             leaders: [None, None],
             last_event_wall: i64::MIN,
+            waiting_wall: i64::MIN,
             current: i64::MIN,
         }
+    }
+
+    /// The partition holds records not yet processed at wall time `wall`
+    /// (the broker has more, or the client has them queued): it is waiting,
+    /// not silent, so the wall clock does not count towards its idleness nor
+    /// towards a sensor's silence. Without this, a partition whose records
+    /// waited (a rebalance, a held engine, a broker failover) had its
+    /// watermark moved on by the wall clock before they came in, and the
+    /// same input gave different windows from one run to the next.
+    pub fn hold_idle(&mut self, wall: i64) {
+        self.waiting_wall = self.waiting_wall.max(wall);
+    }
+
+    /// When a sensor last seen at `wall` counts as last heard of: not before
+    /// the partition last had records waiting.
+    fn heard(&self, wall: i64) -> i64 {
+        wall.max(self.waiting_wall)
     }
 
     /// The watermark now; `i64::MIN` before the first event.
@@ -69,6 +90,8 @@ impl Watermark {
 
     /// Keeps the two most advanced sensors, most advanced first.
     fn rank(&mut self, seen: Leader) {
+        let waiting_wall = self.waiting_wall;
+        let idle_timeout = self.idle_timeout;
         let [first, second] = &mut self.leaders;
         match (first.as_mut(), second.as_mut()) {
             (Some(a), _) if a.sensor == seen.sensor => {
@@ -84,7 +107,11 @@ impl Watermark {
             (Some(_), Some(b)) if seen.ts > b.ts => *b = seen,
             // A runner-up silent for `idle_timeout` gives its place to any
             // sensor still talking, so a dead one never holds the watermark.
-            (Some(_), Some(b)) if seen.wall.saturating_sub(b.wall) > self.idle_timeout => *b = seen,
+            (Some(_), Some(b))
+                if seen.wall.saturating_sub(b.wall.max(waiting_wall)) > idle_timeout =>
+            {
+                *b = seen
+            }
             _ => {}
         }
         if let (Some(a), Some(b)) = (*first, *second) {
@@ -99,7 +126,9 @@ impl Watermark {
     /// carry the watermark into the future either).
     fn agreed(&self, wall: i64) -> Option<i64> {
         let agreed = match self.leaders {
-            [Some(a), Some(b)] if wall.saturating_sub(b.wall) > self.idle_timeout => a.ts,
+            [Some(a), Some(b)] if wall.saturating_sub(self.heard(b.wall)) > self.idle_timeout => {
+                a.ts
+            }
             [Some(_), Some(b)] => b.ts,
             [Some(a), None] => a.ts,
             _ => return None,
@@ -115,7 +144,7 @@ impl Watermark {
         let Some(agreed) = self.agreed(wall) else {
             return false;
         };
-        let silent_for = wall.saturating_sub(self.last_event_wall);
+        let silent_for = wall.saturating_sub(self.heard(self.last_event_wall));
         let idle = if silent_for < self.idle_timeout {
             0
         } else {
@@ -275,5 +304,29 @@ mod tests {
             "an idle restored partition moves on"
         );
         assert_eq!(w.current(), 126_000);
+    }
+
+    /// Records waiting to be processed are not silence: while the runner
+    /// says so, neither the partition's idleness nor a sensor's silence
+    /// moves the watermark by the wall clock; once they are processed and
+    /// nothing more comes, it idles as before.
+    #[test]
+    fn records_waiting_hold_the_wall_clock_advance() {
+        let mut w = Watermark::new(5_000, 30_000);
+        w.observe(1, W - 60_000, W);
+        w.observe(2, W - 61_000, W);
+        let before = w.current();
+        for step in 1..=30 {
+            w.hold_idle(W + step * 2_000);
+            assert!(!w.on_wall_clock(W + step * 2_000), "moved at step {step}");
+        }
+        assert_eq!(w.current(), before);
+        // A sensor heard again after the wait does not push its silent
+        // runner-up out: it was waiting too.
+        w.observe(1, W - 59_000, W + 60_500);
+        assert_eq!(w.current(), before);
+        // Nothing waits any more: idle after idle_timeout, as before.
+        assert!(!w.on_wall_clock(W + 60_000 + 29_000));
+        assert!(w.on_wall_clock(W + 60_500 + 31_000));
     }
 }

@@ -193,7 +193,8 @@ function forecastAt(l, minutes) {
 
 function renderLots() {
   const d = state.district;
-  $("#district-free").textContent = d && d.availableSpotNumber != null ? `(${d.availableSpotNumber} of ${d.totalSpotNumber ?? "?"} free in the district)` : "";
+  const p = d && d.parking;
+  $("#district-free").textContent = p && p.availableSpotNumber != null ? `(${p.availableSpotNumber} of ${p.totalSpotNumber ?? "?"} free in the district)` : "";
   $("#lots tbody").innerHTML = state.lots.map((l) => `<tr data-lot="${esc(l.id)}"><th scope="row">${esc(l.name)}</th>` +
     `<td class="num free">${l.availableSpotNumber ?? "—"}</td><td class="num">${esc(l.totalSpotNumber)}</td>` +
     `<td class="status-${esc(l.status || "none")}">${esc(l.status || "no data")}</td><td>${esc(l.occupancyTrend || "—")}</td>` +

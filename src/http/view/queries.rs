@@ -168,9 +168,12 @@ impl LiveView {
         Value::Array(lots.filter_map(|l| self.lot_json(&l.id)).collect())
     }
 
-    /// A district's parking roll-up (FIWARE `ParkingGroup`) with its KPIs of
-    /// the latest closed crowd and payments windows under `crowd` and
-    /// `payments` (`null` until one has closed).
+    /// A district: its id, name and clock; its parking roll-up under
+    /// `parking` (the FIWARE `ParkingGroup` record as published, whose fields
+    /// are camelCase by that standard); its KPIs of the latest closed crowd
+    /// and payments windows under `crowd` and `payments` (`null` until one
+    /// has closed); and, under `view`, how fresh the shared view is. Every
+    /// field crowdpark itself names is snake_case.
     pub fn district_json(&self, district: DistrictIx) -> Value {
         let info = &self.catalog.districts[district as usize];
         let group = match &self.shared {
@@ -180,19 +183,20 @@ impl LiveView {
                 .map(to_json),
         };
         let (crowd, payments) = self.kpis(info);
-        let mut v = group.unwrap_or_else(
-            || json!({"id": info.id, "type": "ParkingGroup", "availableSpotNumber": null}),
-        );
-        v["name"] = json!(info.name);
-        v["crowd"] = crowd.unwrap_or(Value::Null);
-        v["payments"] = payments.unwrap_or(Value::Null);
-        v["view"] = match &self.shared {
+        let view = match &self.shared {
             Some(shared) => shared.freshness(crate::time::now_ms()),
             None => json!({"shared": false}),
         };
-        // For clients that show times as the district's clock shows them.
-        v["utc_offset_s"] = json!(info.utc_offset.seconds);
-        v
+        json!({
+            "id": info.id,
+            "name": info.name,
+            // For clients that show times as the district's clock shows them.
+            "utc_offset_s": info.utc_offset.seconds,
+            "parking": group,
+            "crowd": crowd,
+            "payments": payments,
+            "view": view,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! `crowdpark topics acls`: the exact Kafka ACLs `crowdpark run` needs on a
 //! cluster with an authorizer, derived from the configuration, so the list in
-//! the README and what the engine does cannot drift apart (a test grants only
+//! docs/operations.md and what the engine does cannot drift apart (a test grants only
 //! these and runs, restarts and restores the engine).
 
 use crate::config::Config;

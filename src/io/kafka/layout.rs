@@ -12,7 +12,7 @@
 //! counts). As Kafka Streams refuses a topology whose internal topics have the
 //! wrong partition count, so does crowdpark: at start, at every assignment and
 //! rewind, and every few seconds while it runs, until the topics are put right
-//! (growing them needs a reset, see the README's "Partition counts").
+//! (growing them needs a reset, see "Partition counts" in docs/operations.md).
 
 use crate::config::Config;
 use crate::model::InputTopic;
@@ -25,7 +25,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The partition counts do not match what the engine and its state assume.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "partition counts differ: {}; every consumed topic and the state changelog must have topics.input_partitions = {expected} (growing topics needs a reset: see \"Partition counts\" in the README); not processing",
+    "partition counts differ: {}; every consumed topic and the state changelog must have topics.input_partitions = {expected} (growing topics needs a reset: see \"Partition counts\" in docs/operations.md); not processing",
     describe(.counts, *.expected)
 )]
 pub struct Mismatch {
@@ -128,7 +128,10 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("topics.input_partitions = 3"), "{e}");
-        assert!(e.contains("\"Partition counts\" in the README"), "{e}");
+        assert!(
+            e.contains("\"Partition counts\" in docs/operations.md"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -117,6 +117,13 @@ impl StallWatch {
         t.settle(moved, now);
     }
 
+    /// Whether the partition holds records the engine has not processed:
+    /// the broker has more than the client fetched, or the client has some
+    /// queued.
+    pub fn waiting(&self, key: &Key) -> bool {
+        self.parts.get(key).is_some_and(Track::waiting)
+    }
+
     /// Where the engine stands in a partition (the next offset to process).
     pub fn processed(&mut self, key: &Key, next: i64, now: Instant) {
         let Some(t) = self.parts.get_mut(key) else {

@@ -118,18 +118,29 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Tells the stall watch which partitions are assigned and where the
-    /// engine stands in each.
+    /// engine stands in each; and tells the engine which of them hold
+    /// records it has not processed, whose wall time then does not count
+    /// as idle (see `Watermark::hold_idle`).
     fn watch_positions(&self, slots: &mut Barrier<'_>, now: Instant) {
         let ctx = self.ctx;
         let stands: Vec<((String, i32), Option<i64>)> = each(slots)
             .map(|s| (ctx.stall_key(s.topic, s.partition), s.position))
             .collect();
-        let mut stalls = ctx.health.stalls();
-        let keys: Vec<(String, i32)> = stands.iter().map(|(k, _)| k.clone()).collect();
-        stalls.assigned(&keys);
-        for (key, position) in &stands {
-            if let Some(p) = position {
-                stalls.processed(key, *p, now);
+        let waiting: Vec<bool> = {
+            let mut stalls = ctx.health.stalls();
+            let keys: Vec<(String, i32)> = stands.iter().map(|(k, _)| k.clone()).collect();
+            stalls.assigned(&keys);
+            for (key, position) in &stands {
+                if let Some(p) = position {
+                    stalls.processed(key, *p, now);
+                }
+            }
+            stands.iter().map(|(k, _)| stalls.waiting(k)).collect()
+        };
+        let wall_ms = crate::time::now_ms();
+        for (slot, waits) in each(slots).zip(waiting) {
+            if waits {
+                slot.engine.hold_idle(slot.topic, slot.partition, wall_ms);
             }
         }
     }

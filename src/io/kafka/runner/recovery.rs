@@ -23,7 +23,7 @@ pub(super) enum RewindError {
     Layout(#[from] crate::io::kafka::layout::Mismatch),
     #[error("reading topic metadata: {0}")]
     Metadata(#[source] KafkaError),
-    #[error("the state changelog holds input partition {partition}'s state (key `{key}`) in its partition {changelog}: it was written under another partition count than topics.input_partitions = {partitions} (grown, or the setting changed, without a reset: see \"Partition counts\" in the README); not processing")]
+    #[error("the state changelog holds input partition {partition}'s state (key `{key}`) in its partition {changelog}: it was written under another partition count than topics.input_partitions = {partitions} (grown, or the setting changed, without a reset: see \"Partition counts\" in docs/operations.md); not processing")]
     Misplaced {
         key: String,
         partition: i32,
