@@ -121,7 +121,7 @@ fn bad_and_duplicate_messages_are_classified_as_the_simulator_meant() {
     // over more than 100,000 of them: parking fees from a merchant that is
     // not configured among them (the contract's one rule for unknown
     // merchants).
-    let (out, counts) = run(60, opts);
+    let (out, counts) = run(170, opts);
     let total: u64 = counts.values().sum();
     assert!(total > 100_000, "{total} messages");
     let dead = out

@@ -117,11 +117,15 @@ impl StallWatch {
         t.settle(moved, now);
     }
 
-    /// Whether the partition holds records the engine has not processed:
-    /// the broker has more than the client fetched, or the client has some
-    /// queued.
-    pub fn waiting(&self, key: &Key) -> bool {
-        self.parts.get(key).is_some_and(Track::waiting)
+    /// Whether the partition is known to hold nothing the engine has not
+    /// taken: the broker's end offset is known, the client has fetched up to
+    /// it (or there is nothing) and holds nothing queued. Unknown (just
+    /// assigned, the broker not answering) is not caught up.
+    pub fn caught_up(&self, key: &Key) -> bool {
+        self.parts.get(key).is_some_and(|t| {
+            let known = t.fetch.is_some() || t.processed.is_some() || t.end == Some(0);
+            t.end.is_some() && known && !t.waiting()
+        })
     }
 
     /// Where the engine stands in a partition (the next offset to process).
@@ -326,5 +330,26 @@ mod tests {
         w.assigned(&[]);
         assert!(w.keys().is_empty());
         assert!(w.stalled(LIMIT, t0 + Duration::from_secs(60)).is_empty());
+    }
+
+    /// Caught up only once known: the end offset asked of the broker, the
+    /// client at it, nothing queued (what lets a partition's watermark
+    /// advance by the wall clock).
+    #[test]
+    fn caught_up_only_once_known_to_be_at_the_end() {
+        let (mut w, t0) = (watch(), Instant::now());
+        assert!(!w.caught_up(&key()), "just assigned: unknown");
+        w.fetched(&key(), 400, 0, t0);
+        assert!(!w.caught_up(&key()), "the end is not known");
+        w.end(&key(), 1261, t0);
+        assert!(!w.caught_up(&key()), "records wait at the broker");
+        w.fetched(&key(), 1261, 12, t0);
+        assert!(!w.caught_up(&key()), "records wait in the client's queue");
+        w.fetched(&key(), 1261, 0, t0);
+        assert!(w.caught_up(&key()));
+        let empty = ("payments".to_string(), 0);
+        w.assigned(&[key(), empty.clone()]);
+        w.end(&empty, 0, t0);
+        assert!(w.caught_up(&empty), "an empty partition");
     }
 }

@@ -118,9 +118,10 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Tells the stall watch which partitions are assigned and where the
-    /// engine stands in each; and tells the engine which of them hold
-    /// records it has not processed, whose wall time then does not count
-    /// as idle (see `Watermark::hold_idle`).
+    /// engine stands in each; and tells the engine which of them are not
+    /// known to be caught up (records wait, or the broker's end is not known
+    /// yet), whose wall time then does not count as idle (see
+    /// `Watermark::hold_idle`).
     fn watch_positions(&self, slots: &mut Barrier<'_>, now: Instant) {
         let ctx = self.ctx;
         let stands: Vec<((String, i32), Option<i64>)> = each(slots)
@@ -135,7 +136,7 @@ impl<'a> Coordinator<'a> {
                     stalls.processed(key, *p, now);
                 }
             }
-            stands.iter().map(|(k, _)| stalls.waiting(k)).collect()
+            stands.iter().map(|(k, _)| !stalls.caught_up(k)).collect()
         };
         let wall_ms = crate::time::now_ms();
         for (slot, waits) in each(slots).zip(waiting) {
