@@ -60,11 +60,11 @@ pub fn simulate_with(
     messages: u32,
     extra: &[(&str, &str)],
 ) -> ChildGuard {
+    // The brokers come from the configuration (here its environment
+    // override), as for every command.
     let child = Command::new(env!("CARGO_BIN_EXE_crowdpark"))
         .args([
             "simulate",
-            "--brokers",
-            brokers,
             "--rate",
             &rate.to_string(),
             "--messages",
@@ -75,6 +75,7 @@ pub fn simulate_with(
             "0.01",
         ])
         .envs(input.env("sim", None))
+        .env("CROWDPARK_KAFKA__BROKERS", brokers)
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
