@@ -134,24 +134,23 @@ pub fn parse_stat(stat: &str, ticks_per_s: f64, page: f64) -> Option<Reading> {
     })
 }
 
-fn ticks() -> f64 {
+/// A system constant from `sysconf`, or `default` where it cannot be had.
+fn sysconf_or(name: libc::c_int, default: f64) -> f64 {
     // SAFETY: sysconf only reads a constant of the system.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
+    let v = unsafe { libc::sysconf(name) };
+    if v > 0 {
+        v as f64
     } else {
-        100.0
+        default
     }
 }
 
+fn ticks() -> f64 {
+    sysconf_or(libc::_SC_CLK_TCK, 100.0)
+}
+
 fn page_size() -> f64 {
-    // SAFETY: as above.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as f64
-    } else {
-        4096.0
-    }
+    sysconf_or(libc::_SC_PAGESIZE, 4096.0)
 }
 
 /// The boot time, Unix seconds (`btime` in `/proc/stat`).
