@@ -17,8 +17,7 @@ use common::resident_bytes;
 
 use crowdpark::time::Dedup;
 
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 fn main() -> anyhow::Result<()> {
     let ids: usize = std::env::args()

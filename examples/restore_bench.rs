@@ -27,8 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SPACES_PER_LOT: u32 = 10_000;
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 fn district(spaces: u32, brokers: &str) -> Config {
     let mut c = load_str(DEFAULT_CONFIG, Vec::new()).expect("embedded config");

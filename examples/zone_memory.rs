@@ -22,8 +22,7 @@ use crowdpark::partitioner::partition_for;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 fn main() -> anyhow::Result<()> {
     let zones: usize = std::env::args().nth(1).map_or(Ok(100_000), |a| a.parse())?;

@@ -28,6 +28,7 @@ pub mod repeats;
 pub mod sim;
 pub mod state;
 pub mod sync;
+pub mod testing;
 pub mod time;
 
 /// Which build this is: `--version` and `crowdpark_build_info` say it.

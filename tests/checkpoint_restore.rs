@@ -1,50 +1,21 @@
 //! A checkpoint taken at any point and restored into a fresh engine continues
 //! exactly as if the engine had never stopped: same outputs, byte for byte.
 
-use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Disposition, Engine};
+use crowdpark::engine::Disposition;
 use crowdpark::output::Output;
 use crowdpark::sim::{SimMessage, SimOptions, Simulator};
-use crowdpark::state::StateRecord;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use crowdpark::testing::TestDriver;
 
-fn feed(engine: &mut Engine, msgs: &[SimMessage], first_offset: usize) -> Vec<Output> {
-    let mut out = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
-        engine.process(&m.as_input(3, (first_offset + i) as i64), &mut out);
+fn feed(driver: &mut TestDriver, msgs: &[SimMessage]) -> Vec<Output> {
+    for m in msgs {
+        driver.send_sim(m);
     }
-    out
-}
-
-/// What a compacted topic keeps: the latest value per key, tombstones remove.
-fn compact(changelog: &mut BTreeMap<String, Vec<u8>>, records: Vec<StateRecord>) {
-    for r in records {
-        match r.value {
-            Some(v) => changelog.insert(r.key, v),
-            None => changelog.remove(&r.key),
-        };
-    }
-}
-
-/// An engine restored from `changelog` for every partition `like` has.
-fn restored(
-    config: &Arc<crowdpark::config::Config>,
-    changelog: &BTreeMap<String, Vec<u8>>,
-    like: &Engine,
-    wall_ms: i64,
-) -> Engine {
-    let mut e = Engine::new(config.clone());
-    e.enable_checkpoints();
-    for (topic, p) in like.partitions() {
-        e.restore_partition(topic, p, changelog, wall_ms).unwrap();
-    }
-    e
+    driver.take()
 }
 
 #[test]
 fn restored_engine_continues_identically() {
-    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
+    let config = TestDriver::new().config().clone();
     let opts = SimOptions {
         bad_ratio: 0.02,
         duplicate_ratio: 0.02,
@@ -72,20 +43,17 @@ fn restored_engine_continues_identically() {
     // Checkpoints at several points, including mid-window and while readings wait
     // for the watermark.
     for split in [msgs.len() / 7, msgs.len() / 3, msgs.len() / 2 + 13] {
-        let mut reference = Engine::new(config.clone());
-        feed(&mut reference, &msgs[..split], 0);
-        let expected = own(feed(&mut reference, &msgs[split..], split));
+        let mut reference = TestDriver::new();
+        feed(&mut reference, &msgs[..split]);
+        let expected = own(feed(&mut reference, &msgs[split..]));
 
-        let mut first = Engine::new(config.clone());
-        first.enable_checkpoints();
-        let mut changelog = BTreeMap::new();
+        let mut first = TestDriver::new().with_checkpoints();
         // Checkpoint every 500 messages, as the Kafka runner does on its interval.
-        for (n, chunk) in msgs[..split].chunks(500).enumerate() {
-            feed(&mut first, chunk, n * 500);
-            for (topic, p) in first.partitions() {
-                compact(&mut changelog, first.checkpoint_partition(topic, p));
-            }
+        for chunk in msgs[..split].chunks(500) {
+            feed(&mut first, chunk);
+            first.checkpoint();
         }
+        let changelog = first.changelog();
         assert!(
             changelog.keys().any(|k| k.contains("/slot/")),
             "space states are checkpointed"
@@ -100,18 +68,15 @@ fn restored_engine_continues_identically() {
             changelog.len()
         );
 
-        let mut second = restored(&config, &changelog, &first, msgs[split].deliver_ms);
+        // Restarted when the next message arrives.
+        first.set_now(msgs[split].deliver_ms);
+        let mut second = first.restored().unwrap();
         // Every message already taken is known after the restore: sent again
         // (as after a crash), each is a duplicate or rejected as before, never
         // counted twice.
-        let mut replay = restored(&config, &changelog, &first, msgs[split].deliver_ms);
-        let mut out = Vec::new();
-        let delivered = &msgs[split.saturating_sub(200)..split];
-        for (i, m) in delivered.iter().enumerate() {
-            let d = replay.process(
-                &m.as_input(3, (split - delivered.len() + i) as i64),
-                &mut out,
-            );
+        let mut replay = first.restored().unwrap();
+        for m in &msgs[split.saturating_sub(200)..split] {
+            let d = replay.send_sim(m);
             assert_ne!(
                 d,
                 Disposition::Accepted,
@@ -119,7 +84,7 @@ fn restored_engine_continues_identically() {
             );
         }
 
-        let after = feed(&mut second, &msgs[split..], split);
+        let after = feed(&mut second, &msgs[split..]);
         let first_group = after.iter().find_map(|o| match o {
             Output::Group(g) => Some(g.total_spot_number),
             _ => None,

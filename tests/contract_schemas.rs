@@ -11,15 +11,14 @@
 //! A change to an output without a matching schema change fails here.
 
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Disposition, Engine, InputMessage};
+use crowdpark::engine::Disposition;
 use crowdpark::model::{InputTopic, RejectReason};
 use crowdpark::output::Output;
-use crowdpark::partitioner::partition_for;
 use crowdpark::sim::{SimOptions, Simulator};
+use crowdpark::testing::TestDriver;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,8 +71,8 @@ fn beyond_a_schema(reason: RejectReason, error: &str) -> bool {
 
 #[test]
 fn the_simulated_afternoon_matches_the_published_schemas() {
-    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap());
-    let mut engine = Engine::new(config.clone());
+    let mut driver = TestDriver::new();
+    let config = driver.config().clone();
     let opts = SimOptions {
         bad_ratio: 0.05,
         duplicate_ratio: 0.02,
@@ -93,23 +92,12 @@ fn the_simulated_afternoon_matches_the_published_schemas() {
     .into_iter()
     .map(|n| (n, schema(n)))
     .collect();
-    let mut out = Vec::new();
     let mut checked: BTreeMap<String, usize> = BTreeMap::new();
-    let mut offset = 0;
     for second in 1..=45 * 60 {
         let now = opts.start_ms + second * 1000;
+        driver.set_now(now);
         for m in sim.advance_to(now) {
-            offset += 1;
-            let partition = partition_for(m.key.as_bytes(), config.topics.input_partitions);
-            let msg = InputMessage {
-                topic: m.topic,
-                partition,
-                offset,
-                key: Some(m.key.as_bytes()),
-                payload: &m.payload,
-                wall_ms: now,
-            };
-            let disposition = engine.process(&msg, &mut out);
+            let disposition = driver.send(m.topic, &m.key, &m.payload);
             let name = input_schema(m.topic);
             let parsed: Option<Value> = serde_json::from_slice(&m.payload).ok();
             let problems = parsed
@@ -126,7 +114,8 @@ fn the_simulated_afternoon_matches_the_published_schemas() {
                     *checked.entry(format!("accepted {name}")).or_default() += 1;
                 }
                 Disposition::Rejected(reason) => {
-                    let error = out
+                    let error = driver
+                        .pending()
                         .iter()
                         .rev()
                         .find_map(|o| match o {
@@ -142,8 +131,8 @@ fn the_simulated_afternoon_matches_the_published_schemas() {
                 }
             }
         }
-        engine.tick(now, &mut out);
-        for o in out.drain(..) {
+        driver.tick_at(now);
+        for o in driver.take() {
             let Some(name) = output_schema(&o) else {
                 continue;
             };

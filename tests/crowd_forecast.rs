@@ -3,31 +3,27 @@
 //! how much); a zone that climbs slowly and levels off at yellow gets none.
 //! Camera counts carry 4 % noise, as the simulator's do.
 
-use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
 use crowdpark::output::{AlertKind, CrowdAlert, Output};
-use crowdpark::partitioner::partition_for;
 use crowdpark::sim::{Rng, DEFAULT_START_MS};
-use std::sync::Arc;
+use crowdpark::testing::TestDriver;
 
 const ZONE: &str = "lakeside-promenade";
 
 /// Feeds a zone whose density follows `density(minute)`, two cameras each
 /// counting half every 10 s, and returns its alerts.
 fn run(seed: u64, minutes: i64, density: impl Fn(f64) -> f64) -> Vec<CrowdAlert> {
-    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
-    let mut engine = Engine::new(config);
+    let mut driver = TestDriver::new();
     let area = {
-        let c = engine.catalog();
+        let c = driver.engine().catalog();
         c.zones[c.zone(ZONE).unwrap() as usize].area_m2
     };
     let mut rng = Rng::new(seed);
-    let (mut alerts, mut out) = (Vec::new(), Vec::new());
-    let mut offset = 0;
+    let mut alerts = Vec::new();
     for step in 0..minutes * 6 {
         let ts = DEFAULT_START_MS + step * 10_000;
         let people = density(step as f64 / 6.0) * area;
+        driver.set_now(ts + 500);
         for cam in ["cam-a", "cam-b"] {
             let seen = (people / 2.0 * (1.0 + 0.04 * rng.normal()))
                 .round()
@@ -35,20 +31,8 @@ fn run(seed: u64, minutes: i64, density: impl Fn(f64) -> f64) -> Vec<CrowdAlert>
             let payload = format!(
                 r#"{{"zone":"{ZONE}","ts":{ts},"source":"{cam}","people":{seen},"event_id":"{cam}-{ts}"}}"#
             );
-            out.clear();
-            engine.process(
-                &InputMessage {
-                    topic: InputTopic::CrowdCounts,
-                    partition: partition_for(ZONE.as_bytes(), 3),
-                    offset,
-                    key: Some(ZONE.as_bytes()),
-                    payload: payload.as_bytes(),
-                    wall_ms: ts + 500,
-                },
-                &mut out,
-            );
-            offset += 1;
-            alerts.extend(out.drain(..).filter_map(|o| match o {
+            driver.send(InputTopic::CrowdCounts, ZONE, payload.as_bytes());
+            alerts.extend(driver.take().into_iter().filter_map(|o| match o {
                 Output::Alert(a) if a.zone == ZONE => Some(a),
                 _ => None,
             }));
@@ -58,9 +42,8 @@ fn run(seed: u64, minutes: i64, density: impl Fn(f64) -> f64) -> Vec<CrowdAlert>
 }
 
 fn thresholds() -> (f64, f64) {
-    let config = load_str(DEFAULT_CONFIG, Vec::new()).unwrap();
-    let engine = Engine::new(Arc::new(config));
-    let c = engine.catalog();
+    let mut driver = TestDriver::new();
+    let c = driver.engine().catalog();
     let t = c.zones[c.zone(ZONE).unwrap() as usize].thresholds;
     (t.yellow, t.red)
 }

@@ -3,11 +3,12 @@
 //! exactly one dead letter carrying a reason and a sentence.
 
 use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Disposition, Engine, InputMessage};
+use crowdpark::engine::Disposition;
 use crowdpark::model::{decode, Catalog, InputTopic};
 use crowdpark::output::Output;
+use crowdpark::testing::{TestDriver, T0};
 use proptest::prelude::*;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 fn catalog() -> &'static Catalog {
     static C: OnceLock<Catalog> = OnceLock::new();
@@ -141,45 +142,31 @@ proptest! {
     /// is accounted for, and each rejection has exactly one dead letter.
     #[test]
     fn engine_accounts_for_every_damaged_message(batch in prop::collection::vec(prop_oneof![mutated(), json_like()], 1..200)) {
-        let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
-        let mut engine = Engine::new(config);
-        let mut out = Vec::new();
+        let mut driver = TestDriver::new();
+        driver.set_now(T0 + 180_000);
         let mut rejected = 0;
-        for (i, (topic, bytes)) in batch.iter().enumerate() {
-            let before = out.iter().filter(|o| matches!(o, Output::DeadLetter(_))).count();
-            let msg = InputMessage { topic: *topic, partition: 0, offset: i as i64, key: Some(b"k"), payload: bytes, wall_ms: 1_790_834_580_000 };
-            let d = engine.process(&msg, &mut out);
-            let after = out.iter().filter(|o| matches!(o, Output::DeadLetter(_))).count();
+        for (topic, bytes) in &batch {
+            let d = driver.send_to(*topic, 0, Some(b"k"), bytes);
+            let dead = driver.take().iter().filter(|o| matches!(o, Output::DeadLetter(_))).count();
             if let Disposition::Rejected(_) = d {
                 rejected += 1;
-                prop_assert_eq!(after, before + 1);
+                prop_assert_eq!(dead, 1);
             } else {
-                prop_assert_eq!(after, before);
+                prop_assert_eq!(dead, 0);
             }
         }
-        engine.tick(1_790_834_580_000 + 3_600_000, &mut out);
-        let dead = out.iter().filter(|o| matches!(o, Output::DeadLetter(_))).count();
-        prop_assert_eq!(dead, rejected);
+        driver.tick_at(T0 + 180_000 + 3_600_000);
+        let dead = driver.take().iter().filter(|o| matches!(o, Output::DeadLetter(_))).count();
+        prop_assert_eq!(dead, 0, "no dead letter but for a rejected message ({} rejected)", rejected);
     }
 }
 
 #[test]
 fn oversized_messages_are_dead_lettered_with_a_cut_payload() {
-    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
-    let mut engine = Engine::new(config);
+    let mut driver = TestDriver::new();
     let big = vec![b'x'; 2 << 20];
-    let mut out = Vec::new();
-    let d = engine.process(
-        &InputMessage {
-            topic: InputTopic::Payments,
-            partition: 1,
-            offset: 7,
-            key: None,
-            payload: &big,
-            wall_ms: 0,
-        },
-        &mut out,
-    );
+    let d = driver.send_to(InputTopic::Payments, 1, None, &big);
+    let out = driver.take();
     assert_eq!(
         d,
         Disposition::Rejected(crowdpark::model::RejectReason::TooLarge)
@@ -188,6 +175,6 @@ fn oversized_messages_are_dead_lettered_with_a_cut_payload() {
         panic!("expected a dead letter")
     };
     assert_eq!(dl.payload.len(), 64 * 1024);
-    assert_eq!((dl.partition, dl.offset), (1, 7));
+    assert_eq!((dl.partition, dl.offset), (1, 0));
     assert!(dl.error.contains("bytes"));
 }

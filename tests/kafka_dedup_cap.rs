@@ -10,8 +10,7 @@ use common::engine::{create_topics, start_engine, stop_engine, wait_until};
 use common::kafka::{self, Names};
 use std::time::Duration;
 
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 #[test]
 fn ids_evicted_before_their_horizon_are_counted() {

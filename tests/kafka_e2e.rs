@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-/// 2026-10-01T14:00:00+08:00, a whole minute.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 /// Fast event-time settings so a short script closes its windows quickly; the
 /// semantics are the same as with the defaults.
@@ -97,10 +96,14 @@ fn scripted_input_gives_the_exact_outputs() {
     let alerts = kafka::read_until(&names.topic("crowd.alerts"), Duration::from_secs(60), |r| {
         r.len() >= 3
     });
-    // The zone's window record and the district's.
+    // The zone's window record and the district's. The district's comes
+    // only after the by-zone partitions that hold zones but see no payment
+    // here are written off as empty, `max(idle_timeout, 60 s)` after they
+    // started: a partition still catching up looks the same for a while.
+    // (Read for 60 s, the test failed in CI and in 3 of 5 local runs.)
     let stats = kafka::read_until(
         &names.topic("payments.stats"),
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         |r| r.len() >= 2,
     );
     let availability = kafka::read_until(

@@ -12,8 +12,7 @@ use common::kafka::{self, Names};
 use serde_json::Value;
 use std::time::Duration;
 
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 const CAMERAS: i64 = 40_000;
 
 fn zone_people(addr: &str) -> Option<u64> {

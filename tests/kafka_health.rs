@@ -19,8 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 fn health(addr: &str) -> (u16, String) {
     http_get(addr, "/healthz").unwrap_or((0, String::new()))

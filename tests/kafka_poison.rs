@@ -12,8 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use std::time::Duration;
 
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
+use crowdpark::testing::T0;
 
 fn big_producer() -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()

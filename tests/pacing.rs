@@ -11,11 +11,9 @@
 //! which is the processing pace, not the sensors': a stall let the leading
 //! sensor alone move the watermark past readings still on their way.
 
-use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::Engine;
 use crowdpark::output::{Output, OutputTopic};
 use crowdpark::sim::{SimMessage, SimOptions, Simulator};
-use std::sync::Arc;
+use crowdpark::testing::{config_with, TestDriver};
 
 /// Every record the engine publishes, per topic, in a stable order (the
 /// partitions' records interleave at their own pace, which may differ).
@@ -24,35 +22,31 @@ fn outputs(
     held: bool,
     wall_of: impl Fn(usize, &SimMessage) -> i64,
 ) -> Vec<(OutputTopic, String)> {
-    let env = vec![(
-        "CROWDPARK_ENGINE__IDLE_TIMEOUT".to_string(),
-        "3s".to_string(),
-    )];
-    let config = Arc::new(load_str(DEFAULT_CONFIG, env).unwrap());
-    let mut engine = Engine::new(config);
-    let mut out = Vec::new();
+    let mut driver = TestDriver::with_config(config_with(&[("ENGINE__IDLE_TIMEOUT", "3s")]));
     let mut next_tick = i64::MIN;
     for (i, m) in msgs.iter().enumerate() {
-        let mut input = m.as_input(3, i as i64);
-        input.wall_ms = wall_of(i, m);
+        let wall = wall_of(i, m);
         // The runner's tick, once a wall second (heartbeats, forwarded
         // watermarks, idle partitions); `held`: every partition is known
         // to have records waiting, as a stalled engine's have.
-        next_tick = next_tick.max(input.wall_ms - 1_000);
-        while next_tick < input.wall_ms {
+        next_tick = next_tick.max(wall - 1_000);
+        while next_tick < wall {
+            let engine = driver.engine();
             for (topic, partition) in engine.partitions().into_iter().filter(|_| held) {
                 engine.hold_idle(topic, partition, next_tick);
             }
-            engine.tick(next_tick, &mut out);
+            driver.tick_at(next_tick);
             next_tick += 1_000;
         }
-        engine.process(&input, &mut out);
+        driver.set_now(wall);
+        driver.send(m.topic, &m.key, &m.payload);
     }
     // The input has ended: every window closes (as idleness closes them
     // once the runner has caught up).
     let end = msgs.last().map_or(0, |m| m.ts_ms) + 3_600_000;
-    engine.advance_all(end, &mut out);
-    let mut records: Vec<_> = out
+    driver.advance_watermark(end);
+    let mut records: Vec<_> = driver
+        .take()
         .iter()
         .filter(|o| !matches!(o, Output::Group(_) | Output::District(_)))
         .map(|o| (o.topic(), String::from_utf8(o.to_json()).unwrap()))
@@ -63,7 +57,7 @@ fn outputs(
 
 #[test]
 fn outputs_do_not_depend_on_the_processing_pace() {
-    let config = load_str(DEFAULT_CONFIG, Vec::new()).unwrap();
+    let config = config_with(&[]);
     let opts = SimOptions {
         bad_ratio: 0.01,
         duplicate_ratio: 0.01,

@@ -2,24 +2,12 @@
 //! hysteresis and dwell, order-independence within the out-of-orderness, late and
 //! duplicate events without effect, exact money, car parks within capacity.
 
-use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
 use crowdpark::crowd::Level;
-use crowdpark::engine::{Disposition, Engine, InputMessage};
+use crowdpark::engine::Disposition;
 use crowdpark::model::{format_fen, InputTopic, RejectReason};
 use crowdpark::output::{AlertKind, Output};
+use crowdpark::testing::{config_with as config, TestDriver, T0};
 use proptest::prelude::*;
-use std::sync::Arc;
-
-/// 2026-10-01T14:00:00+08:00.
-const T0: i64 = 1_790_834_400_000;
-
-fn config(env: &[(&str, &str)]) -> Arc<Config> {
-    let env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect::<Vec<_>>();
-    Arc::new(load_str(DEFAULT_CONFIG, env).unwrap())
-}
 
 /// A message for partition 0 at wall time = its event time.
 struct Msg {
@@ -68,25 +56,18 @@ fn gate(lot: &str, ts: i64, entry: bool, count: u32, id: usize) -> Msg {
     }
 }
 
-/// Feeds messages in the given order; returns outputs and dispositions.
-fn feed(engine: &mut Engine, msgs: &[Msg], close_all: bool) -> (Vec<Output>, Vec<Disposition>) {
-    let mut out = Vec::new();
+/// Feeds messages in the given order, each on partition 0 and received at
+/// its event time; returns outputs and dispositions.
+fn feed(driver: &mut TestDriver, msgs: &[Msg], close_all: bool) -> (Vec<Output>, Vec<Disposition>) {
     let mut ds = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
-        let msg = InputMessage {
-            topic: m.topic,
-            partition: 0,
-            offset: i as i64,
-            key: None,
-            payload: m.payload.as_bytes(),
-            wall_ms: m.ts,
-        };
-        ds.push(engine.process(&msg, &mut out));
+    for m in msgs {
+        driver.set_now(m.ts);
+        ds.push(driver.send_to(m.topic, 0, None, m.payload.as_bytes()));
     }
     if close_all {
-        engine.advance_all(i64::MAX / 2, &mut out);
+        driver.advance_watermark(i64::MAX / 2);
     }
-    (out, ds)
+    (driver.take(), ds)
 }
 
 fn level_changes(out: &[Output]) -> Vec<(i64, Level, Level)> {
@@ -103,7 +84,7 @@ fn level_changes(out: &[Output]) -> Vec<(i64, Level, Level)> {
 #[test]
 fn zone_through_thresholds_gives_exactly_the_expected_changes() {
     // No smoothing, so the script's densities are the densities judged.
-    let mut engine = Engine::new(config(&[("CROWDPARK_CROWD__EWMA_HALF_LIFE", "1ms")]));
+    let mut driver = TestDriver::with_config(config(&[("CROWD__EWMA_HALF_LIFE", "1ms")]));
     // lakeside-promenade: 400 m², yellow 2.0, red 3.5, leave below 0.85×, dwell 120 s.
     let script: &[(i64, f64)] = &[
         (0, 1.0),
@@ -135,7 +116,7 @@ fn zone_through_thresholds_gives_exactly_the_expected_changes() {
             )
         })
         .collect();
-    let (out, _) = feed(&mut engine, &msgs, true);
+    let (out, _) = feed(&mut driver, &msgs, true);
     use Level::*;
     assert_eq!(
         level_changes(&out),
@@ -158,7 +139,7 @@ proptest! {
     /// dwell, and the changes chain (each starts where the previous ended).
     #[test]
     fn level_changes_obey_hysteresis_and_dwell(steps in prop::collection::vec((1i64..60, 0u32..2000), 1..120)) {
-        let mut engine = Engine::new(config(&[("CROWDPARK_CROWD__EWMA_HALF_LIFE", "1ms")]));
+        let mut driver = TestDriver::with_config(config(&[("CROWD__EWMA_HALF_LIFE", "1ms")]));
         let mut ts = T0;
         let mut msgs = Vec::new();
         let mut density_at = std::collections::HashMap::new();
@@ -167,7 +148,7 @@ proptest! {
             msgs.push(crowd("lakeside-promenade", "cam-1", ts, people));
             density_at.insert(ts - T0, people as f64 / 400.0);
         }
-        let (out, _) = feed(&mut engine, &msgs, true);
+        let (out, _) = feed(&mut driver, &msgs, true);
         let changes = level_changes(&out);
         let mut level = Level::Green;
         let mut since = 0i64;
@@ -214,8 +195,8 @@ proptest! {
         let shuffled: Vec<Msg> = delivered.iter().map(|(_, i)| Msg { topic: msgs[*i].topic, ts: msgs[*i].ts, payload: msgs[*i].payload.clone() }).collect();
 
         let cfg = config(&[]);
-        let (ordered_out, _) = feed(&mut Engine::new(cfg.clone()), &msgs, true);
-        let (shuffled_out, ds) = feed(&mut Engine::new(cfg), &shuffled, true);
+        let (ordered_out, _) = feed(&mut TestDriver::with_config(cfg.clone()), &msgs, true);
+        let (shuffled_out, ds) = feed(&mut TestDriver::with_config(cfg), &shuffled, true);
         for (d, m) in ds.iter().zip(shuffled.iter()) {
             prop_assert_eq!(*d, Disposition::Accepted, "{}", m.payload);
         }
@@ -274,8 +255,8 @@ proptest! {
             }
         }
         let cfg = config(&[]);
-        let (clean, _) = feed(&mut Engine::new(cfg.clone()), &msgs, true);
-        let (dirty, ds) = feed(&mut Engine::new(cfg), &noisy, true);
+        let (clean, _) = feed(&mut TestDriver::with_config(cfg.clone()), &msgs, true);
+        let (dirty, ds) = feed(&mut TestDriver::with_config(cfg), &noisy, true);
         let effective: Vec<&Output> = dirty.iter().filter(|o| !matches!(o, Output::DeadLetter(_))).collect();
         let clean_refs: Vec<&Output> = clean.iter().collect();
         prop_assert_eq!(effective, clean_refs);
@@ -300,7 +281,7 @@ proptest! {
             expected_fen += signed;
             msgs.push(payment(&format!("t{i}"), T0 + i as i64, "m-1012", &text));
         }
-        let (out, ds) = feed(&mut Engine::new(config(&[])), &msgs, true);
+        let (out, ds) = feed(&mut TestDriver::with_config(config(&[])), &msgs, true);
         prop_assert!(ds.iter().all(|d| *d == Disposition::Accepted));
         let stats: Vec<_> = out.iter().filter_map(|o| match o { Output::Payments(p) => Some(p), _ => None }).collect();
         prop_assert_eq!(stats.len(), 1);
@@ -325,10 +306,10 @@ proptest! {
             });
         }
         msgs.sort_by_key(|m| m.ts);
-        let mut engine = Engine::new(config(&[]));
-        let (out, ds) = feed(&mut engine, &msgs, true);
+        let mut driver = TestDriver::with_config(config(&[]));
+        let (out, ds) = feed(&mut driver, &msgs, true);
         let records = out.iter().filter_map(|o| match o { Output::Availability(a) => Some(a.clone()), _ => None });
-        for a in records.chain(engine.lot_snapshots()) {
+        for a in records.chain(driver.engine().lot_snapshots()) {
             prop_assert!(a.available_spot_number <= a.total_spot_number, "{:?}", a);
             prop_assert_eq!(a.available_spot_number + a.occupied_spot_number + a.unknown_spot_number, a.total_spot_number);
             prop_assert!((0.0..=1.0).contains(&a.occupancy));

@@ -5,36 +5,25 @@
 mod common;
 
 use common::{free_port, http_get};
-use crowdpark::config::{load_str, DEFAULT_CONFIG};
-use crowdpark::engine::{Engine, InputMessage};
 use crowdpark::model::InputTopic;
-use crowdpark::partitioner::partition_for;
 use crowdpark::sim::DEFAULT_START_MS;
+use crowdpark::testing::TestDriver;
 use serde_json::Value;
-use std::sync::Arc;
 
-fn gate(engine: &mut Engine, view: &crowdpark::http::LiveView, lot: &str, ts: i64, count: u32) {
+fn gate(driver: &mut TestDriver, view: &crowdpark::http::LiveView, lot: &str, ts: i64, count: u32) {
     let payload = format!(
         r#"{{"lot":"{lot}","ts":{ts},"gate":"entry","count":{count},"event_id":"{lot}-{ts}"}}"#
     );
-    let msg = InputMessage {
-        topic: InputTopic::ParkingEvents,
-        partition: partition_for(lot.as_bytes(), 3),
-        offset: 0,
-        key: Some(lot.as_bytes()),
-        payload: payload.as_bytes(),
-        wall_ms: ts,
-    };
-    let mut out = Vec::new();
-    engine.process(&msg, &mut out);
-    crowdpark::io::publish_local(engine, view, &out);
+    driver.set_now(ts);
+    driver.send(InputTopic::ParkingEvents, lot, payload.as_bytes());
+    let out = driver.take();
+    crowdpark::io::publish_local(driver.engine(), view, &out);
 }
 
 #[test]
 fn the_nearest_car_park_forecast_full_is_passed_over_for_one_with_room() {
-    let config = Arc::new(load_str(DEFAULT_CONFIG, Vec::new()).unwrap());
-    let mut engine = Engine::new(config);
-    let view = crowdpark::io::live_view(&engine);
+    let mut driver = TestDriver::new();
+    let view = crowdpark::io::live_view(driver.engine());
     let t0 = DEFAULT_START_MS;
     // p02 (380 spaces, gates) fills at 15 cars a minute; the other gate car
     // parks hold steady with plenty of room.
@@ -47,14 +36,14 @@ fn the_nearest_car_park_forecast_full_is_passed_over_for_one_with_room() {
         let ts = t0 + minute * 60_000;
         let first = minute == 0;
         gate(
-            &mut engine,
+            &mut driver,
             &view,
             "p02-in77-d",
             ts,
             if first { 200 } else { 15 },
         );
         for lot in steady {
-            gate(&mut engine, &view, lot, ts, if first { 60 } else { 1 });
+            gate(&mut driver, &view, lot, ts, if first { 60 } else { 1 });
         }
     }
 

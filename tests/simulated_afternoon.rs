@@ -6,11 +6,11 @@ mod common;
 
 use crowdpark::config::{load_str, Config, DEFAULT_CONFIG};
 use crowdpark::crowd::Level;
-use crowdpark::engine::{Disposition, Engine, InputMessage};
+use crowdpark::engine::Disposition;
 use crowdpark::model::InputTopic;
 use crowdpark::output::{AlertKind, Output, ParkingStatus};
-use crowdpark::partitioner::partition_for;
 use crowdpark::sim::{Expect, SimOptions, Simulator};
+use crowdpark::testing::TestDriver;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,27 +22,14 @@ fn run(minutes: i64, opts: SimOptions) -> (Vec<Output>, Counts) {
 
 fn run_on(config: Config, minutes: i64, opts: SimOptions) -> (Vec<Output>, Counts) {
     let config = Arc::new(config);
-    let mut engine = Engine::new(config.clone());
+    let mut driver = TestDriver::with_config(config.clone());
     let mut sim = Simulator::new(&config, opts.clone());
-    let mut out = Vec::new();
     let mut counts = HashMap::new();
-    let partitions = config.topics.input_partitions;
-    let mut offsets = HashMap::new();
     for second in 1..=minutes * 60 {
         let now = opts.start_ms + second * 1000;
+        driver.set_now(now);
         for m in sim.advance_to(now) {
-            let p = partition_for(m.key.as_bytes(), partitions);
-            let off = offsets.entry((m.topic, p)).or_insert(0i64);
-            *off += 1;
-            let msg = InputMessage {
-                topic: m.topic,
-                partition: p,
-                offset: *off,
-                key: Some(m.key.as_bytes()),
-                payload: &m.payload,
-                wall_ms: now,
-            };
-            let d = engine.process(&msg, &mut out);
+            let d = driver.send(m.topic, &m.key, &m.payload);
             let got = match d {
                 Disposition::Accepted => "accepted",
                 Disposition::Duplicate => "duplicate",
@@ -64,9 +51,9 @@ fn run_on(config: Config, minutes: i64, opts: SimOptions) -> (Vec<Output>, Count
             assert_eq!(got, want, "{}", String::from_utf8_lossy(&m.payload));
             *counts.entry((m.topic, got)).or_insert(0) += 1;
         }
-        engine.tick(now, &mut out);
+        driver.tick_at(now);
     }
-    (out, counts)
+    (driver.take(), counts)
 }
 
 #[test]

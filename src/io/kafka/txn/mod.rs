@@ -78,22 +78,51 @@ impl From<&str> for Cause {
     }
 }
 
-const IDLE: u8 = 0;
-const OPEN: u8 = 1;
-/// `commit_transaction` failed with a retriable error: only calling it again
-/// is allowed.
-const COMMITTING: u8 = 2;
-const MUST_ABORT: u8 = 3;
-/// The producer hit a fatal error (for example its transaction was aborted by
-/// the coordinator during a long outage) and must be replaced.
-const BROKEN: u8 = 4;
+/// Where the transaction stands. Kept in an atomic (workers send while the
+/// coordinator commits), read and written only as this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Idle = 0,
+    Open = 1,
+    /// `commit_transaction` failed with a retriable error: only calling it
+    /// again is allowed.
+    Committing = 2,
+    MustAbort = 3,
+    /// The producer hit a fatal error (for example its transaction was
+    /// aborted by the coordinator during a long outage) and must be replaced.
+    Broken = 4,
+}
+
+/// A [`Phase`] shared between threads.
+struct PhaseCell(AtomicU8);
+
+impl PhaseCell {
+    fn new(phase: Phase) -> Self {
+        PhaseCell(AtomicU8::new(phase as u8))
+    }
+
+    fn get(&self) -> Phase {
+        match self.0.load(Ordering::Acquire) {
+            0 => Phase::Idle,
+            1 => Phase::Open,
+            2 => Phase::Committing,
+            3 => Phase::MustAbort,
+            _ => Phase::Broken,
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::Release);
+    }
+}
 
 pub struct Transactions {
     config: Config,
     metrics: Option<Arc<Metrics>>,
     transactional_id: String,
     sink: RwLock<KafkaSink>,
-    phase: AtomicU8,
+    phase: PhaseCell,
     replaced_at: Mutex<Vec<Instant>>,
     /// Aborts that failed in a row; see `abort`.
     failed_aborts: AtomicU8,
@@ -175,7 +204,7 @@ impl Transactions {
             metrics,
             transactional_id: transactional_id.to_string(),
             sink: RwLock::new(sink),
-            phase: AtomicU8::new(IDLE),
+            phase: PhaseCell::new(Phase::Idle),
             replaced_at: Mutex::new(Vec::new()),
             failed_aborts: AtomicU8::new(0),
             beginning: Mutex::new(()),
@@ -190,37 +219,39 @@ impl Transactions {
     /// be replaced): nothing may be produced or processed until `abort`
     /// succeeds.
     pub fn must_abort(&self) -> bool {
-        matches!(self.phase.load(Ordering::Relaxed), MUST_ABORT | BROKEN)
+        matches!(self.phase.get(), Phase::MustAbort | Phase::Broken)
     }
 
     /// True while a commit waits to be retried: nothing may be sent, and the
     /// next `commit` only finishes it.
     pub fn is_committing(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == COMMITTING
+        self.phase.get() == Phase::Committing
     }
 
     /// True when records were sent since the last commit.
     pub fn is_open(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == OPEN
+        self.phase.get() == Phase::Open
     }
 
     fn begin(&self) -> Result<(), TxnError> {
-        if self.phase.load(Ordering::Acquire) == OPEN {
+        if self.phase.get() == Phase::Open {
             return Ok(());
         }
         // Workers send concurrently: one of them begins the transaction, the
         // others find it open.
         let _one = crate::sync::lock(&self.beginning);
-        match self.phase.load(Ordering::Acquire) {
-            OPEN => Ok(()),
-            MUST_ABORT | BROKEN => Err(TxnError::Abort("an earlier transaction failed".into())),
-            COMMITTING => Err(TxnError::Retry("the last commit is not finished".into())),
-            _ => {
+        match self.phase.get() {
+            Phase::Open => Ok(()),
+            Phase::MustAbort | Phase::Broken => {
+                Err(TxnError::Abort("an earlier transaction failed".into()))
+            }
+            Phase::Committing => Err(TxnError::Retry("the last commit is not finished".into())),
+            Phase::Idle => {
                 self.sink()
                     .producer()
                     .begin_transaction()
                     .map_err(|e| self.failed(classify(e)))?;
-                self.phase.store(OPEN, Ordering::Release);
+                self.phase.set(Phase::Open);
                 Ok(())
             }
         }
@@ -273,17 +304,17 @@ impl Transactions {
                 format!("{count} record(s) undelivered: {last}").into(),
             )));
         }
-        self.phase.store(IDLE, Ordering::Relaxed);
+        self.phase.set(Phase::Idle);
         Ok(())
     }
 
     fn failed(&self, e: TxnError) -> TxnError {
         let phase = match e {
-            TxnError::Abort(_) => MUST_ABORT,
-            TxnError::Retry(_) => COMMITTING,
-            TxnError::Fatal(_) => BROKEN,
+            TxnError::Abort(_) => Phase::MustAbort,
+            TxnError::Retry(_) => Phase::Committing,
+            TxnError::Fatal(_) => Phase::Broken,
         };
-        self.phase.store(phase, Ordering::Relaxed);
+        self.phase.set(phase);
         match e {
             // Replacing the producer is the recovery; only `abort` decides
             // whether that is still possible.
@@ -296,9 +327,9 @@ impl Transactions {
     /// broken. Fails while the broker cannot be reached; the caller tries
     /// again later.
     pub fn abort(&self) -> Result<(), TxnError> {
-        match self.phase.load(Ordering::Relaxed) {
-            IDLE => return Ok(()),
-            BROKEN => return self.replace(),
+        match self.phase.get() {
+            Phase::Idle => return Ok(()),
+            Phase::Broken => return self.replace(),
             _ => {}
         }
         let result = deadline::during("abort_transaction", 2 * CALL_TIMEOUT, || {
@@ -308,7 +339,7 @@ impl Transactions {
             Ok(()) => {
                 let _ = self.sink().take_failed();
                 self.failed_aborts.store(0, Ordering::Relaxed);
-                self.phase.store(IDLE, Ordering::Relaxed);
+                self.phase.set(Phase::Idle);
                 Ok(())
             }
             // Measured: after a produce failed inside the transaction and
@@ -319,13 +350,13 @@ impl Transactions {
             // the old one and the coordinator aborts the transaction.
             Err(e) if self.failed_aborts.fetch_add(1, Ordering::Relaxed) + 1 >= STUCK_ABORTS => {
                 tracing::warn!(error = %e, attempts = STUCK_ABORTS, "the transaction cannot be aborted; replacing the producer");
-                self.phase.store(BROKEN, Ordering::Relaxed);
+                self.phase.set(Phase::Broken);
                 self.replace()
             }
             Err(e) => match classify(e) {
                 TxnError::Fatal(e) => {
                     tracing::warn!(error = %e, "the transactional producer is broken; replacing it");
-                    self.phase.store(BROKEN, Ordering::Relaxed);
+                    self.phase.set(Phase::Broken);
                     self.replace()
                 }
                 // An abort that times out is simply called again later.
@@ -363,7 +394,7 @@ impl Transactions {
         *crate::sync::write(&self.sink) = fresh;
         self.failed_aborts.store(0, Ordering::Relaxed);
         crate::sync::lock(&self.replaced_at).push(Instant::now());
-        self.phase.store(IDLE, Ordering::Relaxed);
+        self.phase.set(Phase::Idle);
         tracing::warn!(id = %self.transactional_id, "transactional producer replaced");
         Ok(())
     }
@@ -373,7 +404,7 @@ impl std::fmt::Debug for Transactions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transactions")
             .field("id", &self.transactional_id)
-            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .field("phase", &self.phase.get())
             .finish()
     }
 }
