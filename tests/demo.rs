@@ -13,9 +13,9 @@ fn demo_tells_the_story_and_serves_the_api() {
         &[
             "demo",
             "--duration",
-            "45",
+            "30",
             "--speed",
-            "90",
+            "135",
             "--listen",
             "127.0.0.1:0",
         ],

@@ -156,7 +156,7 @@ pub struct Disturbed {
     pub run: Names,
     /// The disturbed engine's environment (instance `a`).
     pub env: Vec<(String, String)>,
-    guarantee: String,
+    pub guarantee: String,
 }
 
 impl Disturbed {
