@@ -92,15 +92,15 @@ struct Table {
 }
 
 /// One connection's place in the table; leaving it (drop) frees the place.
-struct Slot {
+struct Place {
     id: u64,
     table: Arc<Mutex<Table>>,
 }
 
-impl Slot {
+impl Place {
     /// Takes a place for a new connection, closing the oldest waiting one at
     /// the limit; `None` when every open connection is serving requests.
-    fn admit(table: &Arc<Mutex<Table>>, max: usize) -> Option<(Slot, oneshot::Receiver<()>)> {
+    fn admit(table: &Arc<Mutex<Table>>, max: usize) -> Option<(Place, oneshot::Receiver<()>)> {
         let mut t = crate::sync::lock(table);
         if t.open >= max {
             let (_, close) = t.waiting.pop_first()?;
@@ -114,7 +114,7 @@ impl Slot {
         let (tx, rx) = oneshot::channel();
         t.waiting.insert(id, tx);
         Some((
-            Slot {
+            Place {
                 id,
                 table: table.clone(),
             },
@@ -136,7 +136,7 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut t = crate::sync::lock(&self.table);
         t.waiting.remove(&self.id);
@@ -167,7 +167,7 @@ pub async fn serve(
                     // descriptors, the oldest connection still without a
                     // request goes, so a probe gets in.
                     if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        Slot::make_room(&table);
+                        Place::make_room(&table);
                     }
                     crate::repeats::warn(&format!("http: accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,12 +177,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         while tasks.try_join_next().is_some() {}
-        match Slot::admit(&table, limits.max_connections) {
-            Some((slot, close)) => {
+        match Place::admit(&table, limits.max_connections) {
+            Some((place, close)) => {
                 tasks.spawn(connection(
                     stream,
                     router.clone(),
-                    slot,
+                    place,
                     close,
                     settings.clone(),
                 ));
@@ -197,12 +197,12 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     router: Router,
-    slot: Slot,
+    place: Place,
     close: oneshot::Receiver<()>,
     settings: Arc<ServerSettings>,
 ) {
     let _ = stream.set_nodelay(true);
-    let slot = Arc::new(slot);
+    let place = Arc::new(place);
     let work = async {
         match &settings.tls {
             Some(acceptor) => {
@@ -213,12 +213,12 @@ async fn connection(
                 let Ok(mut tls) = tls else { return };
                 let handshake = std::pin::Pin::new(&mut tls).accept();
                 match tokio::time::timeout(settings.limits.header_timeout, handshake).await {
-                    Ok(Ok(())) => serve_io(TokioIo::new(tls), router, &slot, &settings).await,
+                    Ok(Ok(())) => serve_io(TokioIo::new(tls), router, &place, &settings).await,
                     Ok(Err(e)) => tracing::debug!(error = %e, "http: TLS handshake failed"),
                     Err(_) => tracing::debug!("http: TLS handshake timed out"),
                 }
             }
-            None => serve_io(TokioIo::new(stream), router, &slot, &settings).await,
+            None => serve_io(TokioIo::new(stream), router, &place, &settings).await,
         }
     };
     tokio::select! {
@@ -230,11 +230,11 @@ async fn connection(
 }
 
 /// HTTP/1.1 on one connection, every request authenticated when users are set.
-async fn serve_io<I>(io: TokioIo<I>, router: Router, slot: &Arc<Slot>, settings: &ServerSettings)
+async fn serve_io<I>(io: TokioIo<I>, router: Router, place: &Arc<Place>, settings: &ServerSettings)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let marker = slot.clone();
+    let marker = place.clone();
     let auth = settings.auth.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         marker.serving();
@@ -286,10 +286,10 @@ mod tests {
     #[test]
     fn at_the_limit_the_oldest_waiting_connection_makes_room() {
         let table = Arc::new(Mutex::new(Table::default()));
-        let (a, mut close_a) = Slot::admit(&table, 2).unwrap();
-        let (b, _close_b) = Slot::admit(&table, 2).unwrap();
+        let (a, mut close_a) = Place::admit(&table, 2).unwrap();
+        let (b, _close_b) = Place::admit(&table, 2).unwrap();
         b.serving();
-        let (c, _close_c) = Slot::admit(&table, 2).expect("a is evicted");
+        let (c, _close_c) = Place::admit(&table, 2).expect("a is evicted");
         assert!(
             close_a.try_recv().is_ok(),
             "the oldest waiting one is told to close"
@@ -297,10 +297,10 @@ mod tests {
         drop(a);
         c.serving();
         assert!(
-            Slot::admit(&table, 2).is_none(),
+            Place::admit(&table, 2).is_none(),
             "every place is serving: refused"
         );
         drop(b);
-        assert!(Slot::admit(&table, 2).is_some());
+        assert!(Place::admit(&table, 2).is_some());
     }
 }

@@ -121,15 +121,15 @@ mod tests {
         assert_eq!(grants(&c).len(), 15);
         c.kafka.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
         let eos = grants(&c);
-        let txn = eos.last().unwrap();
+        let grant = eos.last().unwrap();
         assert_eq!(
-            txn.options("User:crowdpark"),
+            grant.options("User:crowdpark"),
             "--allow-principal User:crowdpark --operation Write --transactional-id crowdpark- --resource-pattern-type prefixed"
         );
         c.kafka.instance_id = "hubin-1".into();
-        let txn = grants(&c).pop().unwrap();
-        assert_eq!(txn.name, "hubin-1");
-        assert!(!txn.prefixed);
+        let grant = grants(&c).pop().unwrap();
+        assert_eq!(grant.name, "hubin-1");
+        assert!(!grant.prefixed);
         assert_eq!(
             eos[0].options("User:crowdpark"),
             "--allow-principal User:crowdpark --operation Read --topic crowd.counts"

@@ -19,7 +19,7 @@ pub mod sink;
 pub mod stall;
 pub mod startup;
 pub mod tls_check;
-pub mod txn;
+pub mod transaction;
 pub mod view_reader;
 
 use crate::config::{secrets, Config, ConfigError};

@@ -125,12 +125,12 @@ mod tests {
     use crate::output::ForwardRecord;
     use crate::partitioner::partition_for;
 
-    fn payment(zone: &str, txn: &str) -> Forwarded {
+    fn payment(zone: &str, id: &str) -> Forwarded {
         Forwarded {
             key: zone.to_string(),
             partition: None,
             record: ForwardRecord {
-                txn_id: Some(txn.to_string()),
+                txn_id: Some(id.to_string()),
                 ts: 1_790_834_580_000,
                 zone: Some(zone.to_string()),
                 category: Some("food".into()),

@@ -1,5 +1,5 @@
 //! The idempotent producer for the output topics and the dead-letter topic in
-//! at-least-once mode (the transactional one in `txn` wraps it), with delivery
+//! at-least-once mode (the transactional one in `transaction` wraps it), with delivery
 //! tracking: a record that fails is kept and sent
 //! again, and offsets are never committed while any delivery is outstanding or
 //! failed.

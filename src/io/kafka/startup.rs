@@ -7,7 +7,7 @@
 use super::health::Health;
 use super::logs::{self, Quiet};
 use super::sink::KafkaSink;
-use super::txn::Transactions;
+use super::transaction::Transactions;
 use super::{client_config, state_topic};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::metrics::Metrics;
@@ -27,7 +27,7 @@ const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
 pub struct Connected {
     /// At-least-once mode: the outputs' own idempotent producer.
     pub direct: Option<KafkaSink>,
-    pub txn: Transactions,
+    pub transaction: Transactions,
     pub state_partitions: i32,
     /// The largest changelog record that can be written: the changelog
     /// topic's `max.message.bytes`, or the producer's own limit if lower.
@@ -81,7 +81,7 @@ fn attempt(config: &Config, metrics: &Arc<Metrics>) -> Result<Connected, Failure
         Some(KafkaSink::new(config, Some(metrics.clone())).map_err(|e| Failure::Final(e.into()))?)
     };
     let id = config.kafka.transactional_id();
-    let txn =
+    let transaction =
         Transactions::new(config, Some(metrics.clone()), &id, ATTEMPT).map_err(Failure::Waiting)?;
     let state_partitions = changelog_partitions(config)?;
     let topic_max =
@@ -99,7 +99,7 @@ fn attempt(config: &Config, metrics: &Arc<Metrics>) -> Result<Connected, Failure
     let state_max_bytes = topic_max.min(producer_max);
     Ok(Connected {
         direct,
-        txn,
+        transaction,
         state_partitions,
         state_max_bytes,
     })

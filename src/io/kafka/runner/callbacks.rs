@@ -50,22 +50,22 @@ impl ConsumerContext for RunContext {
                 );
             }
             self.view.set_ready(false);
-            // Held until the slots are gone: no worker processes a message of
+            // Held until the tasks are gone: no worker processes a message of
             // a revoked partition after its last commit.
-            let mut slots = self.slots.barrier();
-            let held = self.rewind_pending.load(Ordering::Relaxed) || self.health.refused();
-            let failed = crate::sync::lock(&self.fatal)
-                .clone()
-                .or_else(|| held.then(|| "processing is held (a rewind is pending)".to_string()));
+            let mut tasks = self.tasks.barrier();
+            let paused = self.rewind_pending.load(Ordering::Relaxed) || self.health.refused();
+            let failed = crate::sync::lock(&self.fatal).clone().or_else(|| {
+                paused.then(|| "processing is paused (a rewind is pending)".to_string())
+            });
             let committed = match failed {
                 // Positions may be ahead of what was delivered: commit nothing,
                 // and let the next owner resume from the last checkpoint.
                 Some(e) => {
                     tracing::warn!(error = %e, "not committing revoked partitions after an error");
                     let _ = self.settle(true);
-                    Err(TxnError::Abort(e.into()))
+                    Err(TransactionError::Abort(e.into()))
                 }
-                None => self.commit_held(&mut slots, consumer),
+                None => self.commit_at_barrier(&mut tasks, consumer),
             };
             match committed {
                 Ok(Commit::Deferred(e)) => {
@@ -76,21 +76,21 @@ impl ConsumerContext for RunContext {
                     tracing::warn!(error = %e, "could not commit revoked partitions; the new owner resumes from the last commit");
                     // Their state is dropped below, so aborting is the whole
                     // recovery; if the broker is away, the loop aborts later.
-                    if let Err(TxnError::Fatal(e)) = self.txn.abort() {
+                    if let Err(TransactionError::Fatal(e)) = self.transaction.abort() {
                         self.set_fatal(e.to_string());
                     }
                 }
             }
             // Their unsent batches were sent by the commit above; if it
             // failed, the new owner replays the payments.
-            let (revoked, kept): (Vec<_>, Vec<_>) = slots::take_all(&mut slots)
+            let (revoked, kept): (Vec<_>, Vec<_>) = tasks::take_all(&mut tasks)
                 .into_iter()
                 .partition(|s| parts.contains(&s.key()));
-            for slot in &revoked {
-                self.retire(slot);
+            for task in &revoked {
+                self.retire(task);
             }
-            *slots = kept.into_iter().map(Mutex::new).collect();
-            let still: Vec<(String, i32)> = slots::each(&mut slots)
+            *tasks = kept.into_iter().map(Mutex::new).collect();
+            let still: Vec<(String, i32)> = tasks::each(&mut tasks)
                 .map(|s| self.stall_key(s.topic, s.partition))
                 .collect();
             self.health.stalls().assigned(&still);
@@ -100,7 +100,7 @@ impl ConsumerContext for RunContext {
             self.view
                 .metrics
                 .runtime
-                .set_partitions_assigned(slots.len());
+                .set_partitions_assigned(tasks.len());
             tracing::info!(partitions = parts.len(), "partitions revoked");
         }
     }
@@ -108,7 +108,7 @@ impl ConsumerContext for RunContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
-            let mut slots = self.slots.barrier();
+            let mut tasks = self.tasks.barrier();
             // Where an earlier assignment put messages back means nothing now.
             crate::sync::lock(&self.put_back).clear();
             let positioned = self.restore(&parts).and_then(|mut restored| {
@@ -122,18 +122,18 @@ impl ConsumerContext for RunContext {
                         tracing::error!(error = %e, "could not position restored partitions");
                     }
                     // After `assign`, which undoes any split.
-                    slots::split_queues(self, &mut restored);
-                    slots.extend(restored.into_iter().map(Mutex::new));
+                    tasks::split_queues(self, &mut restored);
+                    tasks.extend(restored.into_iter().map(Mutex::new));
                     self.generation.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(partitions = parts.len(), "partitions assigned and restored");
                     self.view
                         .metrics
                         .runtime
-                        .set_partitions_assigned(slots.len());
+                        .set_partitions_assigned(tasks.len());
                     self.health.restore_failed(None);
                     self.view.set_ready(true);
-                    drop(slots);
-                    self.slots.wake();
+                    drop(tasks);
+                    self.tasks.wake();
                 }
                 Err(e) => {
                     // Keep the partitions (nobody else would process them) and

@@ -1,9 +1,9 @@
 //! Checkpoints: outputs acknowledged, state and offsets into one transaction,
 //! committed in place (exactly-once) or on a thread of its own (at-least-once).
 
-use super::slots::{each, Barrier};
+use super::tasks::{each, Barrier};
 use super::*;
-use crate::io::kafka::txn::Cause;
+use crate::io::kafka::transaction::Cause;
 
 /// What a commit attempt did.
 pub(super) enum Commit {
@@ -32,7 +32,7 @@ pub(super) enum Prepared {
 
 /// A commit running on its own thread (at-least-once mode).
 pub(super) struct InFlight {
-    handle: std::thread::JoinHandle<Result<(), TxnError>>,
+    handle: std::thread::JoinHandle<Result<(), TransactionError>>,
     started: Instant,
 }
 
@@ -40,30 +40,33 @@ impl RunContext {
     /// Steps 1–2 of the module comment, for every partition this instance owns,
     /// waiting for the commit (and first for a background one still running),
     /// with every worker held out until it is done.
-    pub(super) fn commit(&self, consumer: &BaseConsumer<RunContext>) -> Result<Commit, TxnError> {
-        self.commit_held(&mut self.slots.barrier(), consumer)
+    pub(super) fn commit(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+    ) -> Result<Commit, TransactionError> {
+        self.commit_at_barrier(&mut self.tasks.barrier(), consumer)
     }
 
     /// [`commit`](Self::commit) for a caller already holding the barrier. The
     /// commit itself happens under it too: in exactly-once mode a worker's
     /// output sent meanwhile would join this transaction without its offset.
-    pub(super) fn commit_held(
+    pub(super) fn commit_at_barrier(
         &self,
-        slots: &mut Barrier<'_>,
+        tasks: &mut Barrier<'_>,
         consumer: &BaseConsumer<RunContext>,
-    ) -> Result<Commit, TxnError> {
+    ) -> Result<Commit, TransactionError> {
         // Its failure is in the transaction's phase, which `prepare` obeys
         // (retry the commit, or abort); only a fatal one is passed on here.
-        if let Some(Err(TxnError::Fatal(e))) = self.settle(true) {
-            return Err(TxnError::Fatal(e));
+        if let Some(Err(TransactionError::Fatal(e))) = self.settle(true) {
+            return Err(TransactionError::Fatal(e));
         }
-        let ready = match self.prepare(slots, consumer)? {
+        let ready = match self.prepare(tasks, consumer)? {
             Prepared::Ready(ready) => ready,
             Prepared::Skip(not) => return Ok(not),
         };
         self.injected_abort()?;
-        self.txn.commit(&ready.offsets, &ready.group)?;
-        self.committed(slots);
+        self.transaction.commit(&ready.offsets, &ready.group)?;
+        self.committed(tasks);
         Ok(Commit::Done)
     }
 
@@ -77,49 +80,49 @@ impl RunContext {
     pub(super) fn commit_in_background(
         &self,
         consumer: &BaseConsumer<RunContext>,
-    ) -> Result<Commit, TxnError> {
-        let ready = match self.prepare(&mut self.slots.barrier(), consumer)? {
+    ) -> Result<Commit, TransactionError> {
+        let ready = match self.prepare(&mut self.tasks.barrier(), consumer)? {
             Prepared::Ready(ready) => ready,
             Prepared::Skip(not) => return Ok(not),
         };
         self.injected_abort()?;
-        let txn = self.txn.clone();
+        let transaction = self.transaction.clone();
         let handle = std::thread::Builder::new()
             .name("crowdpark-commit".into())
-            .spawn(move || txn.commit(&ready.offsets, &ready.group))
+            .spawn(move || transaction.commit(&ready.offsets, &ready.group))
             .map_err(|e| {
-                TxnError::Abort(format!("could not start the commit thread: {e}").into())
+                TransactionError::Abort(format!("could not start the commit thread: {e}").into())
             })?;
-        *self.in_flight_slot() = Some(InFlight {
+        *self.in_flight_task() = Some(InFlight {
             handle,
             started: Instant::now(),
         });
         Ok(Commit::Started)
     }
 
-    pub(super) fn in_flight_slot(&self) -> MutexGuard<'_, Option<InFlight>> {
+    pub(super) fn in_flight_task(&self) -> MutexGuard<'_, Option<InFlight>> {
         crate::sync::lock(&self.in_flight)
     }
 
     pub(super) fn committing_in_background(&self) -> bool {
-        self.in_flight_slot().is_some()
+        self.in_flight_task().is_some()
     }
 
     /// The outcome of the background commit once it has finished (with `wait`,
     /// once it has finished, however long that takes); `None` if there is none
     /// or it is still running.
-    pub(super) fn settle(&self, wait: bool) -> Option<Result<(), TxnError>> {
+    pub(super) fn settle(&self, wait: bool) -> Option<Result<(), TransactionError>> {
         let f = {
-            let mut slot = self.in_flight_slot();
-            if !wait && !slot.as_ref()?.handle.is_finished() {
+            let mut task = self.in_flight_task();
+            if !wait && !task.as_ref()?.handle.is_finished() {
                 return None;
             }
-            slot.take()?
+            task.take()?
         };
         let r = f
             .handle
             .join()
-            .unwrap_or_else(|_| Err(TxnError::Fatal("the commit thread panicked".into())));
+            .unwrap_or_else(|_| Err(TransactionError::Fatal("the commit thread panicked".into())));
         if r.is_ok() {
             self.committed_in_background();
             tracing::debug!(
@@ -131,11 +134,11 @@ impl RunContext {
     }
 
     /// The open transaction committed: its positions are the committed ones.
-    pub(super) fn committed(&self, slots: &mut Barrier<'_>) {
+    pub(super) fn committed(&self, tasks: &mut Barrier<'_>) {
         let mut c = self.commits();
         c.committed = match c.txn_positions.take() {
             Some(p) => p,
-            None => positions(slots),
+            None => positions(tasks),
         };
         c.count += 1;
     }
@@ -153,23 +156,25 @@ impl RunContext {
     /// once), the changed state written into the transaction.
     pub(super) fn prepare(
         &self,
-        slots: &mut Barrier<'_>,
+        tasks: &mut Barrier<'_>,
         consumer: &BaseConsumer<RunContext>,
-    ) -> Result<Prepared, TxnError> {
+    ) -> Result<Prepared, TransactionError> {
         // A worker that failed marked the run failed before it let go of the
         // barrier held here: its positions are ahead of what it sent.
         if let Some(e) = crate::sync::lock(&self.fatal).clone() {
-            return Err(TxnError::Fatal(e.into()));
+            return Err(TransactionError::Fatal(e.into()));
         }
-        if self.txn.must_abort() {
-            return Err(TxnError::Abort("an earlier transaction failed".into()));
+        if self.transaction.must_abort() {
+            return Err(TransactionError::Abort(
+                "an earlier transaction failed".into(),
+            ));
         }
-        let offsets = if self.txn.is_committing() {
+        let offsets = if self.transaction.is_committing() {
             // Only the commit is retried: its records and offsets are in, and
             // `txn_positions` are the positions in it.
             TopicPartitionList::new()
         } else {
-            let positions = positions(slots);
+            let positions = positions(tasks);
             // Only the offsets that moved go into the transaction: the group
             // holds the others already, and a partition the engine may no
             // longer read (a revoked Read grant) would fail every commit with
@@ -183,66 +188,66 @@ impl RunContext {
                     .collect()
             };
             // A discarded checkpoint's keys are deleted even if nothing moved.
-            let stale = each(slots).any(|s| !s.stale.is_empty());
-            if moved.is_empty() && !stale && !self.txn.is_open() {
+            let stale = each(tasks).any(|s| !s.stale.is_empty());
+            if moved.is_empty() && !stale && !self.transaction.is_open() {
                 return Ok(Prepared::Skip(Commit::Nothing));
             }
             // The state about to be checkpointed has forwarded these payments.
-            for slot in each(slots) {
-                send_batches(self, &mut slot.batches)?;
+            for task in each(tasks) {
+                send_batches(self, &mut task.batches)?;
             }
             if let Some(d) = &self.direct {
                 if let Err(e) = d.flush(FLUSH_TIMEOUT) {
                     return Ok(Prepared::Skip(Commit::Deferred(e.into())));
                 }
             }
-            self.write_state(slots)?;
+            self.write_state(tasks)?;
             let mut offsets = TopicPartitionList::new();
             for ((topic, p), pos) in moved {
                 offsets
                     .add_partition_offset(self.topic_name(topic), p, Offset::Offset(pos))
-                    .map_err(|e| TxnError::Abort(e.into()))?;
+                    .map_err(|e| TransactionError::Abort(e.into()))?;
             }
             self.commits().txn_positions = Some(positions);
             offsets
         };
         let group = consumer
             .group_metadata()
-            .ok_or_else(|| TxnError::Abort("the consumer has no group metadata".into()))?;
+            .ok_or_else(|| TransactionError::Abort("the consumer has no group metadata".into()))?;
         Ok(Prepared::Ready(Ready { offsets, group }))
     }
 }
 
-/// Where every slot that has processed or restored anything stands.
-pub(super) fn positions(slots: &mut Barrier<'_>) -> BTreeMap<(InputTopic, i32), i64> {
-    each(slots)
+/// Where every task that has processed or restored anything stands.
+pub(super) fn positions(tasks: &mut Barrier<'_>) -> BTreeMap<(InputTopic, i32), i64> {
+    each(tasks)
         .filter_map(|s| Some((s.key(), s.position?)))
         .collect()
 }
 
 impl RunContext {
-    /// Every slot's changed state into the open transaction, each
+    /// Every task's changed state into the open transaction, each
     /// partition's records to the changelog partition its restore reads.
-    fn write_state(&self, slots: &mut Barrier<'_>) -> Result<(), TxnError> {
+    fn write_state(&self, tasks: &mut Barrier<'_>) -> Result<(), TransactionError> {
         let state_topic = state_topic(&self.config).to_string();
-        for slot in each(slots) {
-            if slot.position.is_none() {
+        for task in each(tasks) {
+            if task.position.is_none() {
                 continue;
             }
-            let (topic, p) = slot.key();
+            let (topic, p) = task.key();
             // A discarded checkpoint's keys go first: its own records may
             // write some of them again.
-            for key in std::mem::take(&mut slot.stale) {
-                self.txn.send(
+            for key in std::mem::take(&mut task.stale) {
+                self.transaction.send(
                     &state_topic,
                     Some(p % self.state_partitions),
                     Some(key.as_bytes()),
                     None,
                 )?;
             }
-            for r in slot.engine.checkpoint_partition(topic, p) {
+            for r in task.engine.checkpoint_partition(topic, p) {
                 self.fits_changelog(&r)?;
-                self.txn.send(
+                self.transaction.send(
                     &state_topic,
                     Some(p % self.state_partitions),
                     Some(r.key.as_bytes()),
@@ -260,7 +265,7 @@ pub(super) fn on_commit(
     ctx: &RunContext,
     consumer: &BaseConsumer<RunContext>,
     view: &LiveView,
-    r: Result<Commit, TxnError>,
+    r: Result<Commit, TransactionError>,
     last_recover: &mut Instant,
 ) -> anyhow::Result<()> {
     match r {
@@ -275,14 +280,14 @@ pub(super) fn on_commit(
             view.metrics.runtime.commit("deferred");
             crate::io::kafka::logs::warn("outputs not yet acknowledged; commit deferred", &e);
         }
-        Err(TxnError::Fatal(e)) => anyhow::bail!(e),
-        Err(TxnError::Retry(e)) => {
+        Err(TransactionError::Fatal(e)) => anyhow::bail!(e),
+        Err(TransactionError::Retry(e)) => {
             ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("retry");
             crate::io::kafka::logs::warn("commit not finished; holding until it is", &e);
             *last_recover = Instant::now();
         }
-        Err(TxnError::Abort(e)) => {
+        Err(TransactionError::Abort(e)) => {
             ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("aborted");
             crate::io::kafka::logs::warn("checkpoint transaction failed", &e);

@@ -20,17 +20,17 @@ pub(super) struct RunContext {
     pub(super) config: Arc<Config>,
     pub(super) catalog: Arc<Catalog>,
     /// The assigned partitions, each with its engine, and the barrier.
-    pub(super) slots: Slots,
+    pub(super) tasks: Tasks,
     pub(super) commits: Mutex<Commits>,
     /// Input messages processed (the repartition topic is not input).
     pub(super) consumed: AtomicU64,
-    /// Dedup evictions of partitions no longer held.
+    /// Dedup evictions of partitions no longer owned.
     pub(super) evicted_retired: Mutex<BTreeMap<InputTopic, u64>>,
     /// The consumer this context belongs to, for splitting partition queues
     /// inside its callbacks (set once created; weak, as it holds this).
     pub(super) consumer: OnceLock<Weak<BaseConsumer<RunContext>>>,
     /// Carries every checkpoint, and the outputs too in exactly-once mode.
-    pub(super) txn: Arc<Transactions>,
+    pub(super) transaction: Arc<Transactions>,
     /// The background commit, if one is running or finished unseen.
     pub(super) in_flight: Mutex<Option<InFlight>>,
     /// At-least-once mode: the outputs' own idempotent producer.
@@ -43,7 +43,7 @@ pub(super) struct RunContext {
     pub(super) health: Arc<Health>,
     /// A rewind failed half-way; processing holds until one succeeds.
     pub(super) rewind_pending: AtomicBool,
-    /// Where each partition was sought back to while held.
+    /// Where each partition was sought back to while paused.
     pub(super) put_back: Mutex<BTreeMap<(String, i32), i64>>,
     /// Set by a callback that hit an unrecoverable error; the loop stops on it.
     pub(super) fatal: Mutex<Option<String>>,
@@ -74,13 +74,13 @@ pub(super) fn abort_every() -> Option<u64> {
 impl RunContext {
     /// A checkpoint ready to commit: aborted instead when a test asks
     /// (`FAULT_ABORT_EVERY`).
-    pub(super) fn injected_abort(&self) -> Result<(), TxnError> {
+    pub(super) fn injected_abort(&self) -> Result<(), TransactionError> {
         let Some(n) = self.abort_every else {
             return Ok(());
         };
         let seen = self.checkpoints.fetch_add(1, Ordering::Relaxed) + 1;
         if seen % n == 0 {
-            return Err(TxnError::Abort(
+            return Err(TransactionError::Abort(
                 format!("aborted on purpose ({FAULT_ABORT_EVERY}={n})").into(),
             ));
         }
@@ -110,29 +110,30 @@ impl RunContext {
             .collect()
     }
 
-    /// Forgets a slot: its dedup evictions are kept in the total, its
+    /// Forgets a task: its dedup evictions are kept in the total, its
     /// metrics dropped.
-    pub(super) fn retire(&self, slot: &Slot) {
-        let evicted: u64 = slot.engine.dedup_evicted().values().sum();
+    pub(super) fn retire(&self, task: &Task) {
+        let evicted: u64 = task.engine.dedup_evicted().values().sum();
         *crate::sync::lock(&self.evicted_retired)
-            .entry(slot.topic)
+            .entry(task.topic)
             .or_default() += evicted;
         self.view
             .metrics
             .runtime
-            .forget_partition(self.topic_name(slot.topic), slot.partition);
+            .forget_partition(self.topic_name(task.topic), task.partition);
     }
 
-    /// True while processing must hold: a commit waits to be retried, or a
-    /// transaction failed and the state has not been rewound yet.
-    pub(super) fn held(&self) -> bool {
-        self.txn.is_committing()
-            || self.txn.must_abort()
+    /// True while processing is paused: a commit waits to be retried, a
+    /// transaction failed and the state has not been rewound yet, or the
+    /// partition counts are refused.
+    pub(super) fn paused(&self) -> bool {
+        self.transaction.is_committing()
+            || self.transaction.must_abort()
             || self.rewind_pending.load(Ordering::Relaxed)
             || self.health.refused()
     }
 
-    /// While held, a message that still arrives is put back: its partition is
+    /// While paused, a message that still arrives is put back: its partition is
     /// sought to it, so it is read again once processing resumes. Only the first
     /// per partition counts (a later one was fetched before the seek).
     pub(super) fn put_back(&self, consumer: &BaseConsumer<RunContext>, m: &BorrowedMessage<'_>) {
@@ -182,13 +183,16 @@ impl RunContext {
     /// Refuses a changelog record the topic would refuse: retrying it could
     /// only fail again, so the run stops with the reason instead of rewinding
     /// forever. (Values are split to fit; only an absurd key can get here.)
-    pub(super) fn fits_changelog(&self, r: &crate::state::StateRecord) -> Result<(), TxnError> {
+    pub(super) fn fits_changelog(
+        &self,
+        r: &crate::state::StateRecord,
+    ) -> Result<(), TransactionError> {
         let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
         if size <= self.state_max_bytes {
             return Ok(());
         }
         let shown: String = r.key.chars().take(120).collect();
-        Err(TxnError::Fatal(
+        Err(TransactionError::Fatal(
             format!(
                 "state record `{shown}` is {size} bytes, more than the {} bytes `{}` and its producer take (max.message.bytes)",
                 self.state_max_bytes,
@@ -216,12 +220,14 @@ impl RunContext {
         partition: Option<i32>,
         key: &[u8],
         value: &[u8],
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), TransactionError> {
         match &self.direct {
             Some(d) => d
                 .send(topic, partition, Some(key), Some(value))
-                .map_err(|e| TxnError::Fatal(e.into())),
-            None => self.txn.send(topic, partition, Some(key), Some(value)),
+                .map_err(|e| TransactionError::Fatal(e.into())),
+            None => self
+                .transaction
+                .send(topic, partition, Some(key), Some(value)),
         }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! One thread, the coordinator, owns the consumer: it serves the group's
 //! callbacks, ticks, checkpoints and recovers. Each assigned input partition
-//! is a slot with its own engine and its own librdkafka queue, split from the
-//! consumer's; `engine.workers` threads process the slots, each slot by one
-//! worker at a time (`slots.rs`). The commit is made safe for stateful
+//! is a task with its own engine and its own librdkafka queue, split from the
+//! consumer's; `engine.workers` threads process the tasks, each task by one
+//! worker at a time (`tasks.rs`). The commit is made safe for stateful
 //! processing: every `commit_interval`, and before partitions are revoked or
 //! the process stops, the coordinator holds every worker out (the barrier)
 //! and then:
@@ -40,7 +40,7 @@ mod poll;
 mod publish;
 mod recovery;
 mod share;
-mod slots;
+mod tasks;
 mod worker;
 
 use super::changelog::{changelog_reader, read_changelog};
@@ -48,7 +48,7 @@ use super::health::Health;
 use super::repartition::Batches;
 use super::sink::KafkaSink;
 use super::startup::{connect, Connected};
-use super::txn::{Transactions, TxnError};
+use super::transaction::{TransactionError, Transactions};
 use super::{client_config, state_topic};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::district::PartialRecord;
@@ -69,11 +69,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use slots::{Slot, Slots};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
+use tasks::{Task, Tasks};
 
 /// How long a flush may take before the commit is deferred (and retried on the
 /// next interval). Outputs are never dropped; they wait in the producer.
@@ -181,7 +181,7 @@ pub fn run(
         None => None,
     };
     // Declared after the consumer, so dropped before it: an error return marks
-    // the run failed, stops the workers and drops the slots (whose queues hold
+    // the run failed, stops the workers and drops the tasks (whose queues hold
     // the consumer) before the consumer's close runs the revoke callback.
     let mut failing = FailOnDrop {
         ctx: ctx.clone(),
@@ -208,7 +208,7 @@ fn start(
 ) -> anyhow::Result<Option<Arc<BaseConsumer<RunContext>>>> {
     let Some(Connected {
         direct,
-        txn,
+        transaction,
         state_partitions,
         state_max_bytes,
     }) = connect(config, &view.metrics, health, shutdown)?
@@ -219,12 +219,12 @@ fn start(
     let context = RunContext {
         config: config.clone(),
         catalog,
-        slots: Slots::new(),
+        tasks: Tasks::new(),
         commits: Mutex::new(Commits::default()),
         consumed: AtomicU64::new(0),
         evicted_retired: Mutex::new(BTreeMap::new()),
         consumer: OnceLock::new(),
-        txn: Arc::new(txn),
+        transaction: Arc::new(transaction),
         in_flight: Mutex::new(None),
         direct,
         view: view.clone(),
@@ -276,10 +276,10 @@ fn finish(
 ) -> anyhow::Result<RunSummary> {
     view.set_ready(false);
     if ctx.rewind_pending.load(Ordering::Relaxed) || ctx.health.refused() {
-        // What the slots hold is not a state to keep (half restored, or
+        // What the tasks hold is not a state to keep (half restored, or
         // processed under partition counts that no longer hold).
-        tracing::warn!("stopping while processing is held: nothing committed; the next run resumes from the last checkpoint");
-        let _ = ctx.txn.abort();
+        tracing::warn!("stopping while processing is paused: nothing committed; the next run resumes from the last checkpoint");
+        let _ = ctx.transaction.abort();
         consumer.unsubscribe();
         let _ = consumer.poll(Duration::from_millis(100));
         return Ok(RunSummary {
@@ -290,11 +290,11 @@ fn finish(
     tracing::info!("stopping: final checkpoint and commit");
     match ctx.commit(consumer) {
         Ok(Commit::Deferred(e))
-        | Err(TxnError::Abort(e))
-        | Err(TxnError::Retry(e))
-        | Err(TxnError::Fatal(e)) => {
+        | Err(TransactionError::Abort(e))
+        | Err(TransactionError::Retry(e))
+        | Err(TransactionError::Fatal(e)) => {
             tracing::error!(error = %e, "final commit failed; the next run resumes from the previous commit");
-            let _ = ctx.txn.abort();
+            let _ = ctx.transaction.abort();
         }
         Ok(_) => {}
     }
@@ -310,7 +310,7 @@ fn finish(
     })
 }
 
-/// Stops the workers and drops the slots when the run ends, whichever way.
+/// Stops the workers and drops the tasks when the run ends, whichever way.
 /// Dropped armed (any error return), it first marks the run failed, so that
 /// closing the consumer, which revokes its partitions, commits nothing: after
 /// a failed produce the positions are ahead of what was delivered, and
@@ -325,8 +325,8 @@ impl FailOnDrop {
     /// Stops the workers and waits for them; an error one of them stopped on
     /// is the run's.
     fn stop_workers(&mut self) -> anyhow::Result<()> {
-        self.ctx.slots.stop.store(true, Ordering::Relaxed);
-        self.ctx.slots.wake();
+        self.ctx.tasks.stop.store(true, Ordering::Relaxed);
+        self.ctx.tasks.wake();
         for w in self.workers.drain(..) {
             if w.join().is_err() {
                 self.ctx.mark_failed("a worker panicked".into());
@@ -345,6 +345,6 @@ impl Drop for FailOnDrop {
             self.ctx.mark_failed("the run stopped on an error".into());
         }
         let _ = self.stop_workers();
-        self.ctx.slots.clear();
+        self.ctx.tasks.clear();
     }
 }

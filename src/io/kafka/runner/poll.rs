@@ -1,8 +1,8 @@
 //! The coordinator: the one thread that polls the consumer itself (its
-//! callbacks run here), ticks the slots, refreshes the view and checkpoints;
+//! callbacks run here), ticks the tasks, refreshes the view and checkpoints;
 //! while processing must hold, it retries the commit or the rewind.
 
-use super::slots::{each, Barrier};
+use super::tasks::{each, Barrier};
 use super::*;
 
 /// How long one poll of the consumer's own queue waits: it carries only the
@@ -20,7 +20,7 @@ pub(super) struct Coordinator<'a> {
     last_commit: Instant,
     last_recover: Instant,
     commit_every: Duration,
-    was_held: bool,
+    was_paused: bool,
     writer: super::share::ViewWriter,
     last_share: Instant,
 }
@@ -39,7 +39,7 @@ impl<'a> Coordinator<'a> {
             last_commit: now,
             last_recover: now,
             commit_every: ctx.config.kafka.commit_interval.as_duration(),
-            was_held: false,
+            was_paused: false,
             writer: Default::default(),
             last_share: now,
         }
@@ -56,15 +56,15 @@ impl<'a> Coordinator<'a> {
             if now.duration_since(self.last_view) >= VIEW_EVERY {
                 self.refresh(now)?;
             }
-            if self.ctx.held() {
-                self.while_held(consumer)?;
+            if self.ctx.paused() {
+                self.while_paused(consumer)?;
                 continue;
             }
-            if self.was_held {
+            if self.was_paused {
                 self.view.set_ready(true);
                 crate::sync::lock(&self.ctx.put_back).clear();
-                self.was_held = false;
-                self.ctx.slots.wake();
+                self.was_paused = false;
+                self.ctx.tasks.wake();
             }
             match consumer.poll(COORDINATOR_POLL) {
                 // Fetched for a partition before its queue was split: put
@@ -80,11 +80,11 @@ impl<'a> Coordinator<'a> {
                 None => {}
             }
             let now = Instant::now();
-            if now.duration_since(self.last_tick) >= TICK_EVERY && !self.ctx.held() {
+            if now.duration_since(self.last_tick) >= TICK_EVERY && !self.ctx.paused() {
                 self.tick(consumer, now)?;
             }
             if now.duration_since(self.last_commit) >= self.commit_every
-                && !self.ctx.held()
+                && !self.ctx.paused()
                 && !self.ctx.committing_in_background()
             {
                 self.checkpoint(consumer)?;
@@ -101,18 +101,18 @@ impl<'a> Coordinator<'a> {
             anyhow::bail!(e);
         }
         let ctx = self.ctx;
-        let mut slots = ctx.slots.barrier();
-        self.watch_positions(&mut slots, now);
-        let engines: Vec<&Engine> = each(&mut slots).map(|s| &s.engine).collect();
+        let mut tasks = ctx.tasks.barrier();
+        self.watch_positions(&mut tasks, now);
+        let engines: Vec<&Engine> = each(&mut tasks).map(|s| &s.engine).collect();
         let districts = engines.iter().flat_map(|e| e.districts()).collect();
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
         crate::io::refresh_view_of(&engines, districts, &retired, self.view);
-        // Not while held: the transaction is failing, or the state rewinding.
-        if now.duration_since(self.last_share) >= super::share::SHARE_EVERY && !ctx.held() {
-            self.writer.write(ctx, self.view, &mut slots);
+        // Not while paused: the transaction is failing, or the state rewinding.
+        if now.duration_since(self.last_share) >= super::share::SHARE_EVERY && !ctx.paused() {
+            self.writer.write(ctx, self.view, &mut tasks);
             self.last_share = now;
         }
-        drop(slots);
+        drop(tasks);
         self.last_view = now;
         Ok(())
     }
@@ -122,9 +122,9 @@ impl<'a> Coordinator<'a> {
     /// known to be caught up (records wait, or the broker's end is not known
     /// yet), whose wall time then does not count as idle (see
     /// `Watermark::hold_idle`).
-    fn watch_positions(&self, slots: &mut Barrier<'_>, now: Instant) {
+    fn watch_positions(&self, tasks: &mut Barrier<'_>, now: Instant) {
         let ctx = self.ctx;
-        let stands: Vec<((String, i32), Option<i64>)> = each(slots)
+        let stands: Vec<((String, i32), Option<i64>)> = each(tasks)
             .map(|s| (ctx.stall_key(s.topic, s.partition), s.position))
             .collect();
         let waiting: Vec<bool> = {
@@ -139,23 +139,23 @@ impl<'a> Coordinator<'a> {
             stands.iter().map(|(k, _)| !stalls.caught_up(k)).collect()
         };
         let wall_ms = crate::time::now_ms();
-        for (slot, waits) in each(slots).zip(waiting) {
+        for (task, waits) in each(tasks).zip(waiting) {
             if waits {
-                slot.engine.hold_idle(slot.topic, slot.partition, wall_ms);
+                task.engine.hold_idle(task.topic, task.partition, wall_ms);
             }
         }
     }
 
-    /// Held: the workers leave messages in their queues; a message that
+    /// Paused: the workers leave messages in their queues; a message that
     /// still arrives here is put back, and once a second the commit is
     /// retried or the state rewound.
-    fn while_held(&mut self, consumer: &BaseConsumer<RunContext>) -> anyhow::Result<()> {
+    fn while_paused(&mut self, consumer: &BaseConsumer<RunContext>) -> anyhow::Result<()> {
         let ctx = self.ctx;
-        if !self.was_held {
-            // Not serving fresh results while held (`/readyz` 503).
+        if !self.was_paused {
+            // Not serving fresh results while paused (`/readyz` 503).
             self.view.set_ready(false);
         }
-        self.was_held = true;
+        self.was_paused = true;
         if let Some(Ok(m)) = consumer.poll(POLL_TIMEOUT) {
             ctx.put_back(consumer, &m);
         }
@@ -175,16 +175,16 @@ impl<'a> Coordinator<'a> {
         if self.last_recover.elapsed() < every {
             return Ok(());
         }
-        if ctx.txn.is_committing() && !refused {
+        if ctx.transaction.is_committing() && !refused {
             match ctx.commit(consumer) {
                 Ok(_) => {
                     self.view.metrics.runtime.commit("ok");
                     ctx.health.progress();
                 }
-                Err(TxnError::Fatal(e)) => anyhow::bail!(e),
+                Err(TransactionError::Fatal(e)) => anyhow::bail!(e),
                 Err(e) => crate::io::kafka::logs::warn("commit still not finished", &e),
             }
-        } else if ctx.txn.must_abort() {
+        } else if ctx.transaction.must_abort() {
             ctx.recover(consumer, REWIND_TRANSACTION_FAILED);
         } else {
             ctx.recover(consumer, REWIND_RESTORE_FAILED);
@@ -193,19 +193,19 @@ impl<'a> Coordinator<'a> {
         Ok(())
     }
 
-    /// Every slot's tick (idle partitions, heartbeats) and pending
-    /// repartition batches sent, each slot taken in turn from the workers;
+    /// Every task's tick (idle partitions, heartbeats) and pending
+    /// repartition batches sent, each task taken in turn from the workers;
     /// then a finished background commit settled.
     fn tick(&mut self, consumer: &BaseConsumer<RunContext>, now: Instant) -> anyhow::Result<()> {
         let (ctx, view) = (self.ctx, self.view);
         let wall_ms = self.clock.wall_ms(now);
         {
-            let slots = ctx.slots.read();
-            for slot in slots.iter() {
-                let mut slot = crate::sync::lock(slot);
-                let Slot {
+            let tasks = ctx.tasks.read();
+            for task in tasks.iter() {
+                let mut task = crate::sync::lock(task);
+                let Task {
                     engine, batches, ..
-                } = &mut *slot;
+                } = &mut *task;
                 self.out.clear();
                 engine.tick(wall_ms, &mut self.out);
                 publish(engine, batches, ctx, view, &mut self.bufs, &self.out)?;

@@ -14,8 +14,8 @@ pub(super) struct Buffers {
     pub partials: Vec<(i32, PartialRecord)>,
 }
 
-/// Sends a slot's outputs to their topics (re-keyed payments and district
-/// partials into the slot's batches) and to the local view; true when the
+/// Sends a task's outputs to their topics (re-keyed payments and district
+/// partials into the task's batches) and to the local view; true when the
 /// message caused anything to send. A failed send inside a transaction marks
 /// it for abort (the coordinator then rewinds); only a fatal producer error
 /// stops the run.
@@ -73,13 +73,13 @@ fn send_all(
 
 /// A send that failed: inside a transaction it is aborted and rewound by the
 /// coordinator, so only a fatal error stops the run.
-pub(super) fn on_send_error(e: TxnError) -> anyhow::Result<()> {
+pub(super) fn on_send_error(e: TransactionError) -> anyhow::Result<()> {
     match e {
-        TxnError::Abort(e) | TxnError::Retry(e) => {
+        TransactionError::Abort(e) | TransactionError::Retry(e) => {
             crate::io::kafka::logs::warn("output not added to the transaction", &e);
             Ok(())
         }
-        TxnError::Fatal(e) => anyhow::bail!(e),
+        TransactionError::Fatal(e) => anyhow::bail!(e),
     }
 }
 
@@ -88,13 +88,16 @@ pub(super) fn send_batch(
     topic: InputTopic,
     partition: i32,
     batch: &[u8],
-) -> Result<(), TxnError> {
+) -> Result<(), TransactionError> {
     let topic = topic.name_in(&ctx.config.topics);
     ctx.send_output(topic, Some(partition), b"", batch)
 }
 
 /// Sends every pending batch of both repartition topics.
-pub(super) fn send_batches(ctx: &RunContext, batches: &mut Batches) -> Result<(), TxnError> {
+pub(super) fn send_batches(
+    ctx: &RunContext,
+    batches: &mut Batches,
+) -> Result<(), TransactionError> {
     for (topic, p, batch) in batches.drain() {
         send_batch(ctx, topic, p, &batch)?;
     }

@@ -57,13 +57,13 @@ impl RunContext {
     pub(super) fn recover(&self, consumer: &BaseConsumer<RunContext>, reason: &str) -> bool {
         // A background commit still using the transaction finishes first.
         let _ = self.settle(true);
-        match self.txn.abort() {
+        match self.transaction.abort() {
             Ok(()) => {}
-            Err(TxnError::Fatal(e)) => {
+            Err(TransactionError::Fatal(e)) => {
                 self.set_fatal(e.to_string());
                 return false;
             }
-            Err(e @ (TxnError::Abort(_) | TxnError::Retry(_))) => {
+            Err(e @ (TransactionError::Abort(_) | TransactionError::Retry(_))) => {
                 crate::io::kafka::logs::warn(
                     "abort failed; holding processing and trying again",
                     &e,
@@ -83,7 +83,7 @@ impl RunContext {
             }
             Err(e) => {
                 crate::io::kafka::logs::warn("rewind failed; trying again", &e);
-                // Keep processing held: the state may be half restored.
+                // Keep processing paused: the state may be half restored.
                 self.rewind_pending.store(true, Ordering::Relaxed);
                 false
             }
@@ -97,12 +97,12 @@ impl RunContext {
     pub(super) fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, RewindError> {
         let assignment = consumer.assignment().map_err(RewindError::Assignment)?;
         let parts = self.input_partitions(&assignment);
-        let mut slots = self.slots.barrier();
+        let mut tasks = self.tasks.barrier();
         let mut queues = BTreeMap::new();
-        for slot in super::slots::take_all(&mut slots) {
-            self.retire(&slot);
-            let key = slot.key();
-            if let Some(q) = slot.queue {
+        for task in super::tasks::take_all(&mut tasks) {
+            self.retire(&task);
+            let key = task.key();
+            if let Some(q) = task.queue {
                 queues.insert(key, q);
             }
         }
@@ -129,17 +129,17 @@ impl RunContext {
             }
         }
         let mut unsplit = Vec::new();
-        for mut slot in restored.drain(..) {
-            match queues.remove(&slot.key()) {
+        for mut task in restored.drain(..) {
+            match queues.remove(&task.key()) {
                 Some(q) => {
-                    slot.queue = Some(q);
-                    slots.push(Mutex::new(slot));
+                    task.queue = Some(q);
+                    tasks.push(Mutex::new(task));
                 }
-                None => unsplit.push(slot),
+                None => unsplit.push(task),
             }
         }
-        super::slots::split_queues(self, &mut unsplit);
-        slots.extend(unsplit.into_iter().map(Mutex::new));
+        super::tasks::split_queues(self, &mut unsplit);
+        tasks.extend(unsplit.into_iter().map(Mutex::new));
         self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(parts.len())
     }
@@ -157,7 +157,7 @@ impl RunContext {
     pub(super) fn resume_positions(
         &self,
         consumer: &BaseConsumer<RunContext>,
-        restored: &mut [Slot],
+        restored: &mut [Task],
     ) -> Result<TopicPartitionList, RewindError> {
         let mut all = TopicPartitionList::new();
         for s in restored.iter() {
@@ -167,32 +167,32 @@ impl RunContext {
             .committed_offsets(all, Duration::from_secs(30))
             .map_err(RewindError::Committed)?;
         let mut seek = TopicPartitionList::new();
-        for slot in restored.iter_mut() {
-            let (name, p) = (self.topic_name(slot.topic), slot.partition);
+        for task in restored.iter_mut() {
+            let (name, p) = (self.topic_name(task.topic), task.partition);
             let group = match committed.find_partition(name, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             };
-            if let (Some(at), Some(g)) = (slot.position, group) {
+            if let (Some(at), Some(g)) = (task.position, group) {
                 if at < g {
-                    self.await_stable(slot, g)?;
+                    self.await_stable(task, g)?;
                 }
             }
-            let restored_keys = std::mem::take(&mut slot.restored_keys);
-            if let (Some(at), Some(g)) = (slot.position, group) {
+            let restored_keys = std::mem::take(&mut task.restored_keys);
+            if let (Some(at), Some(g)) = (task.position, group) {
                 if at != g {
-                    self.discard_checkpoint(slot, at, g, restored_keys);
+                    self.discard_checkpoint(task, at, g, restored_keys);
                 }
             }
             // What the group holds, which a checkpoint need not send again
             // (it carries only the offsets that moved from there).
             let mut c = self.commits();
             match group {
-                Some(g) => c.committed.insert(slot.key(), g),
-                None => c.committed.remove(&slot.key()),
+                Some(g) => c.committed.insert(task.key(), g),
+                None => c.committed.remove(&task.key()),
             };
             drop(c);
-            let o = match (slot.position, group) {
+            let o = match (task.position, group) {
                 (Some(o), _) | (None, Some(o)) => Offset::Offset(o),
                 (None, None) => Offset::Beginning,
             };
@@ -214,49 +214,49 @@ impl RunContext {
     /// operator moved *forward* therefore holds the partition rather than
     /// discard a checkpoint that may only be late: `crowdpark reset` is the
     /// way to skip ahead.
-    fn await_stable(&self, slot: &mut Slot, group: i64) -> Result<(), RewindError> {
+    fn await_stable(&self, task: &mut Task, group: i64) -> Result<(), RewindError> {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(250));
-            let Some(again) = self.restore(&[slot.key()])?.pop() else {
+            let Some(again) = self.restore(&[task.key()])?.pop() else {
                 break;
             };
-            *slot = again;
-            if slot.position >= Some(group) {
+            *task = again;
+            if task.position >= Some(group) {
                 return Ok(());
             }
         }
         Err(RewindError::Unstable {
-            topic: self.topic_name(slot.topic).to_string(),
-            partition: slot.partition,
+            topic: self.topic_name(task.topic).to_string(),
+            partition: task.partition,
             group,
-            checkpoint: slot.position.unwrap_or(0),
+            checkpoint: task.position.unwrap_or(0),
         })
     }
 
     /// The group's offset `group` differs from the checkpoint's `at`: the
-    /// slot starts again, empty, at `group`, and the checkpoint's keys are
+    /// task starts again, empty, at `group`, and the checkpoint's keys are
     /// deleted at the next checkpoint.
-    fn discard_checkpoint(&self, slot: &mut Slot, at: i64, group: i64, keys: Vec<String>) {
-        let name = self.topic_name(slot.topic).to_string();
+    fn discard_checkpoint(&self, task: &mut Task, at: i64, group: i64, keys: Vec<String>) {
+        let name = self.topic_name(task.topic).to_string();
         tracing::warn!(
             topic = %name,
-            partition = slot.partition,
+            partition = task.partition,
             checkpoint = at,
             group,
             "the group's offset was moved since the last checkpoint (an operator's reset): honouring it; this partition's checkpointed state is discarded and it is processed again from the group's offset"
         );
-        let mut fresh = Slot::new(self, slot.topic, slot.partition);
+        let mut fresh = Task::new(self, task.topic, task.partition);
         fresh.position = Some(group);
         // Deleted by the next checkpoint, which is not skipped while any are
         // left (`prepare`).
         fresh.stale = keys;
-        *slot = fresh;
+        *task = fresh;
     }
 
     /// Reads the changelog partitions of `parts` and rebuilds their state, a
-    /// slot each, positioned at the offset its state reflects.
-    pub(super) fn restore(&self, parts: &[(InputTopic, i32)]) -> Result<Vec<Slot>, RewindError> {
+    /// task each, positioned at the offset its state reflects.
+    pub(super) fn restore(&self, parts: &[(InputTopic, i32)]) -> Result<Vec<Task>, RewindError> {
         let mut by_changelog: BTreeMap<i32, Vec<(InputTopic, i32)>> = BTreeMap::new();
         for (t, p) in parts {
             by_changelog
@@ -273,22 +273,22 @@ impl RunContext {
             let records = read_changelog(&reader, topic, cp)?;
             self.check_keys(cp, &records)?;
             for (t, p) in inputs {
-                let mut slot = Slot::new(self, t, p);
-                slot.engine
+                let mut task = Task::new(self, t, p);
+                task.engine
                     .restore_partition(t, p, &records, wall_ms())
                     .map_err(|source| RewindError::Restore {
                         topic: self.topic_name(t).to_string(),
                         partition: p,
                         source,
                     })?;
-                slot.position = slot.engine.next_offset(t, p);
+                task.position = task.engine.next_offset(t, p);
                 let prefix = crate::state::partition_prefix(self.topic_name(t), p);
-                slot.restored_keys = records
+                task.restored_keys = records
                     .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(&prefix))
                     .map(|(k, _)| k.clone())
                     .collect();
-                if let Some(o) = slot.position {
+                if let Some(o) = task.position {
                     self.commits().committed.insert((t, p), o);
                 }
                 self.view.metrics.runtime.set_restore_time(
@@ -296,7 +296,7 @@ impl RunContext {
                     p,
                     started.elapsed().as_secs_f64(),
                 );
-                out.push(slot);
+                out.push(task);
             }
             tracing::info!(
                 changelog_partition = cp,

@@ -5,7 +5,7 @@
 //! when it changed. Under exactly_once it joins the open transaction, so a
 //! rewound checkpoint takes its view records with it.
 
-use super::slots::{each, Barrier};
+use super::tasks::{each, Barrier};
 use super::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -26,14 +26,14 @@ pub(super) struct ViewWriter {
 
 impl ViewWriter {
     /// Sends what changed since the last call.
-    pub(super) fn write(&mut self, ctx: &RunContext, view: &LiveView, slots: &mut Barrier<'_>) {
+    pub(super) fn write(&mut self, ctx: &RunContext, view: &LiveView, tasks: &mut Barrier<'_>) {
         let generation = ctx.generation.load(Ordering::Relaxed);
         if generation != self.generation {
             self.sent.clear();
             self.generation = generation;
         }
         let topic = ctx.config.topics.view.as_str();
-        for (key, value) in records(ctx, view, slots) {
+        for (key, value) in records(ctx, view, tasks) {
             let bytes = value.to_string().into_bytes();
             let mut h = self.hasher.build_hasher();
             h.write(&bytes);
@@ -57,11 +57,11 @@ impl ViewWriter {
 }
 
 /// Every record this instance has for the view now.
-fn records(ctx: &RunContext, view: &LiveView, slots: &mut Barrier<'_>) -> Vec<(String, Value)> {
+fn records(ctx: &RunContext, view: &LiveView, tasks: &mut Barrier<'_>) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     let catalog = &ctx.catalog;
-    for slot in each(slots) {
-        let engine = &slot.engine;
+    for task in each(tasks) {
+        let engine = &task.engine;
         for z in engine.zone_statuses() {
             out.push((format!("zone/{}", z.id), json(&z)));
         }
@@ -71,10 +71,10 @@ fn records(ctx: &RunContext, view: &LiveView, slots: &mut Barrier<'_>) -> Vec<(S
             v["analytics"] = crate::http::analytics_json(&a.analytics, spaces, None);
             out.push((format!("lot/{}", a.id), v));
         }
-        let name = ctx.topic_name(slot.topic);
+        let name = ctx.topic_name(task.topic);
         for (lot, tally) in engine.lot_revenue() {
             let id = &catalog.lots[lot as usize].id;
-            let key = format!("revenue/{id}/{name}/{}", slot.partition);
+            let key = format!("revenue/{id}/{name}/{}", task.partition);
             out.push((key, Value::from(tally.net_fen())));
         }
         for g in engine.districts() {

@@ -1,13 +1,13 @@
-//! A worker: claims a slot with messages waiting, processes a batch of them
-//! through the slot's engine and publishes what they caused; sleeps when no
-//! slot has any, until a queue wakes it. While processing must hold it leaves
+//! A worker: claims a task with messages waiting, processes a batch of them
+//! through the task's engine and publishes what they caused; sleeps when no
+//! task has any, until a queue wakes it. While processing must hold it leaves
 //! the messages in their queues.
 
-use super::slots::SlotList;
+use super::tasks::TaskList;
 use super::*;
 use std::thread::JoinHandle;
 
-/// Messages one claim processes before the worker lets go of the slot: short
+/// Messages one claim processes before the worker lets go of the task: short
 /// enough that the barrier waits little, long enough that claiming is cheap.
 const BATCH: usize = 256;
 /// How long an idle worker sleeps when no queue wakes it first.
@@ -23,7 +23,7 @@ pub(super) fn spawn(
         .name(format!("crowdpark-w{n}"))
         .spawn(move || {
             let mut w = Worker::new(&ctx, &view, n);
-            // A worker that stops, however, stops the run: its slots would
+            // A worker that stops, however, stops the run: its tasks would
             // otherwise wait for good behind a healthy-looking coordinator.
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run())) {
                 Ok(Ok(())) => {}
@@ -41,7 +41,7 @@ struct Worker<'a> {
     clock: Clock,
     out: Vec<Output>,
     bufs: Buffers,
-    /// Where the next claim starts looking, so slots take turns.
+    /// Where the next claim starts looking, so tasks take turns.
     next: usize,
 }
 
@@ -62,15 +62,15 @@ impl<'a> Worker<'a> {
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
-        self.ctx.slots.register(std::thread::current());
-        while !self.ctx.slots.stop.load(Ordering::Relaxed) {
+        self.ctx.tasks.register(std::thread::current());
+        while !self.ctx.tasks.stop.load(Ordering::Relaxed) {
             // Held: the messages wait in their queues (bounded by the
             // consumer's buffer) until the coordinator has recovered.
-            let done = if self.ctx.held() {
+            let done = if self.ctx.paused() {
                 0
             } else {
-                let slots = self.ctx.slots.read();
-                self.claim_or_fail(&slots)?
+                let tasks = self.ctx.tasks.read();
+                self.claim_or_fail(&tasks)?
             };
             if done == 0 {
                 std::thread::park_timeout(IDLE);
@@ -84,8 +84,8 @@ impl<'a> Worker<'a> {
     /// failed message's position, and the outputs it never sent would be
     /// lost for good: payments missing from their windows after a revoked
     /// Write grant.
-    fn claim_or_fail(&mut self, slots: &SlotList) -> anyhow::Result<usize> {
-        let claimed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.claim(slots)));
+    fn claim_or_fail(&mut self, tasks: &TaskList) -> anyhow::Result<usize> {
+        let claimed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.claim(tasks)));
         let failed = match &claimed {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(format!("{e:#}")),
@@ -100,15 +100,15 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// One batch from the first free slot with messages, from `next` on;
+    /// One batch from the first free task with messages, from `next` on;
     /// how many messages it processed.
-    fn claim(&mut self, slots: &SlotList) -> anyhow::Result<usize> {
-        for i in 0..slots.len() {
-            let k = (self.next + i) % slots.len();
-            let Ok(mut slot) = slots[k].try_lock() else {
+    fn claim(&mut self, tasks: &TaskList) -> anyhow::Result<usize> {
+        for i in 0..tasks.len() {
+            let k = (self.next + i) % tasks.len();
+            let Ok(mut task) = tasks[k].try_lock() else {
                 continue;
             };
-            let done = self.batch(&mut slot)?;
+            let done = self.batch(&mut task)?;
             if done > 0 {
                 self.next = k + 1;
                 return Ok(done);
@@ -117,8 +117,8 @@ impl<'a> Worker<'a> {
         Ok(0)
     }
 
-    fn batch(&mut self, slot: &mut Slot) -> anyhow::Result<usize> {
-        let Slot {
+    fn batch(&mut self, task: &mut Task) -> anyhow::Result<usize> {
+        let Task {
             topic,
             partition,
             engine,
@@ -126,7 +126,7 @@ impl<'a> Worker<'a> {
             position,
             batches,
             ..
-        } = slot;
+        } = task;
         let Some(queue) = queue else {
             return Ok(0);
         };

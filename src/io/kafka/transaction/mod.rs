@@ -39,7 +39,7 @@ const STUCK_ABORTS: u8 = 3;
 
 /// Why a transaction did not commit, and so what the caller must do.
 #[derive(Debug, thiserror::Error)]
-pub enum TxnError {
+pub enum TransactionError {
     /// The commit did not finish in time (the broker is away); nothing may be
     /// sent until `commit` is called again and succeeds.
     #[error("transaction commit not finished yet: {0}")]
@@ -54,7 +54,7 @@ pub enum TxnError {
     Fatal(#[source] Cause),
 }
 
-/// What went wrong underneath a [`TxnError`]: a client error, kept whole
+/// What went wrong underneath a [`TransactionError`]: a client error, kept whole
 /// with its code, or a reason of the engine's own.
 #[derive(Debug, thiserror::Error)]
 pub enum Cause {
@@ -133,15 +133,15 @@ pub struct Transactions {
 /// librdkafka's three kinds of transactional error, as the caller must treat
 /// them: fatal (replace the producer), abortable (abort, rewind), retriable
 /// (call again).
-fn classify(e: KafkaError) -> TxnError {
+fn classify(e: KafkaError) -> TransactionError {
     match &e {
-        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(e.into()),
-        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort(e.into()),
-        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retry(e.into()),
+        KafkaError::Transaction(t) if t.is_fatal() => TransactionError::Fatal(e.into()),
+        KafkaError::Transaction(t) if t.txn_requires_abort() => TransactionError::Abort(e.into()),
+        KafkaError::Transaction(t) if t.is_retriable() => TransactionError::Retry(e.into()),
         // rdkafka flushes before committing; a flush that times out leaves the
         // transaction open, to be committed by the next call.
-        KafkaError::Flush(_) => TxnError::Retry(e.into()),
-        _ => TxnError::Abort(e.into()),
+        KafkaError::Flush(_) => TransactionError::Retry(e.into()),
+        _ => TransactionError::Abort(e.into()),
     }
 }
 
@@ -233,7 +233,7 @@ impl Transactions {
         self.phase.get() == Phase::Open
     }
 
-    fn begin(&self) -> Result<(), TxnError> {
+    fn begin(&self) -> Result<(), TransactionError> {
         if self.phase.get() == Phase::Open {
             return Ok(());
         }
@@ -242,10 +242,12 @@ impl Transactions {
         let _one = crate::sync::lock(&self.beginning);
         match self.phase.get() {
             Phase::Open => Ok(()),
-            Phase::MustAbort | Phase::Broken => {
-                Err(TxnError::Abort("an earlier transaction failed".into()))
-            }
-            Phase::Committing => Err(TxnError::Retry("the last commit is not finished".into())),
+            Phase::MustAbort | Phase::Broken => Err(TransactionError::Abort(
+                "an earlier transaction failed".into(),
+            )),
+            Phase::Committing => Err(TransactionError::Retry(
+                "the last commit is not finished".into(),
+            )),
             Phase::Idle => {
                 self.sink()
                     .producer()
@@ -264,11 +266,11 @@ impl Transactions {
         partition: Option<i32>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), TransactionError> {
         self.begin()?;
         self.sink()
             .send(topic, partition, key, payload)
-            .map_err(|e| self.failed(TxnError::Abort(e.into())))
+            .map_err(|e| self.failed(TransactionError::Abort(e.into())))
     }
 
     /// Adds `offsets` and commits everything sent since `begin`. After a
@@ -277,7 +279,7 @@ impl Transactions {
         &self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), TransactionError> {
         let sink = self.sink();
         let p = sink.producer();
         if !self.is_committing() {
@@ -288,7 +290,7 @@ impl Transactions {
                 p.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
             })
             .map_err(|e| match classify(e) {
-                TxnError::Retry(e) => self.failed(TxnError::Abort(e)),
+                TransactionError::Retry(e) => self.failed(TransactionError::Abort(e)),
                 other => self.failed(other),
             })?;
         }
@@ -300,7 +302,7 @@ impl Transactions {
         // A record that failed delivery inside a committed transaction is an
         // error librdkafka reports by failing the commit; this is a second guard.
         if let Err(SinkError::Undelivered { count, last }) = sink.take_failed() {
-            return Err(self.failed(TxnError::Abort(
+            return Err(self.failed(TransactionError::Abort(
                 format!("{count} record(s) undelivered: {last}").into(),
             )));
         }
@@ -308,17 +310,17 @@ impl Transactions {
         Ok(())
     }
 
-    fn failed(&self, e: TxnError) -> TxnError {
+    fn failed(&self, e: TransactionError) -> TransactionError {
         let phase = match e {
-            TxnError::Abort(_) => Phase::MustAbort,
-            TxnError::Retry(_) => Phase::Committing,
-            TxnError::Fatal(_) => Phase::Broken,
+            TransactionError::Abort(_) => Phase::MustAbort,
+            TransactionError::Retry(_) => Phase::Committing,
+            TransactionError::Fatal(_) => Phase::Broken,
         };
         self.phase.set(phase);
         match e {
             // Replacing the producer is the recovery; only `abort` decides
             // whether that is still possible.
-            TxnError::Fatal(e) => TxnError::Abort(e),
+            TransactionError::Fatal(e) => TransactionError::Abort(e),
             other => other,
         }
     }
@@ -326,7 +328,7 @@ impl Transactions {
     /// Aborts the open or failed transaction, replacing the producer if it is
     /// broken. Fails while the broker cannot be reached; the caller tries
     /// again later.
-    pub fn abort(&self) -> Result<(), TxnError> {
+    pub fn abort(&self) -> Result<(), TransactionError> {
         match self.phase.get() {
             Phase::Idle => return Ok(()),
             Phase::Broken => return self.replace(),
@@ -354,25 +356,27 @@ impl Transactions {
                 self.replace()
             }
             Err(e) => match classify(e) {
-                TxnError::Fatal(e) => {
+                TransactionError::Fatal(e) => {
                     tracing::warn!(error = %e, "the transactional producer is broken; replacing it");
                     self.phase.set(Phase::Broken);
                     self.replace()
                 }
                 // An abort that times out is simply called again later.
-                TxnError::Retry(e) | TxnError::Abort(e) => Err(TxnError::Abort(e)),
+                TransactionError::Retry(e) | TransactionError::Abort(e) => {
+                    Err(TransactionError::Abort(e))
+                }
             },
         }
     }
 
     /// A new producer under the same id: registering it aborts whatever the
     /// old one left open. Refused when it happens too often.
-    fn replace(&self) -> Result<(), TxnError> {
+    fn replace(&self) -> Result<(), TransactionError> {
         {
             let mut times = crate::sync::lock(&self.replaced_at);
             times.retain(|t| t.elapsed() < REPLACEMENT_WINDOW);
             if times.len() >= MAX_REPLACEMENTS {
-                return Err(TxnError::Fatal(
+                return Err(TransactionError::Fatal(
                     format!(
                         "the transactional producer was fenced {MAX_REPLACEMENTS} times in {} s: \
                          another running instance probably uses instance id `{}`; give each \
@@ -390,7 +394,7 @@ impl Transactions {
             &self.transactional_id,
             CALL_TIMEOUT,
         )
-        .map_err(|e| TxnError::Abort(format!("replacing the producer: {e:#}").into()))?;
+        .map_err(|e| TransactionError::Abort(format!("replacing the producer: {e:#}").into()))?;
         *crate::sync::write(&self.sink) = fresh;
         self.failed_aborts.store(0, Ordering::Relaxed);
         crate::sync::lock(&self.replaced_at).push(Instant::now());

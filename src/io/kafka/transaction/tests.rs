@@ -18,7 +18,7 @@ use std::sync::Arc;
 struct Fixture {
     // Dropped last: the clients below talk to it.
     config: Config,
-    txn: Transactions,
+    transaction: Transactions,
     consumer: BaseConsumer,
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
 }
@@ -31,7 +31,7 @@ fn fixture(id: &str) -> Fixture {
     cluster
         .create_topic(&config.topics.crowd_counts, 3, 1)
         .unwrap();
-    let txn = Transactions::new(&config, None, id, Duration::from_secs(10)).unwrap();
+    let transaction = Transactions::new(&config, None, id, Duration::from_secs(10)).unwrap();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .set("group.id", "unit")
@@ -39,25 +39,25 @@ fn fixture(id: &str) -> Fixture {
         .unwrap();
     Fixture {
         config,
-        txn,
+        transaction,
         consumer,
         cluster,
     }
 }
 
 impl Fixture {
-    fn commit(&self, offset: i64) -> Result<(), TxnError> {
+    fn commit(&self, offset: i64) -> Result<(), TransactionError> {
         let mut offsets = TopicPartitionList::new();
         offsets
             .add_partition_offset(&self.config.topics.crowd_counts, 0, Offset::Offset(offset))
             .unwrap();
         let group = self.consumer.group_metadata().unwrap();
-        self.txn.commit(&offsets, &group)
+        self.transaction.commit(&offsets, &group)
     }
 
-    fn send(&self, key: &str, value: &[u8]) -> Result<(), TxnError> {
+    fn send(&self, key: &str, value: &[u8]) -> Result<(), TransactionError> {
         let topic = &self.config.topics.state;
-        self.txn
+        self.transaction
             .send(topic, Some(0), Some(key.as_bytes()), Some(value))
     }
 
@@ -66,7 +66,7 @@ impl Fixture {
         for r in engine.checkpoint_partition(InputTopic::CrowdCounts, 0) {
             let topic = &self.config.topics.state;
             let (key, value) = (Some(r.key.as_bytes()), r.value.as_deref());
-            self.txn.send(topic, Some(0), key, value).unwrap();
+            self.transaction.send(topic, Some(0), key, value).unwrap();
         }
     }
 }
@@ -95,11 +95,13 @@ fn feed(engine: &mut Engine, from: i64, n: i64, people: u32) {
 #[test]
 fn a_transaction_goes_idle_open_committed() {
     let f = fixture("unit-commit");
-    assert!(!f.txn.is_open() && !f.txn.must_abort());
+    assert!(!f.transaction.is_open() && !f.transaction.must_abort());
     f.send("k", b"v").unwrap();
-    assert!(f.txn.is_open(), "a send begins a transaction");
+    assert!(f.transaction.is_open(), "a send begins a transaction");
     f.commit(1).unwrap();
-    assert!(!f.txn.is_open() && !f.txn.must_abort() && !f.txn.is_committing());
+    assert!(
+        !f.transaction.is_open() && !f.transaction.must_abort() && !f.transaction.is_committing()
+    );
 }
 
 #[test]
@@ -114,21 +116,24 @@ fn a_refused_partition_must_be_aborted_and_then_the_next_one_commits() {
         .request_errors(RDKafkaApiKey::AddPartitionsToTxn, &refused);
     f.send("k", b"v").unwrap();
     let e = f.commit(1).unwrap_err();
-    assert!(matches!(e, TxnError::Abort(_)), "{e}");
+    assert!(matches!(e, TransactionError::Abort(_)), "{e}");
     assert!(
         std::error::Error::source(&e).is_some(),
         "the client's error is kept: {e:?}"
     );
-    assert!(f.txn.must_abort());
+    assert!(f.transaction.must_abort());
     let refused_again = f.send("k2", b"v").unwrap_err();
     assert!(
-        matches!(refused_again, TxnError::Abort(_)),
+        matches!(refused_again, TransactionError::Abort(_)),
         "nothing is sent until the abort"
     );
     f.cluster
         .clear_request_errors(RDKafkaApiKey::AddPartitionsToTxn);
-    f.txn.abort().unwrap();
-    assert!(!f.txn.must_abort() && !f.txn.is_open(), "idle again");
+    f.transaction.abort().unwrap();
+    assert!(
+        !f.transaction.must_abort() && !f.transaction.is_open(),
+        "idle again"
+    );
     f.send("k3", b"v").unwrap();
     f.commit(2).unwrap();
 }
@@ -149,7 +154,7 @@ fn a_restore_reads_committed_checkpoints_and_never_an_aborted_one() {
     feed(&mut engine, 30, 30, 4_000);
     assert_ne!(engine.zone_statuses(), committed);
     f.checkpoint(&mut engine);
-    f.txn.abort().unwrap();
+    f.transaction.abort().unwrap();
 
     let reader = changelog_reader(&f.config).unwrap();
     let records = read_changelog(&reader, &f.config.topics.state, 0).unwrap();

@@ -1,14 +1,14 @@
-//! The run's input partitions as slots, and the barrier over them.
+//! The run's input partitions as tasks, and the barrier over them.
 //!
-//! Each assigned input partition is a slot: its engine (that partition's
-//! task), its librdkafka queue (split from the consumer's), its position and
-//! the re-keyed payments it has not sent yet. A worker claims one slot at a
+//! Each assigned input partition is a task, as in Kafka Streams: its engine,
+//! its librdkafka queue (split from the consumer's), its position and
+//! the re-keyed payments it has not sent yet. A worker claims one task at a
 //! time and processes a batch of its messages, so a partition's messages are
 //! processed in order, by one thread at a time, and any idle worker takes the
 //! next partition with messages waiting (a busy car park's partition does not
 //! hold up the others behind a fixed assignment).
 //!
-//! The slot list sits behind one `RwLock`: workers read it while they process a
+//! The task list sits behind one `RwLock`: workers read it while they process a
 //! batch; the coordinator writes it for a checkpoint, a rewind or a rebalance.
 //! That write lock is the barrier: when it is held no worker is inside a batch,
 //! so the coordinator sees every partition between two messages, and the
@@ -20,7 +20,7 @@ use rdkafka::consumer::base_consumer::PartitionQueue;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::Thread;
 
-pub(super) struct Slot {
+pub(super) struct Task {
     pub topic: InputTopic,
     pub partition: i32,
     pub engine: Engine,
@@ -38,15 +38,15 @@ pub(super) struct Slot {
     pub stale: Vec<String>,
 }
 
-impl Slot {
-    /// A slot with a fresh engine for one partition.
+impl Task {
+    /// A task with a fresh engine for one partition.
     pub fn new(ctx: &RunContext, topic: InputTopic, partition: i32) -> Self {
         let mut engine = Engine::with_catalog(ctx.config.clone(), ctx.catalog.clone());
         engine.enable_checkpoints();
         engine.repartition_through_kafka();
         engine.require_entity_keys();
         engine.set_state_part_bytes(part_bytes(ctx.state_max_bytes));
-        Slot {
+        Task {
             topic,
             partition,
             engine,
@@ -63,10 +63,10 @@ impl Slot {
     }
 }
 
-/// Every slot, behind the barrier.
-pub(super) type SlotList = Vec<Mutex<Slot>>;
-/// The coordinator's exclusive hold on every slot.
-pub(super) type Barrier<'a> = RwLockWriteGuard<'a, SlotList>;
+/// Every task, behind the barrier.
+pub(super) type TaskList = Vec<Mutex<Task>>;
+/// The coordinator's exclusive hold on every task.
+pub(super) type Barrier<'a> = RwLockWriteGuard<'a, TaskList>;
 
 /// The worker threads, to wake when a queue has messages, the run resumes
 /// or stops.
@@ -81,25 +81,25 @@ impl Wakers {
     }
 }
 
-/// The slots and the worker threads that process them.
-pub(super) struct Slots {
-    list: RwLock<SlotList>,
+/// The tasks and the worker threads that process them.
+pub(super) struct Tasks {
+    list: RwLock<TaskList>,
     wakers: Arc<Wakers>,
     /// Set when the workers must stop.
     pub stop: AtomicBool,
 }
 
-impl Slots {
+impl Tasks {
     pub fn new() -> Self {
-        Slots {
+        Tasks {
             list: RwLock::new(Vec::new()),
             wakers: Arc::default(),
             stop: AtomicBool::new(false),
         }
     }
 
-    /// For a worker's batch: the slots, shared with the other workers.
-    pub fn read(&self) -> RwLockReadGuard<'_, SlotList> {
+    /// For a worker's batch: the tasks, shared with the other workers.
+    pub fn read(&self) -> RwLockReadGuard<'_, TaskList> {
         crate::sync::read(&self.list)
     }
 
@@ -118,21 +118,21 @@ impl Slots {
         self.wakers.wake();
     }
 
-    /// Drops every slot and its queue: each queue holds the consumer, which
-    /// holds these slots, so the consumer can close only once they are gone.
+    /// Drops every task and its queue: each queue holds the consumer, which
+    /// holds these tasks, so the consumer can close only once they are gone.
     pub fn clear(&self) {
         self.barrier().clear();
     }
 }
 
-/// A slot as the barrier's holder may change it (no worker is inside one).
-pub(super) fn held(slot: &mut Mutex<Slot>) -> &mut Slot {
-    slot.get_mut()
+/// A task as the barrier's holder may change it (no worker is inside one).
+pub(super) fn unlocked(task: &mut Mutex<Task>) -> &mut Task {
+    task.get_mut()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Takes every slot out of the list, to keep some and drop others.
-pub(super) fn take_all(barrier: &mut Barrier<'_>) -> Vec<Slot> {
+/// Takes every task out of the list, to keep some and drop others.
+pub(super) fn take_all(barrier: &mut Barrier<'_>) -> Vec<Task> {
     std::mem::take(&mut **barrier)
         .into_iter()
         .map(|m| {
@@ -142,23 +142,23 @@ pub(super) fn take_all(barrier: &mut Barrier<'_>) -> Vec<Slot> {
         .collect()
 }
 
-/// Every slot under the barrier.
-pub(super) fn each<'b>(barrier: &'b mut Barrier<'_>) -> impl Iterator<Item = &'b mut Slot> {
-    barrier.iter_mut().map(held)
+/// Every task under the barrier.
+pub(super) fn each<'b>(barrier: &'b mut Barrier<'_>) -> impl Iterator<Item = &'b mut Task> {
+    barrier.iter_mut().map(unlocked)
 }
 
-/// Splits each slot's partition into its own queue, which wakes the workers
+/// Splits each task's partition into its own queue, which wakes the workers
 /// when messages arrive. Called after every `assign`, which undoes splits.
-pub(super) fn split_queues(ctx: &RunContext, slots: &mut [Slot]) {
+pub(super) fn split_queues(ctx: &RunContext, tasks: &mut [Task]) {
     let Some(consumer) = ctx.consumer.get().and_then(std::sync::Weak::upgrade) else {
         return;
     };
-    for slot in slots {
-        let name = ctx.topic_name(slot.topic);
-        slot.queue = consumer
-            .split_partition_queue(name, slot.partition)
+    for task in tasks {
+        let name = ctx.topic_name(task.topic);
+        task.queue = consumer
+            .split_partition_queue(name, task.partition)
             .map(|mut q| {
-                let wakers = ctx.slots.wakers.clone();
+                let wakers = ctx.tasks.wakers.clone();
                 q.set_nonempty_callback(move || wakers.wake());
                 q
             });
