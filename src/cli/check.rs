@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 /// One line per district: name, id, clock, and how many zones and car parks.
 fn print_districts(c: &crate::config::Config) {
-    let named = |d: &crate::config::District, in_it: Option<&str>| {
+    let named = |d: &crate::config::DistrictConfig, in_it: Option<&str>| {
         c.district_of(in_it).is_some_and(|x| x.id == d.id)
     };
     for d in c.districts() {

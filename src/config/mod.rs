@@ -29,9 +29,9 @@ pub struct Config {
     /// The district, when there is one: `[district]`. Several are
     /// `[[districts]]`; read both through [`Config::districts`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub district: Option<District>,
+    pub district: Option<DistrictConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub districts: Vec<District>,
+    pub districts: Vec<DistrictConfig>,
     #[serde(default)]
     pub engine: EngineSettings,
     #[serde(default)]
@@ -54,9 +54,11 @@ pub struct Config {
     pub merchants: Vec<Merchant>,
 }
 
+/// A district as configured (`[district]` or one of `[[districts]]`); the
+/// engine stage that sums a district is the `district` module.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct District {
+pub struct DistrictConfig {
     /// Key of the district's roll-up records (`ParkingGroup`, district KPIs),
     /// and what its zones and car parks name in their `district`.
     pub id: String,
@@ -456,13 +458,13 @@ pub struct Merchant {
 impl Config {
     /// The districts: `[district]` or every `[[districts]]`, in order. The
     /// first is the one the API and the page show by default.
-    pub fn districts(&self) -> impl Iterator<Item = &District> {
+    pub fn districts(&self) -> impl Iterator<Item = &DistrictConfig> {
         self.district.iter().chain(self.districts.iter())
     }
 
     /// The district a zone or car park naming `named` belongs to: the one
     /// named, or the only one (validation makes sure it is one of them).
-    pub fn district_of(&self, named: Option<&str>) -> Option<&District> {
+    pub fn district_of(&self, named: Option<&str>) -> Option<&DistrictConfig> {
         match named {
             Some(id) => self.districts().find(|d| d.id == id),
             None => self.districts().next(),

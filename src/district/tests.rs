@@ -164,7 +164,7 @@ fn the_state_comes_back_from_its_checkpoint_whole() {
 fn two_districts_in_one_task_sum_their_own_zones() {
     let mut config = load_str(DEFAULT_CONFIG, Vec::<(String, String)>::new()).unwrap();
     let mut hubin = config.district.take().unwrap();
-    let wulin = crate::config::District {
+    let wulin = crate::config::DistrictConfig {
         id: "wulin".into(),
         name: "Wulin".into(),
         ..hubin.clone()

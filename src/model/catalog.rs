@@ -225,7 +225,7 @@ impl Catalog {
 }
 
 fn districts_of(c: &Config) -> Vec<DistrictInfo> {
-    let info = |d: &crate::config::District| {
+    let info = |d: &crate::config::DistrictConfig| {
         let utc_offset = UtcOffset::parse(&d.utc_offset).expect("validated offset");
         DistrictInfo {
             id: d.id.clone(),

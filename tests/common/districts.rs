@@ -1,7 +1,7 @@
 //! Two districts in one configuration: the model district, with its last
 //! four zones and car parks moved to a second district, Wulin.
 
-use crowdpark::config::{load_str, Config, District, DEFAULT_CONFIG};
+use crowdpark::config::{load_str, Config, DistrictConfig, DEFAULT_CONFIG};
 use std::path::PathBuf;
 
 /// The second district's id.
@@ -14,7 +14,7 @@ pub fn two_districts() -> Config {
         .district
         .take()
         .expect("the embedded config has one district");
-    let wulin = District {
+    let wulin = DistrictConfig {
         id: WULIN.into(),
         name: "Wulin square business district, Hangzhou".into(),
         ..hubin.clone()
