@@ -100,7 +100,7 @@ fn scripted_input_gives_the_exact_outputs() {
     // only after the by-zone partitions that hold zones but see no payment
     // here are written off as empty, `max(idle_timeout, 60 s)` after they
     // started: a partition still catching up looks the same for a while.
-    // (Read for 60 s, the test failed in CI and in 3 of 5 local runs.)
+    // (Read for 60 s, the test failed in CI and in 3 of 4 local runs.)
     let stats = kafka::read_until(
         &names.topic("payments.stats"),
         Duration::from_secs(120),
