@@ -125,29 +125,6 @@ impl TestDriver {
         self.engine.process(&msg, &mut self.out)
     }
 
-    /// Every disposition of one message on a repartition topic (a batch of
-    /// lines), on `partition`.
-    pub fn send_batch(
-        &mut self,
-        topic: InputTopic,
-        partition: i32,
-        payload: &[u8],
-    ) -> Vec<Disposition> {
-        let offset = self.next_offset(topic, partition);
-        let msg = InputMessage {
-            topic,
-            partition,
-            offset,
-            key: None,
-            payload,
-            wall_ms: self.wall_ms,
-        };
-        let mut got = Vec::new();
-        self.engine
-            .process_each(&msg, &mut self.out, |d| got.push(d));
-        got
-    }
-
     /// A simulated message, received when the simulator delivers it (the
     /// clock is set there first).
     pub fn send_sim(&mut self, m: &SimMessage) -> Disposition {
