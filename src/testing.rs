@@ -39,6 +39,9 @@ pub struct TestDriver {
     partitions: i32,
     offsets: HashMap<(InputTopic, i32), i64>,
     wall_ms: i64,
+    /// The next tick of [`advance_wall_clock`](Self::advance_wall_clock).
+    next_tick: i64,
+    records_waiting: bool,
     /// The changelog as a compacted topic keeps it, when checkpointing.
     changelog: Option<BTreeMap<String, Vec<u8>>>,
     out: Vec<Output>,
@@ -57,6 +60,8 @@ impl TestDriver {
             config,
             offsets: HashMap::new(),
             wall_ms: T0,
+            next_tick: i64::MIN,
+            records_waiting: false,
             changelog: None,
             out: Vec::new(),
         }
@@ -138,13 +143,30 @@ impl TestDriver {
         *next - 1
     }
 
-    /// Moves the wall clock to `wall_ms`, ticking once a second on the way
-    /// as the runners do (idle partitions, heartbeats, forwarded watermarks).
+    /// Sets the wall clock to `wall_ms`, ticking on the way as the runner does:
+    /// once a wall second on a cadence of its own, not per message (idle
+    /// partitions, heartbeats, forwarded watermarks). After a gap of more
+    /// than a second only the last tick due is made, as a runner that was
+    /// busy makes when it comes back.
     pub fn advance_wall_clock(&mut self, wall_ms: i64) {
-        while self.wall_ms < wall_ms {
-            self.wall_ms = (self.wall_ms + 1_000).min(wall_ms);
-            self.engine.tick(self.wall_ms, &mut self.out);
+        self.next_tick = self.next_tick.max(wall_ms - 1_000);
+        while self.next_tick < wall_ms {
+            if self.records_waiting {
+                for (topic, partition) in self.engine.partitions() {
+                    self.engine.hold_idle(topic, partition, self.next_tick);
+                }
+            }
+            self.engine.tick(self.next_tick, &mut self.out);
+            self.next_tick += 1_000;
         }
+        self.wall_ms = wall_ms;
+    }
+
+    /// Whether every partition is known to have records waiting at each
+    /// tick, as a stalled engine's have (so none counts as idle), or none
+    /// is (the runner found them caught up). Off by default.
+    pub fn set_records_waiting(&mut self, waiting: bool) {
+        self.records_waiting = waiting;
     }
 
     /// Moves the wall clock to `wall_ms` and ticks once there, as a runner
@@ -216,6 +238,8 @@ impl TestDriver {
             partitions: self.partitions,
             offsets: self.offsets.clone(),
             wall_ms: self.wall_ms,
+            next_tick: self.next_tick,
+            records_waiting: self.records_waiting,
             changelog: Some(changelog),
             out: Vec::new(),
         })

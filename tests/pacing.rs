@@ -23,22 +23,11 @@ fn outputs(
     wall_of: impl Fn(usize, &SimMessage) -> i64,
 ) -> Vec<(OutputTopic, String)> {
     let mut driver = TestDriver::with_config(config_with(&[("ENGINE__IDLE_TIMEOUT", "3s")]));
-    let mut next_tick = i64::MIN;
+    // `held`: every partition is known to have records waiting at each
+    // tick, as a stalled engine's have.
+    driver.set_records_waiting(held);
     for (i, m) in msgs.iter().enumerate() {
-        let wall = wall_of(i, m);
-        // The runner's tick, once a wall second (heartbeats, forwarded
-        // watermarks, idle partitions); `held`: every partition is known
-        // to have records waiting, as a stalled engine's have.
-        next_tick = next_tick.max(wall - 1_000);
-        while next_tick < wall {
-            let engine = driver.engine();
-            for (topic, partition) in engine.partitions().into_iter().filter(|_| held) {
-                engine.hold_idle(topic, partition, next_tick);
-            }
-            driver.tick_at(next_tick);
-            next_tick += 1_000;
-        }
-        driver.set_now(wall);
+        driver.advance_wall_clock(wall_of(i, m));
         driver.send(m.topic, &m.key, &m.payload);
     }
     // The input has ended: every window closes (as idleness closes them
