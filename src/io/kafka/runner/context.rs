@@ -80,9 +80,11 @@ impl RunContext {
         };
         let seen = self.checkpoints.fetch_add(1, Ordering::Relaxed) + 1;
         if seen % n == 0 {
-            return Err(TransactionError::Abort(
+            // As a real failure does, it marks the transaction for abort, so
+            // the workers pause until the rewind.
+            return Err(self.transaction.fail(TransactionError::Abort(
                 format!("aborted on purpose ({FAULT_ABORT_EVERY}={n})").into(),
-            ));
+            )));
         }
         Ok(())
     }

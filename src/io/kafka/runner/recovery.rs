@@ -1,6 +1,7 @@
 //! Recovery: aborting a failed transaction and rewinding every assigned
 //! partition to its last checkpoint, restored from the changelog.
 
+use super::tasks::Barrier;
 use super::*;
 use crate::io::kafka::changelog::{ChangelogError, ChangelogReader};
 use crate::state::RestoreError;
@@ -57,6 +58,12 @@ impl RunContext {
     pub(super) fn recover(&self, consumer: &BaseConsumer<RunContext>, reason: &str) -> bool {
         // A background commit still using the transaction finishes first.
         let _ = self.settle(true);
+        // The workers are held out from before the abort until the state is
+        // rewound. One that processed in between would send what the state
+        // being discarded made of its messages into the next transaction,
+        // and the rewind would send it again: after forced rewinds, a
+        // read_committed consumer saw availability records twice.
+        let mut tasks = self.tasks.barrier();
         match self.transaction.abort() {
             Ok(()) => {}
             Err(TransactionError::Fatal(e)) => {
@@ -71,7 +78,7 @@ impl RunContext {
                 return false;
             }
         }
-        match self.rewind(consumer) {
+        let rewound = match self.rewind(&mut tasks, consumer) {
             Ok(n) => {
                 self.rewind_pending.store(false, Ordering::Relaxed);
                 self.health.restore_failed(None);
@@ -87,19 +94,26 @@ impl RunContext {
                 self.rewind_pending.store(true, Ordering::Relaxed);
                 false
             }
-        }
+        };
+        drop(tasks);
+        self.tasks.wake();
+        rewound
     }
 
     /// Every assigned partition back to its last checkpoint, under the
-    /// barrier: state restored from the changelog, consumer sought back. The
-    /// split queues stay (only `assign` undoes them); a partition without one
-    /// yet (its restore failed at assignment) gets one now.
-    pub(super) fn rewind(&self, consumer: &BaseConsumer<RunContext>) -> Result<usize, RewindError> {
+    /// barrier the caller holds: state restored from the changelog, consumer
+    /// sought back. The split queues stay (only `assign` undoes them); a
+    /// partition without one yet (its restore failed at assignment) gets one
+    /// now.
+    fn rewind(
+        &self,
+        tasks: &mut Barrier<'_>,
+        consumer: &BaseConsumer<RunContext>,
+    ) -> Result<usize, RewindError> {
         let assignment = consumer.assignment().map_err(RewindError::Assignment)?;
         let parts = self.input_partitions(&assignment);
-        let mut tasks = self.tasks.barrier();
         let mut queues = BTreeMap::new();
-        for task in super::tasks::take_all(&mut tasks) {
+        for task in super::tasks::take_all(tasks) {
             self.retire(&task);
             let key = task.key();
             if let Some(q) = task.queue {

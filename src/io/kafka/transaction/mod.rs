@@ -310,6 +310,12 @@ impl Transactions {
         Ok(())
     }
 
+    /// Marks the transaction failed with `e`, as a failed call would (tests
+    /// inject faults with it); returns what the caller must act on.
+    pub fn fail(&self, e: TransactionError) -> TransactionError {
+        self.failed(e)
+    }
+
     fn failed(&self, e: TransactionError) -> TransactionError {
         let phase = match e {
             TransactionError::Abort(_) => Phase::MustAbort,
