@@ -32,59 +32,96 @@ fn view_of(engine: &Engine) -> LiveView {
 
 /// Copies the engine's live state into the view and gauges.
 pub fn refresh_view(engine: &Engine, view: &LiveView) {
-    refresh_view_of(&[engine], engine.districts(), &BTreeMap::new(), view);
+    let mut parts = ViewParts::new(&BTreeMap::new());
+    parts.add(engine);
+    parts.apply(view);
 }
 
-/// The same over the engines of a parallel run's partitions: each zone and
-/// car park is in one of them, totals are summed over all; `district` is
-/// their shared stage's roll-up, `retired` the dedup evictions of engines
-/// already dropped.
-pub fn refresh_view_of(
-    engines: &[&Engine],
+/// What the view takes from the engines of a run's partitions, gathered one
+/// engine at a time and then applied at once: each zone and car park is in
+/// one of them, totals are summed over all. A parallel run reads each task
+/// under its own lock only, so the workers go on with the others meanwhile.
+pub struct ViewParts {
+    zones: Vec<crate::crowd::ZoneStatus>,
+    lots: Vec<crate::output::Availability>,
+    revenue: BTreeMap<LotIx, Tally>,
+    totals: BTreeMap<(ZoneIx, CategoryIx), Tally>,
+    /// Dedup evictions by topic name.
+    evicted: BTreeMap<String, u64>,
+    watermarks: Vec<(String, i32, i64)>,
     districts: Vec<ParkingGroup>,
-    retired: &BTreeMap<InputTopic, u64>,
-    view: &LiveView,
-) {
-    let mut revenue: BTreeMap<LotIx, Tally> = BTreeMap::new();
-    let mut totals: BTreeMap<(ZoneIx, CategoryIx), Tally> = BTreeMap::new();
-    let mut evicted = retired.clone();
-    for engine in engines {
-        for z in engine.zone_statuses() {
-            view.update_zone(z);
+    retired: BTreeMap<InputTopic, u64>,
+}
+
+impl ViewParts {
+    /// Nothing gathered yet; `retired` counts the dedup evictions of
+    /// engines already dropped.
+    pub fn new(retired: &BTreeMap<InputTopic, u64>) -> Self {
+        ViewParts {
+            zones: Vec::new(),
+            lots: Vec::new(),
+            revenue: BTreeMap::new(),
+            totals: BTreeMap::new(),
+            evicted: BTreeMap::new(),
+            watermarks: Vec::new(),
+            districts: Vec::new(),
+            retired: retired.clone(),
         }
+    }
+
+    /// One engine's part.
+    pub fn add(&mut self, engine: &Engine) {
+        self.zones.extend(engine.zone_statuses());
+        self.lots.extend(engine.lot_snapshots());
         for (lot, t) in engine.lot_revenue() {
-            revenue.entry(lot).or_default().absorb(&t);
+            self.revenue.entry(lot).or_default().absorb(&t);
         }
         for (k, t) in engine.payment_totals() {
-            totals.entry(k).or_default().absorb(&t);
+            self.totals.entry(k).or_default().absorb(&t);
+        }
+        // Names from any engine, with the retired engines' counts once.
+        for (topic, n) in std::mem::take(&mut self.retired) {
+            *self
+                .evicted
+                .entry(engine.topic_name(topic).to_string())
+                .or_default() += n;
         }
         for (topic, n) in engine.dedup_evicted() {
-            *evicted.entry(topic).or_default() += n;
+            *self
+                .evicted
+                .entry(engine.topic_name(topic).to_string())
+                .or_default() += n;
         }
         for (topic, partition, wm) in engine.watermarks() {
-            view.metrics
-                .runtime
-                .set_watermark(engine.topic_name(topic), partition, wm);
+            self.watermarks
+                .push((engine.topic_name(topic).to_string(), partition, wm));
         }
+        self.districts.extend(engine.districts());
     }
-    let catalog = &view.catalog;
-    for (lot, t) in revenue {
-        view.update_lot_revenue(&catalog.lots[lot as usize].id, t.net_fen());
-    }
-    // After the revenue, which each car park's record carries.
-    for engine in engines {
-        for a in engine.lot_snapshots() {
+
+    /// Into the view and its gauges.
+    pub fn apply(self, view: &LiveView) {
+        for z in self.zones {
+            view.update_zone(z);
+        }
+        for (topic, partition, wm) in &self.watermarks {
+            view.metrics.runtime.set_watermark(topic, *partition, *wm);
+        }
+        let catalog = &view.catalog;
+        for (lot, t) in self.revenue {
+            view.update_lot_revenue(&catalog.lots[lot as usize].id, t.net_fen());
+        }
+        // After the revenue, which each car park's record carries.
+        for a in self.lots {
             view.update_lot(a);
         }
-    }
-    view.update_districts(districts);
-    view.metrics.payments.set_payment_totals(catalog, &totals);
-    // Names from any engine: with none there is nothing new to count.
-    if let Some(engine) = engines.first() {
-        for (topic, n) in evicted {
-            view.metrics
-                .input
-                .set_dedup_evicted(engine.topic_name(topic), n);
+        view.update_districts(self.districts);
+        view.metrics
+            .payments
+            .set_payment_totals(catalog, &self.totals);
+        // With no engine there is nothing new to count.
+        for (topic, n) in self.evicted {
+            view.metrics.input.set_dedup_evicted(&topic, n);
         }
     }
 }

@@ -5,4 +5,4 @@ pub mod demo;
 pub mod kafka;
 mod local;
 
-pub use local::{live_view, publish_local, refresh_view, refresh_view_of, shared_live_view};
+pub use local::{live_view, publish_local, refresh_view, shared_live_view, ViewParts};

@@ -42,6 +42,9 @@ impl ConsumerContext for RunContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
+            // Assigned and revoked before the coordinator restored them: no
+            // task was made, and nothing is left to do for them.
+            crate::sync::lock(&self.assigned).take();
             if consumer.assignment_lost() {
                 // Not a handover: the group went on without this instance.
                 tracing::warn!(
@@ -53,9 +56,9 @@ impl ConsumerContext for RunContext {
             // Held until the tasks are gone: no worker processes a message of
             // a revoked partition after its last commit.
             let mut tasks = self.tasks.barrier();
-            let paused = self.rewind_pending.load(Ordering::Relaxed) || self.health.refused();
-            let failed = crate::sync::lock(&self.fatal).clone().or_else(|| {
-                paused.then(|| "processing is paused (a rewind is pending)".to_string())
+            let keep = self.run_state().may_commit() && !self.health.refused();
+            let failed = self.failure().or_else(|| {
+                (!keep).then(|| "processing is paused (a rewind is pending)".to_string())
             });
             let committed = match failed {
                 // Positions may be ahead of what was delivered: commit nothing,
@@ -71,13 +74,20 @@ impl ConsumerContext for RunContext {
                 Ok(Commit::Deferred(e)) => {
                     tracing::warn!(error = %e, "outputs not acknowledged; the new owner resumes from the last commit")
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    self.event(RunEvent::Committed);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not commit revoked partitions; the new owner resumes from the last commit");
+                    self.event(RunEvent::TransactionFailed);
                     // Their state is dropped below, so aborting is the whole
                     // recovery; if the broker is away, the loop aborts later.
-                    if let Err(TransactionError::Fatal(e)) = self.transaction.abort() {
-                        self.set_fatal(e.to_string());
+                    match self.transaction.abort() {
+                        Ok(()) => {
+                            self.event(RunEvent::Aborted);
+                        }
+                        Err(TransactionError::Fatal(e)) => self.set_fatal(e.to_string()),
+                        Err(_) => {}
                     }
                 }
             }
@@ -105,44 +115,14 @@ impl ConsumerContext for RunContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Only notes what was assigned: the coordinator restores it on its
+    /// next turn (`restore_assigned`), as Kafka Streams restores in its
+    /// stream thread, not in the group's callback.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = self.input_partitions(tpl);
-            let mut tasks = self.tasks.barrier();
-            // Where an earlier assignment put messages back means nothing now.
-            crate::sync::lock(&self.put_back).clear();
-            let positioned = self.restore(&parts).and_then(|mut restored| {
-                let seek = self.resume_positions(consumer, &mut restored)?;
-                Ok((restored, seek))
-            });
-            match positioned {
-                Ok((mut restored, seek)) => {
-                    // Resume exactly where the restored state is.
-                    if let Err(e) = consumer.assign(&seek) {
-                        tracing::error!(error = %e, "could not position restored partitions");
-                    }
-                    // After `assign`, which undoes any split.
-                    tasks::split_queues(self, &mut restored);
-                    tasks.extend(restored.into_iter().map(Mutex::new));
-                    self.generation.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(partitions = parts.len(), "partitions assigned and restored");
-                    self.view
-                        .metrics
-                        .runtime
-                        .set_partitions_assigned(tasks.len());
-                    self.health.restore_failed(None);
-                    self.view.set_ready(true);
-                    drop(tasks);
-                    self.tasks.wake();
-                }
-                Err(e) => {
-                    // Keep the partitions (nobody else would process them) and
-                    // hold; the loop retries the restore every second.
-                    tracing::error!(error = %e, "state restore failed; holding and retrying");
-                    self.health.restore_failed(Some(e.to_string()));
-                    self.rewind_pending.store(true, Ordering::Relaxed);
-                }
-            }
+            tracing::debug!(partitions = parts.len(), "partitions assigned; restoring");
+            *crate::sync::lock(&self.assigned) = Some(parts);
         }
     }
 }

@@ -161,7 +161,7 @@ impl RunContext {
     ) -> Result<Prepared, TransactionError> {
         // A worker that failed marked the run failed before it let go of the
         // barrier held here: its positions are ahead of what it sent.
-        if let Some(e) = crate::sync::lock(&self.fatal).clone() {
+        if let Some(e) = self.failure() {
             return Err(TransactionError::Fatal(e.into()));
         }
         if self.transaction.must_abort() {
@@ -272,8 +272,12 @@ pub(super) fn on_commit(
         Ok(Commit::Done) => {
             view.metrics.runtime.commit("ok");
             ctx.health.progress();
+            ctx.event(RunEvent::Committed);
         }
-        Ok(Commit::Nothing) => ctx.health.progress(),
+        Ok(Commit::Nothing) => {
+            ctx.health.progress();
+            ctx.event(RunEvent::Committed);
+        }
         Ok(Commit::Started) => {}
         Ok(Commit::Deferred(e)) => {
             ctx.health.note_error(e.to_string());
@@ -282,12 +286,14 @@ pub(super) fn on_commit(
         }
         Err(TransactionError::Fatal(e)) => anyhow::bail!(e),
         Err(TransactionError::Retry(e)) => {
+            ctx.event(RunEvent::CommitUnfinished);
             ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("retry");
             crate::io::kafka::logs::warn("commit not finished; holding until it is", &e);
             *last_recover = Instant::now();
         }
         Err(TransactionError::Abort(e)) => {
+            ctx.event(RunEvent::TransactionFailed);
             ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("aborted");
             crate::io::kafka::logs::warn("checkpoint transaction failed", &e);

@@ -1,5 +1,5 @@
 //! What the poll loop and librdkafka's callbacks share: the engine with its
-//! positions, the transaction, and the flags that hold processing.
+//! positions, the transaction, and the run's state.
 
 use super::*;
 
@@ -41,12 +41,15 @@ pub(super) struct RunContext {
     /// no state record may be larger.
     pub(super) state_max_bytes: usize,
     pub(super) health: Arc<Health>,
-    /// A rewind failed half-way; processing holds until one succeeds.
-    pub(super) rewind_pending: AtomicBool,
+    /// Where the run stands; changed only by [`event`](Self::event).
+    pub(super) run: Mutex<RunState>,
+    /// The state's `may_process`, for the workers to read without a lock.
+    pub(super) processing: AtomicBool,
+    /// Partitions the group assigned that the coordinator has not restored
+    /// yet (see `restore_assigned`).
+    pub(super) assigned: Mutex<Option<Vec<(InputTopic, i32)>>>,
     /// Where each partition was sought back to while paused.
     pub(super) put_back: Mutex<BTreeMap<(String, i32), i64>>,
-    /// Set by a callback that hit an unrecoverable error; the loop stops on it.
-    pub(super) fatal: Mutex<Option<String>>,
     /// Tests only: every n-th checkpoint is aborted (`FAULT_ABORT_EVERY`).
     pub(super) abort_every: Option<u64>,
     pub(super) checkpoints: AtomicU64,
@@ -125,14 +128,46 @@ impl RunContext {
             .forget_partition(self.topic_name(task.topic), task.partition);
     }
 
-    /// True while processing is paused: a commit waits to be retried, a
-    /// transaction failed and the state has not been rewound yet, or the
-    /// partition counts are refused.
+    /// True while processing is paused: the run is not
+    /// [`Running`](RunState::Running) (a commit waits to be retried, a
+    /// transaction failed and the state has not been rewound yet, the run
+    /// stops), or the partition counts were just found not to match (the
+    /// watch that checks them runs on a thread of its own; the coordinator
+    /// turns that into the state on its next turn).
     pub(super) fn paused(&self) -> bool {
-        self.transaction.is_committing()
-            || self.transaction.must_abort()
-            || self.rewind_pending.load(Ordering::Relaxed)
-            || self.health.refused()
+        !self.processing.load(Ordering::Acquire) || self.health.refused()
+    }
+
+    /// The run's state after `event` (see `state.rs`); workers are woken
+    /// when it lets them process again.
+    pub(super) fn event(&self, event: RunEvent) -> RunState {
+        let mut run = crate::sync::lock(&self.run);
+        let before = run.clone();
+        *run = before.clone().next(event.clone());
+        let now = run.clone();
+        // Under the lock, so the flag always follows the latest state.
+        let was = self.processing.swap(now.may_process(), Ordering::AcqRel);
+        drop(run);
+        if now != before {
+            tracing::debug!(?before, ?event, after = ?now, "run state");
+        }
+        if now.may_process() && !was {
+            self.tasks.wake();
+        }
+        now
+    }
+
+    /// The run's state now.
+    pub(super) fn run_state(&self) -> RunState {
+        crate::sync::lock(&self.run).clone()
+    }
+
+    /// Why the run failed, once it has.
+    pub(super) fn failure(&self) -> Option<String> {
+        match self.run_state() {
+            RunState::Failed(why) => Some(why),
+            _ => None,
+        }
     }
 
     /// While paused, a message that still arrives is put back: its partition is
@@ -178,7 +213,7 @@ impl RunContext {
             Duration::from_secs(10),
         ) {
             crate::io::kafka::logs::warn("could not put a message back; the rewind will", &e);
-            self.rewind_pending.store(true, Ordering::Relaxed);
+            self.event(RunEvent::StateLost);
         }
     }
 
@@ -212,7 +247,7 @@ impl RunContext {
     /// Records why the run must stop (the first reason wins); the loop stops
     /// on it and the revoke callback then commits nothing.
     pub(super) fn mark_failed(&self, e: String) {
-        crate::sync::lock(&self.fatal).get_or_insert(e);
+        self.event(RunEvent::Fatal(e));
     }
 
     /// Sends one output record where the processing guarantee says.

@@ -40,6 +40,7 @@ mod poll;
 mod publish;
 mod recovery;
 mod share;
+mod state;
 mod tasks;
 mod worker;
 
@@ -69,6 +70,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use state::{Action, RunEvent, RunState};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -231,9 +233,10 @@ fn start(
         state_partitions,
         state_max_bytes,
         health: health.clone(),
-        rewind_pending: AtomicBool::new(false),
+        run: Mutex::new(RunState::Running),
+        processing: AtomicBool::new(true),
+        assigned: Mutex::new(None),
         put_back: Mutex::new(BTreeMap::new()),
-        fatal: Mutex::new(None),
         abort_every: context::abort_every(),
         checkpoints: AtomicU64::new(0),
         generation: AtomicU64::new(0),
@@ -275,7 +278,7 @@ fn finish(
     view: &LiveView,
 ) -> anyhow::Result<RunSummary> {
     view.set_ready(false);
-    if ctx.rewind_pending.load(Ordering::Relaxed) || ctx.health.refused() {
+    if !ctx.event(RunEvent::Shutdown).may_commit() || ctx.health.refused() {
         // What the tasks hold is not a state to keep (half restored, or
         // processed under partition counts that no longer hold).
         tracing::warn!("stopping while processing is paused: nothing committed; the next run resumes from the last checkpoint");
@@ -332,7 +335,7 @@ impl FailOnDrop {
                 self.ctx.mark_failed("a worker panicked".into());
             }
         }
-        match crate::sync::lock(&self.ctx.fatal).clone() {
+        match self.ctx.failure() {
             Some(e) => anyhow::bail!(e),
             None => Ok(()),
         }

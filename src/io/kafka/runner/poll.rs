@@ -2,7 +2,7 @@
 //! callbacks run here), ticks the tasks, refreshes the view and checkpoints;
 //! while processing must hold, it retries the commit or the rewind.
 
-use super::tasks::{each, Barrier};
+use super::tasks::TaskList;
 use super::*;
 
 /// How long one poll of the consumer's own queue waits: it carries only the
@@ -52,6 +52,11 @@ impl<'a> Coordinator<'a> {
     ) -> anyhow::Result<()> {
         while !shutdown.load(Ordering::Relaxed) {
             crate::liveness::beat();
+            // Assigned during the last poll: restored before anything else.
+            let assigned = crate::sync::lock(&self.ctx.assigned).take();
+            if let Some(parts) = assigned {
+                self.ctx.restore_assigned(consumer, &parts);
+            }
             let now = Instant::now();
             if now.duration_since(self.last_view) >= VIEW_EVERY {
                 self.refresh(now)?;
@@ -94,25 +99,37 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Stops on a fatal error a callback or worker set, refreshes the view.
+    /// Each task is read under its own lock, not the barrier: the workers go
+    /// on with the other tasks meanwhile.
     fn refresh(&mut self, now: Instant) -> anyhow::Result<()> {
         // A fatal error set by a callback or worker stops the run within
         // this period.
-        if let Some(e) = crate::sync::lock(&self.ctx.fatal).clone() {
+        if let Some(e) = self.ctx.failure() {
             anyhow::bail!(e);
         }
         let ctx = self.ctx;
-        let mut tasks = ctx.tasks.barrier();
-        self.watch_positions(&mut tasks, now);
-        let engines: Vec<&Engine> = each(&mut tasks).map(|s| &s.engine).collect();
-        let districts = engines.iter().flat_map(|e| e.districts()).collect();
         let retired = crate::sync::lock(&ctx.evicted_retired).clone();
-        crate::io::refresh_view_of(&engines, districts, &retired, self.view);
+        let mut parts = crate::io::ViewParts::new(&retired);
         // Not while paused: the transaction is failing, or the state rewinding.
-        if now.duration_since(self.last_share) >= super::share::SHARE_EVERY && !ctx.paused() {
-            self.writer.write(ctx, self.view, &mut tasks);
+        let share =
+            now.duration_since(self.last_share) >= super::share::SHARE_EVERY && !ctx.paused();
+        let mut shared = Vec::new();
+        {
+            let tasks = ctx.tasks.read();
+            self.watch_positions(&tasks, now);
+            for task in tasks.iter() {
+                let task = crate::sync::lock(task);
+                parts.add(&task.engine);
+                if share {
+                    super::share::task_records(ctx, &task, &mut shared);
+                }
+            }
+        }
+        parts.apply(self.view);
+        if share {
+            self.writer.write(ctx, self.view, shared);
             self.last_share = now;
         }
-        drop(tasks);
         self.last_view = now;
         Ok(())
     }
@@ -122,10 +139,14 @@ impl<'a> Coordinator<'a> {
     /// known to be caught up (records wait, or the broker's end is not known
     /// yet), whose wall time then does not count as idle (see
     /// `Watermark::hold_idle`).
-    fn watch_positions(&self, tasks: &mut Barrier<'_>, now: Instant) {
+    fn watch_positions(&self, tasks: &TaskList, now: Instant) {
         let ctx = self.ctx;
-        let stands: Vec<((String, i32), Option<i64>)> = each(tasks)
-            .map(|s| (ctx.stall_key(s.topic, s.partition), s.position))
+        let stands: Vec<((String, i32), Option<i64>)> = tasks
+            .iter()
+            .map(|t| {
+                let t = crate::sync::lock(t);
+                (ctx.stall_key(t.topic, t.partition), t.position)
+            })
             .collect();
         let waiting: Vec<bool> = {
             let mut stalls = ctx.health.stalls();
@@ -139,9 +160,11 @@ impl<'a> Coordinator<'a> {
             stands.iter().map(|(k, _)| !stalls.caught_up(k)).collect()
         };
         let wall_ms = crate::time::now_ms();
-        for (task, waits) in each(tasks).zip(waiting) {
+        for (task, waits) in tasks.iter().zip(waiting) {
             if waits {
-                task.engine.hold_idle(task.topic, task.partition, wall_ms);
+                let mut task = crate::sync::lock(task);
+                let (topic, partition) = task.key();
+                task.engine.hold_idle(topic, partition, wall_ms);
             }
         }
     }
@@ -163,31 +186,36 @@ impl<'a> Coordinator<'a> {
         // last checkpoint is dropped (the open transaction aborted, the state
         // rewound), and the rewind, which checks the counts, is tried again
         // until they match.
-        let refused = ctx.health.refused();
-        if refused {
-            ctx.rewind_pending.store(true, Ordering::Relaxed);
-        }
-        let every = if refused {
-            crate::io::kafka::startup::LAYOUT_RECHECK
+        let state = if ctx.health.refused() {
+            ctx.event(RunEvent::LayoutRefused)
         } else {
-            RECOVER_EVERY
+            ctx.run_state()
+        };
+        let every = match state.action() {
+            Action::RecheckLayout => crate::io::kafka::startup::LAYOUT_RECHECK,
+            _ => RECOVER_EVERY,
         };
         if self.last_recover.elapsed() < every {
             return Ok(());
         }
-        if ctx.transaction.is_committing() && !refused {
-            match ctx.commit(consumer) {
-                Ok(_) => {
-                    self.view.metrics.runtime.commit("ok");
-                    ctx.health.progress();
-                }
-                Err(TransactionError::Fatal(e)) => anyhow::bail!(e),
-                Err(e) => crate::io::kafka::logs::warn("commit still not finished", &e),
+        match state.action() {
+            Action::RetryCommit => {
+                let r = ctx.commit(consumer);
+                on_commit(ctx, consumer, self.view, r, &mut self.last_recover)?;
             }
-        } else if ctx.transaction.must_abort() {
-            ctx.recover(consumer, REWIND_TRANSACTION_FAILED);
-        } else {
-            ctx.recover(consumer, REWIND_RESTORE_FAILED);
+            Action::Recover if state == RunState::Aborting => {
+                ctx.recover(consumer, REWIND_TRANSACTION_FAILED);
+            }
+            Action::Recover | Action::RecheckLayout => {
+                ctx.recover(consumer, REWIND_RESTORE_FAILED);
+            }
+            // Paused only by the layout watch, which the next turn sees.
+            Action::Process => {}
+            Action::Stop => {
+                if let Some(e) = ctx.failure() {
+                    anyhow::bail!(e);
+                }
+            }
         }
         self.last_recover = Instant::now();
         Ok(())
@@ -210,7 +238,7 @@ impl<'a> Coordinator<'a> {
                 engine.tick(wall_ms, &mut self.out);
                 publish(engine, batches, ctx, view, &mut self.bufs, &self.out)?;
                 if let Err(e) = send_batches(ctx, batches) {
-                    on_send_error(e)?;
+                    on_send_error(ctx, e)?;
                 }
             }
         }

@@ -42,7 +42,7 @@ pub(super) fn publish(
         .map(|(p, b)| (InputTopic::DistrictPartials, p, b));
     for (topic, p, batch) in full.into_iter().chain(partials.collect::<Vec<_>>()) {
         if let Err(e) = send_batch(ctx, topic, p, &batch) {
-            on_send_error(e)?;
+            on_send_error(ctx, e)?;
             return Ok(true);
         }
     }
@@ -64,7 +64,7 @@ fn send_all(
         o.write_json(json);
         let topic = o.topic().name_in(&ctx.config.topics);
         if let Err(e) = ctx.send_output(topic, None, o.key().as_bytes(), json) {
-            return on_send_error(e);
+            return on_send_error(ctx, e);
         }
     }
     crate::io::publish_local(engine, view, out);
@@ -72,10 +72,13 @@ fn send_all(
 }
 
 /// A send that failed: inside a transaction it is aborted and rewound by the
-/// coordinator, so only a fatal error stops the run.
-pub(super) fn on_send_error(e: TransactionError) -> anyhow::Result<()> {
+/// coordinator, so only a fatal error stops the run. Processing pauses at
+/// once (the batch stops at its next message): whatever follows would be
+/// rewound anyway.
+pub(super) fn on_send_error(ctx: &RunContext, e: TransactionError) -> anyhow::Result<()> {
     match e {
         TransactionError::Abort(e) | TransactionError::Retry(e) => {
+            ctx.event(RunEvent::TransactionFailed);
             crate::io::kafka::logs::warn("output not added to the transaction", &e);
             Ok(())
         }

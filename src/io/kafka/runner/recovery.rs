@@ -65,7 +65,9 @@ impl RunContext {
         // read_committed consumer saw availability records twice.
         let mut tasks = self.tasks.barrier();
         match self.transaction.abort() {
-            Ok(()) => {}
+            Ok(()) => {
+                self.event(RunEvent::Aborted);
+            }
             Err(TransactionError::Fatal(e)) => {
                 self.set_fatal(e.to_string());
                 return false;
@@ -80,24 +82,76 @@ impl RunContext {
         }
         let rewound = match self.rewind(&mut tasks, consumer) {
             Ok(n) => {
-                self.rewind_pending.store(false, Ordering::Relaxed);
                 self.health.restore_failed(None);
                 self.view.metrics.runtime.set_partitions_assigned(n);
                 self.view.set_ready(true);
                 self.view.metrics.runtime.rewind(reason);
                 tracing::warn!(partitions = n, reason, "rewound to the last checkpoint");
+                // Still under the barrier: the workers resume on the
+                // rewound state only.
+                self.event(RunEvent::Rewound);
                 true
             }
             Err(e) => {
                 crate::io::kafka::logs::warn("rewind failed; trying again", &e);
                 // Keep processing paused: the state may be half restored.
-                self.rewind_pending.store(true, Ordering::Relaxed);
+                self.event(RunEvent::StateLost);
                 false
             }
         };
         drop(tasks);
         self.tasks.wake();
         rewound
+    }
+
+    /// Partitions the group assigned (noted by the callback): their state
+    /// restored from the changelog, each positioned where its state is, its
+    /// queue split off, and a task made for it. On the coordinator's thread,
+    /// between polls; a failure holds processing and the rewind retries.
+    pub(super) fn restore_assigned(
+        &self,
+        consumer: &BaseConsumer<RunContext>,
+        parts: &[(InputTopic, i32)],
+    ) {
+        let mut tasks = self.tasks.barrier();
+        // Where an earlier assignment put messages back means nothing now.
+        crate::sync::lock(&self.put_back).clear();
+        let positioned = self.restore(parts).and_then(|mut restored| {
+            let seek = self.resume_positions(consumer, &mut restored)?;
+            Ok((restored, seek))
+        });
+        match positioned {
+            Ok((mut restored, seek)) => {
+                // Resume exactly where the restored state is. The group's
+                // assignment started fetching at the committed offsets;
+                // this one replaces it, and what was fetched before is
+                // dropped by librdkafka as outdated.
+                if let Err(e) = consumer.assign(&seek) {
+                    tracing::error!(error = %e, "could not position restored partitions");
+                }
+                // After `assign`, which undoes any split.
+                super::tasks::split_queues(self, &mut restored);
+                tasks.extend(restored.into_iter().map(Mutex::new));
+                self.generation.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(partitions = parts.len(), "partitions assigned and restored");
+                self.view
+                    .metrics
+                    .runtime
+                    .set_partitions_assigned(tasks.len());
+                self.health.restore_failed(None);
+                self.view.set_ready(true);
+                self.event(RunEvent::Assigned);
+            }
+            Err(e) => {
+                // Keep the partitions (nobody else would process them) and
+                // hold; the loop retries the restore every second.
+                tracing::error!(error = %e, "state restore failed; holding and retrying");
+                self.health.restore_failed(Some(e.to_string()));
+                self.event(RunEvent::StateLost);
+            }
+        }
+        drop(tasks);
+        self.tasks.wake();
     }
 
     /// Every assigned partition back to its last checkpoint, under the

@@ -5,7 +5,6 @@
 //! when it changed. Under exactly_once it joins the open transaction, so a
 //! rewound checkpoint takes its view records with it.
 
-use super::tasks::{each, Barrier};
 use super::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -25,15 +24,22 @@ pub(super) struct ViewWriter {
 }
 
 impl ViewWriter {
-    /// Sends what changed since the last call.
-    pub(super) fn write(&mut self, ctx: &RunContext, view: &LiveView, tasks: &mut Barrier<'_>) {
+    /// Sends what changed since the last call: `records` from the tasks
+    /// ([`task_records`]), then the view's own.
+    pub(super) fn write(
+        &mut self,
+        ctx: &RunContext,
+        view: &LiveView,
+        mut records: Vec<(String, Value)>,
+    ) {
         let generation = ctx.generation.load(Ordering::Relaxed);
         if generation != self.generation {
             self.sent.clear();
             self.generation = generation;
         }
         let topic = ctx.config.topics.view.as_str();
-        for (key, value) in records(ctx, view, tasks) {
+        records.extend(view_records(view));
+        for (key, value) in records {
             let bytes = value.to_string().into_bytes();
             let mut h = self.hasher.build_hasher();
             h.write(&bytes);
@@ -56,31 +62,34 @@ impl ViewWriter {
     }
 }
 
-/// Every record this instance has for the view now.
-fn records(ctx: &RunContext, view: &LiveView, tasks: &mut Barrier<'_>) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
+/// One task's records for the view now, read under its lock only.
+pub(super) fn task_records(ctx: &RunContext, task: &Task, out: &mut Vec<(String, Value)>) {
     let catalog = &ctx.catalog;
-    for task in each(tasks) {
-        let engine = &task.engine;
-        for z in engine.zone_statuses() {
-            out.push((format!("zone/{}", z.id), json(&z)));
-        }
-        for a in engine.lot_snapshots() {
-            let spaces = a.total_spot_number;
-            let mut v = json(&a);
-            v["analytics"] = crate::http::analytics_json(&a.analytics, spaces, None);
-            out.push((format!("lot/{}", a.id), v));
-        }
-        let name = ctx.topic_name(task.topic);
-        for (lot, tally) in engine.lot_revenue() {
-            let id = &catalog.lots[lot as usize].id;
-            let key = format!("revenue/{id}/{name}/{}", task.partition);
-            out.push((key, Value::from(tally.net_fen())));
-        }
-        for g in engine.districts() {
-            out.push((format!("district/{}/parking", g.id), json(&g)));
-        }
+    let engine = &task.engine;
+    for z in engine.zone_statuses() {
+        out.push((format!("zone/{}", z.id), json(&z)));
     }
+    for a in engine.lot_snapshots() {
+        let spaces = a.total_spot_number;
+        let mut v = json(&a);
+        v["analytics"] = crate::http::analytics_json(&a.analytics, spaces, None);
+        out.push((format!("lot/{}", a.id), v));
+    }
+    let name = ctx.topic_name(task.topic);
+    for (lot, tally) in engine.lot_revenue() {
+        let id = &catalog.lots[lot as usize].id;
+        let key = format!("revenue/{id}/{name}/{}", task.partition);
+        out.push((key, Value::from(tally.net_fen())));
+    }
+    for g in engine.districts() {
+        out.push((format!("district/{}/parking", g.id), json(&g)));
+    }
+}
+
+/// What this instance published and the view keeps: district records,
+/// sales windows, the latest alerts.
+fn view_records(view: &LiveView) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
     for d in view.local_district_kpis() {
         let scope = match d.scope {
             crate::output::DistrictScope::Crowd => "crowd",

@@ -183,6 +183,11 @@ impl<'a> Worker<'a> {
                     .observe_latency(received.elapsed().as_secs_f64());
             }
             done += 1;
+            // A send failed (or the run stops): the rest of the batch would
+            // only be rewound.
+            if !ctx.processing.load(Ordering::Acquire) {
+                break;
+            }
         }
         Ok(done)
     }
