@@ -1,25 +1,25 @@
 //! The one contract every operator keeps, as Kafka Streams' `Processor`
 //! (init/process/close) and Arroyo's `ArrowOperator` (one required hook,
-//! defaults for the rest): the engine runs any operator through it and never
-//! asks which one it is.
+//! defaults for the rest): the engine runs any operator through it. Each is
+//! typed by its stream's event, so none refuses another stream's, and the
+//! engine's queries reach it by its type, never by a downcast.
 //!
 //! An operator owns the state of one input partition, in changelogged stores
 //! ([`crate::state::Store`]) it lists once in [`Operator::stores`]; the
 //! partition task writes and restores them, so an operator never formats a
 //! changelog key or tracks what changed.
 
-use crate::model::{Event, Reject};
+use crate::model::{Reject, StreamEvent};
 use crate::output::{Forwarded, Output};
 use crate::state::Stores;
-use std::any::Any;
 
 /// One event the task let through: not a duplicate, not late, not ahead of
-/// the clock.
-#[derive(Debug, Clone, Copy)]
-pub struct Input<'e, 'a> {
+/// the clock. `E` is the operator's own stream's event type.
+#[derive(Debug)]
+pub struct Input<'e, E> {
     /// Event time.
     pub ts: i64,
-    pub event: &'e Event<'a>,
+    pub event: &'e E,
     /// The message's own id (`event_id`, `txn_id`), where it has one.
     pub id: Option<&'e str>,
     /// The partition's watermark before this event.
@@ -35,23 +35,24 @@ pub struct Emit<'a> {
     pub forwarded: &'a mut Vec<Forwarded>,
 }
 
-/// The refusal of an event of another topic's type. `decode` yields each
-/// topic's own event type; an operator refuses rather than panics should
-/// that ever not hold.
-pub fn foreign_event() -> Reject {
-    Reject::invalid("event type does not belong to this topic")
-}
-
 /// A stateful, deterministic operator of one input partition. It sees no
 /// clock but the event times and watermarks it is given, and does no I/O.
 pub trait Operator: Send {
+    /// The events of the stream it runs on, as that stream's decoder makes
+    /// them: an operator never sees another stream's.
+    type Event<'a>: StreamEvent;
+
     /// True when an event at `ts` can no longer change anything this operator
     /// publishes (its windows are final); such events are dead-lettered.
     fn is_late(&self, ts: i64, watermark: i64) -> bool;
 
     /// Takes one event in. `Err` refuses it (it is dead-lettered) and must
     /// leave the state as it was.
-    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject>;
+    fn accept(
+        &mut self,
+        input: &Input<'_, Self::Event<'_>>,
+        out: &mut Emit<'_>,
+    ) -> Result<(), Reject>;
 
     /// The partition's watermark moved to `watermark`: publish what it made
     /// final.
@@ -68,8 +69,4 @@ pub trait Operator: Send {
 
     /// Every store has been restored: rebuild what is derived across them.
     fn finish_restore(&mut self) {}
-
-    /// For the engine's read-only queries of live state (zones, car parks,
-    /// totals), which ask for the operator type that holds them.
-    fn as_any(&self) -> &dyn Any;
 }

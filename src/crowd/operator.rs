@@ -4,8 +4,8 @@ use super::alerts::{Step, ZoneState};
 pub use super::params::CrowdParams;
 use super::Level;
 use crate::config::Thresholds;
-use crate::model::{Catalog, CrowdEvent, CrowdReading, Event, Reject, ZoneIx, ZoneKeys};
-use crate::operator::{foreign_event, Emit, Input, Operator};
+use crate::model::{Catalog, CrowdEvent, CrowdReading, Reject, ZoneIx, ZoneKeys};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{round3, DensityRecord, Output};
 use crate::state::{read, Cell, Json, KeyMap, Pairs, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowStore};
@@ -242,15 +242,18 @@ impl CrowdOperator {
 }
 
 impl Operator for CrowdOperator {
+    type Event<'a> = CrowdEvent<'a>;
+
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         CrowdOperator::is_late(self, ts, watermark)
     }
 
-    fn accept(&mut self, input: &Input<'_, '_>, _out: &mut Emit<'_>) -> Result<(), Reject> {
-        match input.event {
-            Event::Crowd(e) => CrowdOperator::accept(self, input.ts, e),
-            _ => Err(foreign_event()),
-        }
+    fn accept(
+        &mut self,
+        input: &Input<'_, CrowdEvent<'_>>,
+        _out: &mut Emit<'_>,
+    ) -> Result<(), Reject> {
+        CrowdOperator::accept(self, input.ts, input.event)
     }
 
     fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
@@ -263,10 +266,6 @@ impl Operator for CrowdOperator {
             ("win", &mut self.windows),
             ("pending", &mut self.pending),
         ]
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

@@ -5,8 +5,8 @@
 use super::state::{CrowdWindow, DistrictState, SalesWindow};
 use super::Partial;
 use crate::config::Config;
-use crate::model::{Catalog, DistrictIx, Event, Reject};
-use crate::operator::{foreign_event, Emit, Input, Operator};
+use crate::model::{Catalog, DistrictIx, Reject};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{DistrictRecord, DistrictScope, Output, ParkingGroup};
 use crate::parking::{DistrictRollup, LotFigures};
 use crate::payments::Tally;
@@ -196,21 +196,21 @@ impl KeyFormat<DistrictIx> for DistrictKeys {
 }
 
 impl Operator for DistrictOperator {
+    type Event<'a> = Partial;
+
     /// Never: a partial for a window already published is a replay, which
     /// the state recognises and ignores; it is not bad input.
     fn is_late(&self, _ts: i64, _watermark: i64) -> bool {
         false
     }
 
-    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject> {
-        let Event::Partial(partial) = input.event else {
-            return Err(foreign_event());
-        };
+    fn accept(&mut self, input: &Input<'_, Partial>, out: &mut Emit<'_>) -> Result<(), Reject> {
+        let partial = input.event;
         let Some(d) = self.district_of(partial) else {
             return Ok(());
         };
         let state = self.states.get_or_insert_with(d, DistrictState::default);
-        if state.take(partial) && matches!(**partial, Partial::Lot { .. }) {
+        if state.take(partial) && matches!(*partial, Partial::Lot { .. }) {
             self.lot(d, partial, out.records);
         }
         Ok(())
@@ -242,9 +242,5 @@ impl Operator for DistrictOperator {
 
     fn stores(&mut self) -> Stores<'_> {
         vec![("district", &mut self.states)]
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }

@@ -1,7 +1,7 @@
 use super::state::DistrictState;
 use super::*;
 use crate::config::{load_str, DEFAULT_CONFIG};
-use crate::model::{Catalog, Event};
+use crate::model::Catalog;
 use crate::operator::{Emit, Input, Operator};
 use crate::output::{DistrictRecord, DistrictScope, Output};
 use std::sync::Arc;
@@ -48,10 +48,9 @@ fn run(op: &mut DistrictOperator, partials: &[Partial], wm: i64) -> Vec<District
         forwarded: &mut forwarded,
     };
     for p in partials {
-        let event = Event::Partial(Box::new(p.clone()));
         let input = Input {
             ts: 0,
-            event: &event,
+            event: p,
             id: None,
             watermark: 0,
         };

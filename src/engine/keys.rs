@@ -1,7 +1,6 @@
 //! Input keys must name the entity a message is about.
 
-use super::InputMessage;
-use crate::model::{Catalog, Decoded, Event, Reject, RejectReason};
+use crate::model::{Catalog, Decoded, Reject, RejectReason, StreamEvent};
 
 /// Refuses a message not keyed by the entity it is about. All of an
 /// entity's state lives in the partition its key hashes to; a message keyed
@@ -9,21 +8,19 @@ use crate::model::{Catalog, Decoded, Event, Reject, RejectReason};
 /// partial state there (a red alert from half the cameras, a car park with
 /// more spaces than it has). Re-routing it would hide the producer's bug,
 /// and the message would still be out of order with the entity's others.
-pub(crate) fn check_key(
+pub(crate) fn check_key<E: StreamEvent>(
     c: &Catalog,
-    msg: &InputMessage<'_>,
-    d: &Decoded<'_>,
+    key: Option<&[u8]>,
+    d: &Decoded<'_, E>,
 ) -> Result<(), Reject> {
-    let (what, entity) = match &d.event {
-        Event::Crowd(e) => ("zone", c.zones[e.zone as usize].id.as_str()),
-        Event::Parking(e) => ("car park", c.lots[e.lot as usize].id.as_str()),
-        Event::Payment(_) => match &d.merchant {
-            Some(m) => ("merchant", m.as_ref()),
-            None => return Ok(()),
-        },
-        Event::Heartbeat | Event::Partial(_) => return Ok(()),
+    let Some((what, entity)) = d
+        .event
+        .as_ref()
+        .and_then(|e| e.entity(c, d.merchant.as_deref()))
+    else {
+        return Ok(());
     };
-    match msg.key {
+    match key {
         Some(k) if k == entity.as_bytes() => Ok(()),
         Some(k) => {
             let shown: String = String::from_utf8_lossy(k).chars().take(200).collect();
@@ -49,15 +46,7 @@ mod tests {
         let config = load_str(DEFAULT_CONFIG, Vec::new()).unwrap();
         let catalog = Catalog::new(&config);
         let d = decode(topic, payload.as_bytes(), &catalog, 1 << 20).unwrap();
-        let msg = InputMessage {
-            topic,
-            partition: 0,
-            offset: 0,
-            key,
-            payload: payload.as_bytes(),
-            wall_ms: 1_790_834_400_000,
-        };
-        check_key(&catalog, &msg, &d)
+        check_key(&catalog, key, &d)
     }
 
     #[test]

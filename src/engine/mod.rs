@@ -14,14 +14,13 @@ mod streams;
 
 use crate::config::Config;
 use crate::district::PartialRecord;
-use crate::model::{decode, forwarded_lines, Catalog, Decoded, Event, InputTopic, RejectReason};
+use crate::model::{forwarded_lines, Catalog, Decoded, InputTopic, RejectReason};
 use crate::operator::Emit;
 use crate::output::{DeadLetter, Forwarded, Origin, Output, OutputTopic};
 use crate::state::{joined, partition_prefix, RestoreError, StateRecord, DEFAULT_PART_BYTES};
-use crate::time::MergedWatermark;
-use partition::PartitionTask;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use streams::{AnyTask, Build, Message, Stream, Streams};
 
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +46,7 @@ pub enum Disposition {
 pub struct Engine {
     config: Arc<Config>,
     catalog: Arc<Catalog>,
-    tasks: BTreeMap<(InputTopic, i32), PartitionTask>,
+    tasks: Streams,
     checkpointing: bool,
     /// Route re-keyed payments to their zone's task directly, instead of leaving
     /// them in the outputs for a repartition topic.
@@ -91,7 +90,7 @@ impl Engine {
             heartbeat_targets,
             config,
             catalog,
-            tasks: BTreeMap::new(),
+            tasks: Streams::default(),
             checkpointing: false,
             inline_repartition: true,
             state_part_bytes: DEFAULT_PART_BYTES,
@@ -127,37 +126,35 @@ impl Engine {
         topic.name_in(&self.config.topics)
     }
 
-    fn task(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) -> &mut PartitionTask {
-        let (config, catalog, checkpointing) = (&self.config, &self.catalog, self.checkpointing);
-        let through_kafka = !self.inline_repartition;
-        self.tasks.entry((topic, partition)).or_insert_with(|| {
-            let stream = streams::stream(topic);
-            let op = (stream.operator)(&streams::Build {
-                config,
-                catalog,
-                partition,
-                through_kafka,
-            });
-            let mut task = PartitionTask::new(&config.engine, op);
-            if stream.repartitioned {
-                let mut merged = MergedWatermark::new(
-                    config.topics.input_partitions * stream.upstream_topics,
-                    config.engine.idle_timeout.as_ms(),
-                    wall_ms,
-                );
-                if topic == InputTopic::DistrictPartials {
-                    let partitions = config.topics.input_partitions;
-                    merged.expect_events_from(crate::district::holding(
-                        catalog, partitions, partition,
-                    ));
-                }
-                task.merged = Some(merged);
-            }
-            if checkpointing {
-                task.dedup.track_changes();
-            }
-            task
-        })
+    /// The task of `topic`'s `partition`, built first if there is none.
+    fn task(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) -> &mut dyn AnyTask {
+        let b = Build {
+            config: &self.config,
+            catalog: &self.catalog,
+            partition,
+            through_kafka: !self.inline_repartition,
+        };
+        ensure_task(&mut self.tasks, topic, &b, self.checkpointing, wall_ms)
+    }
+
+    /// The task of a partition of `O`'s stream, built first if there is none.
+    fn typed_task<O: Stream>(
+        &mut self,
+        partition: i32,
+        wall_ms: i64,
+    ) -> &mut partition::PartitionTask<O> {
+        let b = Build {
+            config: &self.config,
+            catalog: &self.catalog,
+            partition,
+            through_kafka: !self.inline_repartition,
+        };
+        let fresh = !O::tasks(&self.tasks).contains_key(&partition);
+        let task = self.tasks.typed::<O>(&b, wall_ms);
+        if fresh && self.checkpointing {
+            task.core.dedup.track_changes();
+        }
+        task
     }
 
     /// Keeps re-keyed payments for the caller to publish to the repartition
@@ -185,8 +182,10 @@ impl Engine {
     /// default: the demo and benchmarks need no changelog.
     pub fn enable_checkpoints(&mut self) {
         self.checkpointing = true;
-        for t in self.tasks.values_mut() {
-            t.dedup.track_changes();
+        for (topic, p) in self.tasks.keys() {
+            if let Some(t) = self.tasks.get_mut(topic, p) {
+                t.core_mut().dedup.track_changes();
+            }
         }
     }
 
@@ -194,17 +193,19 @@ impl Engine {
     pub fn checkpoint_partition(&mut self, topic: InputTopic, partition: i32) -> Vec<StateRecord> {
         let prefix = partition_prefix(self.topic_name(topic), partition);
         let mut out = Vec::new();
-        if let Some(task) = self.tasks.get_mut(&(topic, partition)) {
+        if let Some(task) = self.tasks.get_mut(topic, partition) {
             let mut whole = Vec::new();
             task.checkpoint(&prefix, &mut whole);
-            task.split.split(whole, self.state_part_bytes, &mut out);
+            task.core_mut()
+                .split
+                .split(whole, self.state_part_bytes, &mut out);
         }
         out
     }
 
     /// The partitions this engine holds state for.
     pub fn partitions(&self) -> Vec<(InputTopic, i32)> {
-        self.tasks.keys().copied().collect()
+        self.tasks.keys()
     }
 
     /// Replaces a partition's state with the one in `records`: the latest value
@@ -219,8 +220,8 @@ impl Engine {
         let prefix = partition_prefix(self.topic_name(topic), partition);
         self.drop_partition(topic, partition);
         let task = self.task(topic, partition, wall_ms);
-        let own = joined(records, &prefix, &mut task.split)?;
-        task.restore(own.iter().map(|(k, v)| (*k, v.as_ref())), wall_ms)?;
+        let own = joined(records, &prefix, &mut task.core_mut().split)?;
+        task.restore(own.iter().map(|(k, v)| (*k, v.as_ref())).collect(), wall_ms)?;
         Ok(())
     }
 
@@ -228,13 +229,13 @@ impl Engine {
     /// process, if the partition has processed or restored any.
     pub fn next_offset(&self, topic: InputTopic, partition: i32) -> Option<i64> {
         self.tasks
-            .get(&(topic, partition))
-            .and_then(|t| t.next_offset)
+            .get(topic, partition)
+            .and_then(|t| t.core().next_offset)
     }
 
     /// Forgets a partition (it was revoked and its state checkpointed).
     pub fn drop_partition(&mut self, topic: InputTopic, partition: i32) {
-        if let Some(t) = self.tasks.remove(&(topic, partition)) {
+        if let Some(t) = self.tasks.remove(topic, partition) {
             *self.evicted_retired.entry(topic).or_default() += t.dedup.evicted_early();
         }
     }
@@ -243,8 +244,8 @@ impl Engine {
     /// horizon because `dedup_max_ids` was reached, since the engine started.
     pub fn dedup_evicted(&self) -> BTreeMap<InputTopic, u64> {
         let mut total = self.evicted_retired.clone();
-        for ((topic, _), t) in &self.tasks {
-            *total.entry(*topic).or_default() += t.dedup.evicted_early();
+        for ((topic, _), t) in self.tasks.iter() {
+            *total.entry(topic).or_default() += t.core().dedup.evicted_early();
         }
         total
     }
@@ -280,21 +281,30 @@ impl Engine {
     /// Processes one message, appending what it caused to `out`.
     pub fn process(&mut self, msg: &InputMessage<'_>, out: &mut Vec<Output>) -> Disposition {
         let first = out.len();
-        let max_bytes = self.config.engine.max_message_bytes;
-        let skew = self.config.engine.max_future_skew.as_ms();
-        let decoded = decode(msg.topic, msg.payload, &self.catalog, max_bytes);
-        let decoded = match decoded {
-            Ok(d) if self.check_keys => keys::check_key(&self.catalog, msg, &d).map(|()| d),
-            other => other,
-        };
         let mut forwarded = std::mem::take(&mut self.forwarded);
-        let task = self.task(msg.topic, msg.partition, msg.wall_ms);
-        task.next_offset = Some(msg.offset + 1);
+        let message = Message {
+            payload: msg.payload,
+            key: msg.key,
+            wall_ms: msg.wall_ms,
+            catalog: &self.catalog,
+            max_bytes: self.config.engine.max_message_bytes,
+            max_future_skew: self.config.engine.max_future_skew.as_ms(),
+            check_keys: self.check_keys,
+        };
+        let b = Build {
+            config: &self.config,
+            catalog: &self.catalog,
+            partition: msg.partition,
+            through_kafka: !self.inline_repartition,
+        };
+        let (topic, checkpointing) = (msg.topic, self.checkpointing);
+        let task = ensure_task(&mut self.tasks, topic, &b, checkpointing, msg.wall_ms);
+        task.core_mut().next_offset = Some(msg.offset + 1);
         let mut emit = Emit {
             records: out,
             forwarded: &mut forwarded,
         };
-        let disposition = decoded.and_then(|d| task.process(&d, msg.wall_ms, skew, &mut emit));
+        let disposition = task.process_message(&message, &mut emit);
         self.forwarded = forwarded;
         let disposition = match disposition {
             Ok(d) => d,
@@ -350,16 +360,13 @@ impl Engine {
         let decoded = Decoded {
             ts: r.ts,
             dedup_id: None,
-            event: match &r.payment {
-                Some(p) => Event::Payment(p.clone()),
-                None => Event::Heartbeat,
-            },
+            event: r.payment.clone(),
             upstream: Some((r.upstream, r.wm)),
             merchant: None,
         };
         // The windowing stage forwards nothing; this stays empty.
         let mut none = Vec::new();
-        let task = self.task(InputTopic::PaymentsByZone, partition, wall_ms);
+        let task = self.typed_task::<crate::payments::PaymentsOperator>(partition, wall_ms);
         let mut emit = Emit {
             records: out,
             forwarded: &mut none,
@@ -385,8 +392,7 @@ impl Engine {
             out,
             |task, emit| task.on_wall_clock(wall_ms, emit),
         );
-        let keys: Vec<(InputTopic, i32)> = self.tasks.keys().copied().collect();
-        for (topic, partition) in keys {
+        for (topic, partition) in self.tasks.keys() {
             // The free spaces before the heartbeat that says the boundary
             // has passed.
             self.free_spaces_due(topic, partition);
@@ -403,8 +409,8 @@ impl Engine {
     /// meanwhile (see `Watermark::hold_idle`). The Kafka runner says so from
     /// the broker's end offsets; in process, records are never left waiting.
     pub fn hold_idle(&mut self, topic: InputTopic, partition: i32, wall_ms: i64) {
-        if let Some(task) = self.tasks.get_mut(&(topic, partition)) {
-            task.watermark.hold_idle(wall_ms);
+        if let Some(task) = self.tasks.get_mut(topic, partition) {
+            task.core_mut().watermark.hold_idle(wall_ms);
         }
     }
 
@@ -430,12 +436,12 @@ impl Engine {
         &mut self,
         which: impl Fn(InputTopic) -> bool,
         out: &mut Vec<Output>,
-        mut f: impl FnMut(&mut PartitionTask, &mut Emit<'_>),
+        mut f: impl FnMut(&mut dyn AnyTask, &mut Emit<'_>),
     ) {
-        let keys: Vec<(InputTopic, i32)> = self.tasks.keys().copied().collect();
+        let keys = self.tasks.keys();
         for (topic, partition) in keys.into_iter().filter(|(t, _)| which(*t)) {
             let first = out.len();
-            let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
+            let Some(task) = self.tasks.get_mut(topic, partition) else {
                 continue;
             };
             let mut emit = Emit {
@@ -446,4 +452,21 @@ impl Engine {
             self.forward_partials(topic, partition, first, out);
         }
     }
+}
+
+/// The task of `topic`'s partition `b.partition`, built first if there is
+/// none (its dedup memory tracking changes when checkpoints are on).
+fn ensure_task<'t>(
+    tasks: &'t mut Streams,
+    topic: InputTopic,
+    b: &Build<'_>,
+    checkpointing: bool,
+    wall_ms: i64,
+) -> &'t mut dyn AnyTask {
+    let fresh = tasks.get(topic, b.partition).is_none();
+    let task = tasks.ensure(topic, b, wall_ms);
+    if fresh && checkpointing {
+        task.core_mut().dedup.track_changes();
+    }
+    task
 }

@@ -4,12 +4,11 @@
 //! straight to the district's task.
 
 use super::{Engine, InputTopic};
+use crate::district::DistrictOperator;
 use crate::district::{district_partition, partial_of, upstream_id, PartialRecord};
-use crate::model::Partial;
-use crate::model::{Decoded, Event};
+use crate::model::{Decoded, Partial};
 use crate::operator::Emit;
 use crate::output::{DeadLetter, Origin, Output};
-use crate::parking::ParkingOperator;
 
 /// Heartbeats go out this often (wall clock), moved or not: the district
 /// reads silence as "this partition's owner is gone" and waits.
@@ -43,7 +42,7 @@ impl Engine {
     /// The sender's number and watermark, for a partition that sends.
     fn sender(&self, topic: InputTopic, partition: i32) -> Option<(i32, i64)> {
         let id = upstream_id(topic, partition, self.config.topics.input_partitions)?;
-        let wm = self.tasks.get(&(topic, partition))?.watermark.current();
+        let wm = self.tasks.get(topic, partition)?.core().watermark.current();
         Some((id, wm))
     }
 
@@ -102,24 +101,21 @@ impl Engine {
         let crowd = &self.config.crowd;
         let step = crowd.window_advance.unwrap_or(crowd.window).as_ms().max(1);
         let ooo = self.config.engine.max_out_of_orderness.as_ms();
-        let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
+        let Some(task) = self.tasks.parking.get_mut(&partition) else {
             return;
         };
-        let Some(newest) = task.watermark.snapshot().0 else {
+        let Some(newest) = task.core.watermark.snapshot().0 else {
             return;
         };
         let progress = newest.saturating_sub(ooo);
         let through = progress - progress.rem_euclid(step);
-        let first = match task.free_through {
+        let first = match task.core.free_through {
             Some(t) if t >= through => return,
             Some(t) => (t + step).max(through - MAX_BOUNDARIES * step),
             None => through,
         };
-        task.free_through = Some(through);
-        let Some(op) = task.op.as_any().downcast_ref::<ParkingOperator>() else {
-            return;
-        };
-        let free = op.free_spaces();
+        task.core.free_through = Some(through);
+        let free = task.op.free_spaces();
         for at in (first..=through).step_by(step as usize) {
             for (lot, available) in &free {
                 let district = self.catalog.lots[*lot as usize].district;
@@ -146,13 +142,14 @@ impl Engine {
         let Some((upstream, wm)) = self.sender(topic, partition) else {
             return;
         };
-        let Some(task) = self.tasks.get_mut(&(topic, partition)) else {
+        let Some(task) = self.tasks.get_mut(topic, partition) else {
             return;
         };
-        if wall_ms < task.district_beat.saturating_add(HEARTBEAT_EVERY_MS) {
+        let core = task.core_mut();
+        if wall_ms < core.district_beat.saturating_add(HEARTBEAT_EVERY_MS) {
             return;
         }
-        task.district_beat = wall_ms;
+        core.district_beat = wall_ms;
         self.beat(upstream, wm);
     }
 
@@ -184,15 +181,12 @@ impl Engine {
         let decoded = Decoded {
             ts: r.wm.max(0),
             dedup_id: None,
-            event: match &r.partial {
-                Some(p) => Event::Partial(Box::new(p.clone())),
-                None => Event::Heartbeat,
-            },
+            event: r.partial.clone(),
             upstream: Some((r.upstream, r.wm)),
             merchant: None,
         };
         let mut none = Vec::new();
-        let task = self.task(InputTopic::DistrictPartials, partition, wall_ms);
+        let task = self.typed_task::<DistrictOperator>(partition, wall_ms);
         let mut emit = Emit {
             records: out,
             forwarded: &mut none,

@@ -1,7 +1,9 @@
 //! Read-only queries of live state for the HTTP API and the metrics: each
-//! asks the operators of the type that holds it (as Kafka Streams'
-//! interactive queries ask a store by name and type).
+//! asks the tasks of the stream whose operator holds it, by that operator's
+//! type (as Kafka Streams' interactive queries ask a store by name and
+//! type), never by a downcast.
 
+use super::streams::Stream;
 use super::Engine;
 use crate::crowd::{CrowdOperator, ZoneStatus};
 use crate::model::{CategoryIx, InputTopic, LotIx, ZoneIx};
@@ -11,12 +13,11 @@ use crate::payments::{PaymentsOperator, Tally};
 use std::collections::BTreeMap;
 
 impl Engine {
-    /// Every operator of type `T`, with its partition's watermark.
-    fn operators<T: 'static>(&self) -> impl Iterator<Item = (&T, i64)> {
-        self.tasks.values().filter_map(|t| {
-            let op = t.op.as_any().downcast_ref::<T>()?;
-            Some((op, t.watermark.current()))
-        })
+    /// Every operator of stream `O`, with its partition's watermark.
+    fn operators<O: Stream>(&self) -> impl Iterator<Item = (&O, i64)> {
+        O::tasks(&self.tasks)
+            .values()
+            .map(|t| (&t.op, t.core.watermark.current()))
     }
 
     /// Live state of every zone seen, newest observation first per zone.
@@ -53,15 +54,8 @@ impl Engine {
 
     /// The car park roll-up of each district whose task this engine holds.
     pub fn districts(&self) -> Vec<crate::output::ParkingGroup> {
-        self.tasks
-            .iter()
-            .filter(|((t, _), _)| *t == crate::model::InputTopic::DistrictPartials)
-            .filter_map(|(_, task)| {
-                task.op
-                    .as_any()
-                    .downcast_ref::<crate::district::DistrictOperator>()
-            })
-            .flat_map(|op| op.current())
+        self.operators::<crate::district::DistrictOperator>()
+            .flat_map(|(op, _)| op.current())
             .collect()
     }
 
@@ -94,8 +88,8 @@ impl Engine {
     pub fn watermarks(&self) -> Vec<(InputTopic, i32, i64)> {
         self.tasks
             .iter()
-            .filter(|(_, t)| t.watermark.current() != i64::MIN)
-            .map(|((topic, p), t)| (*topic, *p, t.watermark.current()))
+            .map(|((topic, p), t)| (topic, p, t.core().watermark.current()))
+            .filter(|(_, _, wm)| *wm != i64::MIN)
             .collect()
     }
 }

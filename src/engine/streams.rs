@@ -1,14 +1,23 @@
-//! What runs each consumed topic: the operator that owns one of its
-//! partitions, and whether its watermark follows upstream partitions (a
-//! stage fed through a repartition topic) rather than its own sensors.
+//! The consumed streams, each declared once: its topic, its decoder and its
+//! operator, typed by its event (`Stream`); and their partition tasks, one
+//! map per stream (`Streams`), so the engine reaches each operator by its
+//! type and never asks which one a task holds.
+//!
+//! A new stream is one `impl Stream` and one field here, beside its event
+//! and decoder (`model`) and its operator (see `docs/design.md`).
 
+use super::partition::{PartitionTask, TaskCore};
+use super::Disposition;
 use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams};
 use crate::district::DistrictOperator;
-use crate::model::{Catalog, InputTopic};
-use crate::operator::Operator;
+use crate::model::{self, Catalog, Decoded, InputTopic, Reject};
+use crate::operator::{Emit, Operator};
 use crate::parking::{ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams};
+use crate::state::{RestoreError, StateRecord};
+use crate::time::MergedWatermark;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What an operator is built from.
@@ -21,70 +30,311 @@ pub(crate) struct Build<'a> {
     pub through_kafka: bool,
 }
 
-pub(crate) struct InputStream {
-    pub topic: InputTopic,
-    pub operator: fn(&Build<'_>) -> Box<dyn Operator>,
-    /// Fed by a repartition topic: the watermark is the slowest upstream
+/// A consumed stream: its topic, how its messages decode, and the operator
+/// that owns each of its partitions, all for one event type.
+pub(crate) trait Stream: Operator + Sized + 'static {
+    const TOPIC: InputTopic;
+    /// Fed by a repartition topic from this many upstream topics (0: read
+    /// from its own sensors): its watermark is then the slowest upstream
     /// partition's, merged (`time::MergedWatermark`).
-    pub repartitioned: bool,
-    /// Upstream topics whose partitions send to it, for the merged watermark.
-    pub upstream_topics: i32,
+    const UPSTREAM_TOPICS: i32 = 0;
+
+    fn decode<'a>(
+        payload: &'a [u8],
+        catalog: &Catalog,
+        max_bytes: usize,
+    ) -> Result<Decoded<'a, Self::Event<'a>>, Reject>;
+
+    fn build(b: &Build<'_>) -> Self;
+
+    /// The upstream partitions whose watermarks the merged one waits for
+    /// before any has reported (the district's: those that hold its zones).
+    fn expected_upstreams(_b: &Build<'_>) -> Option<Vec<i32>> {
+        None
+    }
+
+    fn tasks(s: &Streams) -> &Tasks<Self>;
+    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self>;
 }
 
-pub(crate) const STREAMS: [InputStream; 5] = [
-    InputStream {
-        topic: InputTopic::CrowdCounts,
-        operator: |b| {
-            let params = CrowdParams::from_config(b.config);
-            Box::new(CrowdOperator::new(b.catalog.clone(), params))
-        },
-        repartitioned: false,
-        upstream_topics: 0,
-    },
-    InputStream {
-        topic: InputTopic::ParkingEvents,
-        operator: |b| {
-            let params = ParkingParams::from_config(b.config);
-            Box::new(ParkingOperator::new(b.catalog.clone(), params))
-        },
-        repartitioned: false,
-        upstream_topics: 0,
-    },
-    InputStream {
-        topic: InputTopic::Payments,
-        operator: |b| {
-            let params = PaymentsParams::from_config(b.config);
-            let targets = b.config.topics.input_partitions;
-            let (catalog, partition) = (b.catalog.clone(), b.partition);
-            let f = PaymentForwarder::new(catalog, params, partition, targets, b.through_kafka);
-            Box::new(f)
-        },
-        repartitioned: false,
-        upstream_topics: 0,
-    },
-    InputStream {
-        topic: InputTopic::PaymentsByZone,
-        operator: |b| {
-            let params = PaymentsParams::from_config(b.config);
-            Box::new(PaymentsOperator::new(b.catalog.clone(), params))
-        },
-        repartitioned: true,
-        upstream_topics: 1,
-    },
-    InputStream {
-        topic: InputTopic::DistrictPartials,
-        operator: |b| Box::new(DistrictOperator::new(b.config, b.catalog.clone())),
-        repartitioned: true,
-        upstream_topics: crate::district::SENDERS.len() as i32,
-    },
-];
+impl Stream for CrowdOperator {
+    const TOPIC: InputTopic = InputTopic::CrowdCounts;
+    fn decode<'a>(
+        p: &'a [u8],
+        c: &Catalog,
+        max: usize,
+    ) -> Result<Decoded<'a, Self::Event<'a>>, Reject> {
+        model::decode_crowd(p, c, max)
+    }
+    fn build(b: &Build<'_>) -> Self {
+        CrowdOperator::new(b.catalog.clone(), CrowdParams::from_config(b.config))
+    }
+    fn tasks(s: &Streams) -> &Tasks<Self> {
+        &s.crowd
+    }
+    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
+        &mut s.crowd
+    }
+}
 
-/// The stream of a consumed topic.
-pub(crate) fn stream(topic: InputTopic) -> &'static InputStream {
-    STREAMS
-        .iter()
-        .find(|s| s.topic == topic)
-        .expect("every consumed topic has a stream")
+impl Stream for ParkingOperator {
+    const TOPIC: InputTopic = InputTopic::ParkingEvents;
+    fn decode<'a>(
+        p: &'a [u8],
+        c: &Catalog,
+        max: usize,
+    ) -> Result<Decoded<'a, Self::Event<'a>>, Reject> {
+        model::decode_parking(p, c, max)
+    }
+    fn build(b: &Build<'_>) -> Self {
+        ParkingOperator::new(b.catalog.clone(), ParkingParams::from_config(b.config))
+    }
+    fn tasks(s: &Streams) -> &Tasks<Self> {
+        &s.parking
+    }
+    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
+        &mut s.parking
+    }
+}
+
+impl Stream for PaymentForwarder {
+    const TOPIC: InputTopic = InputTopic::Payments;
+    fn decode<'a>(
+        p: &'a [u8],
+        c: &Catalog,
+        max: usize,
+    ) -> Result<Decoded<'a, Self::Event<'a>>, Reject> {
+        model::decode_payment(p, c, max)
+    }
+    fn build(b: &Build<'_>) -> Self {
+        let params = PaymentsParams::from_config(b.config);
+        let targets = b.config.topics.input_partitions;
+        let (catalog, partition) = (b.catalog.clone(), b.partition);
+        PaymentForwarder::new(catalog, params, partition, targets, b.through_kafka)
+    }
+    fn tasks(s: &Streams) -> &Tasks<Self> {
+        &s.payments
+    }
+    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
+        &mut s.payments
+    }
+}
+
+impl Stream for PaymentsOperator {
+    const TOPIC: InputTopic = InputTopic::PaymentsByZone;
+    const UPSTREAM_TOPICS: i32 = 1;
+    fn decode<'a>(
+        p: &'a [u8],
+        c: &Catalog,
+        max: usize,
+    ) -> Result<Decoded<'a, Self::Event<'a>>, Reject> {
+        model::decode_payment_by_zone(p, c, max)
+    }
+    fn build(b: &Build<'_>) -> Self {
+        PaymentsOperator::new(b.catalog.clone(), PaymentsParams::from_config(b.config))
+    }
+    fn tasks(s: &Streams) -> &Tasks<Self> {
+        &s.by_zone
+    }
+    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
+        &mut s.by_zone
+    }
+}
+
+impl Stream for DistrictOperator {
+    const TOPIC: InputTopic = InputTopic::DistrictPartials;
+    const UPSTREAM_TOPICS: i32 = crate::district::SENDERS.len() as i32;
+    fn decode<'a>(
+        p: &'a [u8],
+        c: &Catalog,
+        max: usize,
+    ) -> Result<Decoded<'a, Self::Event<'a>>, Reject> {
+        model::decode_partial(p, c, max)
+    }
+    fn build(b: &Build<'_>) -> Self {
+        DistrictOperator::new(b.config, b.catalog.clone())
+    }
+    fn expected_upstreams(b: &Build<'_>) -> Option<Vec<i32>> {
+        let partitions = b.config.topics.input_partitions;
+        Some(crate::district::holding(b.catalog, partitions, b.partition))
+    }
+    fn tasks(s: &Streams) -> &Tasks<Self> {
+        &s.district
+    }
+    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
+        &mut s.district
+    }
+}
+
+/// One stream's tasks, by partition.
+pub(crate) type Tasks<O> = BTreeMap<i32, PartitionTask<O>>;
+
+/// Every stream's tasks.
+#[derive(Default)]
+pub(crate) struct Streams {
+    pub crowd: Tasks<CrowdOperator>,
+    pub parking: Tasks<ParkingOperator>,
+    pub payments: Tasks<PaymentForwarder>,
+    pub by_zone: Tasks<PaymentsOperator>,
+    pub district: Tasks<DistrictOperator>,
+}
+
+/// Runs `$body` with `$O` the operator type of `$topic`'s stream: the one
+/// place a topic is matched to its stream.
+macro_rules! with_stream {
+    ($topic:expr, $O:ident => $body:expr) => {
+        match $topic {
+            InputTopic::CrowdCounts => {
+                type $O = CrowdOperator;
+                $body
+            }
+            InputTopic::ParkingEvents => {
+                type $O = ParkingOperator;
+                $body
+            }
+            InputTopic::Payments => {
+                type $O = PaymentForwarder;
+                $body
+            }
+            InputTopic::PaymentsByZone => {
+                type $O = PaymentsOperator;
+                $body
+            }
+            InputTopic::DistrictPartials => {
+                type $O = DistrictOperator;
+                $body
+            }
+        }
+    };
+}
+
+impl Streams {
+    /// The task of a partition, whatever its stream.
+    pub fn get(&self, topic: InputTopic, p: i32) -> Option<&dyn AnyTask> {
+        with_stream!(topic, O => O::tasks(self).get(&p).map(|t| t as &dyn AnyTask))
+    }
+
+    pub fn get_mut(&mut self, topic: InputTopic, p: i32) -> Option<&mut dyn AnyTask> {
+        with_stream!(topic, O => O::tasks_mut(self).get_mut(&p).map(|t| t as &mut dyn AnyTask))
+    }
+
+    /// Forgets a partition's task; its core, if it had one.
+    pub fn remove(&mut self, topic: InputTopic, p: i32) -> Option<TaskCore> {
+        with_stream!(topic, O => O::tasks_mut(self).remove(&p).map(|t| t.core))
+    }
+
+    /// The task of a partition, built first if there is none.
+    pub fn ensure(&mut self, topic: InputTopic, b: &Build<'_>, wall_ms: i64) -> &mut dyn AnyTask {
+        with_stream!(topic, O => self.typed::<O>(b, wall_ms) as &mut dyn AnyTask)
+    }
+
+    /// The task of a partition of `O`'s stream, built first if there is none.
+    pub fn typed<O: Stream>(&mut self, b: &Build<'_>, wall_ms: i64) -> &mut PartitionTask<O> {
+        O::tasks_mut(self)
+            .entry(b.partition)
+            .or_insert_with(|| new_task::<O>(b, wall_ms))
+    }
+
+    /// Every task's topic and partition, in order.
+    pub fn keys(&self) -> Vec<(InputTopic, i32)> {
+        let mut keys = Vec::new();
+        for topic in InputTopic::CONSUMED {
+            with_stream!(topic, O => keys.extend(O::tasks(self).keys().map(|p| (O::TOPIC, *p))));
+        }
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Every task, with its topic and partition, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ((InputTopic, i32), &dyn AnyTask)> {
+        self.keys()
+            .into_iter()
+            .filter_map(|(t, p)| Some(((t, p), self.get(t, p)?)))
+    }
+}
+
+fn new_task<O: Stream>(b: &Build<'_>, wall_ms: i64) -> PartitionTask<O> {
+    let config = b.config;
+    let mut task = PartitionTask::new(&config.engine, O::build(b));
+    if O::UPSTREAM_TOPICS > 0 {
+        let mut merged = MergedWatermark::new(
+            config.topics.input_partitions * O::UPSTREAM_TOPICS,
+            config.engine.idle_timeout.as_ms(),
+            wall_ms,
+        );
+        if let Some(from) = O::expected_upstreams(b) {
+            merged.expect_events_from(from);
+        }
+        task.core.merged = Some(merged);
+    }
+    task
+}
+
+/// What the engine does with any partition task, whatever its stream.
+pub(crate) trait AnyTask {
+    fn core(&self) -> &TaskCore;
+    fn core_mut(&mut self) -> &mut TaskCore;
+    /// Decodes one message with its stream's decoder and processes it.
+    fn process_message(
+        &mut self,
+        msg: &Message<'_, '_>,
+        out: &mut Emit<'_>,
+    ) -> Result<Disposition, Reject>;
+    fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Emit<'_>);
+    fn force_watermark(&mut self, watermark: i64, out: &mut Emit<'_>);
+    fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>);
+    fn restore(&mut self, records: Vec<(&str, &[u8])>, wall_ms: i64) -> Result<(), RestoreError>;
+}
+
+/// One message for [`AnyTask::process_message`], with what decoding and
+/// checking it needs.
+pub(crate) struct Message<'m, 'c> {
+    pub payload: &'m [u8],
+    pub key: Option<&'m [u8]>,
+    pub wall_ms: i64,
+    pub catalog: &'c Catalog,
+    pub max_bytes: usize,
+    pub max_future_skew: i64,
+    /// Refuse a message not keyed by its entity (`keys::check_key`).
+    pub check_keys: bool,
+}
+
+impl<O: Stream> AnyTask for PartitionTask<O> {
+    fn core(&self) -> &TaskCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut TaskCore {
+        &mut self.core
+    }
+
+    fn process_message(
+        &mut self,
+        m: &Message<'_, '_>,
+        out: &mut Emit<'_>,
+    ) -> Result<Disposition, Reject> {
+        let d = O::decode(m.payload, m.catalog, m.max_bytes)?;
+        if m.check_keys {
+            super::keys::check_key(m.catalog, m.key, &d)?;
+        }
+        self.process(&d, m.wall_ms, m.max_future_skew, out)
+    }
+
+    fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Emit<'_>) {
+        PartitionTask::on_wall_clock(self, wall_ms, out)
+    }
+
+    fn force_watermark(&mut self, watermark: i64, out: &mut Emit<'_>) {
+        PartitionTask::force_watermark(self, watermark, out)
+    }
+
+    fn checkpoint(&mut self, prefix: &str, out: &mut Vec<StateRecord>) {
+        PartitionTask::checkpoint(self, prefix, out)
+    }
+
+    fn restore(&mut self, records: Vec<(&str, &[u8])>, wall_ms: i64) -> Result<(), RestoreError> {
+        PartitionTask::restore(self, records, wall_ms)
+    }
 }
 
 #[cfg(test)]
@@ -93,9 +343,23 @@ mod tests {
 
     #[test]
     fn every_consumed_topic_has_one_stream() {
+        let config = crate::config::load_str(crate::config::DEFAULT_CONFIG, Vec::new()).unwrap();
+        let catalog = Arc::new(Catalog::new(&config));
+        let mut streams = Streams::default();
         for topic in InputTopic::CONSUMED {
-            assert_eq!(STREAMS.iter().filter(|s| s.topic == topic).count(), 1);
+            let b = Build {
+                config: &config,
+                catalog: &catalog,
+                partition: 0,
+                through_kafka: false,
+            };
+            streams.ensure(topic, &b, 0);
         }
-        assert_eq!(STREAMS.len(), InputTopic::CONSUMED.len());
+        let keys = streams.keys();
+        assert_eq!(keys.len(), InputTopic::CONSUMED.len());
+        for topic in InputTopic::CONSUMED {
+            assert!(streams.get(topic, 0).is_some(), "{topic:?}");
+            assert_eq!(keys.iter().filter(|(t, _)| *t == topic).count(), 1);
+        }
     }
 }

@@ -19,8 +19,13 @@ pub use crate::config::area_to_centi;
 pub use catalog::{
     Catalog, CategoryIx, DistrictInfo, DistrictIx, LotInfo, LotIx, ZoneInfo, ZoneIx,
 };
-pub use decode::{decode, forwarded_lines};
-pub use event::{CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment};
+pub use decode::{
+    decode, decode_crowd, decode_parking, decode_partial, decode_payment, decode_payment_by_zone,
+    forwarded_lines,
+};
+pub use event::{
+    CrowdEvent, CrowdReading, Decoded, Event, ParkingEvent, ParkingReading, Payment, StreamEvent,
+};
 pub use keys::{LotKeys, ZoneKeys};
 pub use money::{format_fen, parse_fen, MAX_ABS_FEN};
 pub use partial::{Partial, PartialRecord};

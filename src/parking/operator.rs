@@ -4,8 +4,8 @@ use super::forecast::{self, Now, Profile, HORIZONS_MIN};
 use super::lot::{LotState, SWEEP_EVERY_MS};
 use super::slots::Slots;
 use crate::config::{Config, Detection};
-use crate::model::{Catalog, Event, LotIx, LotKeys, ParkingEvent, ParkingReading, Reject};
-use crate::operator::{foreign_event, Emit, Input, Operator};
+use crate::model::{Catalog, LotIx, LotKeys, ParkingEvent, ParkingReading, Reject};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{round3, Availability, ForecastPoint, OccupancyTrend, Output, ParkingStatus};
 use crate::state::{Json, KeyMap, Stores};
 use crate::time::format_ts;
@@ -225,19 +225,21 @@ impl ParkingOperator {
 static NO_PROFILE: std::sync::LazyLock<Profile> = std::sync::LazyLock::new(Profile::default);
 
 impl Operator for ParkingOperator {
+    type Event<'a> = ParkingEvent<'a>;
+
     /// Parking events are not windowed; one is late once it is older than the
     /// watermark by more than the allowed lateness.
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         ParkingOperator::is_late(self, ts, watermark)
     }
 
-    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject> {
-        match input.event {
-            Event::Parking(e) => {
-                ParkingOperator::accept(self, input.ts, e, input.watermark, out.records)
-            }
-            _ => Err(foreign_event()),
-        }
+    fn accept(
+        &mut self,
+        input: &Input<'_, ParkingEvent<'_>>,
+        out: &mut Emit<'_>,
+    ) -> Result<(), Reject> {
+        let (ts, wm) = (input.ts, input.watermark);
+        ParkingOperator::accept(self, ts, input.event, wm, out.records)
     }
 
     fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
@@ -261,10 +263,6 @@ impl Operator for ParkingOperator {
             entry.state.recount(slots.table(*ix));
         }
         self.next_due = i64::MIN;
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

@@ -7,8 +7,8 @@
 //! payment keyed by zone to an internal repartition topic whose partitions the
 //! windowing stage owns. In process (demo, tests) the engine routes it directly.
 
-use crate::model::{Catalog, Event, Payment, Reject};
-use crate::operator::{foreign_event, Emit, Input, Operator};
+use crate::model::{Catalog, Payment, Reject};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{ForwardRecord, Forwarded};
 use crate::payments::PaymentsParams;
 use crate::time::WindowSpec;
@@ -144,14 +144,14 @@ impl PaymentForwarder {
 }
 
 impl Operator for PaymentForwarder {
+    type Event<'a> = Payment;
+
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         PaymentForwarder::is_late(self, ts, watermark)
     }
 
-    fn accept(&mut self, input: &Input<'_, '_>, out: &mut Emit<'_>) -> Result<(), Reject> {
-        let Event::Payment(p) = input.event else {
-            return Err(foreign_event());
-        };
+    fn accept(&mut self, input: &Input<'_, Payment>, out: &mut Emit<'_>) -> Result<(), Reject> {
+        let p = input.event;
         let txn_id = input.id.unwrap_or_default();
         let (partition, wm) = (self.partition, input.watermark);
         PaymentForwarder::accept(self, input.ts, txn_id, p, partition, wm, out.forwarded);
@@ -161,9 +161,5 @@ impl Operator for PaymentForwarder {
     fn tick(&mut self, watermark: i64, wall_ms: i64, out: &mut Emit<'_>) {
         let partition = self.partition;
         self.heartbeat(partition, watermark, wall_ms, out.forwarded)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }

@@ -2,8 +2,8 @@
 
 use super::Tally;
 use crate::config::Config;
-use crate::model::{Catalog, CategoryIx, Event, LotIx, Payment, Reject, ZoneIx};
-use crate::operator::{foreign_event, Emit, Input, Operator};
+use crate::model::{Catalog, CategoryIx, LotIx, Payment, Reject, ZoneIx};
+use crate::operator::{Emit, Input, Operator};
 use crate::output::{Output, PaymentStats};
 use crate::state::{read, Cell, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowSpec, WindowStore};
@@ -120,18 +120,15 @@ impl PaymentsOperator {
 }
 
 impl Operator for PaymentsOperator {
+    type Event<'a> = Payment;
+
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         PaymentsOperator::is_late(self, ts, watermark)
     }
 
-    fn accept(&mut self, input: &Input<'_, '_>, _out: &mut Emit<'_>) -> Result<(), Reject> {
-        match input.event {
-            Event::Payment(p) => {
-                PaymentsOperator::accept(self, input.ts, p);
-                Ok(())
-            }
-            _ => Err(foreign_event()),
-        }
+    fn accept(&mut self, input: &Input<'_, Payment>, _out: &mut Emit<'_>) -> Result<(), Reject> {
+        PaymentsOperator::accept(self, input.ts, input.event);
+        Ok(())
     }
 
     fn advance(&mut self, watermark: i64, out: &mut Emit<'_>) {
@@ -144,10 +141,6 @@ impl Operator for PaymentsOperator {
             ("totals", &mut self.totals),
             ("lot-totals", &mut self.lot_totals),
         ]
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

@@ -105,13 +105,37 @@ fn raw_fields(text: &str) -> Result<RawFields<'_>, Reject> {
         })
 }
 
-/// Decodes one message of `topic`. Never panics, whatever the bytes.
+/// Decodes one message of `topic` into the event of any stream. Never
+/// panics, whatever the bytes. (The engine decodes each stream straight
+/// into its own event type: [`decode_crowd`] and its siblings.)
 pub fn decode<'a>(
     topic: InputTopic,
     payload: &'a [u8],
     catalog: &Catalog,
     max_bytes: usize,
 ) -> Result<Decoded<'a>, Reject> {
+    match topic {
+        InputTopic::CrowdCounts => {
+            Ok(decode_crowd(payload, catalog, max_bytes)?.map_event(Event::Crowd))
+        }
+        InputTopic::ParkingEvents => {
+            Ok(decode_parking(payload, catalog, max_bytes)?.map_event(Event::Parking))
+        }
+        InputTopic::Payments => {
+            Ok(decode_payment(payload, catalog, max_bytes)?.map_event(Event::Payment))
+        }
+        InputTopic::PaymentsByZone => {
+            Ok(decode_payment_by_zone(payload, catalog, max_bytes)?.map_event(Event::Payment))
+        }
+        InputTopic::DistrictPartials => {
+            Ok(decode_partial(payload, catalog, max_bytes)?.map_event(Event::Partial))
+        }
+    }
+}
+
+/// What every message must be before its fields are read: within the size
+/// limit, UTF-8, a JSON object.
+fn object_text(payload: &[u8], max_bytes: usize) -> Result<&str, Reject> {
     if payload.len() > max_bytes {
         return Err(Reject::new(
             RejectReason::TooLarge,
@@ -133,34 +157,72 @@ pub fn decode<'a>(
             "payload is not a JSON object",
         ));
     }
-    // Not flat: its partial is an object of its own.
-    if topic == InputTopic::DistrictPartials {
-        return decode_partial(text);
-    }
-    let raw = raw_fields(text)?;
+    Ok(text)
+}
+
+/// A flat message's fields and event time.
+fn flat(payload: &[u8], max_bytes: usize) -> Result<(RawFields<'_>, i64), Reject> {
+    let raw = raw_fields(object_text(payload, max_bytes)?)?;
     let ts = fields::timestamp(raw.ts)?;
-    match topic {
-        InputTopic::CrowdCounts => decode_crowd(raw, ts, catalog),
-        InputTopic::ParkingEvents => decode_parking(raw, ts, catalog),
-        InputTopic::Payments => decode_payment(raw, ts, catalog),
-        InputTopic::PaymentsByZone => decode_forwarded(raw, ts, catalog),
-        InputTopic::DistrictPartials => decode_partial(text),
-    }
+    Ok((raw, ts))
+}
+
+/// A message of the crowd counts topic.
+pub fn decode_crowd<'a>(
+    payload: &'a [u8],
+    catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Decoded<'a, CrowdEvent<'a>>, Reject> {
+    let (raw, ts) = flat(payload, max_bytes)?;
+    crowd(raw, ts, catalog)
+}
+
+/// A message of the parking events topic.
+pub fn decode_parking<'a>(
+    payload: &'a [u8],
+    catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Decoded<'a, ParkingEvent<'a>>, Reject> {
+    let (raw, ts) = flat(payload, max_bytes)?;
+    parking(raw, ts, catalog)
+}
+
+/// A message of the payments topic.
+pub fn decode_payment<'a>(
+    payload: &'a [u8],
+    catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Decoded<'a, Payment>, Reject> {
+    let (raw, ts) = flat(payload, max_bytes)?;
+    payment(raw, ts, catalog)
+}
+
+/// One line of the payments-by-zone repartition topic.
+pub fn decode_payment_by_zone<'a>(
+    payload: &'a [u8],
+    catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Decoded<'a, Payment>, Reject> {
+    let (raw, ts) = flat(payload, max_bytes)?;
+    forwarded(raw, ts, catalog)
 }
 
 /// What a partition told its district: written by this engine, read by
-/// serde (a few records per window, not worth the fast path). Its time is
-/// the sender's watermark, which is what the district follows.
-fn decode_partial(text: &str) -> Result<Decoded<'_>, Reject> {
+/// serde (a few records per window, not worth the fast path; not flat: its
+/// partial is an object of its own). Its time is the sender's watermark,
+/// which is what the district follows.
+pub fn decode_partial<'a>(
+    payload: &'a [u8],
+    _catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Decoded<'a, super::Partial>, Reject> {
+    let text = object_text(payload, max_bytes)?;
     let r: super::PartialRecord = serde_json::from_str(text)
         .map_err(|e| Reject::invalid(format!("not a district partial: {e}")))?;
     Ok(Decoded {
         ts: r.wm.max(0),
         dedup_id: None,
-        event: match r.partial {
-            Some(p) => Event::Partial(Box::new(p)),
-            None => Event::Heartbeat,
-        },
+        event: r.partial,
         upstream: Some((r.upstream, r.wm)),
         merchant: None,
     })
@@ -191,7 +253,11 @@ fn known_category(catalog: &Catalog, id: &str) -> Result<CategoryIx, Reject> {
         .ok_or_else(|| Reject::unknown(format!("category `{id}` is not in payments.categories")))
 }
 
-fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<Decoded<'a>, Reject> {
+fn crowd<'a>(
+    raw: RawFields<'a>,
+    ts: i64,
+    catalog: &Catalog,
+) -> Result<Decoded<'a, CrowdEvent<'a>>, Reject> {
     let zone = known_zone(catalog, &id("zone", raw.zone)?)?;
     let source = id("source", raw.source)?;
     let reading = match (raw.people, raw.entered.is_some() || raw.exited.is_some()) {
@@ -216,7 +282,7 @@ fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<De
     Ok(Decoded {
         ts,
         dedup_id: optional_id("event_id", raw.event_id)?,
-        event: Event::Crowd(CrowdEvent {
+        event: Some(CrowdEvent {
             zone,
             source,
             reading,
@@ -226,11 +292,11 @@ fn decode_crowd<'a>(raw: RawFields<'a>, ts: i64, catalog: &Catalog) -> Result<De
     })
 }
 
-fn decode_parking<'a>(
+fn parking<'a>(
     raw: RawFields<'a>,
     ts: i64,
     catalog: &Catalog,
-) -> Result<Decoded<'a>, Reject> {
+) -> Result<Decoded<'a, ParkingEvent<'a>>, Reject> {
     let lot_id = id("lot", raw.lot)?;
     let lot = known_lot(catalog, &lot_id)?;
     let detection = catalog.lots[lot as usize].detection;
@@ -295,17 +361,17 @@ fn decode_parking<'a>(
     Ok(Decoded {
         ts,
         dedup_id: optional_id("event_id", raw.event_id)?,
-        event: Event::Parking(ParkingEvent { lot, reading }),
+        event: Some(ParkingEvent { lot, reading }),
         upstream: None,
         merchant: None,
     })
 }
 
-fn decode_payment<'a>(
+fn payment<'a>(
     raw: RawFields<'a>,
     ts: i64,
     catalog: &Catalog,
-) -> Result<Decoded<'a>, Reject> {
+) -> Result<Decoded<'a, Payment>, Reject> {
     let txn_id = id("txn_id", raw.txn_id)?;
     let merchant_id = id("merchant", raw.merchant)?;
     let amount_fen = fields::amount(raw.amount)?;
@@ -341,7 +407,7 @@ fn decode_payment<'a>(
     Ok(Decoded {
         ts,
         dedup_id: Some(txn_id),
-        event: Event::Payment(Payment {
+        event: Some(Payment {
             zone,
             category,
             amount_fen,
@@ -361,11 +427,11 @@ pub fn forwarded_lines(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// A payment this engine accepted and re-keyed by zone: ids are configured ones,
 /// the amount is already fen. Checked all the same, since a topic is a boundary.
-fn decode_forwarded<'a>(
+fn forwarded<'a>(
     raw: RawFields<'a>,
     ts: i64,
     catalog: &Catalog,
-) -> Result<Decoded<'a>, Reject> {
+) -> Result<Decoded<'a, Payment>, Reject> {
     let int = |name: &str, v: Option<Raw<'_>>| -> Result<i64, Reject> {
         let text = required(name, v)?.get();
         text.parse()
@@ -376,7 +442,7 @@ fn decode_forwarded<'a>(
         return Ok(Decoded {
             ts,
             dedup_id: None,
-            event: Event::Heartbeat,
+            event: None,
             upstream,
             merchant: None,
         });
@@ -398,7 +464,7 @@ fn decode_forwarded<'a>(
     Ok(Decoded {
         ts,
         dedup_id: Some(txn_id),
-        event: Event::Payment(Payment {
+        event: Some(Payment {
             zone,
             category,
             amount_fen,

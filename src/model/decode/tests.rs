@@ -24,10 +24,10 @@ fn decodes_all_shapes() {
     assert_eq!(d.ts, 1_790_834_580_250);
     assert!(matches!(
         d.event,
-        Event::Crowd(CrowdEvent {
+        Some(Event::Crowd(CrowdEvent {
             reading: CrowdReading::Headcount { people: 412 },
             ..
-        })
+        }))
     ));
 
     let d = decode(
@@ -40,13 +40,13 @@ fn decodes_all_shapes() {
     assert_eq!(d.dedup_id.as_deref(), Some("e1"));
     assert!(matches!(
         d.event,
-        Event::Crowd(CrowdEvent {
+        Some(Event::Crowd(CrowdEvent {
             reading: CrowdReading::Line {
                 entered: 12,
                 exited: 9
             },
             ..
-        })
+        }))
     ));
 
     let d = decode(
@@ -58,13 +58,13 @@ fn decodes_all_shapes() {
     .unwrap();
     assert!(matches!(
         d.event,
-        Event::Parking(ParkingEvent {
+        Some(Event::Parking(ParkingEvent {
             reading: ParkingReading::Gate {
                 entry: false,
                 count: 3
             },
             ..
-        })
+        }))
     ));
 
     let d = decode(
@@ -76,10 +76,10 @@ fn decodes_all_shapes() {
     .unwrap();
     assert!(matches!(
         d.event,
-        Event::Payment(Payment {
+        Some(Event::Payment(Payment {
             amount_fen: 12_850,
             ..
-        })
+        }))
     ));
     let d = decode(
         InputTopic::Payments,
@@ -90,10 +90,10 @@ fn decodes_all_shapes() {
     .unwrap();
     assert!(matches!(
         d.event,
-        Event::Payment(Payment {
+        Some(Event::Payment(Payment {
             amount_fen: -50,
             ..
-        })
+        }))
     ));
 }
 
