@@ -149,8 +149,7 @@ impl Engine {
             partition,
             through_kafka: !self.inline_repartition,
         };
-        let fresh = !O::tasks(&self.tasks).contains_key(&partition);
-        let task = self.tasks.typed::<O>(&b, wall_ms);
+        let (task, fresh) = self.tasks.typed::<O>(&b, wall_ms);
         if fresh && self.checkpointing {
             task.core.dedup.track_changes();
         }
@@ -463,8 +462,7 @@ fn ensure_task<'t>(
     checkpointing: bool,
     wall_ms: i64,
 ) -> &'t mut dyn AnyTask {
-    let fresh = tasks.get(topic, b.partition).is_none();
-    let task = tasks.ensure(topic, b, wall_ms);
+    let (task, fresh) = tasks.ensure(topic, b, wall_ms);
     if fresh && checkpointing {
         task.core_mut().dedup.track_changes();
     }

@@ -223,16 +223,33 @@ impl Streams {
         with_stream!(topic, O => O::tasks_mut(self).remove(&p).map(|t| t.core))
     }
 
-    /// The task of a partition, built first if there is none.
-    pub fn ensure(&mut self, topic: InputTopic, b: &Build<'_>, wall_ms: i64) -> &mut dyn AnyTask {
-        with_stream!(topic, O => self.typed::<O>(b, wall_ms) as &mut dyn AnyTask)
+    /// The task of a partition, built first if there is none; true when
+    /// it was (one lookup: this runs for every message).
+    pub fn ensure(
+        &mut self,
+        topic: InputTopic,
+        b: &Build<'_>,
+        wall_ms: i64,
+    ) -> (&mut dyn AnyTask, bool) {
+        with_stream!(topic, O => {
+            let (task, fresh) = self.typed::<O>(b, wall_ms);
+            (task as &mut dyn AnyTask, fresh)
+        })
     }
 
-    /// The task of a partition of `O`'s stream, built first if there is none.
-    pub fn typed<O: Stream>(&mut self, b: &Build<'_>, wall_ms: i64) -> &mut PartitionTask<O> {
-        O::tasks_mut(self)
-            .entry(b.partition)
-            .or_insert_with(|| new_task::<O>(b, wall_ms))
+    /// The task of a partition of `O`'s stream, built first if there is
+    /// none; true when it was.
+    pub fn typed<O: Stream>(
+        &mut self,
+        b: &Build<'_>,
+        wall_ms: i64,
+    ) -> (&mut PartitionTask<O>, bool) {
+        match O::tasks_mut(self).entry(b.partition) {
+            std::collections::btree_map::Entry::Occupied(e) => (e.into_mut(), false),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                (v.insert(new_task::<O>(b, wall_ms)), true)
+            }
+        }
     }
 
     /// Every task's topic and partition, in order.
