@@ -55,6 +55,25 @@ impl RunContext {
         tasks: &mut Barrier<'_>,
         consumer: &BaseConsumer<RunContext>,
     ) -> Result<Commit, TransactionError> {
+        let r = self.commit_held(tasks, consumer);
+        // The run state follows while the barrier still holds the workers
+        // out: released first, a worker waiting on it would process (and
+        // send into a failing transaction) before the state paused it.
+        match &r {
+            Ok(Commit::Done | Commit::Nothing) => self.event(RunEvent::Committed),
+            Ok(_) => self.run_state(),
+            Err(TransactionError::Retry(_)) => self.event(RunEvent::CommitUnfinished),
+            Err(TransactionError::Abort(_)) => self.event(RunEvent::TransactionFailed),
+            Err(TransactionError::Fatal(e)) => self.event(RunEvent::Fatal(e.to_string())),
+        };
+        r
+    }
+
+    fn commit_held(
+        &self,
+        tasks: &mut Barrier<'_>,
+        consumer: &BaseConsumer<RunContext>,
+    ) -> Result<Commit, TransactionError> {
         // Its failure is in the transaction's phase, which `prepare` obeys
         // (retry the commit, or abort); only a fatal one is passed on here.
         if let Some(Err(TransactionError::Fatal(e))) = self.settle(true) {

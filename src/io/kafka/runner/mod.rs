@@ -297,6 +297,9 @@ fn finish(
         | Err(TransactionError::Retry(e))
         | Err(TransactionError::Fatal(e)) => {
             tracing::error!(error = %e, "final commit failed; the next run resumes from the previous commit");
+            // Nor may the revoke below commit: the positions are past
+            // outputs this abort drops.
+            ctx.event(RunEvent::TransactionFailed);
             let _ = ctx.transaction.abort();
         }
         Ok(_) => {}

@@ -125,12 +125,23 @@ impl RunContext {
                 // Resume exactly where the restored state is. The group's
                 // assignment started fetching at the committed offsets;
                 // this one replaces it, and what was fetched before is
-                // dropped by librdkafka as outdated.
+                // dropped by librdkafka as outdated. (A whole assignment
+                // replaced: right for the eager `range` strategy the
+                // runner sets; a cooperative one would need
+                // `incremental_assign`.)
                 if let Err(e) = consumer.assign(&seek) {
                     tracing::error!(error = %e, "could not position restored partitions");
                 }
                 // After `assign`, which undoes any split.
                 super::tasks::split_queues(self, &mut restored);
+                // One task per partition: a task left for one of them
+                // (there should be none) gives way to the restored one.
+                let fresh: Vec<_> = restored.iter().map(Task::key).collect();
+                let kept: Vec<Task> = super::tasks::take_all(&mut tasks)
+                    .into_iter()
+                    .filter(|t| !fresh.contains(&t.key()))
+                    .collect();
+                tasks.extend(kept.into_iter().map(Mutex::new));
                 tasks.extend(restored.into_iter().map(Mutex::new));
                 self.generation.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(partitions = parts.len(), "partitions assigned and restored");
@@ -166,6 +177,10 @@ impl RunContext {
     ) -> Result<usize, RewindError> {
         let assignment = consumer.assignment().map_err(RewindError::Assignment)?;
         let parts = self.input_partitions(&assignment);
+        // An assignment not restored yet is in `assignment`: restored here,
+        // it must not be restored again on the coordinator's next turn
+        // (two tasks for one partition).
+        crate::sync::lock(&self.assigned).take();
         let mut queues = BTreeMap::new();
         for task in super::tasks::take_all(tasks) {
             self.retire(&task);

@@ -55,6 +55,12 @@ impl ViewWriter {
                 // next generation sends everything again.
                 Err(e) => {
                     crate::io::kafka::logs::warn("view record not sent", &e);
+                    match e {
+                        TransactionError::Fatal(e) => ctx.set_fatal(e.to_string()),
+                        _ => {
+                            ctx.event(RunEvent::TransactionFailed);
+                        }
+                    }
                     return;
                 }
             }

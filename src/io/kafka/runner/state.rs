@@ -90,8 +90,11 @@ impl RunState {
                 commit: matches!(s, S::Running | S::Committing),
             },
             // A refusal outlasts everything but a rewind that passes the
-            // layout check (an assignment's restore checks it too).
-            (S::Refused, E::Rewound | E::Assigned) => S::Running,
+            // layout check. An assignment's restore checks it too, but a
+            // transaction the refusal found failing may still be open: the
+            // rewind aborts it first.
+            (S::Refused, E::Rewound) => S::Running,
+            (S::Refused, E::Assigned) => S::Rewinding,
             (S::Refused, _) | (_, E::LayoutRefused) => S::Refused,
             // A failed transaction is aborted before anything else; the
             // rewind then starts from nothing open.
@@ -183,7 +186,8 @@ mod tests {
                     let why = matches!(
                         (&s, &e),
                         (S::Committing, E::Committed)
-                            | (S::Rewinding | S::Refused, E::Rewound | E::Assigned)
+                            | (S::Rewinding, E::Rewound | E::Assigned)
+                            | (S::Refused, E::Rewound)
                     );
                     assert!(why, "{s:?} + {e:?} resumed processing");
                 }
@@ -278,7 +282,8 @@ mod tests {
                 assert_eq!(s.clone().next(e), S::Refused);
             }
             assert_eq!(s.clone().next(E::Rewound), S::Running);
-            assert_eq!(s.next(E::Assigned), S::Running);
+            // It may have absorbed a failed transaction: aborted first.
+            assert_eq!(s.next(E::Assigned), S::Rewinding);
         }
     }
 

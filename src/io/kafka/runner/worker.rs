@@ -70,7 +70,13 @@ impl<'a> Worker<'a> {
                 0
             } else {
                 let tasks = self.ctx.tasks.read();
-                self.claim_or_fail(&tasks)?
+                // Again once in: the coordinator may have paused the run
+                // while this worker waited for the barrier to let go.
+                if self.ctx.paused() {
+                    0
+                } else {
+                    self.claim_or_fail(&tasks)?
+                }
             };
             if done == 0 {
                 std::thread::park_timeout(IDLE);
@@ -131,7 +137,9 @@ impl<'a> Worker<'a> {
             return Ok(0);
         };
         let mut done = 0;
-        while done < BATCH {
+        // A send failed (or the run stops): the rest of the batch would only
+        // be rewound.
+        while done < BATCH && self.ctx.processing.load(Ordering::Acquire) {
             let m = match queue.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => m,
@@ -183,11 +191,6 @@ impl<'a> Worker<'a> {
                     .observe_latency(received.elapsed().as_secs_f64());
             }
             done += 1;
-            // A send failed (or the run stops): the rest of the batch would
-            // only be rewound.
-            if !ctx.processing.load(Ordering::Acquire) {
-                break;
-            }
         }
         Ok(done)
     }
