@@ -10,14 +10,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 fn main() {
     println!("cargo:rerun-if-env-changed=CROWDPARK_GIT_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    // A new commit changes the revision: watch what HEAD points to.
-    let git = Path::new(".git");
-    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
-        println!("cargo:rerun-if-changed=.git/HEAD");
-        if let Some(branch) = head.strip_prefix("ref: ") {
-            for path in [git.join(branch.trim()), git.join("packed-refs")] {
-                if path.exists() {
-                    println!("cargo:rerun-if-changed={}", path.display());
+    // A new commit changes the revision: watch what HEAD points to. Git
+    // says where HEAD and the refs are: in a worktree `.git` is a file, and
+    // HEAD lives in the worktree's own directory, the refs in the common one.
+    if let (Some(dir), Some(common)) = (git(&["--git-dir"]), git(&["--git-common-dir"])) {
+        let (dir, common) = (Path::new(&dir), Path::new(&common));
+        if let Ok(head) = std::fs::read_to_string(dir.join("HEAD")) {
+            println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+            if let Some(branch) = head.strip_prefix("ref: ") {
+                for path in [common.join(branch.trim()), common.join("packed-refs")] {
+                    if path.exists() {
+                        println!("cargo:rerun-if-changed={}", path.display());
+                    }
                 }
             }
         }
@@ -42,8 +46,14 @@ fn main() {
 }
 
 fn git_revision() -> Option<String> {
+    git(&["--short=12", "HEAD"])
+}
+
+/// `git rev-parse <args>`, if there is a repository and git.
+fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+        .arg("rev-parse")
+        .args(args)
         .output()
         .ok()?;
     out.status

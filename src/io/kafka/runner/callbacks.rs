@@ -1,5 +1,6 @@
 //! librdkafka's callbacks into the run: statistics and logs, and the
-//! rebalance hooks that checkpoint revoked partitions and restore assigned ones.
+//! rebalance hooks that checkpoint revoked partitions and note assigned ones
+//! (the coordinator restores them on its next turn).
 
 use super::*;
 
