@@ -57,6 +57,18 @@ pub(crate) trait Stream: Operator + Sized + 'static {
     fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self>;
 }
 
+/// A stream's two accessors of its field in [`Streams`].
+macro_rules! tasks_in {
+    ($field:ident) => {
+        fn tasks(s: &Streams) -> &Tasks<Self> {
+            &s.$field
+        }
+        fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
+            &mut s.$field
+        }
+    };
+}
+
 impl Stream for CrowdOperator {
     const TOPIC: InputTopic = InputTopic::CrowdCounts;
     fn decode<'a>(
@@ -69,12 +81,7 @@ impl Stream for CrowdOperator {
     fn build(b: &Build<'_>) -> Self {
         CrowdOperator::new(b.catalog.clone(), CrowdParams::from_config(b.config))
     }
-    fn tasks(s: &Streams) -> &Tasks<Self> {
-        &s.crowd
-    }
-    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
-        &mut s.crowd
-    }
+    tasks_in!(crowd);
 }
 
 impl Stream for ParkingOperator {
@@ -89,12 +96,7 @@ impl Stream for ParkingOperator {
     fn build(b: &Build<'_>) -> Self {
         ParkingOperator::new(b.catalog.clone(), ParkingParams::from_config(b.config))
     }
-    fn tasks(s: &Streams) -> &Tasks<Self> {
-        &s.parking
-    }
-    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
-        &mut s.parking
-    }
+    tasks_in!(parking);
 }
 
 impl Stream for PaymentForwarder {
@@ -112,12 +114,7 @@ impl Stream for PaymentForwarder {
         let (catalog, partition) = (b.catalog.clone(), b.partition);
         PaymentForwarder::new(catalog, params, partition, targets, b.through_kafka)
     }
-    fn tasks(s: &Streams) -> &Tasks<Self> {
-        &s.payments
-    }
-    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
-        &mut s.payments
-    }
+    tasks_in!(payments);
 }
 
 impl Stream for PaymentsOperator {
@@ -133,12 +130,7 @@ impl Stream for PaymentsOperator {
     fn build(b: &Build<'_>) -> Self {
         PaymentsOperator::new(b.catalog.clone(), PaymentsParams::from_config(b.config))
     }
-    fn tasks(s: &Streams) -> &Tasks<Self> {
-        &s.by_zone
-    }
-    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
-        &mut s.by_zone
-    }
+    tasks_in!(by_zone);
 }
 
 impl Stream for DistrictOperator {
@@ -158,12 +150,7 @@ impl Stream for DistrictOperator {
         let partitions = b.config.topics.input_partitions;
         Some(crate::district::holding(b.catalog, partitions, b.partition))
     }
-    fn tasks(s: &Streams) -> &Tasks<Self> {
-        &s.district
-    }
-    fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
-        &mut s.district
-    }
+    tasks_in!(district);
 }
 
 /// One stream's tasks, by partition.
