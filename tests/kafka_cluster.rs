@@ -118,6 +118,13 @@ struct Failover {
     addr: String,
 }
 
+/// A [`Failover`] whose input has all been written.
+struct Ran {
+    d: Disturbed,
+    engine: common::engine::Engine,
+    addr: String,
+}
+
 fn broker_failover(guarantees: &[&str]) {
     let cluster = use_cluster();
     let _turn = turn();
@@ -169,9 +176,19 @@ fn broker_failover(guarantees: &[&str]) {
     }
     let false_ready: Vec<Duration> = watches.iter().map(|w| w.longest_false_ready()).collect();
     drop(watches);
-    for (r, false_ready) in runs.into_iter().zip(false_ready) {
+    // Every reference starts before any comparison: started after the
+    // first comparison, the second's was a minute behind its disturbed run.
+    let started: Vec<_> = runs
+        .into_iter()
+        .map(|r| {
+            let uninterrupted = r.d.start_uninterrupted(r.sim);
+            (r.d, r.engine, r.addr, uninterrupted)
+        })
+        .collect();
+    for ((d, engine, addr, uninterrupted), false_ready) in started.into_iter().zip(false_ready) {
+        let r = Ran { d, engine, addr };
         let guarantee = r.d.guarantee.clone();
-        let uninterrupted = r.d.assert_same_as_uninterrupted(r.sim);
+        r.d.assert_same_as_started(&uninterrupted);
         // The verdict comes `unhealthy_after` (5 s) after the last progress; the
         // sampler's own view lags by up to a commit interval and a sample.
         assert!(
