@@ -75,9 +75,8 @@ impl ConsumerContext for RunContext {
                 Ok(Commit::Deferred(e)) => {
                     tracing::warn!(error = %e, "outputs not acknowledged; the new owner resumes from the last commit")
                 }
-                Ok(_) => {
-                    self.event(RunEvent::Committed);
-                }
+                // Its run-state event came from `commit_at_barrier`.
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "could not commit revoked partitions; the new owner resumes from the last commit");
                     self.event(RunEvent::TransactionFailed);

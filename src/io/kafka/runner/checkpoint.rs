@@ -59,14 +59,20 @@ impl RunContext {
         // The run state follows while the barrier still holds the workers
         // out: released first, a worker waiting on it would process (and
         // send into a failing transaction) before the state paused it.
-        match &r {
+        self.follow_commit(&r);
+        r
+    }
+
+    /// The run state after a commit attempt (in place, or a background one
+    /// settled).
+    pub(super) fn follow_commit(&self, r: &Result<Commit, TransactionError>) {
+        match r {
             Ok(Commit::Done | Commit::Nothing) => self.event(RunEvent::Committed),
             Ok(_) => self.run_state(),
             Err(TransactionError::Retry(_)) => self.event(RunEvent::CommitUnfinished),
             Err(TransactionError::Abort(_)) => self.event(RunEvent::TransactionFailed),
             Err(TransactionError::Fatal(e)) => self.event(RunEvent::Fatal(e.to_string())),
         };
-        r
     }
 
     fn commit_held(
@@ -291,12 +297,8 @@ pub(super) fn on_commit(
         Ok(Commit::Done) => {
             view.metrics.runtime.commit("ok");
             ctx.health.progress();
-            ctx.event(RunEvent::Committed);
         }
-        Ok(Commit::Nothing) => {
-            ctx.health.progress();
-            ctx.event(RunEvent::Committed);
-        }
+        Ok(Commit::Nothing) => ctx.health.progress(),
         Ok(Commit::Started) => {}
         Ok(Commit::Deferred(e)) => {
             ctx.health.note_error(e.to_string());
@@ -305,14 +307,12 @@ pub(super) fn on_commit(
         }
         Err(TransactionError::Fatal(e)) => anyhow::bail!(e),
         Err(TransactionError::Retry(e)) => {
-            ctx.event(RunEvent::CommitUnfinished);
             ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("retry");
             crate::io::kafka::logs::warn("commit not finished; holding until it is", &e);
             *last_recover = Instant::now();
         }
         Err(TransactionError::Abort(e)) => {
-            ctx.event(RunEvent::TransactionFailed);
             ctx.health.note_error(e.to_string());
             view.metrics.runtime.commit("aborted");
             crate::io::kafka::logs::warn("checkpoint transaction failed", &e);

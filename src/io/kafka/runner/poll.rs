@@ -244,6 +244,7 @@ impl<'a> Coordinator<'a> {
         }
         if let Some(r) = ctx.settle(false) {
             let r = r.map(|()| Commit::Done);
+            ctx.follow_commit(&r);
             on_commit(ctx, consumer, view, r, &mut self.last_recover)?;
         }
         self.last_tick = now;
@@ -258,7 +259,9 @@ impl<'a> Coordinator<'a> {
         let r = if exactly_once {
             ctx.commit(consumer)
         } else {
-            ctx.commit_in_background(consumer)
+            let r = ctx.commit_in_background(consumer);
+            ctx.follow_commit(&r);
+            r
         };
         on_commit(ctx, consumer, self.view, r, &mut self.last_recover)?;
         self.last_commit = Instant::now();
