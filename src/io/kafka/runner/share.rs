@@ -54,12 +54,10 @@ impl ViewWriter {
                 // The transaction failed: the coordinator rewinds, and the
                 // next generation sends everything again.
                 Err(e) => {
-                    crate::io::kafka::logs::warn("view record not sent", &e);
-                    match e {
-                        TransactionError::Fatal(e) => ctx.set_fatal(e.to_string()),
-                        _ => {
-                            ctx.event(RunEvent::TransactionFailed);
-                        }
+                    // As any output's failed send (which logs it); a fatal
+                    // one stops the run.
+                    if let Err(fatal) = super::publish::on_send_error(ctx, e) {
+                        ctx.set_fatal(fatal.to_string());
                     }
                     return;
                 }
