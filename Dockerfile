@@ -26,11 +26,15 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crowdpark
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crowdpark \
+ && mkdir -p /var/lib/crowdpark && chown 10001:10001 /var/lib/crowdpark
 COPY --from=build /src/target/release/crowdpark /usr/local/bin/crowdpark
 USER 10001:10001
 # Inside a container the HTTP API must listen beyond loopback.
 ENV CROWDPARK_HTTP__LISTEN=0.0.0.0:9898
+# Local snapshots of the state changelog: mount a volume here to keep them.
+ENV CROWDPARK_ENGINE__STATE_DIR=/var/lib/crowdpark
+VOLUME /var/lib/crowdpark
 EXPOSE 9898
 ENTRYPOINT ["/usr/local/bin/crowdpark"]
 CMD ["run"]

@@ -32,7 +32,7 @@ fn with_workers(mut env: Vec<(String, String)>, workers: usize) -> Vec<(String, 
 #[test]
 fn six_partitions_give_whole_district_records_through_kills() {
     let d = Disturbed::with_partitions("six", "exactly_once", Some(6));
-    crash(&d, 2, 10_000);
+    crash(&d, 2, 10_000, Snapshots::Damaged);
 }
 
 /// Every third checkpoint aborted once written (`CROWDPARK_FAULT_ABORT_EVERY`,
@@ -69,7 +69,30 @@ fn forced_rewinds_lose_nothing_at_least_once() {
 fn crash_repeatedly(guarantee: &str, workers: usize) {
     let mut d = Disturbed::new(&format!("crash-w{workers}"), guarantee);
     d.env = with_workers(std::mem::take(&mut d.env), workers);
-    crash(&d, 4, 16_000);
+    crash(&d, 4, 16_000, Snapshots::Kept);
+}
+
+/// What the last restart of [`crash`] finds of the local snapshots.
+#[derive(PartialEq)]
+enum Snapshots {
+    /// As the killed instances left them: the restore reads them and only
+    /// the changelog records since.
+    Kept,
+    /// A byte of each flipped: the restore notices and reads the changelog
+    /// whole.
+    Damaged,
+}
+
+/// Flips a byte in the middle of every snapshot file of the group.
+fn damage_snapshots(env: &[(String, String)]) -> usize {
+    let files = common::engine::snapshot_files(env);
+    for f in &files {
+        let mut bytes = std::fs::read(f).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5a;
+        std::fs::write(f, bytes).unwrap();
+    }
+    files.len()
 }
 
 /// Input arrives at 400 messages/s (`messages` of it: 16,000 is ~40 s);
@@ -78,7 +101,12 @@ fn crash_repeatedly(guarantee: &str, workers: usize) {
 /// a checkpoint transaction: wherever the kill lands). Each restart waits for
 /// the killed instance's session to expire (6 s). Then the run must equal an
 /// uninterrupted one, and in exactly-once mode show no duplicate.
-fn crash(d: &Disturbed, kills: u32, messages: u32) {
+///
+/// Every restart restores from the local snapshots the killed instances
+/// left (taken every second in the tests) and the changelog since; with
+/// `Snapshots::Damaged`, the last one finds them damaged and must read the
+/// changelog whole, to the same outputs.
+fn crash(d: &Disturbed, kills: u32, messages: u32, snapshots: Snapshots) {
     let sim = simulate(&d.input, &d.brokers, 400, messages);
     let mut rng = Rng::from_env_or_clock();
     let mut kills_mid_stream = 0;
@@ -95,9 +123,33 @@ fn crash(d: &Disturbed, kills: u32, messages: u32) {
         kills_mid_stream >= kills / 2,
         "only {kills_mid_stream} kills landed mid-stream"
     );
-    let (last, _) = start_engine(&d.env);
+    let damaged = match snapshots {
+        Snapshots::Damaged => damage_snapshots(&d.env),
+        Snapshots::Kept => 0,
+    };
+    let (last, addr) = start_engine(&d.env);
     let uninterrupted = d.assert_same_as_uninterrupted(sim);
     d.assert_no_duplicates();
+    let m = kafka::metrics(&addr);
+    let restored = |from: &str| {
+        kafka::metric_sum(
+            &m,
+            "crowdpark_state_restores_total",
+            &format!("from=\"{from}\""),
+        )
+    };
+    match snapshots {
+        Snapshots::Kept => assert!(
+            restored("snapshot") >= 1.0,
+            "the last restart read no local snapshot ({} changelog partitions read whole)",
+            restored("changelog")
+        ),
+        Snapshots::Damaged => {
+            assert!(damaged >= 1, "no snapshot was left to damage");
+            assert_eq!(restored("snapshot"), 0.0, "a damaged snapshot was used");
+            assert!(restored("changelog") >= 1.0);
+        }
+    }
     assert_eq!(stop_engine(last).code(), Some(0));
     assert_eq!(stop_engine(uninterrupted).code(), Some(0));
 }

@@ -338,12 +338,20 @@ fn the_compose_file_parses_and_refers_to_files_that_exist() {
     for built in ["topics", "crowdpark", "simulator"] {
         assert_eq!(compose["services"][built]["build"].as_str(), Some("."));
     }
-    // Every bind mount exists, and every depends_on names a service.
+    // Every bind mount exists, every named volume is declared, and every
+    // depends_on names a service.
     for (name, service) in services {
         let name = name.as_str().unwrap();
         for v in service["volumes"].as_sequence().into_iter().flatten() {
             let host = v.as_str().unwrap().split(':').next().unwrap();
-            assert!(repo(host).exists(), "{name}: {host} does not exist");
+            if host.starts_with('.') || host.starts_with('/') {
+                assert!(repo(host).exists(), "{name}: {host} does not exist");
+            } else {
+                assert!(
+                    compose["volumes"].get(host).is_some(),
+                    "{name}: volume {host} is not declared"
+                );
+            }
         }
         let deps: Vec<&str> = match &service["depends_on"] {
             serde_norway::Value::Sequence(s) => s.iter().filter_map(|d| d.as_str()).collect(),

@@ -97,6 +97,17 @@ pub struct EngineSettings {
     /// Threads processing partitions in `run` (each partition on one at a
     /// time); absent: one per core. More than the owned partitions idle.
     pub workers: Option<usize>,
+    /// Where `run` keeps local snapshots of the state changelog (under a
+    /// directory named after the group id); absent: the system's temporary
+    /// directory.
+    pub state_dir: Option<String>,
+    /// How often the snapshots catch up with the changelog; `0s`: no
+    /// snapshots, every restore reads the changelog whole.
+    pub snapshot_interval: Millis,
+    /// A snapshot older than this is not used: it must stay under the
+    /// changelog's `delete.retention.ms` (24 h by default), or a deletion
+    /// since could be missed.
+    pub snapshot_max_age: Millis,
 }
 
 /// Most worker threads `engine.workers` takes.
@@ -122,6 +133,9 @@ impl Default for EngineSettings {
             max_message_bytes: 1 << 20,
             max_future_skew: Millis::from_secs(3600),
             workers: None,
+            state_dir: None,
+            snapshot_interval: Millis::from_secs(60),
+            snapshot_max_age: Millis::from_secs(12 * 3600),
         }
     }
 }

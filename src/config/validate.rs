@@ -149,6 +149,33 @@ fn engine(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    snapshots(e)
+}
+
+/// Local snapshots: refreshed well within their age limit, and that limit
+/// under the broker's default tombstone retention.
+fn snapshots(e: &crate::config::EngineSettings) -> Result<(), ConfigError> {
+    if e.snapshot_interval.0 < 0 {
+        return err(
+            "engine.snapshot_interval".into(),
+            "must be 0s (off) or longer".into(),
+        );
+    }
+    if e.snapshot_interval.0 > 0 && e.snapshot_max_age.0 < 4 * e.snapshot_interval.0 {
+        return err(
+            "engine.snapshot_max_age".into(),
+            format!(
+                "must be at least 4 × engine.snapshot_interval ({}): a snapshot is renewed at half its age limit",
+                e.snapshot_interval
+            ),
+        );
+    }
+    if e.snapshot_max_age.0 >= 24 * 3600 * 1000 {
+        return err(
+            "engine.snapshot_max_age".into(),
+            "must be under 24h, the changelog's delete.retention.ms: tombstones older than that may be gone, and a snapshot older than them would bring deleted state back".into(),
+        );
+    }
     Ok(())
 }
 

@@ -17,7 +17,10 @@ pub use crowd::CrowdMetrics;
 pub use input::{InputCounters, InputMetrics};
 pub use parking::ParkingMetrics;
 pub use payments::PaymentMetrics;
-pub use runtime::{RuntimeMetrics, REWIND_RESTORE_FAILED, REWIND_TRANSACTION_FAILED};
+pub use runtime::{
+    RuntimeMetrics, RESTORED_FROM_CHANGELOG, RESTORED_FROM_SNAPSHOT, REWIND_RESTORE_FAILED,
+    REWIND_TRANSACTION_FAILED,
+};
 
 use crate::model::{Catalog, InputTopic};
 use prometheus::{Encoder, Registry, TextEncoder};

@@ -23,6 +23,34 @@ pub struct RuntimeMetrics {
     seconds_since_progress: Gauge,
     partitions_assigned: IntGauge,
     restore_seconds: GaugeVec,
+    state_reads: IntCounterVec,
+}
+
+/// The `from` of a changelog partition's restore: a local snapshot and the
+/// changelog's tail, or the changelog whole.
+pub const RESTORED_FROM_SNAPSHOT: &str = "snapshot";
+pub const RESTORED_FROM_CHANGELOG: &str = "changelog";
+
+fn restore_seconds(r: &Registrar) -> GaugeVec {
+    r.gauges(
+        "restore_seconds",
+        "Time the last state restore of the input partition took.",
+        &["topic", "partition"],
+    )
+}
+
+fn state_reads(r: &Registrar) -> IntCounterVec {
+    let c = r.counters(
+        "state_restores_total",
+        "Changelog partitions read back for a restore (assignment or rewind), by \
+         where they were read from: `snapshot` (a local snapshot and the changelog \
+         records since) or `changelog` (the changelog whole).",
+        &["from"],
+    );
+    for from in [RESTORED_FROM_SNAPSHOT, RESTORED_FROM_CHANGELOG] {
+        c.with_label_values(&[from]);
+    }
+    c
 }
 
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -93,11 +121,8 @@ impl RuntimeMetrics {
                 "Input partitions (all input topics, and the internal repartition \
                  topic) this instance owns.",
             ),
-            restore_seconds: r.gauges(
-                "restore_seconds",
-                "Time the last state restore of the input partition took.",
-                partition,
-            ),
+            restore_seconds: restore_seconds(r),
+            state_reads: state_reads(r),
         };
         m.healthy.set(1);
         for outcome in ["ok", "deferred", "retry", "aborted"] {
@@ -161,6 +186,10 @@ impl RuntimeMetrics {
     /// next interval) or `aborted` (the transaction failed; state is rewound).
     pub fn commit(&self, outcome: &str) {
         self.commits.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn state_restored(&self, from: &str) {
+        self.state_reads.with_label_values(&[from]).inc();
     }
 
     pub fn rewind(&self, reason: &str) {

@@ -22,6 +22,22 @@ pub fn create_topics(env: &[(String, String)]) {
     );
 }
 
+/// The local snapshot files of the group `env` names (`Names::env` puts
+/// them under the test's temporary directory).
+pub fn snapshot_files(env: &[(String, String)]) -> Vec<std::path::PathBuf> {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let dir = std::path::Path::new(&get("CROWDPARK_ENGINE__STATE_DIR").expect("a state dir"))
+        .join(get("CROWDPARK_KAFKA__GROUP_ID").expect("a group id"));
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "snapshot"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct Engine {
     pub child: ChildGuard,
     pub stdout: std::sync::mpsc::Receiver<String>,

@@ -52,33 +52,68 @@ pub fn read_changelog(
     topic: &str,
     partition: i32,
 ) -> Result<BTreeMap<String, Vec<u8>>, ChangelogError> {
+    let mut records = BTreeMap::new();
+    read_changelog_from(reader, topic, partition, None, |k, v| {
+        apply(&mut records, k, v)
+    })?;
+    Ok(records)
+}
+
+/// Applies one changelog record to the latest values read so far.
+pub fn apply(records: &mut BTreeMap<String, Vec<u8>>, key: &str, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            records.insert(key.to_string(), v.to_vec());
+        }
+        None => {
+            records.remove(key);
+        }
+    }
+}
+
+/// How far a changelog read went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTo {
+    /// Every committed record before this offset was handed over.
+    End(i64),
+    /// The offset asked for is not in the partition (`low..=high`): deleted
+    /// by retention, or the topic was recreated since.
+    OutOfRange { low: i64, high: i64 },
+}
+
+/// Hands every committed record of one changelog partition from `from`
+/// (`None`: its beginning) to its end to `each` (key, value; `None` is a
+/// tombstone), in offset order. The end returned is the offset after the last
+/// record handed over, or `from` if there was none: below it, nothing
+/// committed is left to read (only aborted records and transaction markers),
+/// so a later read may start there.
+pub fn read_changelog_from(
+    reader: &BaseConsumer<ChangelogReader>,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+    mut each: impl FnMut(&str, Option<&[u8]>),
+) -> Result<ReadTo, ChangelogError> {
     let failed = |source: KafkaError| ChangelogError::Read {
         topic: topic.to_string(),
         partition,
         source,
     };
-    // Right after the topic is created, or while its leader moves, the broker
-    // may not know the partition's leader yet: ask again for a while.
-    let asked = Instant::now();
-    let (low, high) = loop {
-        match reader.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-            Ok(w) => break w,
-            Err(e) if asked.elapsed() < Duration::from_secs(30) => {
-                tracing::debug!(error = %e, topic, partition, "changelog offsets not known yet");
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Err(e) => return Err(failed(e)),
-        }
+    let (low, high) = watermarks(reader, topic, partition)?;
+    let start = match from {
+        Some(o) if o < low || o > high => return Ok(ReadTo::OutOfRange { low, high }),
+        Some(o) => o,
+        None => low,
     };
-    let mut records = BTreeMap::new();
-    if high <= low {
-        return Ok(records);
+    if high <= start {
+        return Ok(ReadTo::End(start));
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start))
         .map_err(failed)?;
     reader.assign(&tpl).map_err(failed)?;
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut end = start;
     loop {
         // A long restore is the loop at work, not stuck (`/livez`).
         crate::liveness::beat();
@@ -87,12 +122,9 @@ pub fn read_changelog(
                 if m.partition() != partition {
                     continue;
                 }
+                end = end.max(m.offset() + 1);
                 if let Some(key) = m.key() {
-                    let key = String::from_utf8_lossy(key).into_owned();
-                    match m.payload() {
-                        Some(v) => records.insert(key, v.to_vec()),
-                        None => records.remove(&key),
-                    };
+                    each(&String::from_utf8_lossy(key), m.payload());
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
@@ -108,7 +140,34 @@ pub fn read_changelog(
         }
     }
     reader.unassign().map_err(failed)?;
-    Ok(records)
+    Ok(ReadTo::End(end))
+}
+
+/// The partition's first and end offsets. Right after the topic is created,
+/// or while its leader moves, the broker may not know the partition's leader
+/// yet: asked again for a while.
+fn watermarks(
+    reader: &BaseConsumer<ChangelogReader>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), ChangelogError> {
+    let asked = Instant::now();
+    loop {
+        match reader.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => return Ok(w),
+            Err(e) if asked.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!(error = %e, topic, partition, "changelog offsets not known yet");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(source) => {
+                return Err(ChangelogError::Read {
+                    topic: topic.to_string(),
+                    partition,
+                    source,
+                })
+            }
+        }
+    }
 }
 
 /// A consumer for [`read_changelog`]: `read_committed`, so checkpoints that

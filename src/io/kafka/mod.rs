@@ -16,6 +16,7 @@ pub mod reset;
 pub mod runner;
 pub mod simulate;
 pub mod sink;
+pub mod snapshot;
 pub mod stall;
 pub mod startup;
 pub mod tls_check;

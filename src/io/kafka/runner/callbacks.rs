@@ -104,6 +104,7 @@ impl ConsumerContext for RunContext {
                 .map(|s| self.stall_key(s.topic, s.partition))
                 .collect();
             self.health.stalls().assigned(&still);
+            self.note_owned(&mut tasks);
             let mut c = self.commits();
             c.committed.retain(|k, _| !parts.contains(k));
             drop(c);

@@ -56,6 +56,8 @@ pub(super) struct RunContext {
     /// Bumped at every assignment and rewind: the shared view's writer then
     /// sends everything again.
     pub(super) generation: AtomicU64,
+    /// Local snapshots of the changelog (`engine.snapshot_interval`).
+    pub(super) keeper: Option<Arc<super::keeper::Keeper>>,
 }
 
 /// Set to n, every n-th checkpoint is aborted once it is written, as a

@@ -36,6 +36,7 @@ mod callbacks;
 mod checkpoint;
 mod context;
 mod ends;
+mod keeper;
 mod poll;
 mod publish;
 mod recovery;
@@ -44,7 +45,7 @@ mod state;
 mod tasks;
 mod worker;
 
-use super::changelog::{changelog_reader, read_changelog};
+use super::changelog::changelog_reader;
 use super::health::Health;
 use super::repartition::Batches;
 use super::sink::KafkaSink;
@@ -172,7 +173,9 @@ pub fn run(
     let health = Arc::new(Health::new(config.kafka.unhealthy_after.as_duration()));
     // Stops with the run, whichever way it ends.
     let _watcher = health.watch(view.clone());
-    let Some(consumer) = start(&config, &view, &health, &shutdown)? else {
+    let kept = keeper::Keeper::start(&config, config.topics.input_partitions)?;
+    let (keeper, _keeper_stop) = kept.map_or((None, None), |(k, s)| (Some(k), Some(s)));
+    let Some(consumer) = start(&config, &view, &health, keeper, &shutdown)? else {
         tracing::info!("stopped while waiting for the broker");
         return Ok(RunSummary::default());
     };
@@ -206,6 +209,7 @@ fn start(
     config: &Arc<Config>,
     view: &Arc<LiveView>,
     health: &Arc<Health>,
+    keeper: Option<Arc<keeper::Keeper>>,
     shutdown: &AtomicBool,
 ) -> anyhow::Result<Option<Arc<BaseConsumer<RunContext>>>> {
     let Some(Connected {
@@ -240,6 +244,7 @@ fn start(
         abort_every: context::abort_every(),
         checkpoints: AtomicU64::new(0),
         generation: AtomicU64::new(0),
+        keeper,
     };
     // Each partition's queue is split off the consumer's, and librdkafka
     // then holds up to this much prefetched for each (not for all together):

@@ -144,6 +144,7 @@ impl RunContext {
                 tasks.extend(kept.into_iter().map(Mutex::new));
                 tasks.extend(restored.into_iter().map(Mutex::new));
                 self.generation.fetch_add(1, Ordering::Relaxed);
+                self.note_owned(&mut tasks);
                 tracing::info!(partitions = parts.len(), "partitions assigned and restored");
                 self.view
                     .metrics
@@ -224,6 +225,7 @@ impl RunContext {
         super::tasks::split_queues(self, &mut unsplit);
         tasks.extend(unsplit.into_iter().map(Mutex::new));
         self.generation.fetch_add(1, Ordering::Relaxed);
+        self.note_owned(tasks);
         Ok(parts.len())
     }
 
@@ -353,7 +355,7 @@ impl RunContext {
         let mut out = Vec::new();
         for (cp, inputs) in by_changelog {
             let started = Instant::now();
-            let records = read_changelog(&reader, topic, cp)?;
+            let (records, read) = self.read_state(&reader, topic, cp)?;
             self.check_keys(cp, &records)?;
             for (t, p) in inputs {
                 let mut task = Task::new(self, t, p);
@@ -384,9 +386,16 @@ impl RunContext {
             tracing::info!(
                 changelog_partition = cp,
                 keys = records.len(),
+                snapshot_offset = read.snapshot,
+                changelog_records = read.records,
                 ms = started.elapsed().as_millis() as u64,
                 "state restored"
             );
+            if let Some(k) = &self.keeper {
+                if read.worth_a_snapshot(records.len()) {
+                    k.offer(cp, records, read.end, read.as_of_ms);
+                }
+            }
         }
         Ok(out)
     }
