@@ -35,6 +35,26 @@ pub struct Emit<'a> {
     pub forwarded: &'a mut Vec<Forwarded>,
 }
 
+/// One of operator `O`'s stores, by name and type, as Kafka Streams'
+/// interactive queries name a store (`StoreQueryParameters.fromNameAndType`):
+/// `name` is what the operator lists it as in [`Operator::stores`] (its
+/// changelog key), and a query reads it as an `S`, with no downcast.
+pub struct StoreName<O, S> {
+    pub name: &'static str,
+    read: fn(&O) -> &S,
+}
+
+impl<O, S> StoreName<O, S> {
+    pub const fn new(name: &'static str, read: fn(&O) -> &S) -> Self {
+        StoreName { name, read }
+    }
+
+    /// The store in one operator.
+    pub fn of<'a>(&self, op: &'a O) -> &'a S {
+        (self.read)(op)
+    }
+}
+
 /// A stateful, deterministic operator of one input partition. It sees no
 /// clock but the event times and watermarks it is given, and does no I/O.
 pub trait Operator: Send {

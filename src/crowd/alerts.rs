@@ -9,7 +9,7 @@ use crate::time::format_ts;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct ZoneState {
+pub(crate) struct ZoneState {
     pub(super) estimate: PeopleEstimate,
     pub(super) people: u32,
     pub(super) density_raw: f64,

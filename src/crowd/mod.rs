@@ -11,6 +11,7 @@ mod zone;
 
 pub use ewma::Ewma;
 pub use level::{Level, LevelRules};
+pub(crate) use operator::ZONES;
 pub use operator::{CrowdOperator, CrowdParams, ZoneStatus};
 pub use trend::Trend;
 pub use zone::PeopleEstimate;

@@ -5,7 +5,7 @@ pub use super::params::CrowdParams;
 use super::Level;
 use crate::config::Thresholds;
 use crate::model::{Catalog, CrowdEvent, CrowdReading, Reject, ZoneIx, ZoneKeys};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{Emit, Input, Operator, StoreName};
 use crate::output::{round3, DensityRecord, Output};
 use crate::state::{read, Cell, Json, KeyMap, Pairs, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowStore};
@@ -58,6 +58,10 @@ pub struct ZoneStatus {
     #[serde(skip)]
     pub updated_ms: i64,
 }
+
+/// Each zone's live state, for the HTTP API and the metrics.
+pub(crate) const ZONES: StoreName<CrowdOperator, KeyMap<ZoneIx, ZoneState>> =
+    StoreName::new("zone", |op| &op.zones);
 
 /// The crowd operator of one input partition.
 ///
@@ -216,9 +220,9 @@ impl CrowdOperator {
         });
     }
 
-    /// Live state of every zone this operator has seen.
-    pub fn zone_statuses(&self) -> Vec<ZoneStatus> {
-        self.zones
+    /// Live state of every zone in `zones` (this operator's [`ZONES`]).
+    pub(crate) fn zone_statuses(&self, zones: &KeyMap<ZoneIx, ZoneState>) -> Vec<ZoneStatus> {
+        zones
             .iter()
             .map(|(ix, z)| {
                 let info = &self.catalog.zones[*ix as usize];
@@ -262,7 +266,7 @@ impl Operator for CrowdOperator {
 
     fn stores(&mut self) -> Stores<'_> {
         vec![
-            ("zone", &mut self.zones),
+            (ZONES.name, &mut self.zones),
             ("win", &mut self.windows),
             ("pending", &mut self.pending),
         ]
@@ -306,6 +310,6 @@ mod tests {
         );
         op.accept(t0 + 1_000, &reading("cam-2")).unwrap();
         op.advance(t0 + 1_000, &mut Vec::new());
-        assert_eq!(op.zone_statuses()[0].people, 30);
+        assert_eq!(op.zone_statuses(ZONES.of(&op))[0].people, 30);
     }
 }

@@ -18,6 +18,7 @@ mod operator;
 mod state;
 
 pub use operator::DistrictOperator;
+pub(crate) use operator::DISTRICTS;
 
 pub use crate::model::{Partial, PartialRecord};
 use crate::output::{Availability, DensityRecord, Level, Output, PaymentStats};

@@ -6,7 +6,7 @@ use super::state::{CrowdWindow, DistrictState, SalesWindow};
 use super::Partial;
 use crate::config::Config;
 use crate::model::{Catalog, DistrictIx, Reject};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{Emit, Input, Operator, StoreName};
 use crate::output::{DistrictRecord, DistrictScope, Output, ParkingGroup};
 use crate::parking::{DistrictRollup, LotFigures};
 use crate::payments::Tally;
@@ -15,6 +15,10 @@ use crate::time::format_ts;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Each district's open windows and car park roll-up, for the HTTP API.
+pub(crate) const DISTRICTS: StoreName<DistrictOperator, KeyMap<DistrictIx, DistrictState>> =
+    StoreName::new("district", |op| &op.states);
 
 /// Sums each district's zone windows once every sending partition has
 /// passed them, and rolls its car parks up. One task holds every district
@@ -54,8 +58,9 @@ impl DistrictOperator {
 
     /// Each district's car park roll-up as it stands (the HTTP view's
     /// district records), for the districts this task holds.
-    pub fn current(&self) -> Vec<ParkingGroup> {
-        self.states
+    /// `states` is this operator's [`DISTRICTS`].
+    pub(crate) fn current(&self, states: &KeyMap<DistrictIx, DistrictState>) -> Vec<ParkingGroup> {
+        states
             .iter()
             .filter_map(|(d, s)| self.rollups[*d as usize].current(&s.rollup))
             .collect()
@@ -241,6 +246,6 @@ impl Operator for DistrictOperator {
     }
 
     fn stores(&mut self) -> Stores<'_> {
-        vec![("district", &mut self.states)]
+        vec![(DISTRICTS.name, &mut self.states)]
     }
 }

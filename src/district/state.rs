@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// One zone's closed crowd window, as its partition sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct ZoneCrowd {
+pub(crate) struct ZoneCrowd {
     pub people_tenths: i64,
     /// 0 green, 1 yellow, 2 red.
     pub level: u8,
@@ -16,13 +16,13 @@ pub(super) struct ZoneCrowd {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(super) struct CrowdWindow {
+pub(crate) struct CrowdWindow {
     pub end: i64,
     pub zones: BTreeMap<String, ZoneCrowd>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(super) struct SalesWindow {
+pub(crate) struct SalesWindow {
     pub end: i64,
     pub zones: BTreeMap<String, Tally>,
 }
@@ -30,7 +30,7 @@ pub(super) struct SalesWindow {
 /// Everything the district task knows, checkpointed whole when it changed
 /// (a few windows and ten car parks: small).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct DistrictState {
+pub(crate) struct DistrictState {
     /// Open crowd and payments windows by start, each zone's part by zone.
     pub crowd: BTreeMap<i64, CrowdWindow>,
     pub sales: BTreeMap<i64, SalesWindow>,

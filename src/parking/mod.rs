@@ -12,4 +12,5 @@ mod slots;
 pub use crate::time::OpeningHours;
 pub use group::{DistrictRollup, LotFigures, RollupState};
 pub use lot::{LotAnalytics, LotState};
+pub(crate) use operator::LOTS;
 pub use operator::{ParkingOperator, ParkingParams};

@@ -5,7 +5,7 @@ use super::lot::{LotState, SWEEP_EVERY_MS};
 use super::slots::Slots;
 use crate::config::{Config, Detection};
 use crate::model::{Catalog, LotIx, LotKeys, ParkingEvent, ParkingReading, Reject};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{Emit, Input, Operator, StoreName};
 use crate::output::{round3, Availability, ForecastPoint, OccupancyTrend, Output, ParkingStatus};
 use crate::state::{Json, KeyMap, Stores};
 use crate::time::format_ts;
@@ -36,7 +36,7 @@ impl ParkingParams {
 const TREND_SPAN_MS: i64 = 5 * 60_000;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct LotEntry {
+pub(crate) struct LotEntry {
     state: LotState,
     /// What was last published, to publish only changes.
     published: Option<(u32, ParkingStatus)>,
@@ -45,6 +45,10 @@ struct LotEntry {
     #[serde(alias = "dirty")]
     unpublished: bool,
 }
+
+/// Each car park's counts and analytics, for the HTTP API and the metrics.
+pub(crate) const LOTS: StoreName<ParkingOperator, KeyMap<LotIx, LotEntry>> =
+    StoreName::new("lot", |op| &op.lots);
 
 /// The parking operator of one input partition. Space readings are applied as they
 /// arrive: each space keeps its newest reading by event time and gates only add and
@@ -207,10 +211,15 @@ impl ParkingOperator {
             .collect()
     }
 
-    pub fn snapshots(&self, watermark: i64) -> Vec<Availability> {
+    /// The record of every car park in `lots` (this operator's [`LOTS`]) as
+    /// of `watermark`.
+    pub(crate) fn snapshots(
+        &self,
+        lots: &KeyMap<LotIx, LotEntry>,
+        watermark: i64,
+    ) -> Vec<Availability> {
         let (catalog, params) = (&self.catalog, &self.params);
-        self.lots
-            .iter()
+        lots.iter()
             .map(|(ix, e)| {
                 let now = e.state.last_event_ts.max(watermark);
                 let status = status_of(catalog, params, *ix, &e.state, now);
@@ -248,7 +257,7 @@ impl Operator for ParkingOperator {
 
     fn stores(&mut self) -> Stores<'_> {
         vec![
-            ("lot", &mut self.lots),
+            (LOTS.name, &mut self.lots),
             ("profile", &mut self.profiles),
             ("slot", &mut self.slots),
         ]

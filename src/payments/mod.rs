@@ -7,3 +7,4 @@ mod operator;
 pub use crate::output::Tally;
 pub use forward::PaymentForwarder;
 pub use operator::{PaymentsOperator, PaymentsParams};
+pub(crate) use operator::{LOT_TOTALS, TOTALS};

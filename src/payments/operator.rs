@@ -3,7 +3,7 @@
 use super::Tally;
 use crate::config::Config;
 use crate::model::{Catalog, CategoryIx, LotIx, Payment, Reject, ZoneIx};
-use crate::operator::{Emit, Input, Operator};
+use crate::operator::{Emit, Input, Operator, StoreName};
 use crate::output::{Output, PaymentStats};
 use crate::state::{read, Cell, RestoreError, Stores, ValueFormat};
 use crate::time::{format_ts, WindowSpec, WindowStore};
@@ -35,13 +35,23 @@ pub struct ZoneWindow {
     pub by_category: BTreeMap<CategoryIx, Tally>,
 }
 
+/// Running totals by zone and category.
+pub(crate) type ZoneTotals = BTreeMap<(ZoneIx, CategoryIx), Tally>;
+
+/// Running totals per zone and category since start, for the metrics.
+pub(crate) const TOTALS: StoreName<PaymentsOperator, Cell<ZoneTotals>> =
+    StoreName::new("totals", |op| &op.totals);
+/// Running totals per car park, of the payments that name one.
+pub(crate) const LOT_TOTALS: StoreName<PaymentsOperator, Cell<BTreeMap<LotIx, Tally>>> =
+    StoreName::new("lot-totals", |op| &op.lot_totals);
+
 /// The payments operator of one input partition.
 #[derive(Debug, Clone)]
 pub struct PaymentsOperator {
     catalog: Arc<Catalog>,
     windows: WindowStore<ZoneIx, ZoneWindow>,
     /// Running totals since start, for the `crowdpark_payments_*` counters.
-    totals: Cell<BTreeMap<(ZoneIx, CategoryIx), Tally>>,
+    totals: Cell<ZoneTotals>,
     /// Running totals of payments that name a car park.
     lot_totals: Cell<BTreeMap<LotIx, Tally>>,
 }
@@ -107,16 +117,6 @@ impl PaymentsOperator {
             }));
         });
     }
-
-    /// Running totals per zone and category.
-    pub fn totals(&self) -> &BTreeMap<(ZoneIx, CategoryIx), Tally> {
-        self.totals.get()
-    }
-
-    /// Running totals per car park, of the payments that name one.
-    pub fn lot_totals(&self) -> &BTreeMap<LotIx, Tally> {
-        self.lot_totals.get()
-    }
 }
 
 impl Operator for PaymentsOperator {
@@ -138,8 +138,8 @@ impl Operator for PaymentsOperator {
     fn stores(&mut self) -> Stores<'_> {
         vec![
             ("win", &mut self.windows),
-            ("totals", &mut self.totals),
-            ("lot-totals", &mut self.lot_totals),
+            (TOTALS.name, &mut self.totals),
+            (LOT_TOTALS.name, &mut self.lot_totals),
         ]
     }
 }
