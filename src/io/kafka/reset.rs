@@ -115,6 +115,9 @@ pub fn reset(config: &Config, to: ResetTo) -> Result<ResetSummary, ResetError> {
         .commit(&tpl, CommitMode::Sync)
         .map_err(kafka(format!("setting the offsets of the group `{group}`")))?;
     let state_keys = delete_checkpoint(config)?;
+    // This host's local snapshots of the changelog: the tombstones just
+    // written would correct them, but a changelog recreated since would not.
+    let _ = std::fs::remove_dir_all(super::snapshot::directory(config));
     Ok(ResetSummary {
         offsets,
         state_keys,

@@ -175,18 +175,27 @@ impl SnapshotDir {
         w.finish()
     }
 
-    /// A new snapshot of `partition`: the one there is with `tail` (records
-    /// read from the changelog since its offset; `None` is a tombstone)
-    /// applied on top, covering up to `header.offset`. Streams the old file,
-    /// so only the tail is held in memory. Returns the new file's size.
+    /// A new snapshot of `partition`: the one there is, which must cover up
+    /// to `base` (the offset `tail` was read from: another process sharing
+    /// the directory may have replaced it), with `tail` (records read from
+    /// the changelog since; `None` is a tombstone) applied on top, covering
+    /// up to `header.offset`. Streams the old file, so only the tail is held
+    /// in memory. Returns the new file's size.
     pub fn merge(
         &self,
+        base: i64,
         header: &Header,
         tail: &BTreeMap<String, Option<Vec<u8>>>,
     ) -> Result<u64, SnapshotError> {
         let path = self.path(header.partition);
         let mut old = Reader::open(&path)?;
         self.check(&old, header.partition)?;
+        if old.header.offset != base {
+            return Err(old.invalid(format!(
+                "replaced meanwhile: it covers up to offset {}, the records to merge start at {base}",
+                old.header.offset
+            )));
+        }
         let mut w = Writer::create(&self.dir, &path, header)?;
         let mut changes = tail.iter().peekable();
         let mut next_old = old.next_record()?;
@@ -218,6 +227,38 @@ impl SnapshotDir {
     pub fn remove(&self, partition: i32) {
         let _ = std::fs::remove_file(self.path(partition));
     }
+
+    /// Removes temporary files older than `age` that a writer left behind
+    /// (killed mid-write): a younger one may be another process's, at work.
+    pub fn remove_leftovers(&self, age: std::time::Duration) {
+        let prefix = format!("{}-", self.topic);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a > age);
+            if name.starts_with(&prefix) && name.contains(".tmp-") && old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Where the snapshots of an application (its group id) live:
+/// `engine.state_dir` (or the system's temporary directory, under
+/// `crowdpark-state`), then the group id.
+pub fn directory(config: &crate::config::Config) -> PathBuf {
+    let base = match &config.engine.state_dir {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir().join("crowdpark-state"),
+    };
+    base.join(&config.kafka.group_id)
 }
 
 fn checksum() -> impl Hasher {
@@ -389,17 +430,17 @@ impl<'p> Writer<'p> {
     }
 
     /// The end mark, synced to disk, then renamed over the old snapshot.
+    /// On any failure the temporary file goes (`Drop`).
     fn finish(mut self) -> Result<u64, SnapshotError> {
         let (count, sum) = (self.count, self.hash.finish());
         self.put(&[0])?;
         self.put(&count.to_le_bytes())?;
         self.put(&sum.to_le_bytes())?;
-        let file = self.file.take().expect("open until finished");
-        let file = file
-            .into_inner()
-            .map_err(|e| io_error(&self.tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_error(&self.tmp))?;
+        let file = self.file.as_mut().expect("open until finished");
+        file.flush().map_err(io_error(&self.tmp))?;
+        file.get_ref().sync_all().map_err(io_error(&self.tmp))?;
         std::fs::rename(&self.tmp, self.path).map_err(io_error(self.path))?;
+        self.file = None;
         Ok(self.bytes)
     }
 }

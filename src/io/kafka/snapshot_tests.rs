@@ -71,7 +71,7 @@ fn a_merge_applies_the_tail_in_key_order() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.map(|v| v.as_bytes().to_vec())))
     .collect();
-    s.merge(&s.header(0, 20), &tail).unwrap();
+    s.merge(10, &s.header(0, 20), &tail).unwrap();
     let mut expect = base.clone();
     for (k, v) in &tail {
         match v {
@@ -134,7 +134,27 @@ fn a_merge_over_a_damaged_snapshot_fails_and_keeps_no_half_file() {
     bytes[n - 1] ^= 1; // the checksum itself
     std::fs::write(&path, &bytes).unwrap();
     let tail = BTreeMap::from([("c".to_string(), Some(b"3".to_vec()))]);
-    assert!(s.merge(&s.header(0, 9), &tail).is_err());
+    assert!(s.merge(5, &s.header(0, 9), &tail).is_err());
     let files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
     assert_eq!(files.len(), 1, "the temporary file is gone");
+}
+
+#[test]
+fn a_merge_onto_a_snapshot_replaced_meanwhile_is_refused() {
+    // Another process sharing the directory wrote a snapshot at another
+    // offset: records between the two would be in neither.
+    let dir = Dir::new("replaced");
+    let s = dir.snapshots(3);
+    write(&s, 1, 900, &records(&[("a", "1")]));
+    let tail = BTreeMap::from([("b".to_string(), Some(b"2".to_vec()))]);
+    let e = s
+        .merge(1000, &s.header(1, 1100), &tail)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("replaced meanwhile"), "{e}");
+    assert_eq!(
+        s.read(1).unwrap().unwrap().header.offset,
+        900,
+        "left as it was"
+    );
 }

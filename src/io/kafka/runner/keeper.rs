@@ -15,9 +15,8 @@ use super::recovery::RewindError;
 use super::*;
 use crate::io::kafka::changelog::{read_changelog_from, ChangelogReader, ReadTo};
 use crate::io::kafka::health::StopOnDrop;
-use crate::io::kafka::snapshot::{Snapshot, SnapshotDir};
+use crate::io::kafka::snapshot::{directory, Snapshot, SnapshotDir};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::mpsc;
 
 /// The tail is merged once it holds this share of the snapshot's bytes...
@@ -25,34 +24,30 @@ const MERGE_SHARE: u64 = 8;
 /// ...or at least this much.
 const MERGE_MIN_BYTES: u64 = 1 << 20;
 
-/// What the run tells the keeper.
-enum Note {
-    /// A restore read changelog partition `partition` up to `end`.
-    Read {
-        partition: i32,
-        records: BTreeMap<String, Vec<u8>>,
-        end: i64,
-        as_of_ms: i64,
-    },
-    /// The changelog partitions this instance now owns tasks in.
-    Owned(BTreeSet<i32>),
+/// After a snapshot could not be written, the keeper leaves the partition
+/// alone this long (a full disk would otherwise cost a whole read of it
+/// every interval).
+const BACKOFF: Duration = Duration::from_secs(600);
+/// A temporary file older than this was left by a writer that died.
+const LEFTOVER_AGE: Duration = Duration::from_secs(600);
+
+/// What a restore read whole: changelog partition `partition` up to `end`.
+struct Offer {
+    partition: i32,
+    records: BTreeMap<String, Vec<u8>>,
+    end: i64,
+    as_of_ms: i64,
 }
 
-/// The run's side of the keeper: where snapshots are, and its mailbox.
+/// The run's side of the keeper: where snapshots are, and what it is told.
 pub(super) struct Keeper {
     pub(super) dir: SnapshotDir,
     max_age_ms: i64,
-    notes: Mutex<mpsc::Sender<Note>>,
-}
-
-/// The directory snapshots of this application go to: `engine.state_dir`
-/// (or the system's temporary directory) / `crowdpark-state` / group id.
-pub(super) fn directory(config: &Config) -> PathBuf {
-    let base = match &config.engine.state_dir {
-        Some(d) => PathBuf::from(d),
-        None => std::env::temp_dir().join("crowdpark-state"),
-    };
-    base.join(&config.kafka.group_id)
+    /// One offer at a time: one that finds the keeper busy is dropped (it
+    /// only saves the keeper a read), so offers never pile up in memory.
+    offers: Mutex<mpsc::SyncSender<Offer>>,
+    /// The changelog partitions this instance now owns tasks in, latest only.
+    owned: Arc<Mutex<Option<BTreeSet<i32>>>>,
 }
 
 impl Keeper {
@@ -67,11 +62,14 @@ impl Keeper {
             return Ok(None);
         }
         let dir = SnapshotDir::new(directory(config), state_topic(config), partitions);
-        let (tx, rx) = mpsc::channel();
+        dir.remove_leftovers(LEFTOVER_AGE);
+        let (tx, rx) = mpsc::sync_channel(1);
+        let owned = Arc::new(Mutex::new(None));
         let keeper = Arc::new(Keeper {
             dir: dir.clone(),
             max_age_ms: config.engine.snapshot_max_age.0,
-            notes: Mutex::new(tx),
+            offers: Mutex::new(tx),
+            owned: owned.clone(),
         });
         let reader = changelog_reader(config)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -80,8 +78,10 @@ impl Keeper {
             reader,
             topic: state_topic(config).to_string(),
             max_age_ms: keeper.max_age_ms,
+            told: owned,
             owned: BTreeSet::new(),
             followed: BTreeMap::new(),
+            retry_at: BTreeMap::new(),
         };
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -113,7 +113,8 @@ impl Keeper {
         }
     }
 
-    /// Hands over what a restore read, for a new snapshot.
+    /// Hands over what a restore read, for a new snapshot; dropped if the
+    /// keeper is busy with another.
     pub(super) fn offer(
         &self,
         partition: i32,
@@ -121,20 +122,20 @@ impl Keeper {
         end: i64,
         as_of_ms: i64,
     ) {
-        let note = Note::Read {
+        let offer = Offer {
             partition,
             records,
             end,
             as_of_ms,
         };
-        let _ = crate::sync::lock(&self.notes).send(note);
+        let _ = crate::sync::lock(&self.offers).try_send(offer);
     }
 
     /// The input partitions this instance now has tasks for.
     pub(super) fn owned(&self, inputs: impl IntoIterator<Item = i32>) {
         let partitions = self.dir.partitions();
         let set = inputs.into_iter().map(|p| p % partitions).collect();
-        let _ = crate::sync::lock(&self.notes).send(Note::Owned(set));
+        *crate::sync::lock(&self.owned) = Some(set);
     }
 }
 
@@ -233,7 +234,9 @@ struct Followed {
     offset: i64,
     /// When the changelog was read to `offset`.
     as_of_ms: i64,
-    /// The snapshot file's size and the time its records were read.
+    /// The snapshot file's offset and size, and the time its records were
+    /// read.
+    file_offset: i64,
     file_bytes: u64,
     file_as_of_ms: i64,
     /// Records read since the snapshot (`None`: a tombstone).
@@ -247,22 +250,29 @@ struct Thread {
     reader: BaseConsumer<ChangelogReader>,
     topic: String,
     max_age_ms: i64,
+    told: Arc<Mutex<Option<BTreeSet<i32>>>>,
     owned: BTreeSet<i32>,
     followed: BTreeMap<i32, Followed>,
+    /// Partitions left alone until then, after a failed write.
+    retry_at: BTreeMap<i32, Instant>,
 }
 
 impl Thread {
-    fn run(&mut self, notes: &mpsc::Receiver<Note>, stop: &AtomicBool, every: Duration) {
+    fn run(&mut self, offers: &mpsc::Receiver<Offer>, stop: &AtomicBool, every: Duration) {
         let mut next = Instant::now() + every;
         while !stop.load(Ordering::Relaxed) {
             // Woken at least every second to notice the stop.
             let wait = next
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1));
-            match notes.recv_timeout(wait) {
-                Ok(note) => self.note(note),
+            match offers.recv_timeout(wait) {
+                Ok(offer) => self.take(offer),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if let Some(set) = crate::sync::lock(&self.told).take() {
+                self.followed.retain(|p, _| set.contains(p));
+                self.owned = set;
             }
             if Instant::now() >= next {
                 let owned: Vec<i32> = self.owned.iter().copied().collect();
@@ -277,23 +287,15 @@ impl Thread {
         }
     }
 
-    fn note(&mut self, note: Note) {
-        match note {
-            Note::Owned(set) => {
-                self.followed.retain(|p, _| set.contains(p));
-                self.owned = set;
-            }
-            Note::Read {
-                partition,
-                records,
-                end,
-                as_of_ms,
-            } => {
-                let newer = self.followed.get(&partition).is_none_or(|f| end > f.offset);
-                if newer {
-                    self.write_whole(partition, &records, end, as_of_ms);
-                }
-            }
+    /// A restore's records as the new snapshot, if they are newer than
+    /// what the keeper has.
+    fn take(&mut self, offer: Offer) {
+        let newer = self
+            .followed
+            .get(&offer.partition)
+            .is_none_or(|f| offer.end > f.offset);
+        if newer {
+            self.write_whole(offer.partition, &offer.records, offer.end, offer.as_of_ms);
         }
     }
 
@@ -319,6 +321,7 @@ impl Thread {
                     Followed {
                         offset: end,
                         as_of_ms,
+                        file_offset: end,
                         file_bytes: bytes,
                         file_as_of_ms: as_of_ms,
                         tail: BTreeMap::new(),
@@ -328,7 +331,7 @@ impl Thread {
             }
             Err(e) => {
                 crate::io::kafka::logs::warn("could not write a state snapshot", &e);
-                self.followed.remove(&partition);
+                self.give_up(partition);
             }
         }
     }
@@ -336,11 +339,28 @@ impl Thread {
     /// Reads `partition`'s changelog on from its snapshot, and merges what
     /// was read into a new snapshot when it has grown or the file has aged.
     fn catch_up(&mut self, partition: i32) {
+        if self
+            .retry_at
+            .get(&partition)
+            .is_some_and(|t| Instant::now() < *t)
+        {
+            return;
+        }
+        let now = crate::time::now_ms();
+        // Not read for longer than a snapshot may be old (the process was
+        // stopped, or reads failed): tombstones since may be gone from the
+        // changelog, so the records read so far are no base to go on from.
+        if self
+            .followed
+            .get(&partition)
+            .is_some_and(|f| now - f.as_of_ms > self.max_age_ms)
+        {
+            self.followed.remove(&partition);
+        }
         if !self.followed.contains_key(&partition) && !self.start_following(partition) {
             return;
         }
         let f = self.followed.get_mut(&partition).expect("followed");
-        let now = crate::time::now_ms();
         let read = read_changelog_from(
             &self.reader,
             &self.topic,
@@ -374,9 +394,10 @@ impl Thread {
         }
         let mut header = self.dir.header(partition, f.offset);
         header.as_of_ms = f.as_of_ms;
-        match self.dir.merge(&header, &f.tail) {
+        match self.dir.merge(f.file_offset, &header, &f.tail) {
             Ok(bytes) => {
                 tracing::debug!(partition, offset = f.offset, bytes, "snapshot merged");
+                f.file_offset = f.offset;
                 f.file_bytes = bytes;
                 f.file_as_of_ms = f.as_of_ms;
                 f.tail.clear();
@@ -387,10 +408,18 @@ impl Thread {
                     "could not merge a state snapshot; taking it again",
                     &e,
                 );
-                self.dir.remove(partition);
-                self.followed.remove(&partition);
+                self.give_up(partition);
             }
         }
+    }
+
+    /// Forgets `partition` after a failed write or merge: its file goes
+    /// (the next restore reads the changelog whole) and it is left alone for
+    /// a while.
+    fn give_up(&mut self, partition: i32) {
+        self.dir.remove(partition);
+        self.followed.remove(&partition);
+        self.retry_at.insert(partition, Instant::now() + BACKOFF);
     }
 
     /// Starts from the snapshot on disk if it is usable, else reads the
@@ -404,6 +433,7 @@ impl Thread {
                     Followed {
                         offset: h.offset,
                         as_of_ms: h.as_of_ms,
+                        file_offset: h.offset,
                         file_bytes: bytes,
                         file_as_of_ms: h.as_of_ms,
                         tail: BTreeMap::new(),
