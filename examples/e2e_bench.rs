@@ -47,6 +47,10 @@ fn config(brokers: &str, inputs: &str, run: &str) -> Config {
         (&mut t.deadletter, "deadletter"),
         (&mut t.state, "state"),
         (&mut t.payments_by_zone, "payments-by-zone"),
+        // Internal topics too: a shared one would feed every run what the
+        // runs before it wrote (the district task read their partials).
+        (&mut t.partials_by_district, "partials-by-district"),
+        (&mut t.view, "view"),
     ] {
         *field = format!("{run}.{base}");
     }
