@@ -14,6 +14,10 @@
 //!    CPU each spent per event, in this process and in the broker (from
 //!    `/proc`, when the broker runs on this machine): the budget that bounds
 //!    what two cores can reach.
+//!
+//! `E2E_SNAPSHOT_INTERVAL_MS` sets `engine.snapshot_interval` (0: no local
+//! snapshots), to measure what keeping them costs.
+//!
 //! 3. Offers `latency rate` events/s for 20 s to a running engine and reports
 //!    p50/p99 of `crowdpark_event_to_output_seconds` (receive to outputs
 //!    queued to the producer) over that period.
@@ -57,7 +61,20 @@ fn config(brokers: &str, inputs: &str, run: &str) -> Config {
     c.kafka.brokers = brokers.to_string();
     c.kafka.group_id = run.to_string();
     c.kafka.instance_id = run.to_string();
+    // Local snapshots in a directory of the bench's own, removed at the end;
+    // `E2E_SNAPSHOT_INTERVAL_MS` sets how often they catch up (0: off).
+    c.engine.state_dir = Some(snapshot_dir().display().to_string());
+    if let Some(ms) = std::env::var("E2E_SNAPSHOT_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.engine.snapshot_interval = crowdpark::config::Millis(ms);
+    }
     c
+}
+
+fn snapshot_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("e2e-bench-{}-snapshots", std::process::id()))
 }
 
 fn inputs(c: &Config) -> [String; 3] {
@@ -507,5 +524,6 @@ fn main() -> anyhow::Result<()> {
         quantile(&before, &after, 0.99) * 1e3
     );
     running.stop()?;
+    let _ = std::fs::remove_dir_all(snapshot_dir());
     Ok(())
 }

@@ -14,9 +14,10 @@ use crate::output::{Forwarded, Output};
 use crate::state::Stores;
 
 /// One event the task let through: not a duplicate, not late, not ahead of
-/// the clock. `E` is the operator's own stream's event type.
+/// the clock. `E` is the operator's own stream's event type; `P` what it
+/// reads of the other streams of its partition ([`Operator::Peers`]).
 #[derive(Debug)]
-pub struct Input<'e, E> {
+pub struct Input<'e, E, P = ()> {
     /// Event time.
     pub ts: i64,
     pub event: &'e E,
@@ -24,6 +25,8 @@ pub struct Input<'e, E> {
     pub id: Option<&'e str>,
     /// The partition's watermark before this event.
     pub watermark: i64,
+    /// The other streams' state it declared it reads, as of this event.
+    pub peers: P,
 }
 
 /// Where an operator's results go: records for the output topics, and
@@ -62,6 +65,13 @@ pub trait Operator: Send {
     /// them: an operator never sees another stream's.
     type Event<'a>: StreamEvent;
 
+    /// What it reads of the other streams' state in its task, which is
+    /// partition `p` of every co-partitioned input (a zone's footfall beside
+    /// its sales, say): the engine resolves it from those streams' stores
+    /// for each event (`engine::Stream::peers`). `()` for an operator of one
+    /// stream only.
+    type Peers<'a>: Default;
+
     /// True when an event at `ts` can no longer change anything this operator
     /// publishes (its windows are final); such events are dead-lettered.
     fn is_late(&self, ts: i64, watermark: i64) -> bool;
@@ -70,7 +80,7 @@ pub trait Operator: Send {
     /// leave the state as it was.
     fn accept(
         &mut self,
-        input: &Input<'_, Self::Event<'_>>,
+        input: &Input<'_, Self::Event<'_>, Self::Peers<'_>>,
         out: &mut Emit<'_>,
     ) -> Result<(), Reject>;
 

@@ -247,6 +247,7 @@ impl CrowdOperator {
 
 impl Operator for CrowdOperator {
     type Event<'a> = CrowdEvent<'a>;
+    type Peers<'a> = ();
 
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         CrowdOperator::is_late(self, ts, watermark)

@@ -202,6 +202,7 @@ impl KeyFormat<DistrictIx> for DistrictKeys {
 
 impl Operator for DistrictOperator {
     type Event<'a> = Partial;
+    type Peers<'a> = ();
 
     /// Never: a partial for a window already published is a replay, which
     /// the state recognises and ignores; it is not bad input.

@@ -49,6 +49,7 @@ fn run(op: &mut DistrictOperator, partials: &[Partial], wm: i64) -> Vec<District
     };
     for p in partials {
         let input = Input {
+            peers: (),
             ts: 0,
             event: p,
             id: None,

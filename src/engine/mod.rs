@@ -20,7 +20,7 @@ use crate::output::{DeadLetter, Forwarded, Origin, Output, OutputTopic};
 use crate::state::{joined, partition_prefix, RestoreError, StateRecord, DEFAULT_PART_BYTES};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use streams::{AnyTask, Build, Message, Stream, Streams};
+use streams::{AnyTask, Build, Message, Peers, Stream, Streams};
 
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +134,7 @@ impl Engine {
             partition,
             through_kafka: !self.inline_repartition,
         };
-        ensure_task(&mut self.tasks, topic, &b, self.checkpointing, wall_ms)
+        ensure_task(&mut self.tasks, topic, &b, self.checkpointing, wall_ms).0
     }
 
     /// The task of a partition of `O`'s stream, built first if there is none.
@@ -142,18 +142,18 @@ impl Engine {
         &mut self,
         partition: i32,
         wall_ms: i64,
-    ) -> &mut partition::PartitionTask<O> {
+    ) -> (&mut partition::PartitionTask<O>, Peers<'_>) {
         let b = Build {
             config: &self.config,
             catalog: &self.catalog,
             partition,
             through_kafka: !self.inline_repartition,
         };
-        let (task, fresh) = self.tasks.typed::<O>(&b, wall_ms);
+        let (task, fresh, peers) = self.tasks.typed::<O>(&b, wall_ms);
         if fresh && self.checkpointing {
             task.core.dedup.track_changes();
         }
-        task
+        (task, peers)
     }
 
     /// Keeps re-keyed payments for the caller to publish to the repartition
@@ -297,13 +297,13 @@ impl Engine {
             through_kafka: !self.inline_repartition,
         };
         let (topic, checkpointing) = (msg.topic, self.checkpointing);
-        let task = ensure_task(&mut self.tasks, topic, &b, checkpointing, msg.wall_ms);
+        let (task, peers) = ensure_task(&mut self.tasks, topic, &b, checkpointing, msg.wall_ms);
         task.core_mut().next_offset = Some(msg.offset + 1);
         let mut emit = Emit {
             records: out,
             forwarded: &mut forwarded,
         };
-        let disposition = task.process_message(&message, &mut emit);
+        let disposition = task.process_message(&message, &peers, &mut emit);
         self.forwarded = forwarded;
         let disposition = match disposition {
             Ok(d) => d,
@@ -365,12 +365,13 @@ impl Engine {
         };
         // The windowing stage forwards nothing; this stays empty.
         let mut none = Vec::new();
-        let task = self.typed_task::<crate::payments::PaymentsOperator>(partition, wall_ms);
+        type O = crate::payments::PaymentsOperator;
+        let (task, peers) = self.typed_task::<O>(partition, wall_ms);
         let mut emit = Emit {
             records: out,
             forwarded: &mut none,
         };
-        if let Err(reject) = task.process(&decoded, wall_ms, skew, &mut emit) {
+        if let Err(reject) = task.process_among(&decoded, wall_ms, skew, &peers, &mut emit) {
             let origin = Origin {
                 topic: self.topic_name(InputTopic::PaymentsByZone),
                 partition,
@@ -454,17 +455,18 @@ impl Engine {
 }
 
 /// The task of `topic`'s partition `b.partition`, built first if there is
-/// none (its dedup memory tracking changes when checkpoints are on).
+/// none (its dedup memory tracking changes when checkpoints are on), and
+/// the other streams' tasks of the partition, to read.
 fn ensure_task<'t>(
     tasks: &'t mut Streams,
     topic: InputTopic,
     b: &Build<'_>,
     checkpointing: bool,
     wall_ms: i64,
-) -> &'t mut dyn AnyTask {
-    let (task, fresh) = tasks.ensure(topic, b, wall_ms);
+) -> (&'t mut dyn AnyTask, Peers<'t>) {
+    let (task, fresh, peers) = tasks.ensure(topic, b, wall_ms);
     if fresh && checkpointing {
         task.core_mut().dedup.track_changes();
     }
-    task
+    (task, peers)
 }

@@ -186,12 +186,12 @@ impl Engine {
             merchant: None,
         };
         let mut none = Vec::new();
-        let task = self.typed_task::<DistrictOperator>(partition, wall_ms);
+        let (task, peers) = self.typed_task::<DistrictOperator>(partition, wall_ms);
         let mut emit = Emit {
             records: out,
             forwarded: &mut none,
         };
-        if let Err(reject) = task.process(&decoded, wall_ms, skew, &mut emit) {
+        if let Err(reject) = task.process_among(&decoded, wall_ms, skew, &peers, &mut emit) {
             let origin = Origin {
                 topic: self.topic_name(InputTopic::DistrictPartials),
                 partition,

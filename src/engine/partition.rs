@@ -57,6 +57,7 @@ impl<O: Operator> PartitionTask<O> {
         d: &Decoded<'m, O::Event<'m>>,
         wall_ms: i64,
         max_future_skew: i64,
+        peers: O::Peers<'_>,
         out: &mut Emit<'_>,
     ) -> Result<Disposition, Reject> {
         let core = &mut self.core;
@@ -103,6 +104,7 @@ impl<O: Operator> PartitionTask<O> {
             event,
             id: d.dedup_id.as_deref(),
             watermark: wm,
+            peers,
         };
         self.op.accept(&input, out)?;
         let core = &mut self.core;

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::crowd::{CrowdOperator, CrowdParams};
 use crate::district::DistrictOperator;
 use crate::model::{self, Catalog, Decoded, InputTopic, Reject};
-use crate::operator::{Emit, Operator};
+use crate::operator::{Emit, Operator, StoreName};
 use crate::parking::{ParkingOperator, ParkingParams};
 use crate::payments::{PaymentForwarder, PaymentsOperator, PaymentsParams};
 use crate::state::{RestoreError, StateRecord};
@@ -53,11 +53,24 @@ pub(crate) trait Stream: Operator + Sized + 'static {
         None
     }
 
+    /// What its operator reads of the other streams of its partition
+    /// ([`Operator::Peers`]); nothing by default.
+    fn peers<'a>(_peers: &Peers<'a>) -> Self::Peers<'a> {
+        Default::default()
+    }
+
     fn tasks(s: &Streams) -> &Tasks<Self>;
     fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self>;
+    /// Its tasks among another stream's peers.
+    // No operator reads a peer yet (every `Operator::Peers` is `()`); the
+    // first will join sales with footfall. Tested in this module.
+    #[allow(dead_code)]
+    fn peer<'a>(p: &Peers<'a>) -> Option<&'a Tasks<Self>>;
+    /// Its own tasks to change, and every other stream's to read.
+    fn split(s: &mut Streams) -> (&mut Tasks<Self>, Peers<'_>);
 }
 
-/// A stream's two accessors of its field in [`Streams`].
+/// A stream's accessors of its field in [`Streams`].
 macro_rules! tasks_in {
     ($field:ident) => {
         fn tasks(s: &Streams) -> &Tasks<Self> {
@@ -65,6 +78,14 @@ macro_rules! tasks_in {
         }
         fn tasks_mut(s: &mut Streams) -> &mut Tasks<Self> {
             &mut s.$field
+        }
+        fn peer<'a>(p: &Peers<'a>) -> Option<&'a Tasks<Self>> {
+            p.$field
+        }
+        fn split(s: &mut Streams) -> (&mut Tasks<Self>, Peers<'_>) {
+            let mut all = Split::of(s);
+            let own = all.$field.take().expect("every stream has its field");
+            (own, all.peers())
         }
     };
 }
@@ -166,6 +187,76 @@ pub(crate) struct Streams {
     pub district: Tasks<DistrictOperator>,
 }
 
+/// Every stream's tasks, each to be taken once: one to change, the others
+/// to read.
+struct Split<'a> {
+    crowd: Option<&'a mut Tasks<CrowdOperator>>,
+    parking: Option<&'a mut Tasks<ParkingOperator>>,
+    payments: Option<&'a mut Tasks<PaymentForwarder>>,
+    by_zone: Option<&'a mut Tasks<PaymentsOperator>>,
+    district: Option<&'a mut Tasks<DistrictOperator>>,
+}
+
+impl<'a> Split<'a> {
+    fn of(s: &'a mut Streams) -> Self {
+        let Streams {
+            crowd,
+            parking,
+            payments,
+            by_zone,
+            district,
+        } = s;
+        Split {
+            crowd: Some(crowd),
+            parking: Some(parking),
+            payments: Some(payments),
+            by_zone: Some(by_zone),
+            district: Some(district),
+        }
+    }
+
+    /// What is left, read-only.
+    fn peers(self) -> Peers<'a> {
+        Peers {
+            partition: 0,
+            crowd: self.crowd.map(|t| &*t),
+            parking: self.parking.map(|t| &*t),
+            payments: self.payments.map(|t| &*t),
+            by_zone: self.by_zone.map(|t| &*t),
+            district: self.district.map(|t| &*t),
+        }
+    }
+}
+
+/// The other streams' tasks of the partition a task is on, read-only: what
+/// an operator may read besides its own stream's state, as a Kafka Streams
+/// processor reads any store of its task. In `run` a task is partition `p`
+/// of every co-partitioned input, so these are the other inputs' state of
+/// the same keys' partition (a zone's footfall beside its sales).
+#[derive(Default)]
+#[allow(dead_code)] // see `Stream::peer`
+pub(crate) struct Peers<'a> {
+    partition: i32,
+    crowd: Option<&'a Tasks<CrowdOperator>>,
+    parking: Option<&'a Tasks<ParkingOperator>>,
+    payments: Option<&'a Tasks<PaymentForwarder>>,
+    by_zone: Option<&'a Tasks<PaymentsOperator>>,
+    district: Option<&'a Tasks<DistrictOperator>>,
+}
+
+#[allow(dead_code)] // see `Stream::peer`
+impl<'a> Peers<'a> {
+    /// The operator of stream `O` on this partition, if it has one here.
+    pub fn operator<O: Stream>(&self) -> Option<&'a O> {
+        O::peer(self)?.get(&self.partition).map(|t| &t.op)
+    }
+
+    /// Store `name` of stream `O` on this partition, typed.
+    pub fn store<O: Stream, S>(&self, name: &StoreName<O, S>) -> Option<&'a S> {
+        self.operator::<O>().map(|op| name.of(op))
+    }
+}
+
 /// Runs `$body` with `$O` the operator type of `$topic`'s stream: the one
 /// place a topic is matched to its stream.
 macro_rules! with_stream {
@@ -211,16 +302,17 @@ impl Streams {
     }
 
     /// The task of a partition, built first if there is none; true when
-    /// it was (one lookup: this runs for every message).
+    /// it was (one lookup: this runs for every message); and the other
+    /// streams' tasks of that partition, to read.
     pub fn ensure(
         &mut self,
         topic: InputTopic,
         b: &Build<'_>,
         wall_ms: i64,
-    ) -> (&mut dyn AnyTask, bool) {
+    ) -> (&mut dyn AnyTask, bool, Peers<'_>) {
         with_stream!(topic, O => {
-            let (task, fresh) = self.typed::<O>(b, wall_ms);
-            (task as &mut dyn AnyTask, fresh)
+            let (task, fresh, peers) = self.typed::<O>(b, wall_ms);
+            (task as &mut dyn AnyTask, fresh, peers)
         })
     }
 
@@ -230,13 +322,16 @@ impl Streams {
         &mut self,
         b: &Build<'_>,
         wall_ms: i64,
-    ) -> (&mut PartitionTask<O>, bool) {
-        match O::tasks_mut(self).entry(b.partition) {
+    ) -> (&mut PartitionTask<O>, bool, Peers<'_>) {
+        let (tasks, mut peers) = O::split(self);
+        peers.partition = b.partition;
+        let (task, fresh) = match tasks.entry(b.partition) {
             std::collections::btree_map::Entry::Occupied(e) => (e.into_mut(), false),
             std::collections::btree_map::Entry::Vacant(v) => {
                 (v.insert(new_task::<O>(b, wall_ms)), true)
             }
-        }
+        };
+        (task, fresh, peers)
     }
 
     /// Every task's topic and partition, in order.
@@ -274,6 +369,21 @@ fn new_task<O: Stream>(b: &Build<'_>, wall_ms: i64) -> PartitionTask<O> {
     task
 }
 
+impl<O: Stream> PartitionTask<O> {
+    /// [`process`](PartitionTask::process) with what its operator reads of
+    /// `peers`.
+    pub fn process_among<'m>(
+        &mut self,
+        d: &Decoded<'m, O::Event<'m>>,
+        wall_ms: i64,
+        max_future_skew: i64,
+        peers: &Peers<'_>,
+        out: &mut Emit<'_>,
+    ) -> Result<Disposition, Reject> {
+        self.process(d, wall_ms, max_future_skew, O::peers(peers), out)
+    }
+}
+
 /// What the engine does with any partition task, whatever its stream.
 pub(crate) trait AnyTask {
     fn core(&self) -> &TaskCore;
@@ -282,6 +392,7 @@ pub(crate) trait AnyTask {
     fn process_message(
         &mut self,
         msg: &Message<'_, '_>,
+        peers: &Peers<'_>,
         out: &mut Emit<'_>,
     ) -> Result<Disposition, Reject>;
     fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Emit<'_>);
@@ -315,13 +426,14 @@ impl<O: Stream> AnyTask for PartitionTask<O> {
     fn process_message(
         &mut self,
         m: &Message<'_, '_>,
+        peers: &Peers<'_>,
         out: &mut Emit<'_>,
     ) -> Result<Disposition, Reject> {
         let d = O::decode(m.payload, m.catalog, m.max_bytes)?;
         if m.check_keys {
             super::keys::check_key(m.catalog, m.key, &d)?;
         }
-        self.process(&d, m.wall_ms, m.max_future_skew, out)
+        self.process_among(&d, m.wall_ms, m.max_future_skew, peers, out)
     }
 
     fn on_wall_clock(&mut self, wall_ms: i64, out: &mut Emit<'_>) {
@@ -365,5 +477,64 @@ mod tests {
             assert!(streams.get(topic, 0).is_some(), "{topic:?}");
             assert_eq!(keys.iter().filter(|(t, _)| *t == topic).count(), 1);
         }
+    }
+    /// An operator's task reads the other streams' state of its partition,
+    /// typed, by store name; not its own stream's, nor another partition's.
+    #[test]
+    fn a_task_reads_the_other_streams_of_its_partition() {
+        use crate::testing::T0;
+        let config = crate::config::load_str(crate::config::DEFAULT_CONFIG, Vec::new()).unwrap();
+        let catalog = Arc::new(Catalog::new(&config));
+        let zone = catalog.zones[0].id.clone();
+        let build = |partition| Build {
+            config: &config,
+            catalog: &catalog,
+            partition,
+            through_kafka: true,
+        };
+        let mut streams = Streams::default();
+        // Two headcounts a minute apart: the first is applied once the
+        // watermark passes it.
+        for (i, ts) in [T0, T0 + 60_000].into_iter().enumerate() {
+            let payload = format!(
+                r#"{{"zone":"{zone}","ts":{ts},"source":"cam-1","people":40,"event_id":"e{i}"}}"#
+            );
+            let msg = Message {
+                payload: payload.as_bytes(),
+                key: None,
+                wall_ms: ts,
+                catalog: &catalog,
+                max_bytes: 1 << 20,
+                max_future_skew: 3_600_000,
+                check_keys: false,
+            };
+            let (mut records, mut forwarded) = (Vec::new(), Vec::new());
+            let mut out = Emit {
+                records: &mut records,
+                forwarded: &mut forwarded,
+            };
+            let (task, _, peers) = streams.ensure(InputTopic::CrowdCounts, &build(0), ts);
+            task.process_message(&msg, &peers, &mut out).unwrap();
+        }
+        let (_, _, peers) = streams.typed::<PaymentsOperator>(&build(0), T0);
+        let crowd = peers
+            .operator::<CrowdOperator>()
+            .expect("the crowd task of partition 0");
+        let zones = peers.store(&crate::crowd::ZONES).expect("its zone store");
+        let statuses = crowd.zone_statuses(zones);
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(
+            (statuses[0].id.as_str(), statuses[0].people),
+            (zone.as_str(), 40)
+        );
+        assert!(
+            peers.operator::<PaymentsOperator>().is_none(),
+            "its own stream is no peer"
+        );
+        let (_, _, elsewhere) = streams.typed::<PaymentsOperator>(&build(1), T0);
+        assert!(
+            elsewhere.store(&crate::crowd::ZONES).is_none(),
+            "another partition's"
+        );
     }
 }

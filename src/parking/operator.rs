@@ -235,6 +235,7 @@ static NO_PROFILE: std::sync::LazyLock<Profile> = std::sync::LazyLock::new(Profi
 
 impl Operator for ParkingOperator {
     type Event<'a> = ParkingEvent<'a>;
+    type Peers<'a> = ();
 
     /// Parking events are not windowed; one is late once it is older than the
     /// watermark by more than the allowed lateness.

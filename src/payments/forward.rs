@@ -145,6 +145,7 @@ impl PaymentForwarder {
 
 impl Operator for PaymentForwarder {
     type Event<'a> = Payment;
+    type Peers<'a> = ();
 
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         PaymentForwarder::is_late(self, ts, watermark)

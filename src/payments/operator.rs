@@ -121,6 +121,7 @@ impl PaymentsOperator {
 
 impl Operator for PaymentsOperator {
     type Event<'a> = Payment;
+    type Peers<'a> = ();
 
     fn is_late(&self, ts: i64, watermark: i64) -> bool {
         PaymentsOperator::is_late(self, ts, watermark)

@@ -93,15 +93,21 @@ impl ConsumerContext for RunContext {
             }
             // Their unsent batches were sent by the commit above; if it
             // failed, the new owner replays the payments.
-            let (revoked, kept): (Vec<_>, Vec<_>) = tasks::take_all(&mut tasks)
-                .into_iter()
-                .partition(|s| parts.contains(&s.key()));
-            for task in &revoked {
-                self.retire(task);
+            let mut kept = Vec::new();
+            for mut task in tasks::take_all(&mut tasks) {
+                if task.keys().all(|k| parts.contains(&k)) {
+                    self.retire(&task);
+                } else {
+                    // Some of the partition's topics stay (not with `range`,
+                    // which moves a partition of every topic together).
+                    self.retire_inputs(&mut task, &parts);
+                    kept.push(task);
+                }
             }
             *tasks = kept.into_iter().map(Mutex::new).collect();
             let still: Vec<(String, i32)> = tasks::each(&mut tasks)
-                .map(|s| self.stall_key(s.topic, s.partition))
+                .flat_map(|s| s.keys().collect::<Vec<_>>())
+                .map(|(t, p)| self.stall_key(t, p))
                 .collect();
             self.health.stalls().assigned(&still);
             self.note_owned(&mut tasks);
@@ -111,7 +117,7 @@ impl ConsumerContext for RunContext {
             self.view
                 .metrics
                 .runtime
-                .set_partitions_assigned(tasks.len());
+                .set_partitions_assigned(super::tasks::inputs(&mut tasks));
             tracing::info!(partitions = parts.len(), "partitions revoked");
         }
     }

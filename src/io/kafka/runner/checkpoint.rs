@@ -213,7 +213,7 @@ impl RunContext {
                     .collect()
             };
             // A discarded checkpoint's keys are deleted even if nothing moved.
-            let stale = each(tasks).any(|s| !s.stale.is_empty());
+            let stale = each(tasks).any(|s| s.inputs.iter().any(|i| !i.stale.is_empty()));
             if moved.is_empty() && !stale && !self.transaction.is_open() {
                 return Ok(Prepared::Skip(Commit::Nothing));
             }
@@ -246,7 +246,12 @@ impl RunContext {
 /// Where every task that has processed or restored anything stands.
 pub(super) fn positions(tasks: &mut Barrier<'_>) -> BTreeMap<(InputTopic, i32), i64> {
     each(tasks)
-        .filter_map(|s| Some((s.key(), s.position?)))
+        .flat_map(|s| {
+            let p = s.partition;
+            s.inputs
+                .iter()
+                .filter_map(move |i| Some(((i.topic, p), i.position?)))
+        })
         .collect()
 }
 
@@ -256,28 +261,24 @@ impl RunContext {
     fn write_state(&self, tasks: &mut Barrier<'_>) -> Result<(), TransactionError> {
         let state_topic = state_topic(&self.config).to_string();
         for task in each(tasks) {
-            if task.position.is_none() {
-                continue;
-            }
-            let (topic, p) = task.key();
-            // A discarded checkpoint's keys go first: its own records may
-            // write some of them again.
-            for key in std::mem::take(&mut task.stale) {
-                self.transaction.send(
-                    &state_topic,
-                    Some(p % self.state_partitions),
-                    Some(key.as_bytes()),
-                    None,
-                )?;
-            }
-            for r in task.engine.checkpoint_partition(topic, p) {
-                self.fits_changelog(&r)?;
-                self.transaction.send(
-                    &state_topic,
-                    Some(p % self.state_partitions),
-                    Some(r.key.as_bytes()),
-                    r.value.as_deref(),
-                )?;
+            let p = task.partition;
+            let changelog = Some(p % self.state_partitions);
+            for input in task.inputs.iter_mut().filter(|i| i.position.is_some()) {
+                // A discarded checkpoint's keys go first: its own records may
+                // write some of them again.
+                for key in std::mem::take(&mut input.stale) {
+                    self.transaction
+                        .send(&state_topic, changelog, Some(key.as_bytes()), None)?;
+                }
+                for r in task.engine.checkpoint_partition(input.topic, p) {
+                    self.fits_changelog(&r)?;
+                    self.transaction.send(
+                        &state_topic,
+                        changelog,
+                        Some(r.key.as_bytes()),
+                        r.value.as_deref(),
+                    )?;
+                }
             }
         }
         Ok(())

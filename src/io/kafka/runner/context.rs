@@ -120,14 +120,35 @@ impl RunContext {
     /// Forgets a task: its dedup evictions are kept in the total, its
     /// metrics dropped.
     pub(super) fn retire(&self, task: &Task) {
-        let evicted: u64 = task.engine.dedup_evicted().values().sum();
-        *crate::sync::lock(&self.evicted_retired)
-            .entry(task.topic)
-            .or_default() += evicted;
-        self.view
-            .metrics
-            .runtime
-            .forget_partition(self.topic_name(task.topic), task.partition);
+        let mut retired = crate::sync::lock(&self.evicted_retired);
+        for (topic, evicted) in task.engine.dedup_evicted() {
+            *retired.entry(topic).or_default() += evicted;
+        }
+        drop(retired);
+        for input in &task.inputs {
+            self.view
+                .metrics
+                .runtime
+                .forget_partition(self.topic_name(input.topic), task.partition);
+        }
+    }
+
+    /// Forgets some of a task's inputs (revoked while others of the
+    /// partition stay): their state and metrics. Their dedup evictions stay
+    /// in the engine's total, counted when the task retires.
+    pub(super) fn retire_inputs(&self, task: &mut Task, revoked: &[(InputTopic, i32)]) {
+        let p = task.partition;
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut task.inputs)
+            .into_iter()
+            .partition(|i| revoked.contains(&(i.topic, p)));
+        task.inputs = kept;
+        for input in gone {
+            task.engine.drop_partition(input.topic, p);
+            self.view
+                .metrics
+                .runtime
+                .forget_partition(self.topic_name(input.topic), p);
+        }
     }
 
     /// True while processing is paused: the run is not

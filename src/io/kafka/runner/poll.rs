@@ -141,13 +141,15 @@ impl<'a> Coordinator<'a> {
     /// `Watermark::hold_idle`).
     fn watch_positions(&self, tasks: &TaskList, now: Instant) {
         let ctx = self.ctx;
-        let stands: Vec<((String, i32), Option<i64>)> = tasks
-            .iter()
-            .map(|t| {
-                let t = crate::sync::lock(t);
-                (ctx.stall_key(t.topic, t.partition), t.position)
-            })
-            .collect();
+        let mut stands: Vec<((String, i32), Option<i64>)> = Vec::new();
+        let mut owners: Vec<(usize, InputTopic)> = Vec::new();
+        for (k, t) in tasks.iter().enumerate() {
+            let t = crate::sync::lock(t);
+            for i in &t.inputs {
+                stands.push((ctx.stall_key(i.topic, t.partition), i.position));
+                owners.push((k, i.topic));
+            }
+        }
         let waiting: Vec<bool> = {
             let mut stalls = ctx.health.stalls();
             let keys: Vec<(String, i32)> = stands.iter().map(|(k, _)| k.clone()).collect();
@@ -160,10 +162,10 @@ impl<'a> Coordinator<'a> {
             stands.iter().map(|(k, _)| !stalls.caught_up(k)).collect()
         };
         let wall_ms = crate::time::now_ms();
-        for (task, waits) in tasks.iter().zip(waiting) {
+        for ((k, topic), waits) in owners.into_iter().zip(waiting) {
             if waits {
-                let mut task = crate::sync::lock(task);
-                let (topic, partition) = task.key();
+                let mut task = crate::sync::lock(&tasks[k]);
+                let partition = task.partition;
                 task.engine.hold_idle(topic, partition, wall_ms);
             }
         }

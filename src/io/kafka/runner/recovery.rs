@@ -136,10 +136,10 @@ impl RunContext {
                 super::tasks::split_queues(self, &mut restored);
                 // One task per partition: a task left for one of them
                 // (there should be none) gives way to the restored one.
-                let fresh: Vec<_> = restored.iter().map(Task::key).collect();
+                let fresh: Vec<i32> = restored.iter().map(|t| t.partition).collect();
                 let kept: Vec<Task> = super::tasks::take_all(&mut tasks)
                     .into_iter()
-                    .filter(|t| !fresh.contains(&t.key()))
+                    .filter(|t| !fresh.contains(&t.partition))
                     .collect();
                 tasks.extend(kept.into_iter().map(Mutex::new));
                 tasks.extend(restored.into_iter().map(Mutex::new));
@@ -149,7 +149,7 @@ impl RunContext {
                 self.view
                     .metrics
                     .runtime
-                    .set_partitions_assigned(tasks.len());
+                    .set_partitions_assigned(super::tasks::inputs(&mut tasks));
                 self.health.restore_failed(None);
                 self.view.set_ready(true);
                 self.event(RunEvent::Assigned);
@@ -185,9 +185,11 @@ impl RunContext {
         let mut queues = BTreeMap::new();
         for task in super::tasks::take_all(tasks) {
             self.retire(&task);
-            let key = task.key();
-            if let Some(q) = task.queue {
-                queues.insert(key, q);
+            let p = task.partition;
+            for input in task.inputs {
+                if let Some(q) = input.queue {
+                    queues.insert((input.topic, p), q);
+                }
             }
         }
         {
@@ -212,18 +214,15 @@ impl RunContext {
                 });
             }
         }
-        let mut unsplit = Vec::new();
-        for mut task in restored.drain(..) {
-            match queues.remove(&task.key()) {
-                Some(q) => {
-                    task.queue = Some(q);
-                    tasks.push(Mutex::new(task));
-                }
-                None => unsplit.push(task),
+        for task in restored.iter_mut() {
+            let p = task.partition;
+            for input in task.inputs.iter_mut() {
+                input.queue = queues.remove(&(input.topic, p));
             }
         }
-        super::tasks::split_queues(self, &mut unsplit);
-        tasks.extend(unsplit.into_iter().map(Mutex::new));
+        // Those without a queue yet (their restore failed at assignment).
+        super::tasks::split_queues(self, &mut restored);
+        tasks.extend(restored.into_iter().map(Mutex::new));
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.note_owned(tasks);
         Ok(parts.len())
@@ -245,44 +244,48 @@ impl RunContext {
         restored: &mut [Task],
     ) -> Result<TopicPartitionList, RewindError> {
         let mut all = TopicPartitionList::new();
-        for s in restored.iter() {
-            all.add_partition(self.topic_name(s.topic), s.partition);
+        for (t, p) in restored.iter().flat_map(|s| s.keys().collect::<Vec<_>>()) {
+            all.add_partition(self.topic_name(t), p);
         }
         let committed = consumer
             .committed_offsets(all, Duration::from_secs(30))
             .map_err(RewindError::Committed)?;
         let mut seek = TopicPartitionList::new();
         for task in restored.iter_mut() {
-            let (name, p) = (self.topic_name(task.topic), task.partition);
-            let group = match committed.find_partition(name, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            };
-            if let (Some(at), Some(g)) = (task.position, group) {
-                if at < g {
-                    self.await_stable(task, g)?;
+            let p = task.partition;
+            for k in 0..task.inputs.len() {
+                let topic = task.inputs[k].topic;
+                let name = self.topic_name(topic);
+                let group = match committed.find_partition(name, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                };
+                if let (Some(at), Some(g)) = (task.inputs[k].position, group) {
+                    if at < g {
+                        self.await_stable(task, k, g)?;
+                    }
                 }
-            }
-            let restored_keys = std::mem::take(&mut task.restored_keys);
-            if let (Some(at), Some(g)) = (task.position, group) {
-                if at != g {
-                    self.discard_checkpoint(task, at, g, restored_keys);
+                let restored_keys = std::mem::take(&mut task.inputs[k].restored_keys);
+                if let (Some(at), Some(g)) = (task.inputs[k].position, group) {
+                    if at != g {
+                        self.discard_checkpoint(task, k, at, g, restored_keys);
+                    }
                 }
+                // What the group holds, which a checkpoint need not send again
+                // (it carries only the offsets that moved from there).
+                let mut c = self.commits();
+                match group {
+                    Some(g) => c.committed.insert((topic, p), g),
+                    None => c.committed.remove(&(topic, p)),
+                };
+                drop(c);
+                let o = match (task.inputs[k].position, group) {
+                    (Some(o), _) | (None, Some(o)) => Offset::Offset(o),
+                    (None, None) => Offset::Beginning,
+                };
+                seek.add_partition_offset(name, p, o)
+                    .map_err(RewindError::Seek)?;
             }
-            // What the group holds, which a checkpoint need not send again
-            // (it carries only the offsets that moved from there).
-            let mut c = self.commits();
-            match group {
-                Some(g) => c.committed.insert(task.key(), g),
-                None => c.committed.remove(&task.key()),
-            };
-            drop(c);
-            let o = match (task.position, group) {
-                (Some(o), _) | (None, Some(o)) => Offset::Offset(o),
-                (None, None) => Offset::Beginning,
-            };
-            seek.add_partition_offset(name, p, o)
-                .map_err(RewindError::Seek)?;
         }
         Ok(seek)
     }
@@ -293,54 +296,65 @@ impl RunContext {
     /// `read_committed` restore stops before them, and another instance's
     /// open transaction on the same changelog partition hides it too), while
     /// the group's offsets are read stable (librdkafka asks for stable offsets
-    /// when reading committed). So the checkpoint is read again for up to 5 s;
-    /// if it is still behind, processing holds and the restore is retried,
-    /// for as long as it takes, with the reason in `/healthz`. An offset an
-    /// operator moved *forward* therefore holds the partition rather than
-    /// discard a checkpoint that may only be late: `crowdpark reset` is the
-    /// way to skip ahead.
-    fn await_stable(&self, task: &mut Task, group: i64) -> Result<(), RewindError> {
+    /// when reading committed). So input `k`'s checkpoint is read again for
+    /// up to 5 s; if it is still behind, processing holds and the restore is
+    /// retried, for as long as it takes, with the reason in `/healthz`. An
+    /// offset an operator moved *forward* therefore holds the partition
+    /// rather than discard a checkpoint that may only be late: `crowdpark
+    /// reset` is the way to skip ahead.
+    fn await_stable(&self, task: &mut Task, k: usize, group: i64) -> Result<(), RewindError> {
         let started = Instant::now();
+        let topic = task.inputs[k].topic;
+        let cp = task.partition % self.state_partitions;
         while started.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(250));
-            let Some(again) = self.restore(&[task.key()])?.pop() else {
-                break;
-            };
-            *task = again;
-            if task.position >= Some(group) {
+            let reader = changelog_reader(&self.config)?;
+            let (records, _) = self.read_state(&reader, state_topic(&self.config), cp)?;
+            // This input only: the others of the task keep the state their
+            // positions were taken with.
+            self.restore_input(task, topic, &records, started)?;
+            if task.inputs[k].position >= Some(group) {
                 return Ok(());
             }
         }
         Err(RewindError::Unstable {
-            topic: self.topic_name(task.topic).to_string(),
+            topic: self.topic_name(topic).to_string(),
             partition: task.partition,
             group,
-            checkpoint: task.position.unwrap_or(0),
+            checkpoint: task.inputs[k].position.unwrap_or(0),
         })
     }
 
-    /// The group's offset `group` differs from the checkpoint's `at`: the
-    /// task starts again, empty, at `group`, and the checkpoint's keys are
-    /// deleted at the next checkpoint.
-    fn discard_checkpoint(&self, task: &mut Task, at: i64, group: i64, keys: Vec<String>) {
-        let name = self.topic_name(task.topic).to_string();
+    /// The group's offset `group` differs from the checkpoint's `at` for
+    /// input `k`: it starts again, empty, at `group`, and the checkpoint's
+    /// keys are deleted at the next checkpoint.
+    fn discard_checkpoint(
+        &self,
+        task: &mut Task,
+        k: usize,
+        at: i64,
+        group: i64,
+        keys: Vec<String>,
+    ) {
+        let topic = task.inputs[k].topic;
         tracing::warn!(
-            topic = %name,
+            topic = %self.topic_name(topic),
             partition = task.partition,
             checkpoint = at,
             group,
             "the group's offset was moved since the last checkpoint (an operator's reset): honouring it; this partition's checkpointed state is discarded and it is processed again from the group's offset"
         );
-        let mut fresh = Task::new(self, task.topic, task.partition);
-        fresh.position = Some(group);
+        task.engine.drop_partition(topic, task.partition);
+        let input = &mut task.inputs[k];
+        input.position = Some(group);
         // Deleted by the next checkpoint, which is not skipped while any are
         // left (`prepare`).
-        fresh.stale = keys;
-        *task = fresh;
+        input.stale = keys;
     }
 
     /// Reads the changelog partitions of `parts` and rebuilds their state, a
-    /// task each, positioned at the offset its state reflects.
+    /// task per partition with an input for each of its topics, each
+    /// positioned at the offset its state reflects.
     pub(super) fn restore(&self, parts: &[(InputTopic, i32)]) -> Result<Vec<Task>, RewindError> {
         let mut by_changelog: BTreeMap<i32, Vec<(InputTopic, i32)>> = BTreeMap::new();
         for (t, p) in parts {
@@ -357,30 +371,11 @@ impl RunContext {
             let started = Instant::now();
             let (records, read) = self.read_state(&reader, topic, cp)?;
             self.check_keys(cp, &records)?;
-            for (t, p) in inputs {
-                let mut task = Task::new(self, t, p);
-                task.engine
-                    .restore_partition(t, p, &records, wall_ms())
-                    .map_err(|source| RewindError::Restore {
-                        topic: self.topic_name(t).to_string(),
-                        partition: p,
-                        source,
-                    })?;
-                task.position = task.engine.next_offset(t, p);
-                let prefix = crate::state::partition_prefix(self.topic_name(t), p);
-                task.restored_keys = records
-                    .range(prefix.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&prefix))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                if let Some(o) = task.position {
-                    self.commits().committed.insert((t, p), o);
+            for (p, topics) in super::tasks::by_partition(&inputs) {
+                let mut task = Task::new(self, p, &topics);
+                for t in topics {
+                    self.restore_input(&mut task, t, &records, started)?;
                 }
-                self.view.metrics.runtime.set_restore_time(
-                    self.topic_name(t),
-                    p,
-                    started.elapsed().as_secs_f64(),
-                );
                 out.push(task);
             }
             tracing::info!(
@@ -398,6 +393,46 @@ impl RunContext {
             }
         }
         Ok(out)
+    }
+
+    /// One input of a task from the changelog `records` of its partition:
+    /// its stream's state rebuilt in the task's engine, its position the
+    /// offset that state reflects.
+    fn restore_input(
+        &self,
+        task: &mut Task,
+        topic: InputTopic,
+        records: &BTreeMap<String, Vec<u8>>,
+        started: Instant,
+    ) -> Result<(), RewindError> {
+        let p = task.partition;
+        task.engine
+            .restore_partition(topic, p, records, wall_ms())
+            .map_err(|source| RewindError::Restore {
+                topic: self.topic_name(topic).to_string(),
+                partition: p,
+                source,
+            })?;
+        let position = task.engine.next_offset(topic, p);
+        let prefix = crate::state::partition_prefix(self.topic_name(topic), p);
+        let keys = records
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if let Some(input) = task.input_mut(topic) {
+            input.position = position;
+            input.restored_keys = keys;
+        }
+        if let Some(o) = position {
+            self.commits().committed.insert((topic, p), o);
+        }
+        self.view.metrics.runtime.set_restore_time(
+            self.topic_name(topic),
+            p,
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(())
     }
 
     /// Every consumed topic and the changelog have `topics.input_partitions`

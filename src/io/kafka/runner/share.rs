@@ -79,7 +79,8 @@ pub(super) fn task_records(ctx: &RunContext, task: &Task, out: &mut Vec<(String,
         v["analytics"] = crate::http::analytics_json(&a.analytics, spaces, None);
         out.push((format!("lot/{}", a.id), v));
     }
-    let name = ctx.topic_name(task.topic);
+    // Revenue is the payments-by-zone stream's.
+    let name = ctx.topic_name(InputTopic::PaymentsByZone);
     for (lot, tally) in engine.lot_revenue() {
         let id = &catalog.lots[lot as usize].id;
         let key = format!("revenue/{id}/{name}/{}", task.partition);

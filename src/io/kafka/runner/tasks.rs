@@ -1,12 +1,18 @@
-//! The run's input partitions as tasks, and the barrier over them.
+//! The run's tasks, and the barrier over them.
 //!
-//! Each assigned input partition is a task, as in Kafka Streams: its engine,
-//! its librdkafka queue (split from the consumer's), its position and
-//! the re-keyed payments it has not sent yet. A worker claims one task at a
-//! time and processes a batch of its messages, so a partition's messages are
-//! processed in order, by one thread at a time, and any idle worker takes the
-//! next partition with messages waiting (a busy car park's partition does not
-//! hold up the others behind a fixed assignment).
+//! A task is partition `p` of every co-partitioned input, as in Kafka
+//! Streams: crowd counts, parking events, payments, payments by zone and
+//! district partials, partition `p` each (the `range` assignment gives an
+//! instance partition `p` of every topic together). It holds one engine for
+//! all of them, so the stores of every stream of the partition sit side by
+//! side and an operator may read another stream's; each input keeps its own
+//! librdkafka queue (split from the consumer's) and position; and the task
+//! keeps the re-keyed payments and partials it has not sent yet. Its state is
+//! one changelog partition, `p` (`p % count`), which is also what a restore
+//! reads. A worker claims one task at a time and processes a batch of its
+//! messages, its inputs taking turns, so a partition's messages are processed
+//! in order, by one thread at a time, and any idle worker takes the next task
+//! with messages waiting.
 //!
 //! The task list sits behind one `RwLock`: workers read it while they process a
 //! batch; the coordinator writes it for a checkpoint, a rewind or a rebalance.
@@ -20,47 +26,83 @@ use rdkafka::consumer::base_consumer::PartitionQueue;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::Thread;
 
-pub(super) struct Task {
+/// Partition `p` of one topic, within its task.
+pub(super) struct Input {
     pub topic: InputTopic,
-    pub partition: i32,
-    pub engine: Engine,
-    /// Messages of this partition only; `None` until split after assignment.
+    /// Messages of this topic-partition only; `None` until split after
+    /// assignment.
     pub queue: Option<PartitionQueue<RunContext>>,
     /// Next offset to commit: the next message to process.
     pub position: Option<i64>,
-    /// Re-keyed payments and district partials not yet sent.
-    pub batches: Batches,
-    /// The changelog keys the restore read for this partition, until the
-    /// positions are settled (`resume_positions`).
+    /// The changelog keys the restore read for it, until the positions are
+    /// settled (`resume_positions`).
     pub restored_keys: Vec<String>,
     /// Changelog keys of a checkpoint that was discarded (an operator reset
     /// the group's offsets): deleted by the next checkpoint.
     pub stale: Vec<String>,
 }
 
+impl Input {
+    pub fn new(topic: InputTopic) -> Self {
+        Input {
+            topic,
+            queue: None,
+            position: None,
+            restored_keys: Vec::new(),
+            stale: Vec::new(),
+        }
+    }
+}
+
+pub(super) struct Task {
+    pub partition: i32,
+    /// Every input's operators and stores, for this partition.
+    pub engine: Engine,
+    /// The topics of this partition assigned here, in topic order.
+    pub inputs: Vec<Input>,
+    /// Re-keyed payments and district partials not yet sent.
+    pub batches: Batches,
+    /// The input the next batch starts with, so each takes its turn first.
+    pub next_input: usize,
+}
+
 impl Task {
-    /// A task with a fresh engine for one partition.
-    pub fn new(ctx: &RunContext, topic: InputTopic, partition: i32) -> Self {
+    /// A task with a fresh engine for partition `partition` of `topics`.
+    pub fn new(ctx: &RunContext, partition: i32, topics: &[InputTopic]) -> Self {
         let mut engine = Engine::with_catalog(ctx.config.clone(), ctx.catalog.clone());
         engine.enable_checkpoints();
         engine.repartition_through_kafka();
         engine.require_entity_keys();
         engine.set_state_part_bytes(part_bytes(ctx.state_max_bytes));
+        let mut topics = topics.to_vec();
+        topics.sort();
+        topics.dedup();
         Task {
-            topic,
             partition,
             engine,
-            queue: None,
-            position: None,
+            inputs: topics.into_iter().map(Input::new).collect(),
             batches: Batches::new(ctx.config.topics.input_partitions),
-            restored_keys: Vec::new(),
-            stale: Vec::new(),
+            next_input: 0,
         }
     }
 
-    pub fn key(&self) -> (InputTopic, i32) {
-        (self.topic, self.partition)
+    /// Its topic-partitions.
+    pub fn keys(&self) -> impl Iterator<Item = (InputTopic, i32)> + '_ {
+        self.inputs.iter().map(|i| (i.topic, self.partition))
     }
+
+    pub fn input_mut(&mut self, topic: InputTopic) -> Option<&mut Input> {
+        self.inputs.iter_mut().find(|i| i.topic == topic)
+    }
+}
+
+/// Groups topic-partitions into their tasks' partitions: `(p, topics)`.
+pub(super) fn by_partition(parts: &[(InputTopic, i32)]) -> BTreeMap<i32, Vec<InputTopic>> {
+    let mut out: BTreeMap<i32, Vec<InputTopic>> = BTreeMap::new();
+    for (t, p) in parts {
+        out.entry(*p).or_default().push(*t);
+    }
+    out
 }
 
 /// Every task, behind the barrier.
@@ -147,20 +189,27 @@ pub(super) fn each<'b>(barrier: &'b mut Barrier<'_>) -> impl Iterator<Item = &'b
     barrier.iter_mut().map(unlocked)
 }
 
-/// Splits each task's partition into its own queue, which wakes the workers
+/// How many topic-partitions the tasks hold.
+pub(super) fn inputs(barrier: &mut Barrier<'_>) -> usize {
+    each(barrier).map(|t| t.inputs.len()).sum()
+}
+
+/// Splits each task's input partitions (those without one) into queues of
+/// their own, which wakes the workers
 /// when messages arrive. Called after every `assign`, which undoes splits.
 pub(super) fn split_queues(ctx: &RunContext, tasks: &mut [Task]) {
     let Some(consumer) = ctx.consumer.get().and_then(std::sync::Weak::upgrade) else {
         return;
     };
     for task in tasks {
-        let name = ctx.topic_name(task.topic);
-        task.queue = consumer
-            .split_partition_queue(name, task.partition)
-            .map(|mut q| {
+        let p = task.partition;
+        for input in task.inputs.iter_mut().filter(|i| i.queue.is_none()) {
+            let name = ctx.topic_name(input.topic);
+            input.queue = consumer.split_partition_queue(name, p).map(|mut q| {
                 let wakers = ctx.tasks.wakers.clone();
                 q.set_nonempty_callback(move || wakers.wake());
                 q
             });
+        }
     }
 }

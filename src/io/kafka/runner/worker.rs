@@ -3,7 +3,7 @@
 //! task has any, until a queue wakes it. While processing must hold it leaves
 //! the messages in their queues.
 
-use super::tasks::TaskList;
+use super::tasks::{Input, TaskList};
 use super::*;
 use std::thread::JoinHandle;
 
@@ -123,23 +123,47 @@ impl<'a> Worker<'a> {
         Ok(0)
     }
 
+    /// Up to [`BATCH`] messages of a task, its inputs taking turns: the
+    /// batch starts with the input after the one the last batch started
+    /// with, and moves on when an input has nothing waiting, so a busy input
+    /// cannot keep the partition's others waiting.
     fn batch(&mut self, task: &mut Task) -> anyhow::Result<usize> {
+        let n = task.inputs.len();
+        let first = task.next_input % n.max(1);
+        task.next_input = first + 1;
+        let mut done = 0;
+        for i in 0..n {
+            let k = (first + i) % n;
+            if done >= BATCH || !self.ctx.processing.load(Ordering::Acquire) {
+                break;
+            }
+            done += self.input_batch(task, k, BATCH - done)?;
+        }
+        Ok(done)
+    }
+
+    /// Up to `limit` messages of the task's input `k`.
+    fn input_batch(&mut self, task: &mut Task, k: usize, limit: usize) -> anyhow::Result<usize> {
         let Task {
-            topic,
             partition,
             engine,
-            queue,
-            position,
+            inputs,
             batches,
             ..
         } = task;
+        let Input {
+            topic,
+            queue,
+            position,
+            ..
+        } = &mut inputs[k];
         let Some(queue) = queue else {
             return Ok(0);
         };
         let mut done = 0;
         // A send failed (or the run stops): the rest of the batch would only
         // be rewound.
-        while done < BATCH && self.ctx.processing.load(Ordering::Acquire) {
+        while done < limit && self.ctx.processing.load(Ordering::Acquire) {
             let m = match queue.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => m,
