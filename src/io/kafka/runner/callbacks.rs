@@ -39,6 +39,36 @@ impl ClientContext for RunContext {
     }
 }
 
+impl RunContext {
+    /// Drops the revoked partitions' tasks (or inputs, where some of a
+    /// partition's topics stay), under the barrier the revoke holds.
+    fn drop_revoked(&self, tasks: &mut tasks::Barrier<'_>, parts: &[(InputTopic, i32)]) {
+        let mut kept = Vec::new();
+        for mut task in tasks::take_all(tasks) {
+            if task.keys().all(|k| parts.contains(&k)) {
+                self.retire(&task);
+            } else {
+                // Some of the partition's topics stay (not with `range`,
+                // which moves a partition of every topic together).
+                self.retire_inputs(&mut task, parts);
+                kept.push(task);
+            }
+        }
+        **tasks = kept.into_iter().map(Mutex::new).collect();
+        let still: Vec<(String, i32)> = tasks::each(tasks)
+            .flat_map(|s| s.keys().collect::<Vec<_>>())
+            .map(|(t, p)| self.stall_key(t, p))
+            .collect();
+        self.health.stalls().assigned(&still);
+        self.note_owned(tasks);
+        self.commits().committed.retain(|k, _| !parts.contains(k));
+        self.view
+            .metrics
+            .runtime
+            .set_partitions_assigned(tasks::inputs(tasks));
+    }
+}
+
 impl ConsumerContext for RunContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
@@ -93,31 +123,7 @@ impl ConsumerContext for RunContext {
             }
             // Their unsent batches were sent by the commit above; if it
             // failed, the new owner replays the payments.
-            let mut kept = Vec::new();
-            for mut task in tasks::take_all(&mut tasks) {
-                if task.keys().all(|k| parts.contains(&k)) {
-                    self.retire(&task);
-                } else {
-                    // Some of the partition's topics stay (not with `range`,
-                    // which moves a partition of every topic together).
-                    self.retire_inputs(&mut task, &parts);
-                    kept.push(task);
-                }
-            }
-            *tasks = kept.into_iter().map(Mutex::new).collect();
-            let still: Vec<(String, i32)> = tasks::each(&mut tasks)
-                .flat_map(|s| s.keys().collect::<Vec<_>>())
-                .map(|(t, p)| self.stall_key(t, p))
-                .collect();
-            self.health.stalls().assigned(&still);
-            self.note_owned(&mut tasks);
-            let mut c = self.commits();
-            c.committed.retain(|k, _| !parts.contains(k));
-            drop(c);
-            self.view
-                .metrics
-                .runtime
-                .set_partitions_assigned(super::tasks::inputs(&mut tasks));
+            self.drop_revoked(&mut tasks, &parts);
             tracing::info!(partitions = parts.len(), "partitions revoked");
         }
     }
