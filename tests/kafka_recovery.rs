@@ -103,9 +103,10 @@ fn damage_snapshots(env: &[(String, String)]) -> usize {
 /// uninterrupted one, and in exactly-once mode show no duplicate.
 ///
 /// Every restart restores from the local snapshots the killed instances
-/// left (taken every second in the tests) and the changelog since; with
-/// `Snapshots::Damaged`, the last one finds them damaged and must read the
-/// changelog whole, to the same outputs.
+/// left (a restore writes one at once; the keeper catches up every 5 s in
+/// the tests) and the changelog since; with `Snapshots::Damaged`, the last
+/// one finds them damaged and must read the changelog whole, to the same
+/// outputs.
 fn crash(d: &Disturbed, kills: u32, messages: u32, snapshots: Snapshots) {
     let sim = simulate(&d.input, &d.brokers, 400, messages);
     let mut rng = Rng::from_env_or_clock();

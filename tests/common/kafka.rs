@@ -134,14 +134,14 @@ impl Names {
             "CROWDPARK_KAFKA__GROUP_ID".into(),
             format!("{}-{group}", self.prefix),
         ));
-        // Local snapshots of the changelog, taken every second (a
+        // Local snapshots of the changelog, caught up every 5 s (a
         // directory per group id under it), so every restart and rebalance
         // in the tests restores from a snapshot and the changelog's tail.
         env.push((
             "CROWDPARK_ENGINE__STATE_DIR".into(),
             format!("{}/snapshots", env!("CARGO_TARGET_TMPDIR")),
         ));
-        env.push(("CROWDPARK_ENGINE__SNAPSHOT_INTERVAL".into(), "1s".into()));
+        env.push(("CROWDPARK_ENGINE__SNAPSHOT_INTERVAL".into(), "5s".into()));
         env
     }
 }
