@@ -244,6 +244,22 @@ struct Followed {
     tail_bytes: u64,
 }
 
+impl Followed {
+    /// Followed from a snapshot file of `bytes` covering up to `offset`,
+    /// read then, with nothing read since.
+    fn from_file(offset: i64, as_of_ms: i64, bytes: u64) -> Self {
+        Followed {
+            offset,
+            as_of_ms,
+            file_offset: offset,
+            file_bytes: bytes,
+            file_as_of_ms: as_of_ms,
+            tail: BTreeMap::new(),
+            tail_bytes: 0,
+        }
+    }
+}
+
 /// The keeper's own thread.
 struct Thread {
     dir: SnapshotDir,
@@ -316,18 +332,8 @@ impl Thread {
         match written {
             Ok(bytes) => {
                 tracing::debug!(partition, offset = end, bytes, "snapshot written");
-                self.followed.insert(
-                    partition,
-                    Followed {
-                        offset: end,
-                        as_of_ms,
-                        file_offset: end,
-                        file_bytes: bytes,
-                        file_as_of_ms: as_of_ms,
-                        tail: BTreeMap::new(),
-                        tail_bytes: 0,
-                    },
-                );
+                self.followed
+                    .insert(partition, Followed::from_file(end, as_of_ms, bytes));
             }
             Err(e) => {
                 crate::io::kafka::logs::warn("could not write a state snapshot", &e);
@@ -428,18 +434,8 @@ impl Thread {
         if let Ok(Some(h)) = self.dir.read_header(partition) {
             if crate::time::now_ms() - h.as_of_ms <= self.max_age_ms / 2 {
                 let bytes = std::fs::metadata(self.dir.path(partition)).map_or(0, |m| m.len());
-                self.followed.insert(
-                    partition,
-                    Followed {
-                        offset: h.offset,
-                        as_of_ms: h.as_of_ms,
-                        file_offset: h.offset,
-                        file_bytes: bytes,
-                        file_as_of_ms: h.as_of_ms,
-                        tail: BTreeMap::new(),
-                        tail_bytes: 0,
-                    },
-                );
+                self.followed
+                    .insert(partition, Followed::from_file(h.offset, h.as_of_ms, bytes));
                 return true;
             }
         }

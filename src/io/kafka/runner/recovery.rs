@@ -306,9 +306,9 @@ impl RunContext {
         let started = Instant::now();
         let topic = task.inputs[k].topic;
         let cp = task.partition % self.state_partitions;
+        let reader = changelog_reader(&self.config)?;
         while started.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(250));
-            let reader = changelog_reader(&self.config)?;
             let (records, _) = self.read_state(&reader, state_topic(&self.config), cp)?;
             // This input only: the others of the task keep the state their
             // positions were taken with.
